@@ -1,0 +1,92 @@
+//! Opening connections to the relay.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rustls::pki_types::ServerName;
+use tessera_proto::{RelayAddress, RelayHost, paths};
+use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::client::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+
+use crate::{NetError, PinnedVerifier, client_config};
+
+/// How long connecting plus the TLS handshake may take before [`NetError::Timeout`].
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// How to reach the relay. Always chosen explicitly by configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Transport {
+    /// Plain TCP from this machine to the relay: reveals the user's IP address to the relay and
+    /// the relay's address to the local network. For development and tests.
+    Direct,
+}
+
+/// A TLS stream to the relay whose key matched the pin.
+pub type RelayStream = TlsStream<TcpStream>;
+
+/// A WebSocket to the relay over a pinned TLS stream.
+pub type RelayWebSocket = WebSocketStream<RelayStream>;
+
+/// Connects to `addr` over `transport` and completes a TLS 1.3 handshake in which the relay's
+/// key must hash to `addr.pin`.
+pub async fn connect_tls(
+    addr: &RelayAddress,
+    transport: &Transport,
+) -> Result<RelayStream, NetError> {
+    tokio::time::timeout(CONNECT_TIMEOUT, connect_tls_inner(addr, transport))
+        .await
+        .map_err(|_| NetError::Timeout)?
+}
+
+async fn connect_tls_inner(
+    addr: &RelayAddress,
+    transport: &Transport,
+) -> Result<RelayStream, NetError> {
+    let tcp = match transport {
+        Transport::Direct => TcpStream::connect(addr.authority())
+            .await
+            .map_err(NetError::Connect)?,
+    };
+    // Ignore a failure to set TCP_NODELAY: it only affects latency.
+    let _ = tcp.set_nodelay(true);
+
+    let verifier = Arc::new(PinnedVerifier::new(addr.pin));
+    let config =
+        client_config(verifier.clone()).map_err(|e| NetError::Tls(std::io::Error::other(e)))?;
+    // SNI is disabled in the config; the name is only used by rustls internally.
+    let name = match &addr.host {
+        RelayHost::Ipv4(ip) => ServerName::IpAddress((*ip).into()),
+        RelayHost::Ipv6(ip) => ServerName::IpAddress((*ip).into()),
+        RelayHost::Name(n) => {
+            ServerName::try_from(n.clone()).map_err(|e| NetError::Tls(std::io::Error::other(e)))?
+        }
+    };
+    match TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+    {
+        Ok(stream) => Ok(stream),
+        Err(e) => match verifier.mismatch() {
+            Some(presented) => Err(NetError::PinMismatch { presented }),
+            None => Err(NetError::Tls(e)),
+        },
+    }
+}
+
+/// Connects as [`connect_tls`] does, then upgrades to a WebSocket on the relay's v1 endpoint.
+pub async fn connect_websocket(
+    addr: &RelayAddress,
+    transport: &Transport,
+) -> Result<RelayWebSocket, NetError> {
+    let tls = connect_tls(addr, transport).await?;
+    let url = format!("wss://{}{}", addr.authority(), paths::WEBSOCKET_V1);
+    let handshake = tokio_tungstenite::client_async(url, tls);
+    let (ws, _response) = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
+        .await
+        .map_err(|_| NetError::Timeout)?
+        .map_err(|e| NetError::WebSocket(Box::new(e)))?;
+    Ok(ws)
+}

@@ -1,0 +1,9 @@
+#![doc = include_str!("../README.md")]
+
+mod connect;
+mod error;
+mod pin;
+
+pub use connect::{RelayStream, RelayWebSocket, Transport, connect_tls, connect_websocket};
+pub use error::{ErrorKind, NetError};
+pub use pin::{PinnedVerifier, client_config, spki_pin_of_certificate};

@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+
+mod address;
+mod error;
+
+pub use address::{RelayAddress, RelayHost, SpkiPin};
+pub use error::AddressError;
+
+/// HTTP paths served on the relay's TLS port.
+pub mod paths {
+    /// Liveness probe: `200 OK` with body `ok` while the relay accepts connections.
+    pub const HEALTH: &str = "/healthz";
+    /// WebSocket endpoint for version 1 of the client protocol.
+    pub const WEBSOCKET_V1: &str = "/v1/ws";
+}

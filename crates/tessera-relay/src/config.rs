@@ -1,0 +1,204 @@
+//! Relay configuration: flags over an optional TOML file over defaults.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+use tessera_proto::RelayHost;
+
+use crate::RelayError;
+
+/// Settings as they appear in the TOML file given with `--config`. Every key is optional; unknown
+/// keys are an error, so a typo does not silently fall back to a default.
+#[derive(Debug, Default, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    /// Socket address to listen on, e.g. `"0.0.0.0:4443"`.
+    pub listen: Option<SocketAddr>,
+    /// Directory for the relay's key, certificate and (later) its database.
+    pub data_dir: Option<PathBuf>,
+    /// Host name or IP that users reach the relay by; printed in the relay address.
+    pub public_host: Option<String>,
+    /// Port users reach the relay by, if it differs from the listening port (port forwarding).
+    pub public_port: Option<u16>,
+}
+
+impl FileConfig {
+    /// Reads and parses a config file.
+    pub fn load(path: &Path) -> Result<Self, RelayError> {
+        let text = std::fs::read_to_string(path).map_err(|source| RelayError::ConfigRead {
+            path: path.to_owned(),
+            source,
+        })?;
+        toml::from_str(&text).map_err(|e| RelayError::ConfigParse {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })
+    }
+}
+
+/// The relay's effective configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Where to listen.
+    pub listen: SocketAddr,
+    /// Where the key and certificate live.
+    pub data_dir: PathBuf,
+    /// Host printed in the relay address.
+    pub public_host: RelayHost,
+    /// Port printed in the relay address (`None`: the port actually bound).
+    pub public_port: Option<u16>,
+}
+
+/// The listening address when neither a flag nor the file sets one.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:4443";
+
+impl Config {
+    /// Combines flag values (`Some` wins) with the file's values and the defaults.
+    pub fn resolve(
+        flag_listen: Option<SocketAddr>,
+        flag_data_dir: Option<PathBuf>,
+        flag_public_host: Option<String>,
+        flag_public_port: Option<u16>,
+        file: FileConfig,
+    ) -> Result<Self, RelayError> {
+        let listen = match flag_listen.or(file.listen) {
+            Some(a) => a,
+            None => DEFAULT_LISTEN
+                .parse()
+                .map_err(|_| RelayError::ConfigInvalid("bad default listen address".into()))?,
+        };
+        let data_dir = flag_data_dir.or(file.data_dir).ok_or_else(|| {
+            RelayError::ConfigInvalid(
+                "no data directory: pass --data-dir DIR or set data_dir in the config file".into(),
+            )
+        })?;
+        let public_host = match flag_public_host.or(file.public_host) {
+            Some(text) => parse_host(&text)?,
+            None if listen.ip().is_unspecified() => {
+                return Err(RelayError::ConfigInvalid(format!(
+                    "listening on {listen} (all interfaces): pass --public-host with the name or \
+                     IP users reach this relay by"
+                )));
+            }
+            None => match listen.ip() {
+                std::net::IpAddr::V4(ip) => RelayHost::Ipv4(ip),
+                std::net::IpAddr::V6(ip) => RelayHost::Ipv6(ip),
+            },
+        };
+        let public_port = flag_public_port.or(file.public_port);
+        if public_port == Some(0) {
+            return Err(RelayError::ConfigInvalid(
+                "public port must not be 0".into(),
+            ));
+        }
+        Ok(Self {
+            listen,
+            data_dir,
+            public_host,
+            public_port,
+        })
+    }
+}
+
+fn parse_host(text: &str) -> Result<RelayHost, RelayError> {
+    // Reuse the address parser so the printed address is always one clients accept.
+    let probe = format!("tessera://{text}:1/{}", "A".repeat(43));
+    probe
+        .parse::<tessera_proto::RelayAddress>()
+        .map(|a| a.host)
+        .map_err(|_| {
+            RelayError::ConfigInvalid(format!(
+                "public host {text:?} is not a valid host name or IP literal"
+            ))
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(text: &str) -> FileConfig {
+        toml::from_str(text).unwrap()
+    }
+
+    #[test]
+    fn flags_win_over_file_and_file_over_defaults() {
+        let f = file(
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from/file\"\npublic_host = \"relay.example\"\n",
+        );
+        let c = Config::resolve(Some("127.0.0.2:1".parse().unwrap()), None, None, None, f).unwrap();
+        assert_eq!(c.listen, "127.0.0.2:1".parse().unwrap());
+        assert_eq!(c.data_dir, PathBuf::from("/from/file"));
+        assert_eq!(c.public_host, RelayHost::Name("relay.example".into()));
+
+        let c =
+            Config::resolve(None, Some("/d".into()), None, None, FileConfig::default()).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(
+            c.public_host,
+            RelayHost::Ipv4(std::net::Ipv4Addr::LOCALHOST)
+        );
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected() {
+        assert!(toml::from_str::<FileConfig>("listne = \"1.2.3.4:5\"").is_err());
+    }
+
+    #[test]
+    fn missing_data_dir_is_a_clear_error() {
+        let e = Config::resolve(None, None, None, None, FileConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("--data-dir"), "{e}");
+    }
+
+    #[test]
+    fn wildcard_listen_needs_a_public_host() {
+        let any = Some("0.0.0.0:4443".parse().unwrap());
+        let e =
+            Config::resolve(any, Some("/d".into()), None, None, FileConfig::default()).unwrap_err();
+        assert!(e.to_string().contains("--public-host"), "{e}");
+        let c = Config::resolve(
+            any,
+            Some("/d".into()),
+            Some("[::1]".into()),
+            Some(443),
+            FileConfig::default(),
+        )
+        .unwrap();
+        assert_eq!(
+            c.public_host,
+            RelayHost::Ipv6(std::net::Ipv6Addr::LOCALHOST)
+        );
+        assert_eq!(c.public_port, Some(443));
+    }
+
+    #[test]
+    fn bad_public_host_is_rejected() {
+        let e = Config::resolve(
+            None,
+            Some("/d".into()),
+            Some("not a host".into()),
+            None,
+            FileConfig::default(),
+        )
+        .unwrap_err();
+        assert!(matches!(e, RelayError::ConfigInvalid(_)));
+    }
+
+    #[test]
+    fn unreadable_and_invalid_files_are_typed_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("absent.toml");
+        assert!(matches!(
+            FileConfig::load(&missing),
+            Err(RelayError::ConfigRead { .. })
+        ));
+        let bad = dir.path().join("bad.toml");
+        std::fs::write(&bad, "listen = 12").unwrap();
+        assert!(matches!(
+            FileConfig::load(&bad),
+            Err(RelayError::ConfigParse { .. })
+        ));
+    }
+}

@@ -1,0 +1,129 @@
+//! `tessera-relay`: the relay server binary. See the crate README.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use clap::Parser;
+use tessera_relay::{Config, FileConfig};
+
+const CONFIG_HELP: &str = "\
+CONFIG FILE (--config FILE), TOML; every key optional, a flag wins over the file:
+  listen      = \"127.0.0.1:4443\"      # socket address to listen on
+  data_dir    = \"/var/lib/tessera-relay\"  # key, certificate, (later) database; created 0700
+  public_host = \"relay.example.org\"  # name or IP users reach the relay by
+  public_port = 443                   # port users reach it by, if forwarded
+
+On start the relay prints one line on standard output:
+  relay address: tessera://HOST:PORT/PIN
+PIN is the SHA-256 of the TLS key (SubjectPublicKeyInfo), base64url. Share the whole address
+with your users; it stays the same as long as data_dir/relay-key.pem is kept.";
+
+/// Tessera relay: carries end-to-end encrypted envelopes between devices.
+#[derive(Debug, Parser)]
+#[command(version, about, after_help = CONFIG_HELP)]
+struct Cli {
+    /// Socket address to listen on [default: 127.0.0.1:4443]; port 0 picks a free port
+    #[arg(long, value_name = "ADDR")]
+    listen: Option<SocketAddr>,
+    /// Directory for the relay's key and data; created on first start
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// TOML configuration file (see below)
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Host name or IP printed in the relay address [default: the listening IP]
+    #[arg(long, value_name = "HOST")]
+    public_host: Option<String>,
+    /// Port printed in the relay address [default: the listening port]
+    #[arg(long, value_name = "PORT")]
+    public_port: Option<u16>,
+    /// Log filter, e.g. "info" or "tessera_relay=debug" (RUST_LOG is used when this is absent)
+    #[arg(long, value_name = "FILTER")]
+    log: Option<String>,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let filter = match &cli.log {
+        Some(f) => tracing_subscriber::EnvFilter::try_new(f),
+        None => tracing_subscriber::EnvFilter::try_from_default_env()
+            .or_else(|_| tracing_subscriber::EnvFilter::try_new("info")),
+    };
+    let filter = match filter {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("tessera-relay: error: invalid --log filter: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("tessera-relay: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let file = match &cli.config {
+        Some(path) => FileConfig::load(path)?,
+        None => FileConfig::default(),
+    };
+    let config = Config::resolve(
+        cli.listen,
+        cli.data_dir,
+        cli.public_host,
+        cli.public_port,
+        file,
+    )?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")?;
+    runtime.block_on(async {
+        let relay = tessera_relay::bind(&config).await?;
+        tracing::info!(listen = ?relay.local_addr(), "relay listening");
+        {
+            use std::io::Write as _;
+            let mut out = std::io::stdout().lock();
+            writeln!(out, "relay address: {}", relay.address())
+                .context("cannot write to stdout")?;
+            out.flush().context("cannot write to stdout")?;
+        }
+        relay.serve(shutdown_signal()).await;
+        Ok(())
+    })
+}
+
+/// Completes on SIGINT (Ctrl-C) or SIGTERM.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = tokio::signal::ctrl_c() => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the relay");
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+    tracing::info!("stop signal received");
+}
