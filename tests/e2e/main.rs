@@ -1,4 +1,7 @@
 //! End-to-end tests, one module per area; `cargo test -p tessera-e2e AREA` runs one area.
 
+// Test code: a failed step should stop the test loudly, helpers included.
+#![allow(clippy::unwrap_used)]
+
 mod relay;
 mod ui;

@@ -269,7 +269,8 @@ fn relay_help_documents_flags_and_config_file() {
         "--config",
         "--public-host",
         "CONFIG FILE",
-        "data_dir =",
+        "data_dir",
+        "public_port",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }

@@ -61,11 +61,11 @@ impl Drop for Guard {
     fn drop(&mut self) {
         if self.child.is_some() {
             self.signal("TERM");
-            if self.wait_timeout(Duration::from_secs(5)).is_none() {
-                if let Some(child) = self.child.as_mut() {
-                    let _ = child.kill();
-                    let _ = child.wait();
-                }
+            if self.wait_timeout(Duration::from_secs(5)).is_none()
+                && let Some(child) = self.child.as_mut()
+            {
+                let _ = child.kill();
+                let _ = child.wait();
             }
         }
     }

@@ -185,14 +185,15 @@ impl Session {
                 "/element",
                 Some(json!({"using": "css selector", "value": css})),
             );
-            if let Ok(v) = found {
-                if let Some(id) = v
-                    .as_object()
+            // The reply is {"element-6066-11e4-a52e-4f735466cecf": "<id>"}.
+            let id = found.ok().and_then(|v| {
+                v.as_object()
                     .and_then(|o| o.values().next())
                     .and_then(Value::as_str)
-                {
-                    return id.to_string();
-                }
+                    .map(str::to_string)
+            });
+            if let Some(id) = id {
+                return id;
             }
             assert!(
                 Instant::now() < deadline,

@@ -3,7 +3,7 @@
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
 
-use rcgen::{CertificateParams, KeyPair};
+use rcgen::{CertificateParams, KeyPair, PublicKeyData as _};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tessera_proto::SpkiPin;
 
@@ -66,7 +66,7 @@ impl RelayIdentity {
         })?;
 
         Ok(Self {
-            pin: SpkiPin::of_spki_der(&key.public_key_der()),
+            pin: SpkiPin::of_spki_der(&key.subject_public_key_info()),
             cert: cert.der().clone(),
             key: PrivatePkcs8KeyDer::from(key.serialize_der()),
         })

@@ -79,7 +79,7 @@ impl BoundRelay {
     }
 
     /// Serves until `shutdown` completes, then stops accepting, asks open connections to finish
-    /// and waits for them (at most [`SHUTDOWN_GRACE`]).
+    /// and waits for them (at most ten seconds).
     pub async fn serve(self, shutdown: impl Future<Output = ()>) {
         let (stop_tx, stop_rx) = watch::channel(false);
         let (alive_tx, mut alive_rx) = mpsc::channel::<()>(1);
@@ -149,11 +149,17 @@ async fn serve_connection(
                 tracing::debug!(error = %e, "connection ended with an error");
             }
         }
-        _ = stopping.wait_for(|s| *s) => {
+        () = stopped(&mut stopping) => {
             conn.as_mut().graceful_shutdown();
             let _ = tokio::time::timeout(SHUTDOWN_GRACE, conn).await;
         }
     }
+}
+
+/// Completes once the relay is shutting down (or its controller is gone).
+async fn stopped(stopping: &mut watch::Receiver<bool>) {
+    // The guard returned by `wait_for` is dropped here, before the caller awaits anything else.
+    let _ = stopping.wait_for(|s| *s).await;
 }
 
 async fn websocket(ws: WebSocketUpgrade, State(state): State<AppState>) -> Response {
@@ -172,7 +178,7 @@ async fn session(mut socket: WebSocket, state: AppState) {
     };
     loop {
         tokio::select! {
-            _ = stopping.wait_for(|s| *s) => {
+            () = stopped(&mut stopping) => {
                 let _ = socket.send(close(close_code::AWAY, "relay shutting down")).await;
                 break;
             }
