@@ -1,1 +1,34 @@
 #![doc = include_str!("../README.md")]
+
+mod device;
+mod envelope;
+mod epoch;
+mod error;
+mod hybrid;
+mod identity;
+mod prekeys;
+mod wire;
+
+pub use device::{
+    DEVICE_CERTIFICATE_LEN, DeviceCertificate, DeviceCertificateFields, EnvelopeKeyId,
+    EnvelopeKeyPair, EnvelopePublicKey, MLKEM1024_CT_LEN, MLKEM1024_EK_LEN,
+};
+pub use envelope::{
+    ENVELOPE_VERSION, EnvelopeId, EnvelopeKeyRing, HEADER_LEN, MAX_CONTENT_LEN, MAX_ENVELOPE_LEN,
+    MIN_ENVELOPE_LEN, OpenedEnvelope, SealRequest, SealedEnvelope, SeenIds, SenderClaim, TAG_LEN,
+    VerifiedEnvelope, padded_len, seal,
+};
+pub use epoch::{EPOCH_CERTIFICATE_LEN, EpochCertificate, EpochId, EpochSigningKey, VerifiedEpoch};
+pub use error::{CryptoError, ErrorKind};
+pub use hybrid::{
+    HYBRID_PUBLIC_KEY_LEN, HYBRID_SIGNATURE_LEN, HybridPublicKey, HybridSignature,
+    HybridSigningKey, MLDSA87_SIG_LEN, MLDSA87_VK_LEN,
+};
+pub use identity::{AccountId, AccountIdentity, AccountPublic, SafetyNumber};
+pub use prekeys::{
+    MAX_BATCH, OneTimePrekeyBatch, OneTimePrekeyProof, PrekeySignature, PrekeyStatement,
+    verified_bundle,
+};
+
+/// The libsignal protocol crate this crate is built on (pinned exactly in the workspace).
+pub use libsignal_protocol as signal;

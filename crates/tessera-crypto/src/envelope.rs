@@ -1,0 +1,482 @@
+//! Envelope v1: the post-quantum, sealed-sender wrapper around every Signal message.
+//! The byte-exact format is `docs/envelope.md`; constants here follow its section numbers.
+
+use std::collections::HashSet;
+use std::fmt;
+
+use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
+use chacha20poly1305::{XChaCha20Poly1305, XNonce};
+use libcrux_ml_kem::mlkem1024;
+use rand::{CryptoRng, Rng};
+use zeroize::Zeroizing;
+
+use crate::CryptoError;
+use crate::device::{EnvelopeKeyId, EnvelopeKeyPair, EnvelopePublicKey, MLKEM1024_CT_LEN};
+use crate::epoch::{
+    EPOCH_CERTIFICATE_LEN, EpochCertificate, EpochId, EpochSigningKey, VerifiedEpoch,
+};
+use crate::identity::AccountId;
+use crate::wire::Reader;
+
+/// The only version this build writes and reads.
+pub const ENVELOPE_VERSION: u8 = 1;
+/// Length of the clear header (§2).
+pub const HEADER_LEN: usize = 1 + 16 + 16 + 32 + MLKEM1024_CT_LEN;
+/// Poly1305 tag length.
+pub const TAG_LEN: usize = 16;
+/// Largest content (a libsignal message) an envelope carries (§4).
+pub const MAX_CONTENT_LEN: usize = 128 * 1024;
+/// Largest padded plaintext (§2).
+pub const MAX_PADDED_LEN: usize = 132 * 1024;
+/// Smallest and largest whole envelopes.
+pub const MIN_ENVELOPE_LEN: usize = HEADER_LEN + 64 + TAG_LEN;
+/// See [`MIN_ENVELOPE_LEN`].
+pub const MAX_ENVELOPE_LEN: usize = HEADER_LEN + MAX_PADDED_LEN + TAG_LEN;
+
+const SENDER_FIXED_LEN: usize = 1 + 32 + 4 + 16 + 8;
+const SIGNATURE_LEN: usize = 64;
+const FLAG_CERTIFICATE: u8 = 0x01;
+const TRANSCRIPT_CONTEXT: &str = "tessera v1 envelope transcript";
+const KEYS_CONTEXT: &str = "tessera v1 envelope keys";
+const SENDER_CONTEXT: &str = "tessera v1 envelope sender";
+
+/// An envelope's de-duplication id (random, 16 bytes, in the clear header).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct EnvelopeId(pub [u8; 16]);
+
+impl fmt::Debug for EnvelopeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "EnvelopeId({})", crate::hybrid::hex_prefix(&self.0))
+    }
+}
+
+/// The padded plaintext length for an unpadded length `u` (§4).
+pub fn padded_len(u: usize) -> usize {
+    let round = |n: usize, m: usize| n.div_ceil(m) * m;
+    match u {
+        0..=1024 => round(u.max(1), 64),
+        1025..=16384 => round(u, 256),
+        _ => round(u, 4096),
+    }
+}
+
+/// What to seal.
+#[derive(Debug)]
+pub struct SealRequest<'a> {
+    /// The recipient device's envelope key (from its verified device certificate).
+    pub recipient: &'a EnvelopePublicKey,
+    /// This device's current epoch key.
+    pub sender: &'a EpochSigningKey,
+    /// Include the epoch certificate (first envelope to this recipient device in this epoch).
+    pub include_certificate: bool,
+    /// Sender's clock, ms since the Unix epoch.
+    pub sent_at: u64,
+    /// The libsignal ciphertext.
+    pub content: &'a [u8],
+}
+
+/// A sealed envelope and its id.
+#[derive(Debug, Clone)]
+pub struct SealedEnvelope {
+    /// The id inside the header, for the sender's outbox.
+    pub id: EnvelopeId,
+    /// The bytes to send to the relay.
+    pub bytes: Vec<u8>,
+}
+
+fn transcript_hash(header_fields: &[u8], recipient: &EnvelopePublicKey) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key(TRANSCRIPT_CONTEXT);
+    h.update(header_fields);
+    h.update(&recipient.x25519);
+    h.update(recipient.mlkem.as_ref());
+    *h.finalize().as_bytes()
+}
+
+/// `key (32) || nonce (24)` from both shared secrets and the transcript (§3).
+fn derive_keys(ss_m: &[u8; 32], ss_x: &[u8; 32], th: &[u8; 32]) -> (Zeroizing<[u8; 32]>, [u8; 24]) {
+    let mut h = blake3::Hasher::new_derive_key(KEYS_CONTEXT);
+    h.update(ss_m);
+    h.update(ss_x);
+    h.update(th);
+    let mut okm = Zeroizing::new([0u8; 56]);
+    h.finalize_xof().fill(okm.as_mut());
+    let mut key = Zeroizing::new([0u8; 32]);
+    key.copy_from_slice(&okm[..32]);
+    let mut nonce = [0u8; 24];
+    nonce.copy_from_slice(&okm[32..]);
+    (key, nonce)
+}
+
+fn sender_digest(header: &[u8], fixed: &[u8], cert_part: &[u8], content_part: &[u8]) -> [u8; 32] {
+    let mut h = blake3::Hasher::new_derive_key(SENDER_CONTEXT);
+    h.update(header);
+    h.update(fixed);
+    h.update(cert_part);
+    h.update(content_part);
+    *h.finalize().as_bytes()
+}
+
+/// Seals `request.content` to the recipient (§2–§5).
+pub fn seal<R: Rng + CryptoRng>(
+    request: &SealRequest<'_>,
+    rng: &mut R,
+) -> Result<SealedEnvelope, CryptoError> {
+    if request.content.len() > MAX_CONTENT_LEN {
+        return Err(CryptoError::TooLarge {
+            len: request.content.len(),
+            max: MAX_CONTENT_LEN,
+        });
+    }
+    let mut id = [0u8; 16];
+    rng.fill_bytes(&mut id);
+
+    // Hybrid KEM.
+    let mut esk_bytes = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(esk_bytes.as_mut());
+    let esk = x25519_dalek::StaticSecret::from(*esk_bytes);
+    let epk = x25519_dalek::PublicKey::from(&esk);
+    let ss_x = esk.diffie_hellman(&x25519_dalek::PublicKey::from(request.recipient.x25519));
+    if !ss_x.was_contributory() {
+        return Err(CryptoError::BadPublicKey {
+            what: "recipient X25519 key",
+        });
+    }
+    let mut m = Zeroizing::new([0u8; 32]);
+    rng.fill_bytes(m.as_mut());
+    let ek = mlkem1024::MlKem1024PublicKey::from(&*request.recipient.mlkem);
+    let (ct, ss_m) = mlkem1024::encapsulate(&ek, *m);
+    let ss_m = Zeroizing::new(ss_m);
+
+    let mut header = Vec::with_capacity(HEADER_LEN);
+    header.push(ENVELOPE_VERSION);
+    header.extend_from_slice(&id);
+    header.extend_from_slice(&request.recipient.key_id());
+    header.extend_from_slice(epk.as_bytes());
+    header.extend_from_slice(ct.as_ref());
+    let th = transcript_hash(&header, request.recipient);
+    let (key, nonce) = derive_keys(&ss_m, ss_x.as_bytes(), &th);
+
+    // Plaintext (§4).
+    let sender = request.sender;
+    let mut fixed = Vec::with_capacity(SENDER_FIXED_LEN);
+    fixed.push(if request.include_certificate {
+        FLAG_CERTIFICATE
+    } else {
+        0
+    });
+    fixed.extend_from_slice(&sender.account_id().0);
+    fixed.extend_from_slice(&sender.device_id().to_be_bytes());
+    fixed.extend_from_slice(&sender.epoch_id());
+    fixed.extend_from_slice(&request.sent_at.to_be_bytes());
+    let cert_part = if request.include_certificate {
+        let cert = sender.certificate().to_bytes();
+        let mut part = Vec::with_capacity(2 + cert.len());
+        part.extend_from_slice(&(EPOCH_CERTIFICATE_LEN as u16).to_be_bytes());
+        part.extend_from_slice(&cert);
+        part
+    } else {
+        Vec::new()
+    };
+    let mut content_part = Vec::with_capacity(4 + request.content.len());
+    content_part.extend_from_slice(&(request.content.len() as u32).to_be_bytes());
+    content_part.extend_from_slice(request.content);
+    let signature = sender.sign(
+        &sender_digest(&header, &fixed, &cert_part, &content_part),
+        rng,
+    )?;
+
+    let unpadded = fixed.len() + SIGNATURE_LEN + cert_part.len() + content_part.len();
+    let mut plaintext = Zeroizing::new(Vec::with_capacity(padded_len(unpadded)));
+    plaintext.extend_from_slice(&fixed);
+    plaintext.extend_from_slice(&signature);
+    plaintext.extend_from_slice(&cert_part);
+    plaintext.extend_from_slice(&content_part);
+    plaintext.resize(padded_len(unpadded), 0);
+
+    let cipher = XChaCha20Poly1305::new(key.as_ref().into());
+    let ciphertext = cipher
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: &plaintext,
+                aad: &header,
+            },
+        )
+        .map_err(|_| CryptoError::TooLarge {
+            len: plaintext.len(),
+            max: MAX_PADDED_LEN,
+        })?;
+    let mut bytes = header;
+    bytes.extend_from_slice(&ciphertext);
+    Ok(SealedEnvelope {
+        id: EnvelopeId(id),
+        bytes,
+    })
+}
+
+/// The recipient's envelope keys: the current one and those within their grace period.
+#[derive(Debug, Default)]
+pub struct EnvelopeKeyRing {
+    keys: Vec<(EnvelopeKeyPair, u64)>,
+}
+
+impl EnvelopeKeyRing {
+    /// An empty ring.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a key usable until `usable_until` ms (its certificate's end plus the grace period).
+    pub fn insert(&mut self, key: EnvelopeKeyPair, usable_until: u64) {
+        self.keys.push((key, usable_until));
+    }
+
+    /// Drops (and thereby zeroizes) keys whose grace period ended before `now_ms`; returns how
+    /// many were dropped.
+    pub fn prune(&mut self, now_ms: u64) -> usize {
+        let before = self.keys.len();
+        self.keys.retain(|(_, until)| *until >= now_ms);
+        before - self.keys.len()
+    }
+
+    fn find(&self, key_id: &EnvelopeKeyId, now_ms: u64) -> Option<&EnvelopeKeyPair> {
+        self.keys
+            .iter()
+            .find(|(k, until)| *until >= now_ms && k.public().key_id() == *key_id)
+            .map(|(k, _)| k)
+    }
+
+    /// Decrypts and parses an envelope (§2–§4). The sender is *claimed*, not yet verified:
+    /// call [`OpenedEnvelope::verify_sender`] or [`OpenedEnvelope::verify_with_certificate`].
+    pub fn open(&self, bytes: &[u8], now_ms: u64) -> Result<OpenedEnvelope, CryptoError> {
+        // Length and version first, before any cryptography (§2).
+        if bytes.is_empty() {
+            return Err(CryptoError::BadLength { what: "envelope" });
+        }
+        if bytes[0] != ENVELOPE_VERSION {
+            return Err(CryptoError::UnknownVersion(bytes[0]));
+        }
+        if bytes.len() < MIN_ENVELOPE_LEN
+            || bytes.len() > MAX_ENVELOPE_LEN
+            || !(bytes.len() - HEADER_LEN - TAG_LEN).is_multiple_of(64)
+        {
+            return Err(CryptoError::BadLength { what: "envelope" });
+        }
+        let (header, ciphertext) = bytes.split_at(HEADER_LEN);
+        let mut r = Reader::new(header, "envelope header");
+        let _version = r.u8()?;
+        let id = EnvelopeId(r.array()?);
+        let key_id: EnvelopeKeyId = r.array()?;
+        let epk: [u8; 32] = r.array()?;
+        let ct: [u8; MLKEM1024_CT_LEN] = r.array()?;
+        r.finish()?;
+
+        let key = self.find(&key_id, now_ms).ok_or(CryptoError::UnknownKey)?;
+        let ss_x = key
+            .x25519_secret()
+            .diffie_hellman(&x25519_dalek::PublicKey::from(epk));
+        if !ss_x.was_contributory() {
+            return Err(CryptoError::Decrypt);
+        }
+        let ss_m = key.decapsulate(&ct);
+        let th = transcript_hash(header, key.public());
+        let (aead_key, nonce) = derive_keys(&ss_m, ss_x.as_bytes(), &th);
+        let cipher = XChaCha20Poly1305::new(aead_key.as_ref().into());
+        let plaintext = Zeroizing::new(
+            cipher
+                .decrypt(
+                    XNonce::from_slice(&nonce),
+                    Payload {
+                        msg: ciphertext,
+                        aad: header,
+                    },
+                )
+                .map_err(|_| CryptoError::Decrypt)?,
+        );
+        parse_plaintext(header, id, &plaintext)
+    }
+}
+
+fn parse_plaintext(
+    header: &[u8],
+    id: EnvelopeId,
+    plaintext: &[u8],
+) -> Result<OpenedEnvelope, CryptoError> {
+    let malformed = |what| CryptoError::Malformed { what };
+    let mut r = Reader::new(plaintext, "envelope plaintext");
+    let fixed = r.take(SENDER_FIXED_LEN)?;
+    let signature: [u8; 64] = r.array()?;
+    let mut f = Reader::new(fixed, "envelope sender");
+    let flags = f.u8()?;
+    if flags & !FLAG_CERTIFICATE != 0 {
+        return Err(malformed("envelope flags"));
+    }
+    let account_id = AccountId(f.array()?);
+    let device_id = f.u32()?;
+    let epoch_id: EpochId = f.array()?;
+    let sent_at = f.u64()?;
+
+    let (cert_part, certificate) = if flags & FLAG_CERTIFICATE != 0 {
+        let len = usize::from(r.u16()?);
+        if len != EPOCH_CERTIFICATE_LEN {
+            return Err(malformed("envelope certificate length"));
+        }
+        let cert = EpochCertificate::from_bytes(r.take(len)?)?;
+        let start = SENDER_FIXED_LEN + SIGNATURE_LEN;
+        (&plaintext[start..start + 2 + len], Some(cert))
+    } else {
+        (&plaintext[..0], None)
+    };
+    let content_len = r.u32()? as usize;
+    if content_len > MAX_CONTENT_LEN {
+        return Err(malformed("envelope content length"));
+    }
+    let content = r.take(content_len)?.to_vec();
+    let unpadded = SENDER_FIXED_LEN + SIGNATURE_LEN + cert_part.len() + 4 + content_len;
+    let padding = r.rest();
+    if padded_len(unpadded) != plaintext.len() || padding.iter().any(|&b| b != 0) {
+        return Err(malformed("envelope padding"));
+    }
+    let content_start = SENDER_FIXED_LEN + SIGNATURE_LEN + cert_part.len();
+    let digest = sender_digest(
+        header,
+        fixed,
+        cert_part,
+        &plaintext[content_start..content_start + 4 + content_len],
+    );
+    Ok(OpenedEnvelope {
+        id,
+        sender: SenderClaim {
+            account_id,
+            device_id,
+            epoch_id,
+        },
+        sent_at,
+        certificate,
+        content,
+        digest,
+        signature,
+    })
+}
+
+/// Who an envelope says it is from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SenderClaim {
+    /// Sender account.
+    pub account_id: AccountId,
+    /// Sender device.
+    pub device_id: u32,
+    /// Epoch whose key signed the envelope.
+    pub epoch_id: EpochId,
+}
+
+/// A decrypted envelope whose sender is not yet verified.
+pub struct OpenedEnvelope {
+    /// De-duplication id.
+    pub id: EnvelopeId,
+    /// Claimed sender.
+    pub sender: SenderClaim,
+    /// Sender's clock (ms).
+    pub sent_at: u64,
+    /// The epoch certificate, if the sender included one.
+    pub certificate: Option<EpochCertificate>,
+    content: Vec<u8>,
+    digest: [u8; 32],
+    signature: [u8; 64],
+}
+
+impl fmt::Debug for OpenedEnvelope {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OpenedEnvelope")
+            .field("id", &self.id)
+            .field("sender", &self.sender)
+            .field("content_len", &self.content.len())
+            .finish_non_exhaustive()
+    }
+}
+
+/// An envelope whose sender signature checked out.
+#[derive(Debug)]
+pub struct VerifiedEnvelope {
+    /// De-duplication id.
+    pub id: EnvelopeId,
+    /// Verified sender.
+    pub sender: SenderClaim,
+    /// Sender's clock (ms).
+    pub sent_at: u64,
+    /// The libsignal ciphertext to decrypt with the sender's session.
+    pub content: Vec<u8>,
+}
+
+impl OpenedEnvelope {
+    /// Verifies the sender signature with an epoch key the caller already trusts (cached from an
+    /// earlier certificate). The epoch must belong to the claimed sender and be valid at `now_ms`.
+    pub fn verify_sender(
+        self,
+        epoch: &VerifiedEpoch,
+        now_ms: u64,
+    ) -> Result<VerifiedEnvelope, CryptoError> {
+        if epoch.account_id != self.sender.account_id
+            || epoch.device_id != self.sender.device_id
+            || epoch.epoch_id != self.sender.epoch_id
+        {
+            return Err(CryptoError::BadSignature {
+                what: "envelope sender",
+            });
+        }
+        if now_ms > epoch.not_after {
+            return Err(CryptoError::Expired {
+                what: "epoch certificate",
+            });
+        }
+        if !epoch.key.verify_signature(&self.digest, &self.signature) {
+            return Err(CryptoError::BadSignature {
+                what: "envelope sender",
+            });
+        }
+        Ok(VerifiedEnvelope {
+            id: self.id,
+            sender: self.sender,
+            sent_at: self.sent_at,
+            content: self.content,
+        })
+    }
+
+    /// Verifies the certificate carried in the envelope, then the sender signature with it.
+    /// Returns the verified epoch for the caller to cache.
+    pub fn verify_with_certificate(
+        self,
+        now_ms: u64,
+    ) -> Result<(VerifiedEnvelope, VerifiedEpoch), CryptoError> {
+        let cert = self.certificate.as_ref().ok_or(CryptoError::BadSignature {
+            what: "envelope sender (no certificate)",
+        })?;
+        let epoch = cert.verify(now_ms)?;
+        let verified = self.verify_sender(&epoch, now_ms)?;
+        Ok((verified, epoch))
+    }
+}
+
+/// Envelope ids already accepted (the caller persists them; `docs/envelope.md` §6).
+pub trait SeenIds {
+    /// Records `id`; returns `false` if it was already there.
+    fn insert_new(&mut self, id: EnvelopeId) -> bool;
+}
+
+impl SeenIds for HashSet<EnvelopeId> {
+    fn insert_new(&mut self, id: EnvelopeId) -> bool {
+        self.insert(id)
+    }
+}
+
+impl VerifiedEnvelope {
+    /// Accepts the envelope once: `Replayed` if its id was seen before. Call this only after
+    /// verification, so forged envelopes cannot mark ids as seen.
+    pub fn accept_once(self, seen: &mut dyn SeenIds) -> Result<Self, CryptoError> {
+        if seen.insert_new(self.id) {
+            Ok(self)
+        } else {
+            Err(CryptoError::Replayed)
+        }
+    }
+}

@@ -1,0 +1,271 @@
+//! Epoch keys: the per-device, per-epoch keys that sign envelopes (sealed sender, `docs/envelope.md` §5).
+
+use std::fmt;
+
+use libsignal_protocol::{KeyPair, PrivateKey, PublicKey};
+use rand::{CryptoRng, Rng};
+use zeroize::Zeroizing;
+
+use crate::hybrid::{HybridSignature, curve_secret};
+use crate::identity::{AccountId, AccountIdentity, AccountPublic};
+use crate::wire::Reader;
+use crate::{CryptoError, HYBRID_PUBLIC_KEY_LEN, HYBRID_SIGNATURE_LEN};
+
+const EPOCH_CERT_LABEL: &str = "tessera v1 epoch certificate";
+const EPOCH_CERT_VERSION: u8 = 1;
+
+/// Identifies an epoch key (random, chosen by the sending device).
+pub type EpochId = [u8; 16];
+
+/// Encoded size of an [`EpochCertificate`].
+pub const EPOCH_CERTIFICATE_LEN: usize =
+    1 + HYBRID_PUBLIC_KEY_LEN + 4 + 16 + 33 + 8 + 8 + HYBRID_SIGNATURE_LEN;
+
+/// The identity's statement that an epoch key speaks for one of its devices for a time.
+///
+/// Encoding: `version (1) || account public (2625) || device id (4) || epoch id (16) ||
+/// epoch public key (33) || not_before ms (8) || not_after ms (8) || hybrid signature (4691)`.
+/// It carries the account's public keys so that a recipient who has never seen the sender can
+/// check it (the account id is their hash).
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct EpochCertificate {
+    account: AccountPublic,
+    device_id: u32,
+    epoch_id: EpochId,
+    epoch_key: PublicKey,
+    not_before: u64,
+    not_after: u64,
+    signature: HybridSignature,
+}
+
+/// An epoch key whose certificate has been checked: what a recipient caches.
+#[derive(Clone, PartialEq, Eq, Debug)]
+pub struct VerifiedEpoch {
+    /// Sender account.
+    pub account_id: AccountId,
+    /// Sender device.
+    pub device_id: u32,
+    /// Epoch id.
+    pub epoch_id: EpochId,
+    /// The key that signs envelopes in this epoch.
+    pub key: PublicKey,
+    /// End of validity (ms).
+    pub not_after: u64,
+}
+
+fn signed_part(
+    account: &AccountPublic,
+    device_id: u32,
+    epoch_id: &EpochId,
+    key: &PublicKey,
+    nb: u64,
+    na: u64,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(EPOCH_CERTIFICATE_LEN);
+    out.push(EPOCH_CERT_VERSION);
+    out.extend_from_slice(&account.to_bytes());
+    out.extend_from_slice(&device_id.to_be_bytes());
+    out.extend_from_slice(epoch_id);
+    out.extend_from_slice(&key.serialize());
+    out.extend_from_slice(&nb.to_be_bytes());
+    out.extend_from_slice(&na.to_be_bytes());
+    out
+}
+
+impl EpochCertificate {
+    /// The encoding described on the type.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = signed_part(
+            &self.account,
+            self.device_id,
+            &self.epoch_id,
+            &self.epoch_key,
+            self.not_before,
+            self.not_after,
+        );
+        out.extend_from_slice(&self.signature.to_bytes());
+        out
+    }
+
+    /// Parses a certificate (encoding only; call [`EpochCertificate::verify`]).
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        if bytes.len() != EPOCH_CERTIFICATE_LEN {
+            return Err(CryptoError::BadLength {
+                what: "epoch certificate",
+            });
+        }
+        let mut r = Reader::new(bytes, "epoch certificate");
+        let version = r.u8()?;
+        if version != EPOCH_CERT_VERSION {
+            return Err(CryptoError::UnknownVersion(version));
+        }
+        let account = AccountPublic::from_bytes(r.take(HYBRID_PUBLIC_KEY_LEN)?)?;
+        let device_id = r.u32()?;
+        let epoch_id = r.array()?;
+        let epoch_key = PublicKey::deserialize(r.take(33)?)
+            .map_err(|_| CryptoError::BadPublicKey { what: "epoch key" })?;
+        let cert = Self {
+            account,
+            device_id,
+            epoch_id,
+            epoch_key,
+            not_before: r.u64()?,
+            not_after: r.u64()?,
+            signature: HybridSignature::read(&mut r)?,
+        };
+        r.finish()?;
+        Ok(cert)
+    }
+
+    /// The account that issued it (its keys travel inside the certificate).
+    pub fn account(&self) -> &AccountPublic {
+        &self.account
+    }
+
+    /// Checks both identity signatures and the validity window at `now_ms`.
+    pub fn verify(&self, now_ms: u64) -> Result<VerifiedEpoch, CryptoError> {
+        let data = signed_part(
+            &self.account,
+            self.device_id,
+            &self.epoch_id,
+            &self.epoch_key,
+            self.not_before,
+            self.not_after,
+        );
+        self.account.verify(
+            EPOCH_CERT_LABEL,
+            &data,
+            &self.signature,
+            "epoch certificate",
+        )?;
+        if now_ms < self.not_before || now_ms > self.not_after {
+            return Err(CryptoError::Expired {
+                what: "epoch certificate",
+            });
+        }
+        Ok(VerifiedEpoch {
+            account_id: self.account.account_id(),
+            device_id: self.device_id,
+            epoch_id: self.epoch_id,
+            key: self.epoch_key,
+            not_after: self.not_after,
+        })
+    }
+}
+
+/// A sending device's key for one epoch, with its certificate.
+pub struct EpochSigningKey {
+    secret: Zeroizing<[u8; 32]>,
+    certificate: EpochCertificate,
+}
+
+impl fmt::Debug for EpochSigningKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "EpochSigningKey({}, [redacted])",
+            crate::hybrid::hex_prefix(&self.certificate.epoch_id)
+        )
+    }
+}
+
+impl EpochSigningKey {
+    /// Starts a new epoch for `device_id`, valid from `not_before` to `not_after` (ms).
+    pub fn generate<R: Rng + CryptoRng>(
+        identity: &AccountIdentity,
+        device_id: u32,
+        not_before: u64,
+        not_after: u64,
+        rng: &mut R,
+    ) -> Result<Self, CryptoError> {
+        if not_after <= not_before {
+            return Err(CryptoError::Malformed {
+                what: "epoch validity",
+            });
+        }
+        let pair = KeyPair::generate(rng);
+        let mut epoch_id = [0u8; 16];
+        rng.fill_bytes(&mut epoch_id);
+        let account = identity.public();
+        let data = signed_part(
+            &account,
+            device_id,
+            &epoch_id,
+            &pair.public_key,
+            not_before,
+            not_after,
+        );
+        let signature = identity.sign(EPOCH_CERT_LABEL, &data, rng)?;
+        Ok(Self {
+            secret: curve_secret(&pair.private_key),
+            certificate: EpochCertificate {
+                account,
+                device_id,
+                epoch_id,
+                epoch_key: pair.public_key,
+                not_before,
+                not_after,
+                signature,
+            },
+        })
+    }
+
+    /// Rebuilds an epoch key from its stored secret and certificate.
+    pub fn from_parts(
+        secret: Zeroizing<[u8; 32]>,
+        certificate: EpochCertificate,
+    ) -> Result<Self, CryptoError> {
+        let private = PrivateKey::deserialize(secret.as_ref())
+            .map_err(|_| CryptoError::Malformed { what: "epoch key" })?;
+        let public = private
+            .public_key()
+            .map_err(|_| CryptoError::Malformed { what: "epoch key" })?;
+        if public != certificate.epoch_key {
+            return Err(CryptoError::Malformed {
+                what: "epoch key does not match its certificate",
+            });
+        }
+        Ok(Self {
+            secret,
+            certificate,
+        })
+    }
+
+    /// The secret to store in the vault.
+    pub fn secret(&self) -> Zeroizing<[u8; 32]> {
+        self.secret.clone()
+    }
+
+    /// The certificate.
+    pub fn certificate(&self) -> &EpochCertificate {
+        &self.certificate
+    }
+
+    /// Sender account id.
+    pub fn account_id(&self) -> AccountId {
+        self.certificate.account.account_id()
+    }
+
+    /// Sender device id.
+    pub fn device_id(&self) -> u32 {
+        self.certificate.device_id
+    }
+
+    /// Epoch id.
+    pub fn epoch_id(&self) -> EpochId {
+        self.certificate.epoch_id
+    }
+
+    pub(crate) fn sign<R: Rng + CryptoRng>(
+        &self,
+        digest: &[u8; 32],
+        rng: &mut R,
+    ) -> Result<[u8; 64], CryptoError> {
+        let private =
+            PrivateKey::deserialize(self.secret.as_ref()).map_err(|_| CryptoError::Signing)?;
+        let sig = private
+            .calculate_signature(digest, rng)
+            .map_err(|_| CryptoError::Signing)?;
+        (*sig).try_into().map_err(|_| CryptoError::Signing)
+    }
+}

@@ -1,0 +1,454 @@
+//! libsignal sessions driven through their store traits (in-memory stores here; the vault
+//! implements the same traits), started from ML-DSA-verified bundles, and carried in envelopes.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::{Duration, SystemTime};
+
+use common::{NOW, Person, rng};
+use futures_util::FutureExt as _;
+use rand_chacha::ChaCha20Rng;
+use tessera_crypto::signal::{
+    CiphertextMessage, DeviceId, GenericSignedPreKey as _, IdentityKeyStore as _,
+    InMemSignalProtocolStore, KeyPair, KyberPreKeyRecord, KyberPreKeyStore as _, PreKeyBundle,
+    PreKeyRecord, PreKeySignalMessage, PreKeyStore as _, ProtocolAddress, SignalMessage,
+    SignalProtocolError, SignedPreKeyRecord, SignedPreKeyStore as _, Timestamp, kem,
+    message_decrypt, message_encrypt, process_prekey_bundle,
+};
+use tessera_crypto::{OneTimePrekeyBatch, SealRequest, VerifiedEpoch, seal, verified_bundle};
+
+fn at(ms: u64) -> SystemTime {
+    SystemTime::UNIX_EPOCH + Duration::from_millis(ms)
+}
+
+/// A device with its own libsignal store.
+struct Device {
+    person: Person,
+    store: InMemSignalProtocolStore,
+    address: ProtocolAddress,
+}
+
+impl Device {
+    fn new(r: &mut ChaCha20Rng, name: &str) -> Self {
+        let person = Person::new(r, 1);
+        let store = InMemSignalProtocolStore::new(person.identity.signal_identity().unwrap(), 1000)
+            .unwrap();
+        let address = ProtocolAddress::new(name.to_string(), DeviceId::new(1).unwrap());
+        Self {
+            person,
+            store,
+            address,
+        }
+    }
+
+    /// Publishes prekeys (stored locally, bundle verified as a peer would) and returns the bundle
+    /// for a peer that fetched one-time prekey `index`.
+    fn publish_and_fetch(&mut self, r: &mut ChaCha20Rng, index: usize) -> PreKeyBundle {
+        let signal = self.person.identity.signal_identity().unwrap();
+        let spk = KeyPair::generate(r);
+        let kyber = kem::KeyPair::generate(kem::KeyType::Kyber1024, r);
+        let spk_sig = signal
+            .private_key()
+            .calculate_signature(&spk.public_key.serialize(), r)
+            .unwrap();
+        let kyber_sig = signal
+            .private_key()
+            .calculate_signature(&kyber.public_key.serialize(), r)
+            .unwrap();
+        let one_time: Vec<_> = (0..8u32).map(|i| (i + 1, KeyPair::generate(r))).collect();
+        for (id, pair) in &one_time {
+            self.store
+                .save_pre_key((*id).into(), &PreKeyRecord::new((*id).into(), pair))
+                .now_or_never()
+                .unwrap()
+                .unwrap();
+        }
+        self.store
+            .save_signed_pre_key(
+                1.into(),
+                &SignedPreKeyRecord::new(
+                    1.into(),
+                    Timestamp::from_epoch_millis(NOW),
+                    &spk,
+                    &spk_sig,
+                ),
+            )
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        self.store
+            .save_kyber_pre_key(
+                1.into(),
+                &KyberPreKeyRecord::new(
+                    1.into(),
+                    Timestamp::from_epoch_millis(NOW),
+                    &kyber,
+                    &kyber_sig,
+                ),
+            )
+            .now_or_never()
+            .unwrap()
+            .unwrap();
+        let batch =
+            OneTimePrekeyBatch::new(one_time.iter().map(|(id, p)| (*id, p.public_key)).collect())
+                .unwrap();
+        let statement = tessera_crypto::PrekeyStatement {
+            account_id: self.person.identity.public().account_id(),
+            device_id: 1,
+            registration_id: 1000,
+            signed_prekey_id: 1,
+            signed_prekey: spk.public_key,
+            kyber_prekey_id: 1,
+            kyber_prekey: kyber.public_key.serialize().to_vec(),
+            batch_id: 1,
+            batch_size: batch.len() as u32,
+            batch_root: batch.root(),
+        };
+        let sig = statement.sign(&self.person.identity, r).unwrap();
+        let proof = batch.proof(index).unwrap();
+        verified_bundle(
+            &self.person.identity.public(),
+            &statement,
+            &sig,
+            &spk_sig,
+            &kyber_sig,
+            Some(&proof),
+        )
+        .unwrap()
+    }
+
+    fn encrypt(
+        &mut self,
+        to: &ProtocolAddress,
+        text: &[u8],
+        r: &mut ChaCha20Rng,
+    ) -> CiphertextMessage {
+        message_encrypt(
+            text,
+            to,
+            &mut self.store.session_store,
+            &mut self.store.identity_store,
+            at(NOW),
+            r,
+        )
+        .now_or_never()
+        .unwrap()
+        .unwrap()
+    }
+
+    fn decrypt(
+        &mut self,
+        from: &ProtocolAddress,
+        msg: &CiphertextMessage,
+        r: &mut ChaCha20Rng,
+    ) -> Result<Vec<u8>, SignalProtocolError> {
+        let s = &mut self.store;
+        message_decrypt(
+            msg,
+            from,
+            &mut s.session_store,
+            &mut s.identity_store,
+            &mut s.pre_key_store,
+            &s.signed_pre_key_store,
+            &mut s.kyber_pre_key_store,
+            r,
+        )
+        .now_or_never()
+        .unwrap()
+    }
+}
+
+fn start(alice: &mut Device, bob: &mut Device, r: &mut ChaCha20Rng) {
+    // Bob is offline: Alice only has the bundle the relay handed her.
+    let bundle = bob.publish_and_fetch(r, 3);
+    process_prekey_bundle(
+        &bob.address,
+        &mut alice.store.session_store,
+        &mut alice.store.identity_store,
+        &bundle,
+        at(NOW),
+        r,
+    )
+    .now_or_never()
+    .unwrap()
+    .unwrap();
+}
+
+fn reparse(msg: &CiphertextMessage) -> CiphertextMessage {
+    // What arrives from the network is bytes; parse them back the way the receiver will.
+    match msg {
+        CiphertextMessage::PreKeySignalMessage(m) => CiphertextMessage::PreKeySignalMessage(
+            PreKeySignalMessage::try_from(m.serialized()).unwrap(),
+        ),
+        CiphertextMessage::SignalMessage(m) => {
+            CiphertextMessage::SignalMessage(SignalMessage::try_from(m.serialized()).unwrap())
+        }
+        _ => panic!("unexpected message type"),
+    }
+}
+
+#[test]
+fn pqxdh_session_from_a_verified_bundle_both_ways() {
+    let mut r = rng(20);
+    let mut alice = Device::new(&mut r, "alice");
+    let mut bob = Device::new(&mut r, "bob");
+    start(&mut alice, &mut bob, &mut r);
+
+    let first = alice.encrypt(&bob.address, b"hello Bob", &mut r);
+    assert!(
+        matches!(first, CiphertextMessage::PreKeySignalMessage(_)),
+        "first message carries PQXDH"
+    );
+    if let CiphertextMessage::PreKeySignalMessage(m) = &first {
+        assert!(
+            m.kyber_pre_key_id().is_some(),
+            "the Kyber prekey was used (PQXDH)"
+        );
+    }
+    assert_eq!(
+        bob.decrypt(&alice.address, &reparse(&first), &mut r)
+            .unwrap(),
+        b"hello Bob"
+    );
+    // The one-time prekey is consumed on Bob's side.
+    assert!(
+        bob.store
+            .get_pre_key(4.into())
+            .now_or_never()
+            .unwrap()
+            .is_err()
+    );
+
+    let reply = bob.encrypt(&alice.address, b"hi Alice", &mut r);
+    assert!(matches!(reply, CiphertextMessage::SignalMessage(_)));
+    assert_eq!(
+        alice
+            .decrypt(&bob.address, &reparse(&reply), &mut r)
+            .unwrap(),
+        b"hi Alice"
+    );
+    let again = alice.encrypt(&bob.address, b"again", &mut r);
+    assert!(
+        matches!(again, CiphertextMessage::SignalMessage(_)),
+        "session established after the reply"
+    );
+    assert_eq!(
+        bob.decrypt(&alice.address, &reparse(&again), &mut r)
+            .unwrap(),
+        b"again"
+    );
+    // Replaying an old message fails (its message key is gone).
+    assert!(
+        bob.decrypt(&alice.address, &reparse(&again), &mut r)
+            .is_err()
+    );
+}
+
+#[test]
+fn out_of_order_and_lost_messages() {
+    let mut r = rng(21);
+    let mut alice = Device::new(&mut r, "alice");
+    let mut bob = Device::new(&mut r, "bob");
+    start(&mut alice, &mut bob, &mut r);
+    let hello = alice.encrypt(&bob.address, b"hello", &mut r);
+    bob.decrypt(&alice.address, &hello, &mut r).unwrap();
+    let ack = bob.encrypt(&alice.address, b"ack", &mut r);
+    alice.decrypt(&bob.address, &ack, &mut r).unwrap();
+
+    let msgs: Vec<_> = (0..10)
+        .map(|i| alice.encrypt(&bob.address, format!("m{i}").as_bytes(), &mut r))
+        .collect();
+    // Delivered out of order, and messages 3 and 7 are lost for good.
+    for i in [9usize, 0, 5, 2, 1, 8, 4, 6] {
+        assert_eq!(
+            bob.decrypt(&alice.address, &reparse(&msgs[i]), &mut r)
+                .unwrap(),
+            format!("m{i}").as_bytes()
+        );
+    }
+    // The conversation continues in both directions after the losses.
+    let later = bob.encrypt(&alice.address, b"still here", &mut r);
+    assert_eq!(
+        alice.decrypt(&bob.address, &later, &mut r).unwrap(),
+        b"still here"
+    );
+    let late3 = bob
+        .decrypt(&alice.address, &reparse(&msgs[3]), &mut r)
+        .unwrap();
+    assert_eq!(
+        late3, b"m3",
+        "a late message within the skip window still decrypts"
+    );
+}
+
+#[test]
+fn thousand_message_conversation_in_envelopes() {
+    let mut r = rng(22);
+    let mut alice = Device::new(&mut r, "alice");
+    let mut bob = Device::new(&mut r, "bob");
+    start(&mut alice, &mut bob, &mut r);
+    let (alice_ring, bob_ring) = (alice.person.ring(), bob.person.ring());
+    let mut epochs: Vec<VerifiedEpoch> = Vec::new();
+    let mut seen = HashSet::new();
+
+    for i in 0..1000u32 {
+        let (from, to, ring) = if i % 3 == 2 {
+            (&mut bob, &mut alice, &alice_ring)
+        } else {
+            (&mut alice, &mut bob, &bob_ring)
+        };
+        let text = format!("message {i}");
+        let signal = from.encrypt(&to.address, text.as_bytes(), &mut r);
+        let first_in_epoch = !epochs
+            .iter()
+            .any(|e| e.account_id == from.person.identity.public().account_id());
+        let sealed = seal(
+            &SealRequest {
+                recipient: to.person.envelope.public(),
+                sender: &from.person.epoch,
+                include_certificate: first_in_epoch,
+                sent_at: NOW + u64::from(i),
+                content: &signal.serialize(),
+            },
+            &mut r,
+        )
+        .unwrap();
+        let opened = ring.open(&sealed.bytes, NOW).unwrap();
+        let verified = match epochs.iter().find(|e| e.epoch_id == opened.sender.epoch_id) {
+            Some(epoch) => opened.verify_sender(epoch, NOW).unwrap(),
+            None => {
+                let (v, epoch) = opened.verify_with_certificate(NOW).unwrap();
+                epochs.push(epoch);
+                v
+            }
+        };
+        let verified = verified.accept_once(&mut seen).unwrap();
+        let msg = if i == 0 {
+            CiphertextMessage::PreKeySignalMessage(
+                PreKeySignalMessage::try_from(verified.content.as_slice()).unwrap(),
+            )
+        } else {
+            match PreKeySignalMessage::try_from(verified.content.as_slice()) {
+                Ok(m) => CiphertextMessage::PreKeySignalMessage(m),
+                Err(_) => CiphertextMessage::SignalMessage(
+                    SignalMessage::try_from(verified.content.as_slice()).unwrap(),
+                ),
+            }
+        };
+        let plain = to.decrypt(&from.address, &msg, &mut r).unwrap();
+        assert_eq!(plain, text.as_bytes(), "message {i}");
+    }
+    assert_eq!(seen.len(), 1000);
+    assert_eq!(
+        epochs.len(),
+        2,
+        "one certificate per direction, then cached epoch keys"
+    );
+}
+
+#[test]
+fn identity_change_is_refused_until_accepted() {
+    let mut r = rng(23);
+    let mut alice = Device::new(&mut r, "alice");
+    let mut bob = Device::new(&mut r, "bob");
+    start(&mut alice, &mut bob, &mut r);
+    let m = alice.encrypt(&bob.address, b"before", &mut r);
+    bob.decrypt(&alice.address, &m, &mut r).unwrap();
+
+    // Bob reinstalls: new identity, same address.
+    let mut new_bob = Device::new(&mut r, "bob");
+    let bundle = new_bob.publish_and_fetch(&mut r, 0);
+    let result = process_prekey_bundle(
+        &new_bob.address,
+        &mut alice.store.session_store,
+        &mut alice.store.identity_store,
+        &bundle,
+        at(NOW),
+        &mut r,
+    )
+    .now_or_never()
+    .unwrap();
+    assert!(
+        matches!(result, Err(SignalProtocolError::UntrustedIdentity(_))),
+        "{result:?}"
+    );
+    // The old session still encrypts to the old identity; nothing was silently replaced.
+    let stored = alice
+        .store
+        .get_identity(&bob.address)
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        stored,
+        Some(bob.person.identity.public().signal_identity_key())
+    );
+
+    // Alice compares safety numbers and accepts the new key explicitly.
+    alice
+        .store
+        .save_identity(
+            &new_bob.address,
+            &new_bob.person.identity.public().signal_identity_key(),
+        )
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+    process_prekey_bundle(
+        &new_bob.address,
+        &mut alice.store.session_store,
+        &mut alice.store.identity_store,
+        &bundle,
+        at(NOW),
+        &mut r,
+    )
+    .now_or_never()
+    .unwrap()
+    .unwrap();
+    let m = alice.encrypt(&new_bob.address, b"after", &mut r);
+    assert_eq!(
+        new_bob.decrypt(&alice.address, &m, &mut r).unwrap(),
+        b"after"
+    );
+}
+
+#[test]
+fn a_bundle_with_a_bad_classical_signature_is_refused_by_libsignal() {
+    let mut r = rng(24);
+    let mut alice = Device::new(&mut r, "alice");
+    let mut bob = Device::new(&mut r, "bob");
+    let good = bob.publish_and_fetch(&mut r, 1);
+    let mut sig = good.signed_pre_key_signature().unwrap().to_vec();
+    sig[5] ^= 1;
+    let bad = PreKeyBundle::new(
+        good.registration_id().unwrap(),
+        good.device_id().unwrap(),
+        good.pre_key_id()
+            .unwrap()
+            .zip(good.pre_key_public().unwrap()),
+        good.signed_pre_key_id().unwrap(),
+        good.signed_pre_key_public().unwrap(),
+        sig,
+        good.kyber_pre_key_id().unwrap(),
+        good.kyber_pre_key_public().unwrap().clone(),
+        good.kyber_pre_key_signature().unwrap().to_vec(),
+        *good.identity_key().unwrap(),
+    )
+    .unwrap();
+    let result = process_prekey_bundle(
+        &bob.address,
+        &mut alice.store.session_store,
+        &mut alice.store.identity_store,
+        &bad,
+        at(NOW),
+        &mut r,
+    )
+    .now_or_never()
+    .unwrap();
+    assert!(
+        matches!(result, Err(SignalProtocolError::SignatureValidationFailed)),
+        "{result:?}"
+    );
+}
