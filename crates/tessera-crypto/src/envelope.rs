@@ -1,8 +1,9 @@
 //! Envelope v1: the post-quantum, sealed-sender wrapper around every Signal message.
 //! The byte-exact format is `docs/envelope.md`; constants here follow its section numbers.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
+use std::sync::Mutex;
 
 use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -13,7 +14,8 @@ use zeroize::Zeroizing;
 use crate::CryptoError;
 use crate::device::{EnvelopeKeyId, EnvelopeKeyPair, EnvelopePublicKey, MLKEM1024_CT_LEN};
 use crate::epoch::{
-    EPOCH_CERTIFICATE_LEN, EpochCertificate, EpochId, EpochSigningKey, VerifiedEpoch,
+    EPOCH_CERTIFICATE_LEN, EpochCertificate, EpochId, EpochSigningKey, PAIR_CACHE_LIMIT,
+    VerifiedEpoch, pair_key,
 };
 use crate::identity::AccountId;
 use crate::wire::Reader;
@@ -34,7 +36,8 @@ pub const MIN_ENVELOPE_LEN: usize = HEADER_LEN + 64 + TAG_LEN;
 pub const MAX_ENVELOPE_LEN: usize = HEADER_LEN + MAX_PADDED_LEN + TAG_LEN;
 
 const SENDER_FIXED_LEN: usize = 1 + 32 + 4 + 16 + 8;
-const SIGNATURE_LEN: usize = 64;
+/// Length of the sender authentication tag (§5).
+const SENDER_TAG_LEN: usize = 32;
 const FLAG_CERTIFICATE: u8 = 0x01;
 const TRANSCRIPT_CONTEXT: &str = "tessera v1 envelope transcript";
 const KEYS_CONTEXT: &str = "tessera v1 envelope keys";
@@ -105,6 +108,11 @@ fn derive_keys(ss_m: &[u8; 32], ss_x: &[u8; 32], th: &[u8; 32]) -> (Zeroizing<[u
     let mut nonce = [0u8; 24];
     nonce.copy_from_slice(&okm[32..]);
     (key, nonce)
+}
+
+/// `BLAKE3-keyed(pair key, digest)`: the sender tag (§5).
+fn sender_tag(pair: &[u8; 32], digest: &[u8; 32]) -> blake3::Hash {
+    blake3::keyed_hash(pair, digest)
 }
 
 fn sender_digest(header: &[u8], fixed: &[u8], cert_part: &[u8], content_part: &[u8]) -> [u8; 32] {
@@ -180,15 +188,16 @@ pub fn seal<R: Rng + CryptoRng>(
     let mut content_part = Vec::with_capacity(4 + request.content.len());
     content_part.extend_from_slice(&(request.content.len() as u32).to_be_bytes());
     content_part.extend_from_slice(request.content);
-    let signature = sender.sign(
+    let pair = sender.pair_key(request.recipient)?;
+    let tag = sender_tag(
+        &pair,
         &sender_digest(&header, &fixed, &cert_part, &content_part),
-        rng,
-    )?;
+    );
 
-    let unpadded = fixed.len() + SIGNATURE_LEN + cert_part.len() + content_part.len();
+    let unpadded = fixed.len() + SENDER_TAG_LEN + cert_part.len() + content_part.len();
     let mut plaintext = Zeroizing::new(Vec::with_capacity(padded_len(unpadded)));
     plaintext.extend_from_slice(&fixed);
-    plaintext.extend_from_slice(&signature);
+    plaintext.extend_from_slice(tag.as_bytes());
     plaintext.extend_from_slice(&cert_part);
     plaintext.extend_from_slice(&content_part);
     plaintext.resize(padded_len(unpadded), 0);
@@ -214,10 +223,29 @@ pub fn seal<R: Rng + CryptoRng>(
     })
 }
 
-/// The recipient's envelope keys: the current one and those within their grace period.
-#[derive(Debug, Default)]
+/// The recipient's envelope keys: the current one and those within their grace period. It also
+/// caches the pair key per (recipient key, sender epoch key), so the X25519 operation behind
+/// sender authentication is paid once per sender epoch.
+#[derive(Default)]
 pub struct EnvelopeKeyRing {
     keys: Vec<(EnvelopeKeyPair, u64)>,
+    pairs: Mutex<PairCache>,
+}
+
+/// Pair keys by (our envelope key id, sender epoch public key).
+type PairCache = HashMap<(EnvelopeKeyId, [u8; 32]), Zeroizing<[u8; 32]>>;
+
+impl fmt::Debug for EnvelopeKeyRing {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ids: Vec<_> = self
+            .keys
+            .iter()
+            .map(|(k, until)| (k.public().key_id(), *until))
+            .collect();
+        f.debug_struct("EnvelopeKeyRing")
+            .field("keys", &ids.len())
+            .finish_non_exhaustive()
+    }
 }
 
 impl EnvelopeKeyRing {
@@ -236,6 +264,11 @@ impl EnvelopeKeyRing {
     pub fn prune(&mut self, now_ms: u64) -> usize {
         let before = self.keys.len();
         self.keys.retain(|(_, until)| *until >= now_ms);
+        let live: HashSet<EnvelopeKeyId> =
+            self.keys.iter().map(|(k, _)| k.public().key_id()).collect();
+        if let Ok(mut pairs) = self.pairs.lock() {
+            pairs.retain(|(id, _), _| live.contains(id));
+        }
         before - self.keys.len()
     }
 
@@ -247,7 +280,8 @@ impl EnvelopeKeyRing {
     }
 
     /// Decrypts and parses an envelope (§2–§4). The sender is *claimed*, not yet verified:
-    /// call [`OpenedEnvelope::verify_sender`] or [`OpenedEnvelope::verify_with_certificate`].
+    /// pass the result to [`EnvelopeKeyRing::verify_sender`] or
+    /// [`EnvelopeKeyRing::verify_with_certificate`].
     pub fn open(&self, bytes: &[u8], now_ms: u64) -> Result<OpenedEnvelope, CryptoError> {
         // Length and version first, before any cryptography (§2).
         if bytes.is_empty() {
@@ -293,7 +327,95 @@ impl EnvelopeKeyRing {
                 )
                 .map_err(|_| CryptoError::Decrypt)?,
         );
-        parse_plaintext(header, id, &plaintext)
+        let mut opened = parse_plaintext(header, id, &plaintext)?;
+        opened.key_id = key_id;
+        Ok(opened)
+    }
+
+    /// The pair key between our envelope key `key_id` and a sender's epoch key (cached).
+    fn pair_key(
+        &self,
+        key_id: &EnvelopeKeyId,
+        epoch_pk: &[u8; 32],
+        now_ms: u64,
+    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+        let cache_key = (*key_id, *epoch_pk);
+        if let Some(k) = self
+            .pairs
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&cache_key).cloned())
+        {
+            return Ok(k);
+        }
+        let key = self.find(key_id, now_ms).ok_or(CryptoError::UnknownKey)?;
+        let shared = key
+            .x25519_secret()
+            .diffie_hellman(&x25519_dalek::PublicKey::from(*epoch_pk));
+        if !shared.was_contributory() {
+            return Err(CryptoError::BadPublicKey { what: "epoch key" });
+        }
+        let pair = pair_key(shared.as_bytes(), epoch_pk, &key.public().x25519);
+        if let Ok(mut m) = self.pairs.lock() {
+            if m.len() >= PAIR_CACHE_LIMIT {
+                m.clear();
+            }
+            m.insert(cache_key, pair.clone());
+        }
+        Ok(pair)
+    }
+
+    /// Verifies the sender tag with an epoch key the caller already trusts (cached from an
+    /// earlier certificate). The epoch must belong to the claimed sender and be valid at `now_ms`.
+    pub fn verify_sender(
+        &self,
+        opened: OpenedEnvelope,
+        epoch: &VerifiedEpoch,
+        now_ms: u64,
+    ) -> Result<VerifiedEnvelope, CryptoError> {
+        let bad = CryptoError::BadSignature {
+            what: "envelope sender",
+        };
+        if epoch.account_id != opened.sender.account_id
+            || epoch.device_id != opened.sender.device_id
+            || epoch.epoch_id != opened.sender.epoch_id
+        {
+            return Err(bad);
+        }
+        if now_ms > epoch.not_after {
+            return Err(CryptoError::Expired {
+                what: "epoch certificate",
+            });
+        }
+        let pair = self.pair_key(&opened.key_id, &epoch.key, now_ms)?;
+        // blake3::Hash compares in constant time.
+        if sender_tag(&pair, &opened.digest) != blake3::Hash::from_bytes(opened.tag) {
+            return Err(bad);
+        }
+        Ok(VerifiedEnvelope {
+            id: opened.id,
+            sender: opened.sender,
+            sent_at: opened.sent_at,
+            content: opened.content,
+        })
+    }
+
+    /// Verifies the certificate carried in the envelope, then the sender tag with it. Returns the
+    /// verified epoch for the caller to cache.
+    pub fn verify_with_certificate(
+        &self,
+        opened: OpenedEnvelope,
+        now_ms: u64,
+    ) -> Result<(VerifiedEnvelope, VerifiedEpoch), CryptoError> {
+        let cert = opened
+            .certificate
+            .as_ref()
+            .ok_or(CryptoError::BadSignature {
+                what: "envelope sender (no certificate)",
+            })?;
+        let epoch = cert.verify(now_ms)?;
+        let verified = self.verify_sender(opened, &epoch, now_ms)?;
+        Ok((verified, epoch))
     }
 }
 
@@ -305,7 +427,7 @@ fn parse_plaintext(
     let malformed = |what| CryptoError::Malformed { what };
     let mut r = Reader::new(plaintext, "envelope plaintext");
     let fixed = r.take(SENDER_FIXED_LEN)?;
-    let signature: [u8; 64] = r.array()?;
+    let tag: [u8; SENDER_TAG_LEN] = r.array()?;
     let mut f = Reader::new(fixed, "envelope sender");
     let flags = f.u8()?;
     if flags & !FLAG_CERTIFICATE != 0 {
@@ -316,13 +438,13 @@ fn parse_plaintext(
     let epoch_id: EpochId = f.array()?;
     let sent_at = f.u64()?;
 
+    let start = SENDER_FIXED_LEN + SENDER_TAG_LEN;
     let (cert_part, certificate) = if flags & FLAG_CERTIFICATE != 0 {
         let len = usize::from(r.u16()?);
         if len != EPOCH_CERTIFICATE_LEN {
             return Err(malformed("envelope certificate length"));
         }
         let cert = EpochCertificate::from_bytes(r.take(len)?)?;
-        let start = SENDER_FIXED_LEN + SIGNATURE_LEN;
         (&plaintext[start..start + 2 + len], Some(cert))
     } else {
         (&plaintext[..0], None)
@@ -332,12 +454,12 @@ fn parse_plaintext(
         return Err(malformed("envelope content length"));
     }
     let content = r.take(content_len)?.to_vec();
-    let unpadded = SENDER_FIXED_LEN + SIGNATURE_LEN + cert_part.len() + 4 + content_len;
+    let unpadded = start + cert_part.len() + 4 + content_len;
     let padding = r.rest();
     if padded_len(unpadded) != plaintext.len() || padding.iter().any(|&b| b != 0) {
         return Err(malformed("envelope padding"));
     }
-    let content_start = SENDER_FIXED_LEN + SIGNATURE_LEN + cert_part.len();
+    let content_start = start + cert_part.len();
     let digest = sender_digest(
         header,
         fixed,
@@ -354,9 +476,21 @@ fn parse_plaintext(
         sent_at,
         certificate,
         content,
+        key_id: [0; 16],
         digest,
-        signature,
+        tag,
     })
+}
+
+/// Entry points for the fuzz targets in `fuzz/` (compiled only with `--cfg fuzzing`).
+#[cfg(fuzzing)]
+#[doc(hidden)]
+pub mod fuzzing {
+    /// Parses `plaintext` as a decrypted envelope body behind an all-zero header.
+    pub fn parse_plaintext(plaintext: &[u8]) -> Result<(), crate::CryptoError> {
+        let header = [0u8; super::HEADER_LEN];
+        super::parse_plaintext(&header, super::EnvelopeId([0; 16]), plaintext).map(|_| ())
+    }
 }
 
 /// Who an envelope says it is from.
@@ -366,7 +500,7 @@ pub struct SenderClaim {
     pub account_id: AccountId,
     /// Sender device.
     pub device_id: u32,
-    /// Epoch whose key signed the envelope.
+    /// Epoch whose key authenticated the envelope.
     pub epoch_id: EpochId,
 }
 
@@ -381,8 +515,9 @@ pub struct OpenedEnvelope {
     /// The epoch certificate, if the sender included one.
     pub certificate: Option<EpochCertificate>,
     content: Vec<u8>,
+    key_id: EnvelopeKeyId,
     digest: [u8; 32],
-    signature: [u8; 64],
+    tag: [u8; SENDER_TAG_LEN],
 }
 
 impl fmt::Debug for OpenedEnvelope {
@@ -395,7 +530,7 @@ impl fmt::Debug for OpenedEnvelope {
     }
 }
 
-/// An envelope whose sender signature checked out.
+/// An envelope whose sender checked out.
 #[derive(Debug)]
 pub struct VerifiedEnvelope {
     /// De-duplication id.
@@ -406,55 +541,6 @@ pub struct VerifiedEnvelope {
     pub sent_at: u64,
     /// The libsignal ciphertext to decrypt with the sender's session.
     pub content: Vec<u8>,
-}
-
-impl OpenedEnvelope {
-    /// Verifies the sender signature with an epoch key the caller already trusts (cached from an
-    /// earlier certificate). The epoch must belong to the claimed sender and be valid at `now_ms`.
-    pub fn verify_sender(
-        self,
-        epoch: &VerifiedEpoch,
-        now_ms: u64,
-    ) -> Result<VerifiedEnvelope, CryptoError> {
-        if epoch.account_id != self.sender.account_id
-            || epoch.device_id != self.sender.device_id
-            || epoch.epoch_id != self.sender.epoch_id
-        {
-            return Err(CryptoError::BadSignature {
-                what: "envelope sender",
-            });
-        }
-        if now_ms > epoch.not_after {
-            return Err(CryptoError::Expired {
-                what: "epoch certificate",
-            });
-        }
-        if !epoch.key.verify_signature(&self.digest, &self.signature) {
-            return Err(CryptoError::BadSignature {
-                what: "envelope sender",
-            });
-        }
-        Ok(VerifiedEnvelope {
-            id: self.id,
-            sender: self.sender,
-            sent_at: self.sent_at,
-            content: self.content,
-        })
-    }
-
-    /// Verifies the certificate carried in the envelope, then the sender signature with it.
-    /// Returns the verified epoch for the caller to cache.
-    pub fn verify_with_certificate(
-        self,
-        now_ms: u64,
-    ) -> Result<(VerifiedEnvelope, VerifiedEpoch), CryptoError> {
-        let cert = self.certificate.as_ref().ok_or(CryptoError::BadSignature {
-            what: "envelope sender (no certificate)",
-        })?;
-        let epoch = cert.verify(now_ms)?;
-        let verified = self.verify_sender(&epoch, now_ms)?;
-        Ok((verified, epoch))
-    }
 }
 
 /// Envelope ids already accepted (the caller persists them; `docs/envelope.md` §6).

@@ -1,12 +1,15 @@
-//! Epoch keys: the per-device, per-epoch keys that sign envelopes (sealed sender, `docs/envelope.md` §5).
+//! Epoch keys: per-device, per-epoch X25519 keys that authenticate envelopes to their recipients
+//! (sealed sender, `docs/envelope.md` §5).
 
+use std::collections::HashMap;
 use std::fmt;
+use std::sync::Mutex;
 
-use libsignal_protocol::{KeyPair, PrivateKey, PublicKey};
 use rand::{CryptoRng, Rng};
 use zeroize::Zeroizing;
 
-use crate::hybrid::{HybridSignature, curve_secret};
+use crate::device::{EnvelopeKeyId, EnvelopePublicKey};
+use crate::hybrid::HybridSignature;
 use crate::identity::{AccountId, AccountIdentity, AccountPublic};
 use crate::wire::Reader;
 use crate::{CryptoError, HYBRID_PUBLIC_KEY_LEN, HYBRID_SIGNATURE_LEN};
@@ -19,12 +22,30 @@ pub type EpochId = [u8; 16];
 
 /// Encoded size of an [`EpochCertificate`].
 pub const EPOCH_CERTIFICATE_LEN: usize =
-    1 + HYBRID_PUBLIC_KEY_LEN + 4 + 16 + 33 + 8 + 8 + HYBRID_SIGNATURE_LEN;
+    1 + HYBRID_PUBLIC_KEY_LEN + 4 + 16 + 32 + 8 + 8 + HYBRID_SIGNATURE_LEN;
+const PAIR_KEY_CONTEXT: &str = "tessera v1 envelope sender key";
+/// Cached pair keys per epoch key or key ring; past this the cache starts over.
+pub(crate) const PAIR_CACHE_LIMIT: usize = 4096;
+
+/// The key that authenticates envelopes from one epoch key to one recipient envelope key:
+/// `H("tessera v1 envelope sender key", X25519(epoch, recipient) || epoch_pk || recipient_pk)`.
+pub(crate) fn pair_key(
+    shared: &[u8; 32],
+    epoch_pk: &[u8; 32],
+    recipient_pk: &[u8; 32],
+) -> Zeroizing<[u8; 32]> {
+    let mut h = blake3::Hasher::new_derive_key(PAIR_KEY_CONTEXT);
+    h.update(shared);
+    h.update(epoch_pk);
+    h.update(recipient_pk);
+    Zeroizing::new(*h.finalize().as_bytes())
+}
 
 /// The identity's statement that an epoch key speaks for one of its devices for a time.
 ///
 /// Encoding: `version (1) || account public (2625) || device id (4) || epoch id (16) ||
-/// epoch public key (33) || not_before ms (8) || not_after ms (8) || hybrid signature (4691)`.
+/// epoch public key (X25519, 32) || not_before ms (8) || not_after ms (8) ||
+/// hybrid signature (4691)`.
 /// It carries the account's public keys so that a recipient who has never seen the sender can
 /// check it (the account id is their hash).
 #[derive(Clone, PartialEq, Eq, Debug)]
@@ -32,7 +53,7 @@ pub struct EpochCertificate {
     account: AccountPublic,
     device_id: u32,
     epoch_id: EpochId,
-    epoch_key: PublicKey,
+    epoch_key: [u8; 32],
     not_before: u64,
     not_after: u64,
     signature: HybridSignature,
@@ -47,8 +68,8 @@ pub struct VerifiedEpoch {
     pub device_id: u32,
     /// Epoch id.
     pub epoch_id: EpochId,
-    /// The key that signs envelopes in this epoch.
-    pub key: PublicKey,
+    /// The sender's X25519 key for this epoch.
+    pub key: [u8; 32],
     /// End of validity (ms).
     pub not_after: u64,
 }
@@ -57,7 +78,7 @@ fn signed_part(
     account: &AccountPublic,
     device_id: u32,
     epoch_id: &EpochId,
-    key: &PublicKey,
+    key: &[u8; 32],
     nb: u64,
     na: u64,
 ) -> Vec<u8> {
@@ -66,7 +87,7 @@ fn signed_part(
     out.extend_from_slice(&account.to_bytes());
     out.extend_from_slice(&device_id.to_be_bytes());
     out.extend_from_slice(epoch_id);
-    out.extend_from_slice(&key.serialize());
+    out.extend_from_slice(key);
     out.extend_from_slice(&nb.to_be_bytes());
     out.extend_from_slice(&na.to_be_bytes());
     out
@@ -102,8 +123,7 @@ impl EpochCertificate {
         let account = AccountPublic::from_bytes(r.take(HYBRID_PUBLIC_KEY_LEN)?)?;
         let device_id = r.u32()?;
         let epoch_id = r.array()?;
-        let epoch_key = PublicKey::deserialize(r.take(33)?)
-            .map_err(|_| CryptoError::BadPublicKey { what: "epoch key" })?;
+        let epoch_key: [u8; 32] = r.array()?;
         let cert = Self {
             account,
             device_id,
@@ -153,10 +173,12 @@ impl EpochCertificate {
     }
 }
 
-/// A sending device's key for one epoch, with its certificate.
+/// A sending device's key for one epoch, with its certificate. It caches the pair key for each
+/// recipient envelope key, so the X25519 operation is paid once per recipient per epoch.
 pub struct EpochSigningKey {
     secret: Zeroizing<[u8; 32]>,
     certificate: EpochCertificate,
+    pairs: Mutex<HashMap<EnvelopeKeyId, Zeroizing<[u8; 32]>>>,
 }
 
 impl fmt::Debug for EpochSigningKey {
@@ -183,30 +205,29 @@ impl EpochSigningKey {
                 what: "epoch validity",
             });
         }
-        let pair = KeyPair::generate(rng);
+        let mut secret = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(secret.as_mut());
+        let public =
+            *x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*secret)).as_bytes();
         let mut epoch_id = [0u8; 16];
         rng.fill_bytes(&mut epoch_id);
         let account = identity.public();
         let data = signed_part(
-            &account,
-            device_id,
-            &epoch_id,
-            &pair.public_key,
-            not_before,
-            not_after,
+            &account, device_id, &epoch_id, &public, not_before, not_after,
         );
         let signature = identity.sign(EPOCH_CERT_LABEL, &data, rng)?;
         Ok(Self {
-            secret: curve_secret(&pair.private_key),
+            secret,
             certificate: EpochCertificate {
                 account,
                 device_id,
                 epoch_id,
-                epoch_key: pair.public_key,
+                epoch_key: public,
                 not_before,
                 not_after,
                 signature,
             },
+            pairs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -215,11 +236,8 @@ impl EpochSigningKey {
         secret: Zeroizing<[u8; 32]>,
         certificate: EpochCertificate,
     ) -> Result<Self, CryptoError> {
-        let private = PrivateKey::deserialize(secret.as_ref())
-            .map_err(|_| CryptoError::Malformed { what: "epoch key" })?;
-        let public = private
-            .public_key()
-            .map_err(|_| CryptoError::Malformed { what: "epoch key" })?;
+        let public =
+            *x25519_dalek::PublicKey::from(&x25519_dalek::StaticSecret::from(*secret)).as_bytes();
         if public != certificate.epoch_key {
             return Err(CryptoError::Malformed {
                 what: "epoch key does not match its certificate",
@@ -228,6 +246,7 @@ impl EpochSigningKey {
         Ok(Self {
             secret,
             certificate,
+            pairs: Mutex::new(HashMap::new()),
         })
     }
 
@@ -256,16 +275,33 @@ impl EpochSigningKey {
         self.certificate.epoch_id
     }
 
-    pub(crate) fn sign<R: Rng + CryptoRng>(
+    /// The pair key for `recipient` (computed once, then cached).
+    pub(crate) fn pair_key(
         &self,
-        digest: &[u8; 32],
-        rng: &mut R,
-    ) -> Result<[u8; 64], CryptoError> {
-        let private =
-            PrivateKey::deserialize(self.secret.as_ref()).map_err(|_| CryptoError::Signing)?;
-        let sig = private
-            .calculate_signature(digest, rng)
-            .map_err(|_| CryptoError::Signing)?;
-        (*sig).try_into().map_err(|_| CryptoError::Signing)
+        recipient: &EnvelopePublicKey,
+    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+        let id = recipient.key_id();
+        if let Some(k) = self.pairs.lock().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(k);
+        }
+        let shared = x25519_dalek::StaticSecret::from(*self.secret)
+            .diffie_hellman(&x25519_dalek::PublicKey::from(recipient.x25519));
+        if !shared.was_contributory() {
+            return Err(CryptoError::BadPublicKey {
+                what: "recipient X25519 key",
+            });
+        }
+        let key = pair_key(
+            shared.as_bytes(),
+            &self.certificate.epoch_key,
+            &recipient.x25519,
+        );
+        if let Ok(mut m) = self.pairs.lock() {
+            if m.len() >= PAIR_CACHE_LIMIT {
+                m.clear();
+            }
+            m.insert(id, key.clone());
+        }
+        Ok(key)
     }
 }

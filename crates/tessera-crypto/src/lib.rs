@@ -9,6 +9,9 @@ mod identity;
 mod prekeys;
 mod wire;
 
+#[cfg(fuzzing)]
+pub use envelope::fuzzing;
+
 pub use device::{
     DEVICE_CERTIFICATE_LEN, DeviceCertificate, DeviceCertificateFields, EnvelopeKeyId,
     EnvelopeKeyPair, EnvelopePublicKey, MLKEM1024_CT_LEN, MLKEM1024_EK_LEN,

@@ -1,6 +1,8 @@
 //! Deterministic fixtures shared by the integration tests, vectors and benchmarks.
 #![allow(dead_code, clippy::unwrap_used, missing_docs)]
 
+pub mod signal;
+
 use rand::SeedableRng as _;
 use rand_chacha::ChaCha20Rng;
 use tessera_crypto::{

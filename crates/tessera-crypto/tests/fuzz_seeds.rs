@@ -1,0 +1,108 @@
+//! Writes the seed corpora of the fuzz targets in `fuzz/corpus/` from real objects, so the
+//! fuzzers start from valid structures (they are several KiB at exact lengths, which random
+//! inputs never reach). Run once with `TESSERA_WRITE_VECTORS=1 ... --ignored`; the normal run
+//! checks that every seed still parses, so the corpus does not rot.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+mod common;
+
+use std::path::PathBuf;
+
+use common::{NOW, Person, rng};
+use tessera_crypto::signal::KeyPair;
+use tessera_crypto::{DeviceCertificate, EpochCertificate, OneTimePrekeyBatch, SealRequest, seal};
+
+fn corpus(target: &str) -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .join("../../fuzz/corpus")
+        .join(target)
+}
+
+fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
+    let mut r = rng(90);
+    let alice = Person::new(&mut r, 1);
+    let bob = Person::new(&mut r, 2);
+    let mut out = Vec::new();
+    for (name, cert, content) in [
+        ("with-cert", true, &b"hi"[..]),
+        ("plain", false, &[7u8; 300][..]),
+    ] {
+        let request = SealRequest {
+            recipient: bob.envelope.public(),
+            sender: &alice.epoch,
+            include_certificate: cert,
+            sent_at: NOW,
+            content,
+        };
+        out.push(("envelope_open", name, seal(&request, &mut r).unwrap().bytes));
+    }
+    out.push(("certificates", "device", alice.certificate.to_bytes()));
+    out.push((
+        "certificates",
+        "epoch",
+        alice.epoch.certificate().to_bytes(),
+    ));
+    let keys = (0..13)
+        .map(|i| (i, KeyPair::generate(&mut r).public_key))
+        .collect();
+    let batch = OneTimePrekeyBatch::new(keys).unwrap();
+    let proof = batch.proof(5).unwrap();
+    let mut p = Vec::new();
+    p.extend_from_slice(&proof.index.to_be_bytes());
+    p.extend_from_slice(&13u32.to_be_bytes());
+    proof.path.iter().for_each(|h| p.extend_from_slice(h));
+    out.push(("prekey_proof", "index5", p));
+    out.push((
+        "text_codecs",
+        "account-id",
+        alice
+            .identity
+            .public()
+            .account_id()
+            .to_string()
+            .into_bytes(),
+    ));
+    out.push((
+        "text_codecs",
+        "relay",
+        format!("tessera://relay.example.org:4443/{}", "A".repeat(43)).into_bytes(),
+    ));
+    out.push((
+        "text_codecs",
+        "relay-v6",
+        format!("tessera://[::1]:1/{}", "_".repeat(42) + "8").into_bytes(),
+    ));
+    out
+}
+
+#[test]
+#[ignore = "writes fuzz/corpus; run once with TESSERA_WRITE_VECTORS=1"]
+fn write_fuzz_seeds() {
+    if std::env::var_os("TESSERA_WRITE_VECTORS").is_none() {
+        return;
+    }
+    for (target, name, bytes) in seeds() {
+        std::fs::create_dir_all(corpus(target)).unwrap();
+        std::fs::write(corpus(target).join(name), bytes).unwrap();
+    }
+}
+
+#[test]
+fn committed_seeds_are_still_valid_structures() {
+    let read = |t: &str, n: &str| {
+        std::fs::read(corpus(t).join(n)).unwrap_or_else(|e| panic!("{t}/{n}: {e}"))
+    };
+    DeviceCertificate::from_bytes(&read("certificates", "device")).unwrap();
+    EpochCertificate::from_bytes(&read("certificates", "epoch"))
+        .unwrap()
+        .verify(NOW)
+        .unwrap();
+    for n in ["with-cert", "plain"] {
+        assert_eq!(
+            read("envelope_open", n)[0],
+            tessera_crypto::ENVELOPE_VERSION
+        );
+    }
+    let id = String::from_utf8(read("text_codecs", "account-id")).unwrap();
+    id.parse::<tessera_crypto::AccountId>().unwrap();
+}
