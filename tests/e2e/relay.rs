@@ -275,3 +275,18 @@ fn relay_help_documents_flags_and_config_file() {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }
 }
+
+/// Regression: the relay used to print its address before registering its signal handlers, so a
+/// signal sent right after the address (by a supervisor or a script) killed it uncleanly.
+#[test]
+fn relay_regression_signal_right_after_the_address_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, signal) in ["INT", "TERM", "INT", "TERM", "INT", "TERM"]
+        .iter()
+        .enumerate()
+    {
+        let mut relay = Relay::start(&dir.path().join(format!("relay{i}")));
+        let status = relay.process.stop_with(signal);
+        assert!(status.success(), "SIG{signal} right after start: {status}");
+    }
+}

@@ -89,6 +89,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         .build()
         .context("cannot start the async runtime")?;
     runtime.block_on(async {
+        // Handlers are registered before the address is printed: whoever starts the relay may
+        // stop it as soon as it has the address, and must get a clean shutdown, not the
+        // default action of the signal.
+        let shutdown = ShutdownSignals::install().context("cannot install signal handlers")?;
         let relay = tessera_relay::bind(&config).await?;
         tracing::info!(listen = ?relay.local_addr(), "relay listening");
         {
@@ -98,32 +102,48 @@ fn run(cli: Cli) -> anyhow::Result<()> {
                 .context("cannot write to stdout")?;
             out.flush().context("cannot write to stdout")?;
         }
-        relay.serve(shutdown_signal()).await;
+        relay.serve(shutdown.wait()).await;
         Ok(())
     })
 }
 
-/// Completes on SIGINT (Ctrl-C) or SIGTERM.
-async fn shutdown_signal() {
+/// SIGINT (Ctrl-C) and SIGTERM (Ctrl-C on Windows), registered with the OS as soon as this is
+/// created.
+struct ShutdownSignals {
     #[cfg(unix)]
-    {
+    interrupt: tokio::signal::unix::Signal,
+    #[cfg(unix)]
+    terminate: tokio::signal::unix::Signal,
+    #[cfg(windows)]
+    ctrl_c: tokio::signal::windows::CtrlC,
+}
+
+impl ShutdownSignals {
+    #[cfg(unix)]
+    fn install() -> std::io::Result<Self> {
         use tokio::signal::unix::{SignalKind, signal};
-        match signal(SignalKind::terminate()) {
-            Ok(mut term) => {
-                tokio::select! {
-                    _ = tokio::signal::ctrl_c() => {}
-                    _ = term.recv() => {}
-                }
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot watch SIGTERM; only Ctrl-C stops the relay");
-                let _ = tokio::signal::ctrl_c().await;
-            }
+        Ok(Self {
+            interrupt: signal(SignalKind::interrupt())?,
+            terminate: signal(SignalKind::terminate())?,
+        })
+    }
+
+    #[cfg(windows)]
+    fn install() -> std::io::Result<Self> {
+        Ok(Self {
+            ctrl_c: tokio::signal::windows::ctrl_c()?,
+        })
+    }
+
+    /// Completes on the first stop signal.
+    async fn wait(mut self) {
+        #[cfg(unix)]
+        tokio::select! {
+            _ = self.interrupt.recv() => {}
+            _ = self.terminate.recv() => {}
         }
+        #[cfg(windows)]
+        self.ctrl_c.recv().await;
+        tracing::info!("stop signal received");
     }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-    }
-    tracing::info!("stop signal received");
 }
