@@ -221,3 +221,12 @@ fn envelope_key_rotation_keeps_the_old_key_for_its_grace_period() {
     ));
     assert!(ring.open(&after_rotation, old_until + 1).is_ok());
 }
+
+#[test]
+fn the_relay_protocol_limit_matches_the_envelope_format() {
+    // tessera-proto sits below this crate and cannot import the constant; keep them equal here.
+    assert_eq!(
+        tessera_proto::MAX_ENVELOPE_LEN,
+        tessera_crypto::MAX_ENVELOPE_LEN
+    );
+}

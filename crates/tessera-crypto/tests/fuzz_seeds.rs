@@ -52,6 +52,30 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     p.extend_from_slice(&13u32.to_be_bytes());
     proof.path.iter().for_each(|h| p.extend_from_slice(h));
     out.push(("prekey_proof", "index5", p));
+    let envelope = out[0].2.clone();
+    let send = tessera_proto::Frame {
+        request_id: 7,
+        body: tessera_proto::Body::Send {
+            account_id: bob.identity.public().account_id().0,
+            device_id: 2,
+            envelope,
+        },
+    };
+    out.push(("relay_frame", "send", send.encode().unwrap()));
+    let bundle = tessera_proto::Frame {
+        request_id: 8,
+        body: tessera_proto::Body::Bundle {
+            device_certificate: bob.certificate.to_bytes(),
+            signed: vec![1; 100],
+            one_time: Some(tessera_proto::WireOneTimePrekey {
+                id: 1,
+                public: vec![5; 33],
+                index: 5,
+                path: vec![9; 128],
+            }),
+        },
+    };
+    out.push(("relay_frame", "bundle", bundle.encode().unwrap()));
     out.push((
         "text_codecs",
         "account-id",
@@ -102,6 +126,9 @@ fn committed_seeds_are_still_valid_structures() {
             read("envelope_open", n)[0],
             tessera_crypto::ENVELOPE_VERSION
         );
+    }
+    for n in ["send", "bundle"] {
+        tessera_proto::Frame::decode(&read("relay_frame", n)).unwrap();
     }
     let id = String::from_utf8(read("text_codecs", "account-id")).unwrap();
     id.parse::<tessera_crypto::AccountId>().unwrap();

@@ -23,3 +23,31 @@ pub enum AddressError {
     #[error("unexpected text after the pin in the relay address")]
     Trailing,
 }
+
+/// Why a relay frame could not be decoded or encoded (`docs/relay-protocol.md`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtoError {
+    /// The frame's version byte is not one this build speaks.
+    #[error("unsupported frame version {0}")]
+    UnsupportedVersion(u8),
+    /// The frame's kind byte is not defined in this version.
+    #[error("unknown frame kind {0:#04x}")]
+    UnknownKind(u8),
+    /// The frame or one of its fields is above its limit.
+    #[error("{field} too large ({len} > {max})")]
+    TooLarge {
+        /// Which field.
+        field: &'static str,
+        /// Its length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The body is truncated, has trailing bytes, or a field has an invalid value.
+    #[error("malformed frame ({field})")]
+    Malformed {
+        /// Which field.
+        field: &'static str,
+    },
+}

@@ -2,9 +2,14 @@
 
 mod address;
 mod error;
+mod frame;
 
 pub use address::{RelayAddress, RelayHost, SpkiPin};
-pub use error::AddressError;
+pub use error::{AddressError, ProtoError};
+pub use frame::{
+    Body, ErrorCode, FRAME_VERSION, Frame, MAX_ENVELOPE_LEN, MAX_FRAME_LEN, MAX_PREKEYS_PER_UPLOAD,
+    WireAccountId, WireOneTimePrekey, WirePrekey,
+};
 
 /// HTTP paths served on the relay's TLS port.
 pub mod paths {

@@ -186,7 +186,7 @@ async fn session(mut socket: WebSocket, state: AppState) {
                 None | Some(Err(_)) | Some(Ok(Message::Close(_))) => break,
                 Some(Ok(Message::Binary(_) | Message::Text(_))) => {
                     let _ = socket
-                        .send(close(close_code::UNSUPPORTED, "no relay frames are defined in this version"))
+                        .send(close(close_code::UNSUPPORTED, "this relay version does not handle frames yet"))
                         .await;
                     break;
                 }
