@@ -167,6 +167,18 @@ impl EnvelopeKeyPair {
 pub struct DeviceCertificate {
     /// The account this device belongs to.
     pub account_id: AccountId,
+    /// What the certificate states about the device.
+    pub fields: DeviceCertificateFields,
+    signature: HybridSignature,
+}
+
+/// Encoded size of a [`DeviceCertificate`].
+pub const DEVICE_CERTIFICATE_LEN: usize =
+    1 + 32 + 4 + 4 + HYBRID_PUBLIC_KEY_LEN + 32 + MLKEM1024_EK_LEN + 8 + 8 + HYBRID_SIGNATURE_LEN;
+
+/// What a device certificate states about its device.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeviceCertificateFields {
     /// The device's number within the account.
     pub device_id: u32,
     /// Increases with every envelope-key rotation; the relay keeps the highest.
@@ -178,28 +190,6 @@ pub struct DeviceCertificate {
     /// Start of validity, ms since the Unix epoch.
     pub not_before: u64,
     /// End of validity, ms since the Unix epoch.
-    pub not_after: u64,
-    signature: HybridSignature,
-}
-
-/// Encoded size of a [`DeviceCertificate`].
-pub const DEVICE_CERTIFICATE_LEN: usize =
-    1 + 32 + 4 + 4 + HYBRID_PUBLIC_KEY_LEN + 32 + MLKEM1024_EK_LEN + 8 + 8 + HYBRID_SIGNATURE_LEN;
-
-/// What a device certificate states, before it is signed.
-#[derive(Clone, Debug)]
-pub struct DeviceCertificateFields {
-    /// Device number within the account.
-    pub device_id: u32,
-    /// Rotation counter.
-    pub serial: u32,
-    /// Relay-auth key.
-    pub auth_key: HybridPublicKey,
-    /// Envelope key.
-    pub envelope_key: EnvelopePublicKey,
-    /// Start of validity (ms).
-    pub not_before: u64,
-    /// End of validity (ms).
     pub not_after: u64,
 }
 
@@ -233,30 +223,14 @@ impl DeviceCertificate {
             identity.sign(DEVICE_CERT_LABEL, &signed_part(&account_id, &fields), rng)?;
         Ok(Self {
             account_id,
-            device_id: fields.device_id,
-            serial: fields.serial,
-            auth_key: fields.auth_key,
-            envelope_key: fields.envelope_key,
-            not_before: fields.not_before,
-            not_after: fields.not_after,
+            fields,
             signature,
         })
     }
 
-    fn fields(&self) -> DeviceCertificateFields {
-        DeviceCertificateFields {
-            device_id: self.device_id,
-            serial: self.serial,
-            auth_key: self.auth_key.clone(),
-            envelope_key: self.envelope_key.clone(),
-            not_before: self.not_before,
-            not_after: self.not_after,
-        }
-    }
-
     /// The encoding described on the type.
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = signed_part(&self.account_id, &self.fields());
+        let mut out = signed_part(&self.account_id, &self.fields);
         out.extend_from_slice(&self.signature.to_bytes());
         out
     }
@@ -275,12 +249,14 @@ impl DeviceCertificate {
         }
         let cert = Self {
             account_id: AccountId(r.array()?),
-            device_id: r.u32()?,
-            serial: r.u32()?,
-            auth_key: HybridPublicKey::read(&mut r)?,
-            envelope_key: EnvelopePublicKey::read(&mut r)?,
-            not_before: r.u64()?,
-            not_after: r.u64()?,
+            fields: DeviceCertificateFields {
+                device_id: r.u32()?,
+                serial: r.u32()?,
+                auth_key: HybridPublicKey::read(&mut r)?,
+                envelope_key: EnvelopePublicKey::read(&mut r)?,
+                not_before: r.u64()?,
+                not_after: r.u64()?,
+            },
             signature: HybridSignature::read(&mut r)?,
         };
         r.finish()?;
@@ -297,11 +273,11 @@ impl DeviceCertificate {
         }
         account.verify(
             DEVICE_CERT_LABEL,
-            &signed_part(&self.account_id, &self.fields()),
+            &signed_part(&self.account_id, &self.fields),
             &self.signature,
             "device certificate",
         )?;
-        if now_ms < self.not_before || now_ms > self.not_after {
+        if now_ms < self.fields.not_before || now_ms > self.fields.not_after {
             return Err(CryptoError::Expired {
                 what: "device certificate",
             });

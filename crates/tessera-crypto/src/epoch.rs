@@ -94,16 +94,21 @@ fn signed_part(
 }
 
 impl EpochCertificate {
-    /// The encoding described on the type.
-    pub fn to_bytes(&self) -> Vec<u8> {
-        let mut out = signed_part(
+    /// Everything the signature covers.
+    fn signed_part(&self) -> Vec<u8> {
+        signed_part(
             &self.account,
             self.device_id,
             &self.epoch_id,
             &self.epoch_key,
             self.not_before,
             self.not_after,
-        );
+        )
+    }
+
+    /// The encoding described on the type.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = self.signed_part();
         out.extend_from_slice(&self.signature.to_bytes());
         out
     }
@@ -144,14 +149,7 @@ impl EpochCertificate {
 
     /// Checks both identity signatures and the validity window at `now_ms`.
     pub fn verify(&self, now_ms: u64) -> Result<VerifiedEpoch, CryptoError> {
-        let data = signed_part(
-            &self.account,
-            self.device_id,
-            &self.epoch_id,
-            &self.epoch_key,
-            self.not_before,
-            self.not_after,
-        );
+        let data = self.signed_part();
         self.account.verify(
             EPOCH_CERT_LABEL,
             &data,

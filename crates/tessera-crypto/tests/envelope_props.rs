@@ -120,7 +120,7 @@ fn oversized_content_is_refused_before_sealing() {
 fn expired_keys_and_epochs_are_refused() {
     let w = world();
     let bytes = sealed(b"hi", true, 3);
-    let late = w.bob.certificate.not_after + common::GRACE + 1;
+    let late = w.bob.certificate.fields.not_after + common::GRACE + 1;
     assert!(matches!(
         w.ring.open(&bytes, late),
         Err(CryptoError::UnknownKey)
@@ -192,7 +192,7 @@ fn envelope_key_rotation_keeps_the_old_key_for_its_grace_period() {
         &bob.identity,
         DeviceCertificateFields {
             device_id: 1,
-            serial: bob.certificate.serial + 1,
+            serial: bob.certificate.fields.serial + 1,
             auth_key: bob.auth.public().clone(),
             envelope_key: rotated.public().clone(),
             not_before: NOW,
@@ -202,12 +202,12 @@ fn envelope_key_rotation_keeps_the_old_key_for_its_grace_period() {
     )
     .unwrap();
     new_cert.verify(&bob.identity.public(), NOW).unwrap();
-    assert!(new_cert.serial > bob.certificate.serial);
+    assert!(new_cert.fields.serial > bob.certificate.fields.serial);
 
     let mut ring = bob.ring(); // old key, usable until its certificate's end + grace
-    let old_until = bob.certificate.not_after + common::GRACE;
-    ring.insert(rotated, new_cert.not_after + common::GRACE);
-    let after_rotation = seal_to(&new_cert.envelope_key, &mut r);
+    let old_until = bob.certificate.fields.not_after + common::GRACE;
+    ring.insert(rotated, new_cert.fields.not_after + common::GRACE);
+    let after_rotation = seal_to(&new_cert.fields.envelope_key, &mut r);
 
     assert!(
         ring.open(&in_flight, NOW).is_ok(),

@@ -152,7 +152,7 @@ fn device_certificate_verifies_and_rejects_tampering() {
     let cert = DeviceCertificate::from_bytes(&p.certificate.to_bytes()).unwrap();
     assert_eq!(cert, p.certificate);
     cert.verify(&account, NOW).unwrap();
-    assert_eq!(cert.envelope_key, *p.envelope.public());
+    assert_eq!(cert.fields.envelope_key, *p.envelope.public());
 
     // Any flipped byte is refused (length, version, key encoding or signature).
     let bytes = cert.to_bytes();

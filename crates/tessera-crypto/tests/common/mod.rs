@@ -65,7 +65,7 @@ impl Person {
         let mut ring = EnvelopeKeyRing::new();
         ring.insert(
             EnvelopeKeyPair::from_seeds(x, m),
-            self.certificate.not_after + GRACE,
+            self.certificate.fields.not_after + GRACE,
         );
         ring
     }
