@@ -104,7 +104,7 @@ fn overhead() {
 fn paths(c: &mut Criterion) {
     overhead();
 
-    let (mut s, mut rx) = established(50);
+    let (mut s, _unused_receiver) = established(50);
     let mut r = rng(51);
     let mut g = c.benchmark_group("send: signal encrypt + seal");
     for (size, name) in SIZES {
@@ -132,7 +132,6 @@ fn paths(c: &mut Criterion) {
         });
     }
     g.finish();
-    let _ = &mut rx;
 }
 
 fn session_start(c: &mut Criterion) {
@@ -226,7 +225,7 @@ fn signatures(c: &mut Criterion) {
 fn components(c: &mut Criterion) {
     let mut g = c.benchmark_group("component (1KiB)");
     let payload = vec![0x42u8; 1024];
-    let (mut s, mut rx) = established(90);
+    let (mut s, rx) = established(90);
     let mut r = rng(91);
     g.bench_function("signal encrypt", |b| {
         b.iter(|| black_box(s.alice.encrypt(&s.bob_address, &payload, &mut r)))
@@ -272,7 +271,6 @@ fn components(c: &mut Criterion) {
         )
     });
     g.finish();
-    let _ = &mut rx;
 }
 
 fn primitives(c: &mut Criterion) {

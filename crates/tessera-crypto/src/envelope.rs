@@ -1,9 +1,8 @@
 //! Envelope v1: the post-quantum, sealed-sender wrapper around every Signal message.
 //! The byte-exact format is `docs/envelope.md`; constants here follow its section numbers.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::fmt;
-use std::sync::Mutex;
 
 use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
@@ -14,8 +13,8 @@ use zeroize::Zeroizing;
 use crate::CryptoError;
 use crate::device::{EnvelopeKeyId, EnvelopeKeyPair, EnvelopePublicKey, MLKEM1024_CT_LEN};
 use crate::epoch::{
-    EPOCH_CERTIFICATE_LEN, EpochCertificate, EpochId, EpochSigningKey, PAIR_CACHE_LIMIT,
-    VerifiedEpoch, pair_key,
+    EPOCH_CERTIFICATE_LEN, EpochCertificate, EpochId, EpochSigningKey, PairKeyCache, VerifiedEpoch,
+    pair_key,
 };
 use crate::identity::AccountId;
 use crate::wire::Reader;
@@ -229,21 +228,14 @@ pub fn seal<R: Rng + CryptoRng>(
 #[derive(Default)]
 pub struct EnvelopeKeyRing {
     keys: Vec<(EnvelopeKeyPair, u64)>,
-    pairs: Mutex<PairCache>,
+    /// Pair keys by (our envelope key id, sender epoch public key).
+    pairs: PairKeyCache<(EnvelopeKeyId, [u8; 32])>,
 }
-
-/// Pair keys by (our envelope key id, sender epoch public key).
-type PairCache = HashMap<(EnvelopeKeyId, [u8; 32]), Zeroizing<[u8; 32]>>;
 
 impl fmt::Debug for EnvelopeKeyRing {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ids: Vec<_> = self
-            .keys
-            .iter()
-            .map(|(k, until)| (k.public().key_id(), *until))
-            .collect();
         f.debug_struct("EnvelopeKeyRing")
-            .field("keys", &ids.len())
+            .field("keys", &self.keys.len())
             .finish_non_exhaustive()
     }
 }
@@ -266,9 +258,7 @@ impl EnvelopeKeyRing {
         self.keys.retain(|(_, until)| *until >= now_ms);
         let live: HashSet<EnvelopeKeyId> =
             self.keys.iter().map(|(k, _)| k.public().key_id()).collect();
-        if let Ok(mut pairs) = self.pairs.lock() {
-            pairs.retain(|(id, _), _| live.contains(id));
-        }
+        self.pairs.retain(|(id, _)| live.contains(id));
         before - self.keys.len()
     }
 
@@ -339,30 +329,16 @@ impl EnvelopeKeyRing {
         epoch_pk: &[u8; 32],
         now_ms: u64,
     ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
-        let cache_key = (*key_id, *epoch_pk);
-        if let Some(k) = self
-            .pairs
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&cache_key).cloned())
-        {
-            return Ok(k);
-        }
-        let key = self.find(key_id, now_ms).ok_or(CryptoError::UnknownKey)?;
-        let shared = key
-            .x25519_secret()
-            .diffie_hellman(&x25519_dalek::PublicKey::from(*epoch_pk));
-        if !shared.was_contributory() {
-            return Err(CryptoError::BadPublicKey { what: "epoch key" });
-        }
-        let pair = pair_key(shared.as_bytes(), epoch_pk, &key.public().x25519);
-        if let Ok(mut m) = self.pairs.lock() {
-            if m.len() >= PAIR_CACHE_LIMIT {
-                m.clear();
+        self.pairs.get_or_compute((*key_id, *epoch_pk), || {
+            let key = self.find(key_id, now_ms).ok_or(CryptoError::UnknownKey)?;
+            let shared = key
+                .x25519_secret()
+                .diffie_hellman(&x25519_dalek::PublicKey::from(*epoch_pk));
+            if !shared.was_contributory() {
+                return Err(CryptoError::BadPublicKey { what: "epoch key" });
             }
-            m.insert(cache_key, pair.clone());
-        }
-        Ok(pair)
+            Ok(pair_key(shared.as_bytes(), epoch_pk, &key.public().x25519))
+        })
     }
 
     /// Verifies the sender tag with an epoch key the caller already trusts (cached from an

@@ -25,7 +25,45 @@ pub const EPOCH_CERTIFICATE_LEN: usize =
     1 + HYBRID_PUBLIC_KEY_LEN + 4 + 16 + 32 + 8 + 8 + HYBRID_SIGNATURE_LEN;
 const PAIR_KEY_CONTEXT: &str = "tessera v1 envelope sender key";
 /// Cached pair keys per epoch key or key ring; past this the cache starts over.
-pub(crate) const PAIR_CACHE_LIMIT: usize = 4096;
+const PAIR_CACHE_LIMIT: usize = 4096;
+
+/// Pair keys computed once and reused, for the sender (per recipient key) and for the recipient
+/// (per own key and sender epoch). Bounded: past [`PAIR_CACHE_LIMIT`] entries it starts over.
+pub(crate) struct PairKeyCache<K>(Mutex<HashMap<K, Zeroizing<[u8; 32]>>>);
+
+impl<K> Default for PairKeyCache<K> {
+    fn default() -> Self {
+        Self(Mutex::new(HashMap::new()))
+    }
+}
+
+impl<K: Eq + std::hash::Hash> PairKeyCache<K> {
+    /// The cached key for `id`, or `compute()`'s result, which is then cached.
+    pub(crate) fn get_or_compute(
+        &self,
+        id: K,
+        compute: impl FnOnce() -> Result<Zeroizing<[u8; 32]>, CryptoError>,
+    ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
+        if let Some(k) = self.0.lock().ok().and_then(|m| m.get(&id).cloned()) {
+            return Ok(k);
+        }
+        let key = compute()?;
+        if let Ok(mut m) = self.0.lock() {
+            if m.len() >= PAIR_CACHE_LIMIT {
+                m.clear();
+            }
+            m.insert(id, key.clone());
+        }
+        Ok(key)
+    }
+
+    /// Drops the entries `keep` rejects.
+    pub(crate) fn retain(&self, mut keep: impl FnMut(&K) -> bool) {
+        if let Ok(mut m) = self.0.lock() {
+            m.retain(|k, _| keep(k));
+        }
+    }
+}
 
 /// The key that authenticates envelopes from one epoch key to one recipient envelope key:
 /// `H("tessera v1 envelope sender key", X25519(epoch, recipient) || epoch_pk || recipient_pk)`.
@@ -176,7 +214,7 @@ impl EpochCertificate {
 pub struct EpochSigningKey {
     secret: Zeroizing<[u8; 32]>,
     certificate: EpochCertificate,
-    pairs: Mutex<HashMap<EnvelopeKeyId, Zeroizing<[u8; 32]>>>,
+    pairs: PairKeyCache<EnvelopeKeyId>,
 }
 
 impl fmt::Debug for EpochSigningKey {
@@ -225,7 +263,7 @@ impl EpochSigningKey {
                 not_after,
                 signature,
             },
-            pairs: Mutex::new(HashMap::new()),
+            pairs: PairKeyCache::default(),
         })
     }
 
@@ -244,7 +282,7 @@ impl EpochSigningKey {
         Ok(Self {
             secret,
             certificate,
-            pairs: Mutex::new(HashMap::new()),
+            pairs: PairKeyCache::default(),
         })
     }
 
@@ -278,28 +316,19 @@ impl EpochSigningKey {
         &self,
         recipient: &EnvelopePublicKey,
     ) -> Result<Zeroizing<[u8; 32]>, CryptoError> {
-        let id = recipient.key_id();
-        if let Some(k) = self.pairs.lock().ok().and_then(|m| m.get(&id).cloned()) {
-            return Ok(k);
-        }
-        let shared = x25519_dalek::StaticSecret::from(*self.secret)
-            .diffie_hellman(&x25519_dalek::PublicKey::from(recipient.x25519));
-        if !shared.was_contributory() {
-            return Err(CryptoError::BadPublicKey {
-                what: "recipient X25519 key",
-            });
-        }
-        let key = pair_key(
-            shared.as_bytes(),
-            &self.certificate.epoch_key,
-            &recipient.x25519,
-        );
-        if let Ok(mut m) = self.pairs.lock() {
-            if m.len() >= PAIR_CACHE_LIMIT {
-                m.clear();
+        self.pairs.get_or_compute(recipient.key_id(), || {
+            let shared = x25519_dalek::StaticSecret::from(*self.secret)
+                .diffie_hellman(&x25519_dalek::PublicKey::from(recipient.x25519));
+            if !shared.was_contributory() {
+                return Err(CryptoError::BadPublicKey {
+                    what: "recipient X25519 key",
+                });
             }
-            m.insert(id, key.clone());
-        }
-        Ok(key)
+            Ok(pair_key(
+                shared.as_bytes(),
+                &self.certificate.epoch_key,
+                &recipient.x25519,
+            ))
+        })
     }
 }

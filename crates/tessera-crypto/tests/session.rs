@@ -151,17 +151,12 @@ fn thousand_message_conversation_in_envelopes() {
             }
         };
         let verified = verified.accept_once(&mut seen).unwrap();
-        let msg = if i == 0 {
-            CiphertextMessage::PreKeySignalMessage(
-                PreKeySignalMessage::try_from(verified.content.as_slice()).unwrap(),
-            )
-        } else {
-            match PreKeySignalMessage::try_from(verified.content.as_slice()) {
-                Ok(m) => CiphertextMessage::PreKeySignalMessage(m),
-                Err(_) => CiphertextMessage::SignalMessage(
-                    SignalMessage::try_from(verified.content.as_slice()).unwrap(),
-                ),
-            }
+        // Bytes off the wire: a PreKeySignalMessage until the first reply, then SignalMessages.
+        let msg = match PreKeySignalMessage::try_from(verified.content.as_slice()) {
+            Ok(m) => CiphertextMessage::PreKeySignalMessage(m),
+            Err(_) => CiphertextMessage::SignalMessage(
+                SignalMessage::try_from(verified.content.as_slice()).unwrap(),
+            ),
         };
         let plain = to.decrypt(&from.address, &msg, &mut r).unwrap();
         assert_eq!(plain, text.as_bytes(), "message {i}");
