@@ -4,4 +4,5 @@
 #![allow(clippy::unwrap_used)]
 
 mod relay;
+mod relay_protocol;
 mod ui;

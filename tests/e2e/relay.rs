@@ -151,17 +151,35 @@ async fn relay_with_a_wrong_pin_is_refused() {
 }
 
 #[tokio::test]
-async fn relay_accepts_websocket_upgrades_and_refuses_undefined_frames() {
+async fn relay_accepts_websocket_upgrades_and_closes_on_an_undecodable_frame() {
     let dir = tempfile::tempdir().unwrap();
     let relay = Relay::start(&dir.path().join("relay"));
     let mut ws = tessera_net::connect_websocket(&relay.address, &Transport::Direct)
         .await
         .unwrap();
+    // The relay speaks first: the login challenge.
+    match ws.next().await {
+        Some(Ok(Message::Binary(b))) => assert!(matches!(
+            tessera_proto::Frame::decode(&b).unwrap().body,
+            tessera_proto::Body::Challenge { .. }
+        )),
+        other => panic!("expected the challenge, got {other:?}"),
+    }
     ws.send(Message::Binary(vec![1, 2, 3].into()))
         .await
         .unwrap();
     match ws.next().await {
-        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Unsupported),
+        Some(Ok(Message::Binary(b))) => assert!(matches!(
+            tessera_proto::Frame::decode(&b).unwrap().body,
+            tessera_proto::Body::Error {
+                code: tessera_proto::ErrorCode::Malformed,
+                ..
+            }
+        )),
+        other => panic!("expected an error frame, got {other:?}"),
+    }
+    match ws.next().await {
+        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Policy),
         other => panic!("expected a close frame, got {other:?}"),
     }
 }
@@ -177,9 +195,22 @@ async fn relay_stops_cleanly_on_sigterm_and_sigint_and_keeps_its_pin() {
         .unwrap();
     let status = first.process.stop_with("TERM");
     assert!(status.success(), "SIGTERM exit: {status}");
-    match ws.next().await {
-        Some(Ok(Message::Close(Some(frame)))) => assert_eq!(frame.code, CloseCode::Away),
-        other => panic!("expected a going-away close, got {other:?}"),
+    // First the challenge, then an error frame saying why, then the close.
+    loop {
+        match ws.next().await {
+            Some(Ok(Message::Binary(b))) => match tessera_proto::Frame::decode(&b).unwrap().body {
+                tessera_proto::Body::Challenge { .. } => {}
+                tessera_proto::Body::Error { code, .. } => {
+                    assert_eq!(code, tessera_proto::ErrorCode::ShuttingDown)
+                }
+                other => panic!("unexpected frame {other:?}"),
+            },
+            Some(Ok(Message::Close(Some(frame)))) => {
+                assert_eq!(frame.code, CloseCode::Away);
+                break;
+            }
+            other => panic!("expected a going-away close, got {other:?}"),
+        }
     }
 
     let mut second = Relay::start(&data);

@@ -16,6 +16,8 @@ pub struct Relay {
     pub address: RelayAddress,
     /// Its data directory.
     pub data_dir: PathBuf,
+    /// Where it serves `/metrics`, if it was asked to.
+    pub metrics: Option<String>,
     /// The process; dropping it stops the relay.
     pub process: Guard,
 }
@@ -47,14 +49,24 @@ impl Relay {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
+                if let Some(addr) = line.strip_prefix("metrics address: ") {
+                    let _ = tx.send(format!("metrics {addr}"));
+                }
                 if let Some(addr) = line.strip_prefix("relay address: ") {
                     let _ = tx.send(addr.to_string());
                 }
             }
         });
-        let Ok(text) = rx.recv_timeout(Duration::from_secs(30)) else {
-            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
-            panic!("the relay printed no address within 30 s; its log:\n{log}");
+        let mut metrics = None;
+        let text = loop {
+            let Ok(text) = rx.recv_timeout(Duration::from_secs(30)) else {
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+                panic!("the relay printed no address within 30 s; its log:\n{log}");
+            };
+            match text.strip_prefix("metrics ") {
+                Some(m) => metrics = Some(m.to_string()),
+                None => break text,
+            }
         };
         let address = text
             .parse()
@@ -62,8 +74,45 @@ impl Relay {
         Relay {
             address,
             data_dir: data_dir.to_path_buf(),
+            metrics,
             process,
         }
+    }
+}
+
+impl Relay {
+    /// Starts a relay whose config file holds `toml` (written next to the data directory),
+    /// with `/metrics` on a free loopback port.
+    pub fn start_configured(data_dir: &Path, toml: &str) -> Relay {
+        let config = data_dir.with_extension("toml");
+        std::fs::write(&config, toml).unwrap();
+        let config = config.to_str().unwrap().to_string();
+        Self::start_with(
+            data_dir,
+            &["--config", &config, "--metrics-listen", "127.0.0.1:0"],
+        )
+    }
+
+    /// The `/metrics` text.
+    pub fn metrics_text(&self) -> String {
+        let url = self
+            .metrics
+            .as_ref()
+            .expect("started with --metrics-listen");
+        ureq::get(url)
+            .call()
+            .unwrap()
+            .body_mut()
+            .read_to_string()
+            .unwrap()
+    }
+
+    /// One sample from `/metrics` (a line `NAME VALUE`).
+    pub fn metric(&self, name: &str) -> f64 {
+        let text = self.metrics_text();
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no metric {name} in:\n{text}"))
     }
 }
 

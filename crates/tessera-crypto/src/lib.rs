@@ -7,6 +7,7 @@ mod error;
 mod hybrid;
 mod identity;
 mod prekeys;
+mod relay_auth;
 mod wire;
 
 #[cfg(fuzzing)]
@@ -30,8 +31,9 @@ pub use hybrid::{
 pub use identity::{AccountId, AccountIdentity, AccountPublic, SafetyNumber};
 pub use prekeys::{
     MAX_BATCH, OneTimePrekeyBatch, OneTimePrekeyProof, PrekeySignature, PrekeyStatement,
-    verified_bundle,
+    SIGNAL_SIGNATURE_LEN, SignedPrekeys, verified_bundle,
 };
+pub use relay_auth::{RELAY_LOGIN_LABEL, sign_relay_login, verify_relay_login};
 
 /// The libsignal protocol crate this crate is built on (pinned exactly in the workspace).
 pub use libsignal_protocol as signal;

@@ -356,3 +356,170 @@ pub fn verified_bundle(
     statement.matches_bundle(&bundle, one_time)?;
     Ok(bundle)
 }
+
+const SIGNED_PREKEYS_VERSION: u8 = 1;
+/// Length of a libsignal XEdDSA signature over a prekey.
+pub const SIGNAL_SIGNATURE_LEN: usize = 64;
+/// Largest Kyber prekey encoding accepted when parsing (ML-KEM-1024 is 1569 bytes).
+const MAX_KYBER_PREKEY_LEN: usize = 4096;
+
+/// What a device uploads to the relay and the relay hands to peers: the statement, its
+/// ML-DSA-87 signature and libsignal's XEdDSA signatures over the signed and Kyber prekeys.
+///
+/// Encoding (`docs/keys.md` §prekeys): `version (1) || account id (32) || device id (4) ||
+/// registration id (4) || signed prekey id (4) || signed prekey (33) || kyber prekey id (4) ||
+/// kyber len (4) || kyber prekey || batch id (4) || batch size (4) || batch root (32) ||
+/// ML-DSA-87 signature (4627) || signed prekey signature (64) || kyber prekey signature (64)`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignedPrekeys {
+    /// The statement.
+    pub statement: PrekeyStatement,
+    /// ML-DSA-87 over the statement.
+    pub signature: PrekeySignature,
+    /// libsignal's signature over the signed prekey.
+    pub signed_prekey_signature: [u8; SIGNAL_SIGNATURE_LEN],
+    /// libsignal's signature over the Kyber prekey.
+    pub kyber_prekey_signature: [u8; SIGNAL_SIGNATURE_LEN],
+}
+
+impl SignedPrekeys {
+    /// The encoding described on the type.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut out = vec![SIGNED_PREKEYS_VERSION];
+        out.extend_from_slice(&self.statement.encode());
+        out.extend_from_slice(&self.signature.0[..]);
+        out.extend_from_slice(&self.signed_prekey_signature);
+        out.extend_from_slice(&self.kyber_prekey_signature);
+        out
+    }
+
+    /// Parses the encoding. Checks the format only; call [`SignedPrekeys::verify`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, CryptoError> {
+        let what = "signed prekeys";
+        let mut r = Reader::new(bytes, what);
+        let version = r.u8()?;
+        if version != SIGNED_PREKEYS_VERSION {
+            return Err(CryptoError::UnknownVersion(version));
+        }
+        let account_id = AccountId(r.array()?);
+        let device_id = r.u32()?;
+        let registration_id = r.u32()?;
+        let signed_prekey_id = r.u32()?;
+        let spk: [u8; 33] = r.array()?;
+        let signed_prekey =
+            PublicKey::deserialize(&spk).map_err(|_| CryptoError::BadPublicKey {
+                what: "signed prekey",
+            })?;
+        let kyber_prekey_id = r.u32()?;
+        let kyber_len = r.u32()? as usize;
+        if kyber_len > MAX_KYBER_PREKEY_LEN {
+            return Err(CryptoError::BadLength { what });
+        }
+        let kyber_prekey = r.take(kyber_len)?.to_vec();
+        let statement = PrekeyStatement {
+            account_id,
+            device_id,
+            registration_id,
+            signed_prekey_id,
+            signed_prekey,
+            kyber_prekey_id,
+            kyber_prekey,
+            batch_id: r.u32()?,
+            batch_size: r.u32()?,
+            batch_root: r.array()?,
+        };
+        if statement.batch_size as usize > MAX_BATCH {
+            return Err(CryptoError::BadLength { what });
+        }
+        let signature = PrekeySignature(Box::new(r.array()?));
+        let signed_prekey_signature = r.array()?;
+        let kyber_prekey_signature = r.array()?;
+        r.finish()?;
+        Ok(Self {
+            statement,
+            signature,
+            signed_prekey_signature,
+            kyber_prekey_signature,
+        })
+    }
+
+    /// Checks every signature: ML-DSA-87 over the statement (and `one_time`'s Merkle path, if
+    /// given) and the account's XEdDSA signatures over the signed and Kyber prekeys.
+    pub fn verify(
+        &self,
+        account: &AccountPublic,
+        one_time: Option<&OneTimePrekeyProof>,
+    ) -> Result<(), CryptoError> {
+        self.statement.verify(account, &self.signature, one_time)?;
+        let identity = account.signal_identity_key();
+        let key = identity.public_key();
+        let spk_ok = key.verify_signature(
+            &self.statement.signed_prekey.serialize(),
+            &self.signed_prekey_signature,
+        );
+        let kyber_ok =
+            key.verify_signature(&self.statement.kyber_prekey, &self.kyber_prekey_signature);
+        if spk_ok && kyber_ok {
+            Ok(())
+        } else {
+            Err(CryptoError::BadSignature {
+                what: "prekey bundle",
+            })
+        }
+    }
+
+    /// Verifies everything and builds the libsignal bundle a session starts from.
+    pub fn bundle(
+        &self,
+        account: &AccountPublic,
+        one_time: Option<&OneTimePrekeyProof>,
+    ) -> Result<PreKeyBundle, CryptoError> {
+        self.verify(account, one_time)?;
+        verified_bundle(
+            account,
+            &self.statement,
+            &self.signature,
+            &self.signed_prekey_signature,
+            &self.kyber_prekey_signature,
+            one_time,
+        )
+    }
+}
+
+impl OneTimePrekeyProof {
+    /// The Merkle path as it travels in a relay `Bundle` frame: the hashes concatenated.
+    pub fn path_bytes(&self) -> Vec<u8> {
+        self.path.concat()
+    }
+
+    /// Rebuilds a proof from a relay `Bundle` frame's fields.
+    pub fn from_wire(
+        prekey_id: u32,
+        public: &[u8],
+        index: u32,
+        path: &[u8],
+    ) -> Result<Self, CryptoError> {
+        let prekey = PublicKey::deserialize(public).map_err(|_| CryptoError::BadPublicKey {
+            what: "one-time prekey",
+        })?;
+        if !path.len().is_multiple_of(32) || path.len() / 32 > 11 {
+            return Err(CryptoError::BadLength {
+                what: "one-time prekey proof",
+            });
+        }
+        let path = path
+            .chunks_exact(32)
+            .map(|c| {
+                let mut h = [0u8; 32];
+                h.copy_from_slice(c);
+                h
+            })
+            .collect();
+        Ok(Self {
+            prekey_id,
+            prekey,
+            index,
+            path,
+        })
+    }
+}

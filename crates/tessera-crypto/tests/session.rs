@@ -273,3 +273,60 @@ fn a_bundle_with_a_bad_classical_signature_is_refused_by_libsignal() {
         "{result:?}"
     );
 }
+
+#[test]
+fn signed_prekeys_travel_as_bytes_and_every_signature_is_checked() {
+    use tessera_crypto::{CryptoError, OneTimePrekeyProof, SignedPrekeys};
+    let mut r = rng(31);
+    let mut bob = Device::new(&mut r, "bob");
+    let p = bob.publish(&mut r, 5);
+    let account = bob.person.identity.public();
+    let signed = SignedPrekeys {
+        statement: p.statement.clone(),
+        signature: p.signature.clone(),
+        signed_prekey_signature: p.spk_sig.clone().try_into().unwrap(),
+        kyber_prekey_signature: p.kyber_sig.clone().try_into().unwrap(),
+    };
+    let bytes = signed.to_bytes();
+    let back = SignedPrekeys::from_bytes(&bytes).unwrap();
+    assert_eq!(back, signed);
+    // The proof travels as concatenated hashes, as in the relay's Bundle frame.
+    let wire = OneTimePrekeyProof::from_wire(
+        p.proof.prekey_id,
+        &p.proof.prekey.serialize(),
+        p.proof.index,
+        &p.proof.path_bytes(),
+    )
+    .unwrap();
+    assert_eq!(wire, p.proof);
+    back.bundle(&account, Some(&wire)).unwrap();
+    back.bundle(&account, None).unwrap();
+
+    // Each signature matters: flip one byte in each signed region.
+    let spk_sig_at = bytes.len() - 128;
+    for at in [1, 60, bytes.len() - 4700, spk_sig_at + 3, bytes.len() - 3] {
+        let mut bad = bytes.clone();
+        bad[at] ^= 1;
+        match SignedPrekeys::from_bytes(&bad) {
+            Ok(s) => assert!(
+                s.verify(&account, None).is_err(),
+                "flip at {at} went unnoticed"
+            ),
+            Err(e) => assert!(matches!(e, CryptoError::BadPublicKey { .. }), "{e:?}"),
+        }
+    }
+    // Another account's keys do not verify it.
+    let other = Device::new(&mut r, "carol").person.identity.public();
+    assert!(back.verify(&other, None).is_err());
+    // Truncated, extended and wrong-version inputs are refused.
+    assert!(SignedPrekeys::from_bytes(&bytes[..bytes.len() - 1]).is_err());
+    let mut longer = bytes.clone();
+    longer.push(0);
+    assert!(SignedPrekeys::from_bytes(&longer).is_err());
+    let mut v2 = bytes.clone();
+    v2[0] = 2;
+    assert_eq!(
+        SignedPrekeys::from_bytes(&v2),
+        Err(CryptoError::UnknownVersion(2))
+    );
+}

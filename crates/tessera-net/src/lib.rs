@@ -1,9 +1,11 @@
 #![doc = include_str!("../README.md")]
 
+mod client;
 mod connect;
 mod error;
 mod pin;
 
+pub use client::{ClientError, FetchedBundle, Pushed, Pushes, RelayClient};
 pub use connect::{RelayStream, RelayWebSocket, Transport, connect_tls, connect_websocket};
 pub use error::{ErrorKind, NetError};
 pub use pin::{PinnedVerifier, client_config, spki_pin_of_certificate};

@@ -64,6 +64,8 @@ pub enum ErrorCode {
     ChallengeExpired,
     /// Device exists with this or a higher serial.
     AlreadyRegistered,
+    /// Another connection logged in as this device; this one is closed.
+    Replaced,
     /// No such account or device.
     NotFound,
     /// Prekey store limit reached.
@@ -74,6 +76,8 @@ pub enum ErrorCode {
     RateLimited,
     /// Too many connections from this address.
     TooManyConnections,
+    /// The client was idle, or did not read, for too long.
+    Timeout,
     /// The relay failed.
     Internal,
     /// The relay is stopping.
@@ -94,11 +98,13 @@ impl ErrorCode {
             Self::AuthFailed => 11,
             Self::ChallengeExpired => 12,
             Self::AlreadyRegistered => 13,
+            Self::Replaced => 14,
             Self::NotFound => 20,
             Self::NoPrekeys => 21,
             Self::MailboxFull => 30,
             Self::RateLimited => 40,
             Self::TooManyConnections => 41,
+            Self::Timeout => 42,
             Self::Internal => 50,
             Self::ShuttingDown => 51,
             Self::Other(n) => n,
@@ -116,11 +122,13 @@ impl ErrorCode {
             11 => Self::AuthFailed,
             12 => Self::ChallengeExpired,
             13 => Self::AlreadyRegistered,
+            14 => Self::Replaced,
             20 => Self::NotFound,
             21 => Self::NoPrekeys,
             30 => Self::MailboxFull,
             40 => Self::RateLimited,
             41 => Self::TooManyConnections,
+            42 => Self::Timeout,
             50 => Self::Internal,
             51 => Self::ShuttingDown,
             n => Self::Other(n),
@@ -137,7 +145,9 @@ impl ErrorCode {
                 | Self::UnsupportedVersion
                 | Self::AuthFailed
                 | Self::ChallengeExpired
+                | Self::Replaced
                 | Self::TooManyConnections
+                | Self::Timeout
                 | Self::ShuttingDown
         )
     }

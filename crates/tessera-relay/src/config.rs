@@ -7,6 +7,7 @@ use serde::Deserialize;
 use tessera_proto::RelayHost;
 
 use crate::RelayError;
+use crate::store::Durability;
 
 /// Settings as they appear in the TOML file given with `--config`. Every key is optional; unknown
 /// keys are an error, so a typo does not silently fall back to a default.
@@ -21,6 +22,71 @@ pub struct FileConfig {
     pub public_host: Option<String>,
     /// Port users reach the relay by, if it differs from the listening port (port forwarding).
     pub public_port: Option<u16>,
+    /// Plain-HTTP address for `/metrics` (off when absent; keep it on loopback).
+    pub metrics_listen: Option<SocketAddr>,
+    /// `"full"` (fsync every commit, default) or `"normal"` (survives a relay crash only).
+    pub durability: Option<Durability>,
+    /// Mailbox settings.
+    #[serde(default)]
+    pub mailbox: MailboxSettings,
+    /// Abuse limits.
+    #[serde(default)]
+    pub limits: Limits,
+}
+
+/// Mailbox caps and lifetime (the `[mailbox]` table).
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailboxSettings {
+    /// Most envelopes waiting for one device.
+    pub max_messages: u64,
+    /// Most bytes waiting for one device.
+    pub max_bytes: u64,
+    /// Days an envelope waits before it is dropped.
+    pub ttl_days: u64,
+}
+
+impl Default for MailboxSettings {
+    fn default() -> Self {
+        Self {
+            max_messages: 10_000,
+            max_bytes: 256 * 1024 * 1024,
+            ttl_days: 30,
+        }
+    }
+}
+
+/// Limits against abuse (the `[limits]` table). Each violation is answered with an error frame
+/// on the offending connection only.
+#[derive(Debug, Clone, Copy, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Open connections from one IP address (0: no limit; behind an onion service every
+    /// client comes from the local Tor daemon, so set 0 there).
+    pub connections_per_ip: u32,
+    /// Requests per second per account, sustained.
+    pub requests_per_second: u32,
+    /// Requests an account may send in a burst above the sustained rate.
+    pub request_burst: u32,
+    /// Seconds a connection may stay silent (no frame, no pong) before it is closed.
+    pub idle_timeout_secs: u64,
+    /// Seconds a write to a client may take before the client is dropped as not reading.
+    pub write_timeout_secs: u64,
+    /// One-time prekeys below which the owner is told to upload more.
+    pub prekey_low_water: u32,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            connections_per_ip: 128,
+            requests_per_second: 300,
+            request_burst: 3000,
+            idle_timeout_secs: 120,
+            write_timeout_secs: 30,
+            prekey_low_water: 20,
+        }
+    }
 }
 
 impl FileConfig {
@@ -48,6 +114,14 @@ pub struct Config {
     pub public_host: RelayHost,
     /// Port printed in the relay address (`None`: the port actually bound).
     pub public_port: Option<u16>,
+    /// Where `/metrics` is served, if anywhere.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Commit durability.
+    pub durability: Durability,
+    /// Mailbox settings.
+    pub mailbox: MailboxSettings,
+    /// Abuse limits.
+    pub limits: Limits,
 }
 
 /// The listening address when neither a flag nor the file sets one.
@@ -60,6 +134,7 @@ impl Config {
         flag_data_dir: Option<PathBuf>,
         flag_public_host: Option<String>,
         flag_public_port: Option<u16>,
+        flag_metrics_listen: Option<SocketAddr>,
         file: FileConfig,
     ) -> Result<Self, RelayError> {
         let listen = match flag_listen.or(file.listen) {
@@ -92,11 +167,27 @@ impl Config {
                 "public port must not be 0".into(),
             ));
         }
+        let mailbox = file.mailbox;
+        if mailbox.max_messages == 0 || mailbox.max_bytes == 0 || mailbox.ttl_days == 0 {
+            return Err(RelayError::ConfigInvalid(
+                "mailbox max_messages, max_bytes and ttl_days must be at least 1".into(),
+            ));
+        }
+        let limits = file.limits;
+        if limits.requests_per_second == 0 || limits.idle_timeout_secs == 0 {
+            return Err(RelayError::ConfigInvalid(
+                "limits requests_per_second and idle_timeout_secs must be at least 1".into(),
+            ));
+        }
         Ok(Self {
             listen,
             data_dir,
             public_host,
             public_port,
+            metrics_listen: flag_metrics_listen.or(file.metrics_listen),
+            durability: file.durability.unwrap_or(Durability::Full),
+            mailbox,
+            limits,
         })
     }
 }
@@ -127,13 +218,28 @@ mod tests {
         let f = file(
             "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from/file\"\npublic_host = \"relay.example\"\n",
         );
-        let c = Config::resolve(Some("127.0.0.2:1".parse().unwrap()), None, None, None, f).unwrap();
+        let c = Config::resolve(
+            Some("127.0.0.2:1".parse().unwrap()),
+            None,
+            None,
+            None,
+            None,
+            f,
+        )
+        .unwrap();
         assert_eq!(c.listen, "127.0.0.2:1".parse().unwrap());
         assert_eq!(c.data_dir, PathBuf::from("/from/file"));
         assert_eq!(c.public_host, RelayHost::Name("relay.example".into()));
 
-        let c =
-            Config::resolve(None, Some("/d".into()), None, None, FileConfig::default()).unwrap();
+        let c = Config::resolve(
+            None,
+            Some("/d".into()),
+            None,
+            None,
+            None,
+            FileConfig::default(),
+        )
+        .unwrap();
         assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
         assert_eq!(
             c.public_host,
@@ -144,25 +250,53 @@ mod tests {
     #[test]
     fn unknown_keys_are_rejected() {
         assert!(toml::from_str::<FileConfig>("listne = \"1.2.3.4:5\"").is_err());
+        assert!(toml::from_str::<FileConfig>("[limits]\nrequests_per_secnd = 5").is_err());
+    }
+
+    #[test]
+    fn tables_override_only_the_keys_they_name() {
+        let f = file(
+            "durability = \"normal\"\n[mailbox]\nttl_days = 7\n[limits]\nconnections_per_ip = 0\n",
+        );
+        let c = Config::resolve(None, Some("/d".into()), None, None, None, f).unwrap();
+        assert_eq!(c.durability, Durability::Normal);
+        assert_eq!(c.mailbox.ttl_days, 7);
+        assert_eq!(
+            c.mailbox.max_messages,
+            MailboxSettings::default().max_messages
+        );
+        assert_eq!(c.limits.connections_per_ip, 0);
+        assert_eq!(c.limits.request_burst, Limits::default().request_burst);
+        let zero = file("[mailbox]\nmax_messages = 0\n");
+        assert!(Config::resolve(None, Some("/d".into()), None, None, None, zero).is_err());
+        assert!(toml::from_str::<FileConfig>("durability = \"sometimes\"").is_err());
     }
 
     #[test]
     fn missing_data_dir_is_a_clear_error() {
-        let e = Config::resolve(None, None, None, None, FileConfig::default()).unwrap_err();
+        let e = Config::resolve(None, None, None, None, None, FileConfig::default()).unwrap_err();
         assert!(e.to_string().contains("--data-dir"), "{e}");
     }
 
     #[test]
     fn wildcard_listen_needs_a_public_host() {
         let any = Some("0.0.0.0:4443".parse().unwrap());
-        let e =
-            Config::resolve(any, Some("/d".into()), None, None, FileConfig::default()).unwrap_err();
+        let e = Config::resolve(
+            any,
+            Some("/d".into()),
+            None,
+            None,
+            None,
+            FileConfig::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("--public-host"), "{e}");
         let c = Config::resolve(
             any,
             Some("/d".into()),
             Some("[::1]".into()),
             Some(443),
+            None,
             FileConfig::default(),
         )
         .unwrap();
@@ -179,6 +313,7 @@ mod tests {
             None,
             Some("/d".into()),
             Some("not a host".into()),
+            None,
             None,
             FileConfig::default(),
         )

@@ -64,4 +64,12 @@ pub enum RelayError {
         #[source]
         source: std::io::Error,
     },
+    /// The database could not be opened, is damaged, or is from a newer relay.
+    #[error("database {path}: {message}")]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// What went wrong (never user data).
+        message: String,
+    },
 }

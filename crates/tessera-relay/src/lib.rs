@@ -3,9 +3,14 @@
 mod config;
 mod error;
 mod identity;
+mod metrics;
 mod server;
+mod session;
+mod store;
 
-pub use config::{Config, FileConfig};
+pub use config::{Config, FileConfig, Limits, MailboxSettings};
 pub use error::RelayError;
 pub use identity::RelayIdentity;
+pub use metrics::Metrics;
 pub use server::{BoundRelay, bind};
+pub use store::{Durability, SCHEMA_VERSION};

@@ -10,10 +10,23 @@ use tessera_relay::{Config, FileConfig};
 
 const CONFIG_HELP: &str = "\
 CONFIG FILE (--config FILE), TOML; every key optional, a flag wins over the file:
-  listen      = \"127.0.0.1:4443\"      # socket address to listen on
-  data_dir    = \"/var/lib/tessera-relay\"  # key, certificate, (later) database; created 0700
-  public_host = \"relay.example.org\"  # name or IP users reach the relay by
-  public_port = 443                   # port users reach it by, if forwarded
+  listen         = \"127.0.0.1:4443\"   # socket address to listen on
+  data_dir       = \"/var/lib/tessera-relay\"  # key, certificate, database; created 0700
+  public_host    = \"relay.example.org\"  # name or IP users reach the relay by
+  public_port    = 443                # port users reach it by, if forwarded
+  metrics_listen = \"127.0.0.1:9464\"   # plain-HTTP /metrics (off unless set; keep it private)
+  durability     = \"full\"             # \"full\": fsync each commit; \"normal\": crash-safe only
+  [mailbox]
+  max_messages = 10000                # envelopes waiting per device
+  max_bytes    = 268435456            # bytes waiting per device
+  ttl_days     = 30                   # undelivered envelopes are dropped after this
+  [limits]
+  connections_per_ip  = 128           # 0: no limit (use 0 behind an onion service)
+  requests_per_second = 300           # per account, sustained
+  request_burst       = 3000          # per account, above the sustained rate
+  idle_timeout_secs   = 120           # silent connections are closed
+  write_timeout_secs  = 30            # clients that stop reading are dropped
+  prekey_low_water    = 20            # owners are told to upload more prekeys below this
 
 On start the relay prints one line on standard output:
   relay address: tessera://HOST:PORT/PIN
@@ -39,6 +52,9 @@ struct Cli {
     /// Port printed in the relay address [default: the listening port]
     #[arg(long, value_name = "PORT")]
     public_port: Option<u16>,
+    /// Serve Prometheus metrics over plain HTTP at ADDR/metrics (e.g. 127.0.0.1:9464)
+    #[arg(long, value_name = "ADDR")]
+    metrics_listen: Option<SocketAddr>,
     /// Log filter, e.g. "info" or "tessera_relay=debug" (RUST_LOG is used when this is absent)
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
@@ -82,6 +98,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         cli.data_dir,
         cli.public_host,
         cli.public_port,
+        cli.metrics_listen,
         file,
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -98,6 +115,10 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
+            if let Some(metrics) = relay.metrics_addr() {
+                writeln!(out, "metrics address: http://{metrics}/metrics")
+                    .context("cannot write to stdout")?;
+            }
             writeln!(out, "relay address: {}", relay.address())
                 .context("cannot write to stdout")?;
             out.flush().context("cannot write to stdout")?;
