@@ -36,7 +36,7 @@ const BACKLOG_PAGE: u32 = 128;
 /// How long a login challenge is valid.
 const CHALLENGE_TTL: Duration = Duration::from_secs(60);
 /// Live pushes buffered per device before the session falls back to reading the store.
-const PUSH_BUFFER: usize = 256;
+const PUSH_BUFFER: usize = 32;
 /// `retry_after_ms` for a full mailbox.
 const MAILBOX_RETRY_MS: u32 = 60_000;
 /// How long a closing connection waits for the client's close frame.
