@@ -27,7 +27,7 @@ const MAX_BATCH: usize = 1024;
 const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// How often the WAL is checkpointed.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
-/// The schema version this build writes ([`MIGRATIONS`] has one entry per version).
+/// The schema version this build writes (one numbered migration per version).
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Numbered migrations: entry `i` takes the schema from version `i` to `i + 1`.
