@@ -302,6 +302,13 @@ fn relay_help_documents_flags_and_config_file() {
         "CONFIG FILE",
         "data_dir",
         "public_port",
+        "--metrics-listen",
+        "--log-format",
+        "[mailbox]",
+        "ttl_days",
+        "[limits]",
+        "requests_per_second",
+        "connections_per_ip",
     ] {
         assert!(help.contains(needle), "--help lacks {needle:?}:\n{help}");
     }

@@ -727,3 +727,45 @@ async fn relay_metrics_report_connections_queue_and_accepts() {
     // Nothing identifying is exposed.
     assert!(!text.contains(&jack.account.account_id().to_string()));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_json_logs_carry_no_user_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("relay");
+    let relay = Relay::start_with(
+        &data,
+        &["--log-format", "json", "--log", "tessera_relay=debug"],
+    );
+    let lee = TestDevice::new(16);
+    let (l, _lp) = lee.register(&relay.address).await;
+    l.send(&lee.account.account_id(), 1, envelope(b'l', 1, 64))
+        .await
+        .unwrap();
+    let mut bad = raw(&relay.address).await;
+    error_then_close(&mut bad, b"\x07".to_vec()).await;
+    drop((l, relay));
+    let log = std::fs::read_to_string(data.with_extension("stderr.log")).unwrap();
+    let mut lines = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let v: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(
+            v.get("level").is_some() && v.get("fields").is_some(),
+            "{line}"
+        );
+        lines += 1;
+    }
+    assert!(lines >= 3, "{log}");
+    let id = lee.account.account_id();
+    for needle in [id.to_string(), hex(&id.0), "127.0.0.1:".to_string()] {
+        let allowed_listen = log
+            .lines()
+            .filter(|l| l.contains(&needle))
+            .all(|l| l.contains("relay listening"));
+        assert!(allowed_listen, "log contains {needle:?}:\n{log}");
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -55,6 +55,9 @@ struct Cli {
     /// Serve Prometheus metrics over plain HTTP at ADDR/metrics (e.g. 127.0.0.1:9464)
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Log format on standard error: text, or json (one object per line)
+    #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
+    log_format: String,
     /// Log filter, e.g. "info" or "tessera_relay=debug" (RUST_LOG is used when this is absent)
     #[arg(long, value_name = "FILTER")]
     log: Option<String>,
@@ -74,10 +77,15 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+        .with_writer(std::io::stderr);
+    if cli.log_format == "json" {
+        logs.json().init();
+    } else {
+        logs.init();
+    }
+    raise_file_limit();
 
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
@@ -85,6 +93,15 @@ fn main() -> ExitCode {
             eprintln!("tessera-relay: error: {e:#}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Every connection is a file descriptor: raise the soft limit to the hard one (a default soft
+/// limit of 1024 would cap the relay near a thousand clients).
+fn raise_file_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(n) => tracing::info!(limit = n, "open file limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open file limit"),
     }
 }
 
@@ -111,7 +128,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         // default action of the signal.
         let shutdown = ShutdownSignals::install().context("cannot install signal handlers")?;
         let relay = tessera_relay::bind(&config).await?;
-        tracing::info!(listen = ?relay.local_addr(), "relay listening");
+        if let Some(addr) = relay.local_addr() {
+            tracing::info!(listen = %addr, "relay listening");
+        }
         {
             use std::io::Write as _;
             let mut out = std::io::stdout().lock();
