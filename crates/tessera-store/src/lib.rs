@@ -1,1 +1,66 @@
 #![doc = include_str!("../README.md")]
+
+mod keyfile;
+mod messages;
+mod schema;
+mod secrets;
+mod signal;
+mod vault;
+
+pub use keyfile::{Factors, KEY_FILE_LEN, KdfParams, KeyFile};
+pub use messages::{Contact, ContactState, Message, MessageStatus, OutboxItem};
+pub use schema::SCHEMA_VERSION;
+pub use secrets::{KEYRING_SERVICE, OsKeyring, SecretStore, keyring_user};
+pub use signal::{IdentityRecord, SignalStore};
+pub use vault::{DATABASE_FILE, KEY_FILE, Vault};
+
+/// Why a vault operation failed. No variant carries a secret, a key, or user data.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum VaultError {
+    /// There is no vault in this directory.
+    #[error("no vault here (run init first)")]
+    NoVault,
+    /// A vault already exists in this directory.
+    #[error("a vault already exists here")]
+    AlreadyExists,
+    /// The key file is damaged.
+    #[error("the vault key file is damaged")]
+    KeyFileDamaged,
+    /// The password, the device secret or the card does not unlock the vault.
+    #[error("wrong password or unlock factor")]
+    WrongFactor,
+    /// The vault needs its card.
+    #[error("this vault needs its card")]
+    CardRequired,
+    /// The OS keyring has no device secret for this vault.
+    #[error(
+        "the device secret for this vault is missing from the OS keyring; the vault cannot be \
+         opened on this machine or user account"
+    )]
+    DeviceSecretMissing,
+    /// The OS keyring could not be used.
+    #[error("{0}")]
+    Keyring(String),
+    /// The key derivation parameters are below the accepted minimum.
+    #[error("key derivation parameters below the minimum (19 MiB, 2 passes)")]
+    WeakKdf,
+    /// The database file is damaged or was tampered with.
+    #[error("the vault database is damaged or was modified outside Tessera")]
+    Corrupt,
+    /// The vault was written by a newer version.
+    #[error("the vault is from a newer version of Tessera")]
+    NewerVersion,
+    /// The vault has no account yet.
+    #[error("the vault has no account yet")]
+    NotInitialised,
+    /// The database could not be opened.
+    #[error("cannot open the vault database: {0}")]
+    Database(String),
+    /// A database operation failed.
+    #[error("vault database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// A file operation failed.
+    #[error("vault file error: {0:?}")]
+    Io(std::io::ErrorKind),
+}

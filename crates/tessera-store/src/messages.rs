@@ -1,0 +1,467 @@
+//! Contacts, messages (with full-text search), the outbox, seen envelopes and settings.
+
+use rusqlite::{OptionalExtension as _, Row, params};
+
+use crate::{Vault, VaultError};
+
+/// Where a contact relationship stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactState {
+    /// We sent a contact request; no answer yet.
+    Requested,
+    /// They sent us a contact request; we have not answered.
+    Incoming,
+    /// Both sides agreed.
+    Accepted,
+    /// One side rejected.
+    Rejected,
+}
+
+impl ContactState {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::Incoming => "incoming",
+            Self::Accepted => "accepted",
+            Self::Rejected => "rejected",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "requested" => Self::Requested,
+            "incoming" => Self::Incoming,
+            "accepted" => Self::Accepted,
+            _ => Self::Rejected,
+        }
+    }
+}
+
+/// A contact.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    /// Account id.
+    pub account_id: [u8; 32],
+    /// The name the user gave.
+    pub name: String,
+    /// The account's public identity keys.
+    pub account_public: Vec<u8>,
+    /// The contact's relay address.
+    pub relay: String,
+    /// The relationship.
+    pub state: ContactState,
+    /// When added, ms since the epoch.
+    pub created: i64,
+}
+
+/// Where a message is on its way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum MessageStatus {
+    /// In the outbox.
+    Pending,
+    /// Accepted by the relay.
+    Sent,
+    /// The recipient's device has it.
+    Delivered,
+    /// The recipient opened it.
+    Read,
+    /// Received from the contact.
+    Received,
+}
+
+impl MessageStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Pending => "pending",
+            Self::Sent => "sent",
+            Self::Delivered => "delivered",
+            Self::Read => "read",
+            Self::Received => "received",
+        }
+    }
+
+    fn parse(s: &str) -> Self {
+        match s {
+            "pending" => Self::Pending,
+            "sent" => Self::Sent,
+            "delivered" => Self::Delivered,
+            "read" => Self::Read,
+            _ => Self::Received,
+        }
+    }
+}
+
+/// A message in a conversation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Local row id (orders the conversation).
+    pub id: i64,
+    /// The contact.
+    pub contact: [u8; 32],
+    /// The message's own id (random, shared by both sides; receipts name it).
+    pub message_id: [u8; 16],
+    /// Sent by us.
+    pub outgoing: bool,
+    /// The text.
+    pub body: String,
+    /// Sender's time, ms since the epoch.
+    pub sent: i64,
+    /// When it arrived (incoming), ms since the epoch.
+    pub received: Option<i64>,
+    /// Delivery state.
+    pub status: MessageStatus,
+    /// Incoming and seen by the user.
+    pub read: bool,
+}
+
+/// An envelope waiting to be handed to the relay.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboxItem {
+    /// Row id (outbox order).
+    pub id: i64,
+    /// Recipient account.
+    pub account_id: [u8; 32],
+    /// Recipient device.
+    pub device_id: u32,
+    /// The sealed envelope.
+    pub envelope: Vec<u8>,
+    /// The message it carries, if it is a user message.
+    pub message_id: Option<[u8; 16]>,
+}
+
+fn id32(v: Vec<u8>) -> Result<[u8; 32], rusqlite::Error> {
+    v.try_into().map_err(|_| {
+        rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob)
+    })
+}
+
+fn id16(v: Vec<u8>) -> Result<[u8; 16], rusqlite::Error> {
+    v.try_into().map_err(|_| {
+        rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob)
+    })
+}
+
+fn contact_row(r: &Row<'_>) -> Result<Contact, rusqlite::Error> {
+    Ok(Contact {
+        account_id: id32(r.get(0)?)?,
+        name: r.get(1)?,
+        account_public: r.get(2)?,
+        relay: r.get(3)?,
+        state: ContactState::parse(&r.get::<_, String>(4)?),
+        created: r.get(5)?,
+    })
+}
+
+const MESSAGE_COLUMNS: &str =
+    "m.id, m.contact, m.message_id, m.outgoing, m.body, m.sent, m.received, m.status, m.read";
+
+fn message_row(r: &Row<'_>) -> Result<Message, rusqlite::Error> {
+    Ok(Message {
+        id: r.get(0)?,
+        contact: id32(r.get(1)?)?,
+        message_id: id16(r.get(2)?)?,
+        outgoing: r.get(3)?,
+        body: r.get(4)?,
+        sent: r.get(5)?,
+        received: r.get(6)?,
+        status: MessageStatus::parse(&r.get::<_, String>(7)?),
+        read: r.get(8)?,
+    })
+}
+
+/// Turns user text into an FTS5 query that matches every word (as a prefix), with no operator
+/// syntax: each word is quoted.
+fn fts_query(text: &str) -> Option<String> {
+    let words: Vec<String> = text
+        .split_whitespace()
+        .map(|w| format!("\"{}\"*", w.replace('"', "\"\"")))
+        .collect();
+    (!words.is_empty()).then(|| words.join(" "))
+}
+
+impl Vault {
+    /// Adds or updates a contact (by account id).
+    pub fn put_contact(&self, c: &Contact) -> Result<(), VaultError> {
+        self.conn.execute(
+            "INSERT INTO contacts (account_id, name, account_public, relay, state, created)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)
+             ON CONFLICT(account_id) DO UPDATE SET name = excluded.name,
+                account_public = excluded.account_public, relay = excluded.relay,
+                state = excluded.state",
+            params![
+                &c.account_id[..],
+                c.name,
+                c.account_public,
+                c.relay,
+                c.state.as_str(),
+                c.created
+            ],
+        )?;
+        Ok(())
+    }
+
+    /// A contact by account id.
+    pub fn contact(&self, account_id: &[u8; 32]) -> Result<Option<Contact>, VaultError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT account_id, name, account_public, relay, state, created FROM contacts
+                 WHERE account_id = ?1",
+                [&account_id[..]],
+                contact_row,
+            )
+            .optional()?)
+    }
+
+    /// A contact by the name the user gave it.
+    pub fn contact_by_name(&self, name: &str) -> Result<Option<Contact>, VaultError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT account_id, name, account_public, relay, state, created FROM contacts
+                 WHERE name = ?1",
+                [name],
+                contact_row,
+            )
+            .optional()?)
+    }
+
+    /// All contacts by name.
+    pub fn contacts(&self) -> Result<Vec<Contact>, VaultError> {
+        let mut s = self.conn.prepare(
+            "SELECT account_id, name, account_public, relay, state, created FROM contacts
+             ORDER BY name",
+        )?;
+        let rows = s.query_map([], contact_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Changes a contact's state; `false` if there is no such contact.
+    pub fn set_contact_state(
+        &self,
+        account_id: &[u8; 32],
+        state: ContactState,
+    ) -> Result<bool, VaultError> {
+        Ok(self.conn.execute(
+            "UPDATE contacts SET state = ?2 WHERE account_id = ?1",
+            params![&account_id[..], state.as_str()],
+        )? == 1)
+    }
+
+    /// Stores a message; `None` if a message with the same id is already stored (a duplicate).
+    pub fn insert_message(&self, m: &Message) -> Result<Option<i64>, VaultError> {
+        let n = self.conn.execute(
+            "INSERT OR IGNORE INTO messages
+                (contact, message_id, outgoing, body, sent, received, status, read)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                &m.contact[..],
+                &m.message_id[..],
+                m.outgoing,
+                m.body,
+                m.sent,
+                m.received,
+                m.status.as_str(),
+                m.read
+            ],
+        )?;
+        Ok((n == 1).then(|| self.conn.last_insert_rowid()))
+    }
+
+    /// A message by its id.
+    pub fn message(&self, message_id: &[u8; 16]) -> Result<Option<Message>, VaultError> {
+        Ok(self
+            .conn
+            .query_row(
+                &format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.message_id = ?1"),
+                [&message_id[..]],
+                message_row,
+            )
+            .optional()?)
+    }
+
+    /// Moves an outgoing message's status forward (never back: a late "sent" does not undo
+    /// "read"); returns whether it changed.
+    pub fn advance_status(
+        &self,
+        message_id: &[u8; 16],
+        status: MessageStatus,
+    ) -> Result<bool, VaultError> {
+        let Some(m) = self.message(message_id)? else {
+            return Ok(false);
+        };
+        if !m.outgoing || status <= m.status || status == MessageStatus::Received {
+            return Ok(false);
+        }
+        self.conn.execute(
+            "UPDATE messages SET status = ?2 WHERE message_id = ?1",
+            params![&message_id[..], status.as_str()],
+        )?;
+        Ok(true)
+    }
+
+    /// Up to `limit` messages with a contact older than `before` (row id; `None`: the newest),
+    /// oldest first.
+    pub fn history(
+        &self,
+        contact: &[u8; 32],
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Message>, VaultError> {
+        let mut s = self.conn.prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.contact = ?1 AND m.id < ?2
+             ORDER BY m.id DESC LIMIT ?3"
+        ))?;
+        let rows = s.query_map(
+            params![&contact[..], before.unwrap_or(i64::MAX), limit],
+            message_row,
+        )?;
+        let mut out: Vec<Message> = rows.collect::<Result<_, _>>()?;
+        out.reverse();
+        Ok(out)
+    }
+
+    /// Messages matching every word of `text` (prefix match), newest first.
+    pub fn search(&self, text: &str, limit: u32) -> Result<Vec<Message>, VaultError> {
+        let Some(query) = fts_query(text) else {
+            return Ok(Vec::new());
+        };
+        let mut s = self.conn.prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages_fts f JOIN messages m ON m.id = f.rowid
+             WHERE messages_fts MATCH ?1 ORDER BY m.id DESC LIMIT ?2"
+        ))?;
+        let rows = s.query_map(params![query, limit], message_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks a contact's unread incoming messages read; returns their ids (for read receipts).
+    pub fn mark_read(&self, contact: &[u8; 32]) -> Result<Vec<[u8; 16]>, VaultError> {
+        self.transaction(|c| {
+            let ids: Vec<[u8; 16]> = {
+                let mut s = c.prepare(
+                    "SELECT message_id FROM messages WHERE contact = ?1 AND outgoing = 0
+                     AND read = 0 ORDER BY id",
+                )?;
+                let rows = s.query_map([&contact[..]], |r| id16(r.get(0)?))?;
+                rows.collect::<Result<_, _>>()?
+            };
+            c.execute(
+                "UPDATE messages SET read = 1 WHERE contact = ?1 AND outgoing = 0 AND read = 0",
+                [&contact[..]],
+            )?;
+            Ok(ids)
+        })
+    }
+
+    /// Unread incoming messages from a contact.
+    pub fn unread(&self, contact: &[u8; 32]) -> Result<u32, VaultError> {
+        Ok(self.conn.query_row(
+            "SELECT COUNT(*) FROM messages WHERE contact = ?1 AND outgoing = 0 AND read = 0",
+            [&contact[..]],
+            |r| r.get(0),
+        )?)
+    }
+
+    /// Queues an envelope; returns its outbox id.
+    pub fn outbox_push(
+        &self,
+        account_id: &[u8; 32],
+        device_id: u32,
+        envelope: &[u8],
+        message_id: Option<&[u8; 16]>,
+    ) -> Result<i64, VaultError> {
+        self.conn.execute(
+            "INSERT INTO outbox (account_id, device_id, envelope, message_id, created)
+             VALUES (?1, ?2, ?3, ?4, strftime('%s','now') * 1000)",
+            params![
+                &account_id[..],
+                device_id,
+                envelope,
+                message_id.map(|m| m.to_vec())
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Everything in the outbox, oldest first.
+    pub fn outbox(&self) -> Result<Vec<OutboxItem>, VaultError> {
+        let mut s = self.conn.prepare_cached(
+            "SELECT id, account_id, device_id, envelope, message_id FROM outbox ORDER BY id",
+        )?;
+        let rows = s.query_map([], |r| {
+            Ok(OutboxItem {
+                id: r.get(0)?,
+                account_id: id32(r.get(1)?)?,
+                device_id: r.get(2)?,
+                envelope: r.get(3)?,
+                message_id: r.get::<_, Option<Vec<u8>>>(4)?.map(id16).transpose()?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Removes an outbox entry (the relay accepted it).
+    pub fn outbox_remove(&self, id: i64) -> Result<(), VaultError> {
+        self.conn
+            .execute("DELETE FROM outbox WHERE id = ?1", [id])?;
+        Ok(())
+    }
+
+    /// Records an envelope id; `false` if it was seen before (a duplicate delivery).
+    pub fn mark_seen(&self, envelope_id: &[u8], now_ms: i64) -> Result<bool, VaultError> {
+        Ok(self.conn.execute(
+            "INSERT OR IGNORE INTO seen_envelopes (envelope_id, seen) VALUES (?1, ?2)",
+            params![envelope_id, now_ms],
+        )? == 1)
+    }
+
+    /// Whether an envelope id was seen.
+    pub fn seen(&self, envelope_id: &[u8]) -> Result<bool, VaultError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT 1 FROM seen_envelopes WHERE envelope_id = ?1",
+                [envelope_id],
+                |_| Ok(()),
+            )
+            .optional()?
+            .is_some())
+    }
+
+    /// A setting.
+    pub fn setting(&self, name: &str) -> Result<Option<String>, VaultError> {
+        Ok(self
+            .conn
+            .query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
+    /// Sets a setting.
+    pub fn set_setting(&self, name: &str, value: &str) -> Result<(), VaultError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO settings (name, value) VALUES (?1, ?2)",
+            params![name, value],
+        )?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::fts_query;
+
+    #[test]
+    fn search_text_never_becomes_fts_syntax() {
+        assert_eq!(fts_query("  "), None);
+        assert_eq!(
+            fts_query("hello world").as_deref(),
+            Some("\"hello\"* \"world\"*")
+        );
+        assert_eq!(
+            fts_query("a\"b OR NEAR(").as_deref(),
+            Some("\"a\"\"b\"* \"OR\"* \"NEAR(\"*")
+        );
+    }
+}

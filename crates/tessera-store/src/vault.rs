@@ -1,0 +1,222 @@
+//! Creating, opening and re-keying the vault.
+
+use std::path::{Path, PathBuf};
+
+use rand::{CryptoRng, Rng};
+use rusqlite::Connection;
+use zeroize::Zeroizing;
+
+use crate::keyfile::{Factors, KdfParams, KeyFile};
+use crate::secrets::SecretStore;
+use crate::{VaultError, schema};
+
+/// The database file in the data directory.
+pub const DATABASE_FILE: &str = "vault.sqlite3";
+/// The key file in the data directory.
+pub const KEY_FILE: &str = "vault.key";
+
+/// An open vault: the decrypted database connection. Dropping it closes the database; the
+/// database key lives only inside SQLCipher while it is open.
+pub struct Vault {
+    pub(crate) conn: Connection,
+    vault_id: [u8; 16],
+    dir: PathBuf,
+}
+
+impl std::fmt::Debug for Vault {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Vault")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hex(bytes: &[u8]) -> Zeroizing<String> {
+    let mut s = Zeroizing::new(String::with_capacity(bytes.len() * 2));
+    for b in bytes {
+        s.push(char::from(b"0123456789abcdef"[usize::from(b >> 4)]));
+        s.push(char::from(b"0123456789abcdef"[usize::from(b & 15)]));
+    }
+    s
+}
+
+/// Opens the SQLCipher database with a raw key and checks that it reads.
+fn open_database(path: &Path, key: &[u8; 32]) -> Result<Connection, VaultError> {
+    let conn = Connection::open(path).map_err(|e| VaultError::Database(e.to_string()))?;
+    // SQLCipher's own log goes to standard error; failures reach the caller as typed errors.
+    let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
+    let key_hex = hex(key);
+    let pragma = Zeroizing::new(format!("PRAGMA key = \"x'{}'\";", key_hex.as_str()));
+    conn.execute_batch(&pragma)
+        .map_err(|e| VaultError::Database(e.to_string()))?;
+    // The key was proven by the key file's AEAD, so a failure to read now means the file itself
+    // is damaged or was tampered with (SQLCipher checks an HMAC on every page).
+    conn.query_row("SELECT count(*) FROM sqlite_master", [], |r| {
+        r.get::<_, i64>(0)
+    })
+    .map_err(|_| VaultError::Corrupt)?;
+    conn.execute_batch(
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
+    )
+    .map_err(|_| VaultError::Corrupt)?;
+    Ok(conn)
+}
+
+impl Vault {
+    /// Creates a vault in `dir` (created with mode 0700 if needed): a fresh database key, a
+    /// device secret put into `secrets`, and the key file written last. Refuses to overwrite an
+    /// existing vault.
+    pub fn create<R: Rng + CryptoRng>(
+        dir: &Path,
+        password: &[u8],
+        kdf: KdfParams,
+        secrets: &dyn SecretStore,
+        card_secret: Option<&[u8; 32]>,
+        rng: &mut R,
+    ) -> Result<Self, VaultError> {
+        kdf.check()?;
+        let io = |e: std::io::Error| VaultError::Io(e.kind());
+        let key_path = dir.join(KEY_FILE);
+        if key_path.exists() {
+            return Err(VaultError::AlreadyExists);
+        }
+        std::fs::create_dir_all(dir).map_err(io)?;
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700)).map_err(io)?;
+        }
+        // A database without a key file is what an interrupted create leaves: unreadable by
+        // anyone, safe to replace.
+        let db_path = dir.join(DATABASE_FILE);
+        for leftover in [
+            db_path.clone(),
+            db_path.with_extension("sqlite3-wal"),
+            db_path.with_extension("sqlite3-shm"),
+        ] {
+            if leftover.exists() {
+                std::fs::remove_file(&leftover).map_err(io)?;
+            }
+        }
+        let vault_id: [u8; 16] = rng.random();
+        let device_secret = Zeroizing::new(rng.random::<[u8; 32]>());
+        let db_key = Zeroizing::new(rng.random::<[u8; 32]>());
+        let file = KeyFile::wrap(
+            vault_id,
+            kdf,
+            &db_key,
+            &Factors {
+                password,
+                device_secret: &device_secret,
+                card_secret,
+            },
+            rng,
+        )?;
+        secrets.put(&vault_id, &device_secret)?;
+        let conn = open_database(&db_path, &db_key)?;
+        schema::migrate(&conn)?;
+        file.store(&key_path)?;
+        Ok(Self {
+            conn,
+            vault_id,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Reads the key file and the device secret, derives the key and opens the database.
+    pub fn open(
+        dir: &Path,
+        password: &[u8],
+        secrets: &dyn SecretStore,
+        card_secret: Option<&[u8; 32]>,
+    ) -> Result<Self, VaultError> {
+        let file = KeyFile::load(&dir.join(KEY_FILE))?;
+        let device_secret = secrets
+            .get(&file.vault_id)?
+            .ok_or(VaultError::DeviceSecretMissing)?;
+        let db_key = file.unwrap_key(&Factors {
+            password,
+            device_secret: &device_secret,
+            card_secret,
+        })?;
+        let db_path = dir.join(DATABASE_FILE);
+        if !db_path.exists() {
+            return Err(VaultError::Corrupt);
+        }
+        let conn = open_database(&db_path, &db_key)?;
+        schema::migrate(&conn)?;
+        Ok(Self {
+            conn,
+            vault_id: file.vault_id,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// Rewraps the database key under a new password (the database is not touched).
+    pub fn change_password<R: Rng + CryptoRng>(
+        dir: &Path,
+        old: &[u8],
+        new: &[u8],
+        kdf: KdfParams,
+        secrets: &dyn SecretStore,
+        card_secret: Option<&[u8; 32]>,
+        rng: &mut R,
+    ) -> Result<(), VaultError> {
+        let key_path = dir.join(KEY_FILE);
+        let file = KeyFile::load(&key_path)?;
+        let device_secret = secrets
+            .get(&file.vault_id)?
+            .ok_or(VaultError::DeviceSecretMissing)?;
+        let db_key = file.unwrap_key(&Factors {
+            password: old,
+            device_secret: &device_secret,
+            card_secret,
+        })?;
+        let card = if file.card { card_secret } else { None };
+        let new_file = KeyFile::wrap(
+            file.vault_id,
+            kdf,
+            &db_key,
+            &Factors {
+                password: new,
+                device_secret: &device_secret,
+                card_secret: card,
+            },
+            rng,
+        )?;
+        new_file.store(&key_path)
+    }
+
+    /// Whether `dir` holds a vault (its key file).
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(KEY_FILE).is_file()
+    }
+
+    /// The vault's id (names its keyring entry).
+    pub fn vault_id(&self) -> [u8; 16] {
+        self.vault_id
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// Runs `f` in one transaction (committed if it returns `Ok`).
+    pub fn transaction<T>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T, VaultError>,
+    ) -> Result<T, VaultError> {
+        self.conn.execute_batch("BEGIN IMMEDIATE")?;
+        match f(&self.conn) {
+            Ok(v) => {
+                self.conn.execute_batch("COMMIT")?;
+                Ok(v)
+            }
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                Err(e)
+            }
+        }
+    }
+}

@@ -1,0 +1,540 @@
+//! The vault on disk: key hierarchy, the OS keyring, no plaintext, damage, libsignal sessions
+//! through the vault's stores, messages and search.
+#![allow(clippy::unwrap_used, missing_docs)]
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::Mutex;
+
+use futures_util::FutureExt as _;
+use rand::SeedableRng as _;
+use rand_chacha::ChaCha20Rng;
+use tessera_crypto::AccountIdentity;
+use tessera_crypto::signal::{
+    DeviceId, GenericSignedPreKey as _, KeyPair, KyberPreKeyRecord, KyberPreKeyStore as _,
+    PreKeyBundle, PreKeyRecord, PreKeyStore as _, ProtocolAddress, SignedPreKeyRecord,
+    SignedPreKeyStore as _, Timestamp, kem, message_decrypt, message_encrypt,
+    process_prekey_bundle,
+};
+use tessera_store::{
+    Contact, ContactState, KdfParams, Message, MessageStatus, OsKeyring, SecretStore, Vault,
+    VaultError,
+};
+use zeroize::Zeroizing;
+
+/// An in-memory secret store: for the vault's own logic. The real OS keyring is exercised by
+/// `the_os_keyring_holds_the_device_secret`.
+#[derive(Default)]
+struct MemorySecrets(Mutex<HashMap<[u8; 16], [u8; 32]>>);
+
+impl SecretStore for MemorySecrets {
+    fn get(&self, id: &[u8; 16]) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
+        Ok(self.0.lock().unwrap().get(id).map(|s| Zeroizing::new(*s)))
+    }
+    fn put(&self, id: &[u8; 16], secret: &[u8; 32]) -> Result<(), VaultError> {
+        self.0.lock().unwrap().insert(*id, *secret);
+        Ok(())
+    }
+    fn delete(&self, id: &[u8; 16]) -> Result<(), VaultError> {
+        self.0.lock().unwrap().remove(id);
+        Ok(())
+    }
+}
+
+fn rng(seed: u64) -> ChaCha20Rng {
+    ChaCha20Rng::seed_from_u64(seed)
+}
+
+fn create(dir: &Path, secrets: &dyn SecretStore, seed: u64) -> Vault {
+    Vault::create(
+        dir,
+        b"correct horse",
+        KdfParams::MINIMUM,
+        secrets,
+        None,
+        &mut rng(seed),
+    )
+    .unwrap()
+}
+
+fn contact(id: u8, name: &str) -> Contact {
+    Contact {
+        account_id: [id; 32],
+        name: name.into(),
+        account_public: vec![id; 8],
+        relay: "tessera://127.0.0.1:1/x".into(),
+        state: ContactState::Accepted,
+        created: 1,
+    }
+}
+
+fn message(contact: u8, n: u32, body: &str, outgoing: bool) -> Message {
+    let mut message_id = [0u8; 16];
+    message_id[..4].copy_from_slice(&n.to_be_bytes());
+    message_id[4] = contact;
+    Message {
+        id: 0,
+        contact: [contact; 32],
+        message_id,
+        outgoing,
+        body: body.into(),
+        sent: i64::from(n),
+        received: None,
+        status: if outgoing {
+            MessageStatus::Pending
+        } else {
+            MessageStatus::Received
+        },
+        read: false,
+    }
+}
+
+#[test]
+fn password_device_secret_and_password_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = MemorySecrets::default();
+    let v = create(dir.path(), &secrets, 1);
+    v.set_setting("theme", "dark").unwrap();
+    let id = v.vault_id();
+    drop(v);
+
+    let v = Vault::open(dir.path(), b"correct horse", &secrets, None).unwrap();
+    assert_eq!(v.setting("theme").unwrap().as_deref(), Some("dark"));
+    drop(v);
+    assert!(matches!(
+        Vault::open(dir.path(), b"correct horsf", &secrets, None),
+        Err(VaultError::WrongFactor)
+    ));
+    assert!(matches!(
+        Vault::create(
+            dir.path(),
+            b"x",
+            KdfParams::MINIMUM,
+            &secrets,
+            None,
+            &mut rng(2)
+        ),
+        Err(VaultError::AlreadyExists)
+    ));
+
+    // Changing the password rewraps the key; the database file is not rewritten.
+    let db = std::fs::read(dir.path().join("vault.sqlite3")).unwrap();
+    Vault::change_password(
+        dir.path(),
+        b"correct horse",
+        b"battery staple",
+        KdfParams::MINIMUM,
+        &secrets,
+        None,
+        &mut rng(3),
+    )
+    .unwrap();
+    assert_eq!(std::fs::read(dir.path().join("vault.sqlite3")).unwrap(), db);
+    assert!(matches!(
+        Vault::open(dir.path(), b"correct horse", &secrets, None),
+        Err(VaultError::WrongFactor)
+    ));
+    let v = Vault::open(dir.path(), b"battery staple", &secrets, None).unwrap();
+    assert_eq!(v.setting("theme").unwrap().as_deref(), Some("dark"));
+    drop(v);
+
+    // Without the device secret the password alone is useless, and the error says why.
+    secrets.delete(&id).unwrap();
+    assert!(matches!(
+        Vault::open(dir.path(), b"battery staple", &secrets, None),
+        Err(VaultError::DeviceSecretMissing)
+    ));
+    // A different device secret is a wrong factor.
+    secrets.put(&id, &[9; 32]).unwrap();
+    assert!(matches!(
+        Vault::open(dir.path(), b"battery staple", &secrets, None),
+        Err(VaultError::WrongFactor)
+    ));
+    assert!(matches!(
+        Vault::open(&dir.path().join("nothing"), b"x", &secrets, None),
+        Err(VaultError::NoVault)
+    ));
+}
+
+#[test]
+fn the_vault_files_hold_no_plaintext() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = MemorySecrets::default();
+    let v = create(dir.path(), &secrets, 4);
+    let secret_text = "the eagle lands at dawn 7f3a9c";
+    v.put_contact(&contact(1, "Zebediah Quux")).unwrap();
+    for n in 0..200 {
+        v.insert_message(&message(1, n, &format!("{secret_text} #{n}"), n % 2 == 0))
+            .unwrap();
+    }
+    v.set_setting("note", secret_text).unwrap();
+    // Look at the files while the vault is open (WAL in use) and after it is closed.
+    let scan = |when: &str| {
+        for entry in std::fs::read_dir(dir.path()).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            for needle in [
+                secret_text.as_bytes(),
+                b"Zebediah",
+                b"CREATE TABLE",
+                b"SQLite format",
+            ] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "{} contains {:?} ({when})",
+                    path.display(),
+                    String::from_utf8_lossy(needle)
+                );
+            }
+        }
+    };
+    scan("open");
+    drop(v);
+    scan("closed");
+}
+
+#[test]
+fn a_tampered_or_truncated_database_is_a_typed_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = MemorySecrets::default();
+    let v = create(dir.path(), &secrets, 5);
+    v.put_contact(&contact(1, "a")).unwrap();
+    for n in 0..300 {
+        v.insert_message(&message(1, n, &"x".repeat(200), false))
+            .unwrap();
+    }
+    drop(v);
+    let db = dir.path().join("vault.sqlite3");
+    let original = std::fs::read(&db).unwrap();
+    assert!(original.len() > 16 * 4096, "{}", original.len());
+
+    // One flipped byte in the first page (holds the schema).
+    let mut bad = original.clone();
+    bad[100] ^= 0x40;
+    std::fs::write(&db, &bad).unwrap();
+    assert!(matches!(
+        Vault::open(dir.path(), b"correct horse", &secrets, None),
+        Err(VaultError::Corrupt)
+    ));
+    // A flipped byte in a data page: opening works, reading that page fails with an error.
+    let mut bad = original.clone();
+    let at = original.len() - 3 * 4096 + 500;
+    bad[at] ^= 0x01;
+    std::fs::write(&db, &bad).unwrap();
+    match Vault::open(dir.path(), b"correct horse", &secrets, None) {
+        Err(e) => assert!(matches!(e, VaultError::Corrupt), "{e:?}"),
+        Ok(v) => {
+            let read = v.history(&[1; 32], None, 1000);
+            assert!(read.is_err(), "a tampered page was read");
+        }
+    }
+    // Truncated.
+    std::fs::write(&db, &original[..original.len() / 2]).unwrap();
+    match Vault::open(dir.path(), b"correct horse", &secrets, None) {
+        Err(e) => assert!(matches!(e, VaultError::Corrupt), "{e:?}"),
+        Ok(v) => assert!(v.history(&[1; 32], None, 1000).is_err()),
+    }
+    // The original file opens again.
+    std::fs::write(&db, &original).unwrap();
+    let v = Vault::open(dir.path(), b"correct horse", &secrets, None).unwrap();
+    assert_eq!(v.history(&[1; 32], None, 1000).unwrap().len(), 300);
+    // A damaged key file.
+    drop(v);
+    std::fs::write(dir.path().join("vault.key"), b"nonsense").unwrap();
+    assert!(matches!(
+        Vault::open(dir.path(), b"correct horse", &secrets, None),
+        Err(VaultError::KeyFileDamaged)
+    ));
+}
+
+#[test]
+fn the_os_keyring_holds_the_device_secret() {
+    // The real backend: Secret Service on the session bus (scripts/with-keyring provides one).
+    let dir = tempfile::tempdir().unwrap();
+    let keyring = OsKeyring;
+    let v = match Vault::create(
+        dir.path(),
+        b"pw",
+        KdfParams::MINIMUM,
+        &keyring,
+        None,
+        &mut rng(6),
+    ) {
+        Ok(v) => v,
+        Err(e) => panic!("{e} (run the tests through ./scripts/test or scripts/with-keyring)"),
+    };
+    let id = v.vault_id();
+    drop(v);
+    assert!(keyring.get(&id).unwrap().is_some());
+    Vault::open(dir.path(), b"pw", &keyring, None).unwrap();
+    keyring.delete(&id).unwrap();
+    assert!(keyring.get(&id).unwrap().is_none());
+    assert!(matches!(
+        Vault::open(dir.path(), b"pw", &keyring, None),
+        Err(VaultError::DeviceSecretMissing)
+    ));
+}
+
+#[test]
+fn messages_dedupe_page_search_and_receipts_only_move_forward() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = MemorySecrets::default();
+    let v = create(dir.path(), &secrets, 7);
+    v.put_contact(&contact(1, "alice")).unwrap();
+    v.put_contact(&contact(2, "bob")).unwrap();
+    assert!(
+        v.put_contact(&Contact {
+            account_id: [3; 32],
+            ..contact(3, "alice")
+        })
+        .is_err(),
+        "contact names are unique"
+    );
+    for n in 0..120 {
+        let body = if n == 7 {
+            "meet me at the Café Olé tomorrow".to_string()
+        } else {
+            format!("message number {n}")
+        };
+        assert!(
+            v.insert_message(&message(1, n, &body, n % 3 == 0))
+                .unwrap()
+                .is_some()
+        );
+    }
+    assert!(
+        v.insert_message(&message(1, 5, "dup", false))
+            .unwrap()
+            .is_none(),
+        "duplicate id"
+    );
+    v.insert_message(&message(2, 1000, "bob's number 1", false))
+        .unwrap();
+
+    let last = v.history(&[1; 32], None, 50).unwrap();
+    assert_eq!(last.len(), 50);
+    assert_eq!(last.last().unwrap().sent, 119);
+    let older = v.history(&[1; 32], Some(last[0].id), 50).unwrap();
+    assert_eq!(older.last().unwrap().sent, 69);
+    let oldest = v.history(&[1; 32], Some(older[0].id), 50).unwrap();
+    assert_eq!(oldest.len(), 20);
+    assert_eq!(oldest[0].sent, 0);
+
+    let hits = v.search("cafe OLE", 10).unwrap();
+    assert_eq!(hits.len(), 1, "diacritics and case are folded");
+    assert_eq!(hits[0].sent, 7);
+    assert_eq!(v.search("numb", 500).unwrap().len(), 120, "prefix match");
+    assert!(v.search("\"unbalanced OR (", 10).unwrap().is_empty());
+
+    let out = message(1, 0, "", true).message_id;
+    assert!(v.advance_status(&out, MessageStatus::Sent).unwrap());
+    assert!(v.advance_status(&out, MessageStatus::Read).unwrap());
+    assert!(
+        !v.advance_status(&out, MessageStatus::Delivered).unwrap(),
+        "never backwards"
+    );
+    assert_eq!(
+        v.message(&out).unwrap().unwrap().status,
+        MessageStatus::Read
+    );
+
+    assert_eq!(v.unread(&[1; 32]).unwrap(), 80);
+    assert_eq!(v.mark_read(&[1; 32]).unwrap().len(), 80);
+    assert_eq!(v.unread(&[1; 32]).unwrap(), 0);
+
+    assert!(v.mark_seen(b"envelope-1", 1).unwrap());
+    assert!(!v.mark_seen(b"envelope-1", 2).unwrap());
+    let a = v.outbox_push(&[2; 32], 1, b"sealed-1", Some(&out)).unwrap();
+    let b = v.outbox_push(&[2; 32], 1, b"sealed-2", None).unwrap();
+    let queued = v.outbox().unwrap();
+    assert_eq!(queued.iter().map(|o| o.id).collect::<Vec<_>>(), vec![a, b]);
+    v.outbox_remove(a).unwrap();
+    assert_eq!(v.outbox().unwrap().len(), 1);
+}
+
+/// A libsignal device whose stores are a vault.
+fn signal_device(dir: &Path, secrets: &dyn SecretStore, seed: u64) -> (Vault, AccountIdentity) {
+    let v = create(dir, secrets, seed);
+    let identity = AccountIdentity::generate(&mut rng(seed + 100));
+    v.set_local_identity(&identity, 1000 + seed as u32).unwrap();
+    (v, identity)
+}
+
+fn publish(v: &Vault, identity: &AccountIdentity, r: &mut ChaCha20Rng) -> PreKeyBundle {
+    let signal = identity.signal_identity().unwrap();
+    let spk = KeyPair::generate(r);
+    let kyber = kem::KeyPair::generate(kem::KeyType::Kyber1024, r);
+    let spk_sig = signal
+        .private_key()
+        .calculate_signature(&spk.public_key.serialize(), r)
+        .unwrap();
+    let kyber_sig = signal
+        .private_key()
+        .calculate_signature(&kyber.public_key.serialize(), r)
+        .unwrap();
+    let otpk = KeyPair::generate(r);
+    let mut s = v.signal();
+    s.save_pre_key(7.into(), &PreKeyRecord::new(7.into(), &otpk))
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+    s.save_signed_pre_key(
+        1.into(),
+        &SignedPreKeyRecord::new(1.into(), Timestamp::from_epoch_millis(1), &spk, &spk_sig),
+    )
+    .now_or_never()
+    .unwrap()
+    .unwrap();
+    s.save_kyber_pre_key(
+        1.into(),
+        &KyberPreKeyRecord::new(
+            1.into(),
+            Timestamp::from_epoch_millis(1),
+            &kyber,
+            &kyber_sig,
+        ),
+    )
+    .now_or_never()
+    .unwrap()
+    .unwrap();
+    PreKeyBundle::new(
+        2000,
+        DeviceId::new(1).unwrap(),
+        Some((7.into(), otpk.public_key)),
+        1.into(),
+        spk.public_key,
+        spk_sig.to_vec(),
+        1.into(),
+        kyber.public_key,
+        kyber_sig.to_vec(),
+        *signal.identity_key(),
+    )
+    .unwrap()
+}
+
+#[test]
+fn libsignal_sessions_live_in_the_vault_and_survive_reopening() {
+    let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let secrets = MemorySecrets::default();
+    let (alice, _) = signal_device(da.path(), &secrets, 10);
+    let (bob, bob_id) = signal_device(db.path(), &secrets, 11);
+    let mut r = rng(12);
+    let bob_addr = ProtocolAddress::new("bob".into(), DeviceId::new(1).unwrap());
+    let alice_addr = ProtocolAddress::new("alice".into(), DeviceId::new(1).unwrap());
+    let now = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+
+    let bundle = publish(&bob, &bob_id, &mut r);
+    let (mut s, mut i) = (alice.signal(), alice.signal());
+    process_prekey_bundle(&bob_addr, &mut s, &mut i, &bundle, now, &mut r)
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+    let first = message_encrypt(b"hello Bob", &bob_addr, &mut s, &mut i, now, &mut r)
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+
+    // Bob's vault is closed and reopened between the two steps: nothing lives in memory.
+    drop(bob);
+    let bob = Vault::open(db.path(), b"correct horse", &secrets, None).unwrap();
+    let (mut bs, mut bi, mut bp, bsp, mut bk) = (
+        bob.signal(),
+        bob.signal(),
+        bob.signal(),
+        bob.signal(),
+        bob.signal(),
+    );
+    let plain = message_decrypt(
+        &first,
+        &alice_addr,
+        &mut bs,
+        &mut bi,
+        &mut bp,
+        &bsp,
+        &mut bk,
+        &mut r,
+    )
+    .now_or_never()
+    .unwrap()
+    .unwrap();
+    assert_eq!(plain, b"hello Bob");
+    // The one-time prekey was consumed.
+    assert!(
+        bob.signal()
+            .get_pre_key(7.into())
+            .now_or_never()
+            .unwrap()
+            .is_err()
+    );
+    // The same session start replayed is refused (Kyber last-resort reuse check).
+    assert!(
+        message_decrypt(
+            &first,
+            &alice_addr,
+            &mut bs,
+            &mut bi,
+            &mut bp,
+            &bsp,
+            &mut bk,
+            &mut r
+        )
+        .now_or_never()
+        .unwrap()
+        .is_err()
+    );
+
+    let reply = message_encrypt(b"hi Alice", &alice_addr, &mut bs, &mut bi, now, &mut r)
+        .now_or_never()
+        .unwrap()
+        .unwrap();
+    drop(alice);
+    let alice = Vault::open(da.path(), b"correct horse", &secrets, None).unwrap();
+    let (mut s, mut i, mut p, sp, mut k) = (
+        alice.signal(),
+        alice.signal(),
+        alice.signal(),
+        alice.signal(),
+        alice.signal(),
+    );
+    let plain = message_decrypt(
+        &reply, &bob_addr, &mut s, &mut i, &mut p, &sp, &mut k, &mut r,
+    )
+    .now_or_never()
+    .unwrap()
+    .unwrap();
+    assert_eq!(plain, b"hi Alice");
+
+    // Bob's identity is recorded; a different key for "bob" is not trusted until accepted.
+    let rec = alice.identity_record("bob").unwrap().unwrap();
+    assert!(!rec.verified && !rec.changed);
+    assert!(alice.set_verified("bob", true).unwrap());
+    let other = AccountIdentity::generate(&mut r).signal_identity().unwrap();
+    let rogue = PreKeyBundle::new(
+        2000,
+        DeviceId::new(1).unwrap(),
+        None,
+        1.into(),
+        bundle.signed_pre_key_public().unwrap(),
+        bundle.signed_pre_key_signature().unwrap().to_vec(),
+        1.into(),
+        bundle.kyber_pre_key_public().unwrap().clone(),
+        bundle.kyber_pre_key_signature().unwrap().to_vec(),
+        *other.identity_key(),
+    )
+    .unwrap();
+    assert!(
+        process_prekey_bundle(&bob_addr, &mut s, &mut i, &rogue, now, &mut r)
+            .now_or_never()
+            .unwrap()
+            .is_err(),
+        "a new identity was accepted silently"
+    );
+    let rec = alice.identity_record("bob").unwrap().unwrap();
+    assert!(rec.changed, "the change is flagged for the user");
+    alice.accept_identity("bob", other.identity_key()).unwrap();
+    let rec = alice.identity_record("bob").unwrap().unwrap();
+    assert!(
+        !rec.verified && !rec.changed,
+        "accepting a new key clears verified"
+    );
+}
