@@ -299,7 +299,7 @@ async fn relay_50_concurrent_bundle_fetches_never_return_a_one_time_prekey_twice
         .into_iter()
         .map(|(client, _pushes)| {
             let start = start.clone();
-            let account = bob.account.clone();
+            let account = bob.account.account_id();
             tokio::spawn(async move {
                 start.wait().await;
                 // fetch_bundle verifies the certificate, ML-DSA statement and Merkle path.

@@ -65,6 +65,7 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     let bundle = tessera_proto::Frame {
         request_id: 8,
         body: tessera_proto::Body::Bundle {
+            account_public: bob.identity.public().to_bytes(),
             device_certificate: bob.certificate.to_bytes(),
             signed: vec![1; 100],
             one_time: Some(tessera_proto::WireOneTimePrekey {

@@ -45,6 +45,10 @@ pub enum ClientError {
     /// The connection closed before the reply arrived.
     #[error("the connection to the relay closed")]
     Closed,
+    /// The relay returned identity keys that do not hash to the account id asked for: the
+    /// relay (or someone in its place) tried to substitute keys.
+    #[error("the relay returned keys of another account")]
+    WrongAccount,
     /// The relay sent something this client cannot use.
     #[error("unexpected reply from the relay: {0}")]
     Protocol(&'static str),
@@ -94,6 +98,8 @@ pub type Pushes = mpsc::Receiver<Pushed>;
 /// A prekey bundle as the relay handed it out, verified against the account's keys.
 #[derive(Debug, Clone)]
 pub struct FetchedBundle {
+    /// The account's public keys (they hash to the account id that was asked for).
+    pub account: AccountPublic,
     /// The device's certificate (verified against the account).
     pub certificate: DeviceCertificate,
     /// The signed prekeys (verified).
@@ -340,15 +346,18 @@ impl RelayClient {
         )
     }
 
-    /// Fetches a device's bundle and verifies everything in it against `account`.
+    /// Fetches a device's bundle and verifies everything in it: the account keys must hash to
+    /// `account_id` (so a relay cannot substitute them), the certificate, the prekey signatures
+    /// and the one-time prekey's Merkle path must verify under them.
     pub async fn fetch_bundle(
         &self,
-        account: &AccountPublic,
+        account_id: &AccountId,
         device_id: u32,
         now_ms: u64,
     ) -> Result<FetchedBundle, ClientError> {
-        let account_id = account.account_id();
+        let account_id = *account_id;
         let Body::Bundle {
+            account_public,
             device_certificate,
             signed,
             one_time,
@@ -363,6 +372,10 @@ impl RelayClient {
                 "FetchBundle answered without a bundle",
             ));
         };
+        let account = &AccountPublic::from_bytes(&account_public)?;
+        if account.account_id() != account_id {
+            return Err(ClientError::WrongAccount);
+        }
         let certificate = DeviceCertificate::from_bytes(&device_certificate)?;
         certificate.verify(account, now_ms)?;
         let signed = SignedPrekeys::from_bytes(&signed)?;
@@ -380,6 +393,7 @@ impl RelayClient {
         };
         signed.verify(account, one_time.as_ref())?;
         Ok(FetchedBundle {
+            account: account.clone(),
             certificate,
             signed,
             one_time,

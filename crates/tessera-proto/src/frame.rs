@@ -234,6 +234,9 @@ pub enum Body {
     },
     /// 0x83: a prekey bundle.
     Bundle {
+        /// The account's public identity keys (their hash is the account id: the client checks
+        /// it against the id it asked for).
+        account_public: Vec<u8>,
         /// The device certificate.
         device_certificate: Vec<u8>,
         /// The signed prekey statement and signatures.
@@ -447,10 +450,12 @@ impl Frame {
                 w.blob(detail.as_bytes(), MAX_DETAIL, "detail")?;
             }
             Body::Bundle {
+                account_public,
                 device_certificate,
                 signed,
                 one_time,
             } => {
+                w.blob(account_public, MAX_ACCOUNT_PUBLIC, "account_public")?;
                 w.blob(device_certificate, MAX_CERTIFICATE, "device_certificate")?;
                 w.blob(signed, MAX_SIGNED_PREKEYS, "signed")?;
                 match one_time {
@@ -560,6 +565,7 @@ impl Frame {
                 }
             }
             0x83 => {
+                let account_public = r.blob(MAX_ACCOUNT_PUBLIC, "account_public")?;
                 let device_certificate = r.blob(MAX_CERTIFICATE, "device_certificate")?;
                 let signed = r.blob(MAX_SIGNED_PREKEYS, "signed")?;
                 let one_time = match r.u8("has_one_time")? {
@@ -577,6 +583,7 @@ impl Frame {
                     }
                 };
                 Body::Bundle {
+                    account_public,
                     device_certificate,
                     signed,
                     one_time,
@@ -677,6 +684,7 @@ mod tests {
             Frame {
                 request_id: 9,
                 body: Body::Bundle {
+                    account_public: vec![7; 2625],
                     device_certificate: vec![1; 8973],
                     signed: vec![2; 6000],
                     one_time: Some(WireOneTimePrekey {
@@ -690,6 +698,7 @@ mod tests {
             Frame {
                 request_id: 10,
                 body: Body::Bundle {
+                    account_public: vec![7; 2625],
                     device_certificate: vec![1; 8973],
                     signed: vec![2; 6000],
                     one_time: None,
@@ -781,6 +790,7 @@ mod tests {
             let mut b = Frame {
                 request_id: 1,
                 body: Body::Bundle {
+                    account_public: vec![],
                     device_certificate: vec![],
                     signed: vec![],
                     one_time: None,

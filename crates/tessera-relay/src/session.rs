@@ -729,6 +729,7 @@ impl Session {
                     Ok(Some(b)) => Frame::reply(
                         id,
                         Body::Bundle {
+                            account_public: b.account_public,
                             device_certificate: b.certificate,
                             signed: b.signed,
                             one_time: b.one_time.map(|p| WireOneTimePrekey {

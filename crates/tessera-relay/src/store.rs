@@ -117,6 +117,8 @@ pub struct StoredPrekey {
 /// What `FetchBundle` returns.
 #[derive(Debug, Clone)]
 pub struct BundleRecord {
+    /// The account's public keys.
+    pub account_public: Vec<u8>,
     /// Device certificate.
     pub certificate: Vec<u8>,
     /// Signed prekeys.
@@ -951,15 +953,16 @@ impl Writer {
 
     fn bundle(&mut self, device: &DeviceKey) -> Result<Option<(BundleRecord, u32)>, StoreError> {
         let (a, d) = (&device.0[..], device.1);
-        let row: Option<(Vec<u8>, Option<Vec<u8>>)> = self
+        let row: Option<(Vec<u8>, Option<Vec<u8>>, Vec<u8>)> = self
             .conn
             .prepare_cached(
-                "SELECT certificate, signed_prekeys FROM devices
-                 WHERE account_id = ?1 AND device_id = ?2",
+                "SELECT d.certificate, d.signed_prekeys, a.public FROM devices d
+                 JOIN accounts a ON a.account_id = d.account_id
+                 WHERE d.account_id = ?1 AND d.device_id = ?2",
             )?
-            .query_row(params![a, d], |r| Ok((r.get(0)?, r.get(1)?)))
+            .query_row(params![a, d], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
-        let Some((certificate, Some(signed))) = row else {
+        let Some((certificate, Some(signed), account_public)) = row else {
             return Ok(None);
         };
         // Take the first remaining prekey and delete it in the same transaction: the store
@@ -968,6 +971,7 @@ impl Writer {
         let remaining = self.prekey_count(device)?;
         Ok(Some((
             BundleRecord {
+                account_public,
                 certificate,
                 signed,
                 one_time,
