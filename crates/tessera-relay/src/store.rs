@@ -953,7 +953,9 @@ impl Writer {
 
     fn bundle(&mut self, device: &DeviceKey) -> Result<Option<(BundleRecord, u32)>, StoreError> {
         let (a, d) = (&device.0[..], device.1);
-        let row: Option<(Vec<u8>, Option<Vec<u8>>, Vec<u8>)> = self
+        /// certificate, signed prekeys (if published), account keys
+        type Row = (Vec<u8>, Option<Vec<u8>>, Vec<u8>);
+        let row: Option<Row> = self
             .conn
             .prepare_cached(
                 "SELECT d.certificate, d.signed_prekeys, a.public FROM devices d
