@@ -31,10 +31,16 @@ impl Relay {
 
     /// As [`Relay::start`], with extra arguments.
     pub fn start_with(data_dir: &Path, extra: &[&str]) -> Relay {
+        Self::start_on(data_dir, 0, extra)
+    }
+
+    /// As [`Relay::start_with`], on a given loopback port (for restarts at the same address).
+    pub fn start_on(data_dir: &Path, port: u16, extra: &[&str]) -> Relay {
+        let listen = format!("127.0.0.1:{port}");
         let log_path = data_dir.with_extension("stderr.log");
         let log = std::fs::File::create(&log_path).unwrap();
         let mut child = Command::new(crate::bin_path("tessera-relay"))
-            .args(["--listen", "127.0.0.1:0", "--data-dir"])
+            .args(["--listen", &listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
             .stdin(Stdio::null())

@@ -1,27 +1,129 @@
 #![doc = include_str!("../README.md")]
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
+use serde_json::{Value, json};
+use tessera_core::{
+    Contact, ContactState, CoreError, CreateOptions, Engine, Event, Invite, KdfParams, Message,
+    MessageStatus, OsKeyring,
+};
 use tessera_net::{NetError, Transport};
 use tessera_proto::RelayAddress;
+use zeroize::Zeroizing;
 
 /// Headless Tessera client.
+///
+/// The password comes from TESSERA_PASSWORD, or is asked for on the terminal.
 #[derive(Debug, Parser)]
 #[command(version, about)]
 struct Cli {
     /// Print results as JSON
     #[arg(long, global = true)]
     json: bool,
+    /// The account's data directory [default: $TESSERA_DATA_DIR, or ~/.local/share/tessera]
+    #[arg(long, global = true, value_name = "DIR", env = "TESSERA_DATA_DIR")]
+    data_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum TransportArg {
+    /// Straight to the relay (reveals your IP address to it; development and tests)
+    Direct,
+    /// Through Tor (not yet in this build: refused, never replaced by direct)
+    Tor,
+}
+
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Create the account: vault, keys, registration with the relay
+    Init {
+        /// Relay address, tessera://HOST:PORT/PIN
+        #[arg(long)]
+        relay: RelayAddress,
+        /// Your display name, shown to people you add
+        #[arg(long)]
+        name: String,
+        /// How to reach the relay
+        #[arg(long, value_enum, default_value = "direct")]
+        transport: TransportArg,
+        /// Argon2id memory in MiB (default 256; at least 19)
+        #[arg(long, value_name = "MIB")]
+        kdf_memory_mib: Option<u32>,
+    },
+    /// Print your invite code (text; the QR code carries the same text)
+    Invite,
+    /// Contacts
+    #[command(subcommand)]
+    Contact(ContactCommand),
+    /// Send a text message; returns once the relay accepted it
+    Send {
+        /// Contact name or account id
+        contact: String,
+        /// The text
+        text: String,
+    },
+    /// Fetch and process what is waiting, send the outbox, print new messages
+    Sync,
+    /// Stay connected and print events as they happen
+    Listen,
+    /// A conversation's messages (marks them read and sends read receipts)
+    History {
+        /// Contact name or account id
+        contact: String,
+        /// How many (newest)
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Full-text search over all messages
+    Search {
+        /// Words to find (prefixes match)
+        query: String,
+    },
+    /// The safety number to compare with a contact
+    SafetyNumber {
+        /// Contact name or account id
+        contact: String,
+    },
+    /// Mark a contact verified after comparing safety numbers
+    Verify {
+        /// Contact name or account id
+        contact: String,
+    },
+    /// Change the vault password (the new one from TESSERA_NEW_PASSWORD or a prompt)
+    ChangePassword,
     /// Relay diagnostics
     #[command(subcommand)]
     Relay(RelayCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ContactCommand {
+    /// Add a contact from their invite code (accepts their request if they asked first)
+    Add {
+        /// The invite code
+        code: String,
+        /// The name to file them under
+        #[arg(long)]
+        name: Option<String>,
+    },
+    /// List contacts
+    List,
+    /// Accept a contact request
+    Accept {
+        /// Contact name or account id
+        contact: String,
+    },
+    /// Reject a contact request
+    Reject {
+        /// Contact name or account id
+        contact: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -35,7 +137,8 @@ enum RelayCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_current_thread()
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
         .enable_all()
         .build()
     {
@@ -45,42 +148,402 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match cli.command {
-        Command::Relay(RelayCommand::Check { address }) => {
-            let result = runtime.block_on(check(&address));
-            report(cli.json, &address, result)
+    let json = cli.json;
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if json {
+                println!(
+                    "{}",
+                    json!({"ok": false, "error": e.to_string(), "kind": kind(&e)})
+                );
+            } else {
+                eprintln!("tessera-cli: error: {e}");
+            }
+            ExitCode::FAILURE
         }
     }
 }
 
-async fn check(address: &RelayAddress) -> Result<(), NetError> {
-    let mut ws = tessera_net::connect_websocket(address, &Transport::Direct).await?;
-    // A polite close; the check already succeeded once the upgrade completed.
-    let _ = ws.close(None).await;
-    Ok(())
+/// A stable, machine-readable name for an error.
+fn kind(e: &CliError) -> &'static str {
+    use tessera_store::VaultError as V;
+    match e {
+        CliError::Core(CoreError::Vault(v)) => match v {
+            V::WrongFactor => "wrong_password",
+            V::DeviceSecretMissing => "device_secret_missing",
+            V::Keyring(_) => "keyring_unavailable",
+            V::Corrupt | V::KeyFileDamaged => "vault_damaged",
+            V::NoVault => "no_vault",
+            V::AlreadyExists => "vault_exists",
+            _ => "vault",
+        },
+        CliError::Core(CoreError::Net(_)) => "relay",
+        CliError::Core(CoreError::TransportUnavailable(_)) => "transport_unavailable",
+        CliError::Core(CoreError::UnknownContact) => "unknown_contact",
+        CliError::Core(CoreError::BadInvite) => "bad_invite",
+        CliError::Core(_) => "engine",
+        CliError::Usage(_) => "usage",
+        CliError::Net(_) => "relay",
+    }
 }
 
-fn report(json: bool, address: &RelayAddress, result: Result<(), NetError>) -> ExitCode {
-    let (ok, error, kind) = match &result {
-        Ok(()) => (true, None, None),
-        Err(e) => (false, Some(e.to_string()), Some(format!("{:?}", e.kind()))),
-    };
-    if json {
-        let value = serde_json::json!({
-            "relay": address.to_string(), "ok": ok, "error": error, "kind": kind,
-        });
-        println!("{value}");
-    } else if ok {
-        println!(
-            "relay {} is reachable and its key matches the pin",
-            address.authority()
+#[derive(Debug, thiserror::Error)]
+enum CliError {
+    #[error(transparent)]
+    Core(#[from] CoreError),
+    #[error(transparent)]
+    Net(#[from] NetError),
+    #[error("{0}")]
+    Usage(String),
+}
+
+fn data_dir(cli: &Cli) -> Result<PathBuf, CliError> {
+    if let Some(d) = &cli.data_dir {
+        return Ok(d.clone());
+    }
+    let home = std::env::var_os("HOME")
+        .ok_or_else(|| CliError::Usage("no --data-dir and no HOME".into()))?;
+    Ok(PathBuf::from(home).join(".local/share/tessera"))
+}
+
+fn password(confirm: bool) -> Result<Zeroizing<Vec<u8>>, CliError> {
+    if let Some(p) = std::env::var_os("TESSERA_PASSWORD") {
+        return Ok(Zeroizing::new(p.into_encoded_bytes()));
+    }
+    let p = Zeroizing::new(
+        rpassword::prompt_password("Password: ")
+            .map_err(|e| CliError::Usage(format!("cannot read the password: {e}")))?,
+    );
+    if confirm {
+        let again = Zeroizing::new(
+            rpassword::prompt_password("Password again: ")
+                .map_err(|e| CliError::Usage(format!("cannot read the password: {e}")))?,
         );
-    } else if let Some(e) = error {
-        eprintln!("tessera-cli: relay check failed: {e}");
+        if *p != *again {
+            return Err(CliError::Usage("the passwords differ".into()));
+        }
     }
-    if ok {
-        ExitCode::SUCCESS
+    Ok(Zeroizing::new(p.as_bytes().to_vec()))
+}
+
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn account_text(id: &[u8; 32]) -> String {
+    tessera_crypto::AccountId(*id).to_string()
+}
+
+fn state(s: ContactState) -> &'static str {
+    match s {
+        ContactState::Requested => "requested",
+        ContactState::Incoming => "incoming",
+        ContactState::Accepted => "accepted",
+        ContactState::Rejected => "rejected",
+    }
+}
+
+fn status(s: MessageStatus) -> &'static str {
+    match s {
+        MessageStatus::Pending => "pending",
+        MessageStatus::Sent => "sent",
+        MessageStatus::Delivered => "delivered",
+        MessageStatus::Read => "read",
+        MessageStatus::Received => "received",
+    }
+}
+
+fn contact_json(c: &Contact) -> Value {
+    json!({"name": c.name, "account_id": account_text(&c.account_id), "state": state(c.state)})
+}
+
+fn message_json(m: &Message, contact_name: Option<&str>) -> Value {
+    json!({
+        "message_id": hex(&m.message_id),
+        "contact": account_text(&m.contact),
+        "contact_name": contact_name,
+        "outgoing": m.outgoing,
+        "body": m.body,
+        "sent": m.sent,
+        "status": status(m.status),
+    })
+}
+
+fn event_json(e: &Event, engine: &Engine) -> Option<Value> {
+    let name_of = |id: &[u8; 32]| engine.find_contact(&account_text(id)).map(|c| c.name).ok();
+    Some(match e {
+        Event::Message {
+            contact,
+            message_id,
+            body,
+        } => json!({"event": "message", "contact": account_text(contact),
+                    "contact_name": name_of(contact), "message_id": hex(message_id), "body": body}),
+        Event::Status {
+            message_id,
+            status: s,
+        } => {
+            json!({"event": "status", "message_id": hex(message_id), "status": status(*s)})
+        }
+        Event::ContactRequest { contact, name } => {
+            json!({"event": "contact_request", "contact": account_text(contact), "name": name})
+        }
+        Event::ContactAccepted { contact } => {
+            json!({"event": "contact_accepted", "contact": account_text(contact)})
+        }
+        Event::ContactRejected { contact } => {
+            json!({"event": "contact_rejected", "contact": account_text(contact)})
+        }
+        Event::IdentityChanged { contact } => {
+            json!({"event": "identity_changed", "contact": contact})
+        }
+        Event::Connected => json!({"event": "connected"}),
+        Event::Disconnected => json!({"event": "disconnected"}),
+        Event::Dropped { reason } => json!({"event": "dropped", "reason": reason}),
+        _ => return None,
+    })
+}
+
+fn print_event(json_out: bool, e: &Event, engine: &Engine) {
+    let Some(v) = event_json(e, engine) else {
+        return;
+    };
+    if json_out {
+        println!("{v}");
     } else {
-        ExitCode::FAILURE
+        match e {
+            Event::Message { body, .. } => println!(
+                "{}: {body}",
+                v["contact_name"].as_str().unwrap_or("(unknown)")
+            ),
+            _ => println!("{}", v["event"].as_str().unwrap_or_default()),
+        }
     }
+}
+
+async fn unlock(cli: &Cli) -> Result<Engine, CliError> {
+    let dir = data_dir(cli)?;
+    let pw = password(false)?;
+    Ok(Engine::unlock(&dir, pw, Arc::new(OsKeyring)).await?)
+}
+
+async fn run(cli: Cli) -> Result<(), CliError> {
+    let out = |v: Value, text: String| {
+        if cli.json {
+            println!("{v}");
+        } else {
+            println!("{text}");
+        }
+    };
+    match &cli.command {
+        Command::Relay(RelayCommand::Check { address }) => {
+            let mut ws = tessera_net::connect_websocket(address, &Transport::Direct).await?;
+            let _ = ws.close(None).await;
+            out(
+                json!({"relay": address.to_string(), "ok": true}),
+                format!(
+                    "relay {} is reachable and its key matches the pin",
+                    address.authority()
+                ),
+            );
+        }
+        Command::Init {
+            relay,
+            name,
+            transport,
+            kdf_memory_mib,
+        } => {
+            let transport = match transport {
+                TransportArg::Direct => Transport::Direct,
+                TransportArg::Tor => {
+                    return Err(CoreError::TransportUnavailable("tor".into()).into());
+                }
+            };
+            let mut kdf = KdfParams::DEFAULT;
+            if let Some(m) = kdf_memory_mib {
+                kdf.memory_kib = m.saturating_mul(1024);
+            }
+            let engine = Engine::create(
+                CreateOptions {
+                    dir: data_dir(&cli)?,
+                    password: password(true)?,
+                    relay: relay.clone(),
+                    name: name.clone(),
+                    transport,
+                    kdf,
+                },
+                Arc::new(OsKeyring),
+            )
+            .await?;
+            let invite = engine.invite()?.to_text();
+            let id = engine.account_id()?.to_string();
+            out(
+                json!({"ok": true, "account_id": id, "invite": invite}),
+                format!("account {id} created\ninvite: {invite}"),
+            );
+        }
+        Command::Invite => {
+            let engine = unlock(&cli).await?;
+            let invite = engine.invite()?;
+            let text = invite.to_text();
+            out(
+                json!({"invite": text, "qr": text, "account_id": invite.account_id.to_string()}),
+                text.clone(),
+            );
+        }
+        Command::Contact(ContactCommand::Add { code, name }) => {
+            let invite = Invite::parse(code)?;
+            let engine = unlock(&cli).await?;
+            let c = engine.add_contact(&invite, name.as_deref()).await?;
+            out(
+                json!({"contact": contact_json(&c)}),
+                format!("{} ({})", c.name, state(c.state)),
+            );
+        }
+        Command::Contact(ContactCommand::List) => {
+            let engine = unlock(&cli).await?;
+            let contacts = engine.contacts()?;
+            let list: Vec<Value> = contacts.iter().map(contact_json).collect();
+            let text = contacts
+                .iter()
+                .map(|c| {
+                    format!(
+                        "{}\t{}\t{}",
+                        c.name,
+                        state(c.state),
+                        account_text(&c.account_id)
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            out(json!({"contacts": list}), text);
+        }
+        Command::Contact(
+            ContactCommand::Accept { contact } | ContactCommand::Reject { contact },
+        ) => {
+            let accept = matches!(cli.command, Command::Contact(ContactCommand::Accept { .. }));
+            let engine = unlock(&cli).await?;
+            let c = engine.find_contact(contact)?;
+            let c = engine.answer_request(&c.account_id, accept).await?;
+            out(
+                json!({"contact": contact_json(&c)}),
+                format!("{} ({})", c.name, state(c.state)),
+            );
+        }
+        Command::Send { contact, text } => {
+            let engine = unlock(&cli).await?;
+            let c = engine.find_contact(contact)?;
+            let id = engine.send_text(&c.account_id, text).await?;
+            out(
+                json!({"ok": true, "message_id": hex(&id), "status": "sent"}),
+                format!("sent {}", hex(&id)),
+            );
+        }
+        Command::Sync => {
+            let engine = unlock(&cli).await?;
+            let mut events = engine.subscribe();
+            let result = engine.sync(Duration::from_millis(1500)).await;
+            let mut collected = Vec::new();
+            while let Ok(e) = events.try_recv() {
+                collected.push(e);
+            }
+            result?;
+            if cli.json {
+                let list: Vec<Value> = collected
+                    .iter()
+                    .filter_map(|e| event_json(e, &engine))
+                    .collect();
+                println!("{}", json!({"events": list}));
+            } else {
+                for e in &collected {
+                    print_event(false, e, &engine);
+                }
+            }
+        }
+        Command::Listen => {
+            let engine = unlock(&cli).await?;
+            let mut events = engine.subscribe();
+            let runner = {
+                let engine = engine.clone();
+                tokio::spawn(async move { engine.run().await })
+            };
+            loop {
+                tokio::select! {
+                    e = events.recv() => match e {
+                        Ok(e) => print_event(cli.json, &e, &engine),
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                        Err(_) => break,
+                    },
+                    _ = tokio::signal::ctrl_c() => break,
+                }
+            }
+            engine.lock();
+            runner.abort();
+        }
+        Command::History { contact, limit } => {
+            let engine = unlock(&cli).await?;
+            let c = engine.find_contact(contact)?;
+            let messages = engine.history(&c.account_id, None, *limit)?;
+            // Read receipts are best effort: without the relay they wait in the outbox.
+            let _ = engine.mark_read(&c.account_id).await;
+            let list: Vec<Value> = messages
+                .iter()
+                .map(|m| message_json(m, Some(&c.name)))
+                .collect();
+            let text = messages
+                .iter()
+                .map(|m| {
+                    let who = if m.outgoing { "me" } else { c.name.as_str() };
+                    format!("[{}] {who}: {}", status(m.status), m.body)
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            out(json!({"messages": list}), text);
+        }
+        Command::Search { query } => {
+            let engine = unlock(&cli).await?;
+            let hits = engine.search(query, 100)?;
+            let list: Vec<Value> = hits.iter().map(|m| message_json(m, None)).collect();
+            let text = hits
+                .iter()
+                .map(|m| format!("{}: {}", account_text(&m.contact), m.body))
+                .collect::<Vec<_>>()
+                .join("\n");
+            out(json!({"messages": list}), text);
+        }
+        Command::SafetyNumber { contact } => {
+            let engine = unlock(&cli).await?;
+            let c = engine.find_contact(contact)?;
+            let (digits, verified, changed) = engine.safety_number(&c.account_id)?;
+            out(
+                json!({"contact": c.name, "safety_number": digits, "verified": verified,
+                       "identity_changed": changed}),
+                format!("{digits}{}", if verified { " (verified)" } else { "" }),
+            );
+        }
+        Command::ChangePassword => {
+            let engine = unlock(&cli).await?;
+            let old = password(false)?;
+            let new = match std::env::var_os("TESSERA_NEW_PASSWORD") {
+                Some(p) => Zeroizing::new(p.into_encoded_bytes()),
+                None => Zeroizing::new(
+                    rpassword::prompt_password("New password: ")
+                        .map_err(|e| CliError::Usage(format!("cannot read the password: {e}")))?
+                        .into_bytes(),
+                ),
+            };
+            engine.change_password(old, new, KdfParams::DEFAULT).await?;
+            out(json!({"ok": true}), "password changed".into());
+        }
+        Command::Verify { contact } => {
+            let engine = unlock(&cli).await?;
+            let c = engine.find_contact(contact)?;
+            engine.verify(&c.account_id)?;
+            out(
+                json!({"contact": c.name, "verified": true}),
+                format!("{} verified", c.name),
+            );
+        }
+    }
+    Ok(())
 }

@@ -1,1 +1,117 @@
 #![doc = include_str!("../README.md")]
+
+mod content;
+mod engine;
+mod invite;
+
+pub use content::{Content, MAX_TEXT, ReceiptKind};
+pub use engine::{CreateOptions, Engine};
+pub use invite::Invite;
+pub use tessera_store::{
+    Contact, ContactState, KdfParams, Message, MessageStatus, OsKeyring, SecretStore,
+};
+
+/// Something the engine reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// Connected and logged in to the relay.
+    Connected,
+    /// The relay connection ended.
+    Disconnected,
+    /// The engine locked (keys dropped).
+    Locked,
+    /// A new text message.
+    Message {
+        /// From.
+        contact: [u8; 32],
+        /// Its id.
+        message_id: [u8; 16],
+        /// The text.
+        body: String,
+    },
+    /// An outgoing message moved on (sent, delivered, read).
+    Status {
+        /// Which.
+        message_id: [u8; 16],
+        /// Now.
+        status: MessageStatus,
+    },
+    /// Someone asked to become a contact.
+    ContactRequest {
+        /// Who.
+        contact: [u8; 32],
+        /// The name they gave.
+        name: String,
+    },
+    /// A contact accepted our request.
+    ContactAccepted {
+        /// Who.
+        contact: [u8; 32],
+    },
+    /// A contact rejected our request.
+    ContactRejected {
+        /// Who.
+        contact: [u8; 32],
+    },
+    /// A contact's identity key changed; their messages wait until the user accepts it.
+    IdentityChanged {
+        /// Who (account id text).
+        contact: String,
+    },
+    /// One-time prekeys were refilled.
+    PrekeysRefilled,
+    /// An envelope could not be used and was dropped.
+    Dropped {
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Why an engine operation failed. Nothing here carries a key or message text.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CoreError {
+    /// The engine is locked.
+    #[error("locked")]
+    Locked,
+    /// The vault refused (wrong password, missing keyring secret, damage…).
+    #[error(transparent)]
+    Vault(#[from] tessera_store::VaultError),
+    /// The relay could not be reached or refused.
+    #[error(transparent)]
+    Net(#[from] tessera_net::ClientError),
+    /// A cryptographic check failed.
+    #[error(transparent)]
+    Crypto(#[from] tessera_crypto::CryptoError),
+    /// libsignal refused.
+    #[error("session error: {0}")]
+    Signal(#[from] tessera_crypto::signal::SignalProtocolError),
+    /// The configured transport is not available in this build; nothing was sent another way.
+    #[error("transport {0:?} is not available in this build (nothing was sent another way)")]
+    TransportUnavailable(String),
+    /// The invite code does not parse.
+    #[error("this is not a valid Tessera invite code")]
+    BadInvite,
+    /// A message between devices did not parse.
+    #[error("malformed message content")]
+    BadContent,
+    /// No such contact.
+    #[error("no such contact")]
+    UnknownContact,
+    /// Another contact already has this name.
+    #[error("another contact already has this name")]
+    NameTaken,
+    /// The contact rejected us.
+    #[error("this contact rejected the request")]
+    Rejected,
+    /// The text is too long.
+    #[error("message too long")]
+    TooLong,
+    /// The contact's identity changed and has not been accepted.
+    #[error("the identity of {0} changed; compare safety numbers before accepting it")]
+    IdentityChanged(String),
+    /// An internal operation could not complete.
+    #[error("internal error")]
+    Busy,
+}

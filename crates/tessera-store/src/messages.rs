@@ -248,6 +248,34 @@ impl Vault {
         )? == 1)
     }
 
+    /// Records a contact device's certificate (its envelope key); replaces an older one.
+    pub fn put_contact_device(
+        &self,
+        account_id: &[u8; 32],
+        device_id: u32,
+        certificate: &[u8],
+    ) -> Result<(), VaultError> {
+        self.conn.execute(
+            "INSERT OR REPLACE INTO contact_devices (account_id, device_id, certificate)
+             VALUES (?1, ?2, ?3)",
+            params![&account_id[..], device_id, certificate],
+        )?;
+        Ok(())
+    }
+
+    /// A contact's devices and their certificates.
+    pub fn contact_devices(
+        &self,
+        account_id: &[u8; 32],
+    ) -> Result<Vec<(u32, Vec<u8>)>, VaultError> {
+        let mut s = self.conn.prepare_cached(
+            "SELECT device_id, certificate FROM contact_devices WHERE account_id = ?1
+             ORDER BY device_id",
+        )?;
+        let rows = s.query_map([&account_id[..]], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
     /// Stores a message; `None` if a message with the same id is already stored (a duplicate).
     pub fn insert_message(&self, m: &Message) -> Result<Option<i64>, VaultError> {
         let n = self.conn.execute(
@@ -336,7 +364,8 @@ impl Vault {
 
     /// Marks a contact's unread incoming messages read; returns their ids (for read receipts).
     pub fn mark_read(&self, contact: &[u8; 32]) -> Result<Vec<[u8; 16]>, VaultError> {
-        self.transaction(|c| {
+        self.transaction(|v: &Vault| -> Result<Vec<[u8; 16]>, VaultError> {
+            let c = &v.conn;
             let ids: Vec<[u8; 16]> = {
                 let mut s = c.prepare(
                     "SELECT message_id FROM messages WHERE contact = ?1 AND outgoing = 0

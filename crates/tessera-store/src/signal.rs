@@ -76,9 +76,10 @@ impl Vault {
         registration_id: u32,
     ) -> std::result::Result<(), VaultError> {
         let (curve, mldsa) = identity.to_parts();
-        self.transaction(|c| {
-            let mut put =
-                c.prepare("INSERT OR REPLACE INTO local (name, value) VALUES (?1, ?2)")?;
+        self.transaction(|v: &Vault| -> std::result::Result<(), VaultError> {
+            let mut put = v
+                .conn
+                .prepare("INSERT OR REPLACE INTO local (name, value) VALUES (?1, ?2)")?;
             put.execute(params!["identity.curve", &curve[..]])?;
             put.execute(params!["identity.mldsa", &mldsa[..]])?;
             put.execute(params![

@@ -202,19 +202,36 @@ impl Vault {
         &self.dir
     }
 
-    /// Runs `f` in one transaction (committed if it returns `Ok`).
-    pub fn transaction<T>(
+    /// Runs `f` in one transaction: everything it does through this vault (libsignal stores
+    /// included) is committed together if it returns `Ok`, and undone otherwise. Nested calls
+    /// become savepoints of the outer transaction.
+    pub fn transaction<T, E: From<VaultError>>(
         &self,
-        f: impl FnOnce(&Connection) -> Result<T, VaultError>,
-    ) -> Result<T, VaultError> {
-        self.conn.execute_batch("BEGIN IMMEDIATE")?;
-        match f(&self.conn) {
+        f: impl FnOnce(&Vault) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let sql = |s: &str| {
+            self.conn
+                .execute_batch(s)
+                .map_err(|e| E::from(VaultError::from(e)))
+        };
+        let outer = self.conn.is_autocommit();
+        let (begin, commit, rollback) = if outer {
+            ("BEGIN IMMEDIATE", "COMMIT", "ROLLBACK")
+        } else {
+            (
+                "SAVEPOINT nested",
+                "RELEASE nested",
+                "ROLLBACK TO nested; RELEASE nested",
+            )
+        };
+        sql(begin)?;
+        match f(self) {
             Ok(v) => {
-                self.conn.execute_batch("COMMIT")?;
+                sql(commit)?;
                 Ok(v)
             }
             Err(e) => {
-                let _ = self.conn.execute_batch("ROLLBACK");
+                let _ = self.conn.execute_batch(rollback);
                 Err(e)
             }
         }

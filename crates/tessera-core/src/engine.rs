@@ -1,0 +1,1166 @@
+//! The client engine (`docs/engine.md`): one account's vault, keys and relay connection.
+//!
+//! All state lives in the vault; the engine holds the open vault and the device's keys while
+//! unlocked, and nothing when locked. Vault work happens in short critical sections that never
+//! await; relay work happens outside them.
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::FutureExt as _;
+use rand::SeedableRng as _;
+use rand::rngs::StdRng;
+use tessera_crypto::signal::{
+    CiphertextMessage, CiphertextMessageType, DeviceId, GenericSignedPreKey as _, KeyPair,
+    KyberPreKeyRecord, PreKeyRecord, PreKeySignalMessage, ProtocolAddress, SignalMessage,
+    SignalProtocolError, SignedPreKeyRecord, Timestamp, kem, message_decrypt, message_encrypt,
+    process_prekey_bundle,
+};
+use tessera_crypto::{
+    AccountId, AccountIdentity, AccountPublic, CryptoError, DeviceCertificate,
+    DeviceCertificateFields, EnvelopeKeyPair, EnvelopeKeyRing, EpochCertificate, EpochSigningKey,
+    HybridSigningKey, OneTimePrekeyBatch, PrekeyStatement, SafetyNumber, SealRequest,
+    SignedPrekeys, seal,
+};
+use tessera_net::{ClientError, Pushed, Pushes, RelayClient, Transport};
+use tessera_proto::{ErrorCode, RelayAddress, WirePrekey};
+use tessera_store::{
+    Contact, ContactState, KdfParams, Message, MessageStatus, SecretStore, Vault, VaultError,
+};
+use tokio::sync::{Notify, broadcast};
+use zeroize::Zeroizing;
+
+use crate::content::{Content, ReceiptKind, id_hex, parse_id};
+use crate::{CoreError, Event, Invite};
+
+const DAY_MS: u64 = 86_400_000;
+/// This build's device number (one device per account for now; libsignal allows 1–127).
+const DEVICE_ID: u32 = 1;
+/// One-time prekeys per uploaded batch.
+const PREKEY_BATCH: u32 = 100;
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+fn rng() -> StdRng {
+    StdRng::from_os_rng()
+}
+
+/// What is needed to create an account.
+#[derive(Clone)]
+pub struct CreateOptions {
+    /// Data directory (the vault goes here).
+    pub dir: PathBuf,
+    /// The password.
+    pub password: Zeroizing<Vec<u8>>,
+    /// The relay to register with.
+    pub relay: RelayAddress,
+    /// The display name contacts see in requests.
+    pub name: String,
+    /// How to reach the relay.
+    pub transport: Transport,
+    /// Argon2id parameters.
+    pub kdf: KdfParams,
+}
+
+/// This device's keys, in memory while unlocked.
+struct Me {
+    identity: AccountIdentity,
+    public: AccountPublic,
+    account_id: AccountId,
+    auth: HybridSigningKey,
+    ring: EnvelopeKeyRing,
+    epoch: EpochSigningKey,
+    certificate: DeviceCertificate,
+    relay: RelayAddress,
+    name: String,
+    transport: Transport,
+}
+
+struct Unlocked {
+    vault: Vault,
+    me: Me,
+}
+
+struct Inner {
+    dir: PathBuf,
+    secrets: Arc<dyn SecretStore>,
+    state: Mutex<Option<Unlocked>>,
+    client: Mutex<Option<Arc<RelayClient>>>,
+    events: broadcast::Sender<Event>,
+    outbox_kick: Notify,
+}
+
+/// The engine; cheap to clone.
+#[derive(Clone)]
+pub struct Engine {
+    inner: Arc<Inner>,
+}
+
+/// Reads a local secret of exactly `N` bytes.
+fn local_array<const N: usize>(v: &Vault, name: &str) -> Result<Zeroizing<[u8; N]>, CoreError> {
+    let bytes = v
+        .local(name)?
+        .ok_or(CoreError::Vault(VaultError::NotInitialised))?;
+    if bytes.len() != N {
+        return Err(CoreError::Vault(VaultError::Corrupt));
+    }
+    let mut out = Zeroizing::new([0u8; N]);
+    out.copy_from_slice(&bytes);
+    Ok(out)
+}
+
+fn setting(v: &Vault, name: &str) -> Result<String, CoreError> {
+    v.setting(name)?
+        .ok_or(CoreError::Vault(VaultError::NotInitialised))
+}
+
+fn load_me(v: &Vault) -> Result<Me, CoreError> {
+    let identity = v.local_identity()?;
+    let public = identity.public();
+    let auth = HybridSigningKey::from_parts(
+        local_array::<32>(v, "auth.curve")?,
+        local_array::<32>(v, "auth.mldsa")?,
+    )
+    .map_err(|_| CoreError::Vault(VaultError::Corrupt))?;
+    let envelope = EnvelopeKeyPair::from_seeds(
+        local_array::<32>(v, "envelope.x25519")?,
+        local_array::<64>(v, "envelope.mlkem")?,
+    );
+    let cert_bytes = v
+        .local("device.certificate")?
+        .ok_or(CoreError::Vault(VaultError::NotInitialised))?;
+    let certificate = DeviceCertificate::from_bytes(&cert_bytes)
+        .map_err(|_| CoreError::Vault(VaultError::Corrupt))?;
+    let epoch_cert = v
+        .local("epoch.certificate")?
+        .ok_or(CoreError::Vault(VaultError::NotInitialised))?;
+    let epoch = EpochSigningKey::from_parts(
+        local_array::<32>(v, "epoch.secret")?,
+        EpochCertificate::from_bytes(&epoch_cert)
+            .map_err(|_| CoreError::Vault(VaultError::Corrupt))?,
+    )
+    .map_err(|_| CoreError::Vault(VaultError::Corrupt))?;
+    let mut ring = EnvelopeKeyRing::new();
+    ring.insert(envelope, certificate.fields.not_after + 14 * DAY_MS);
+    let relay: RelayAddress = setting(v, "relay")?
+        .parse()
+        .map_err(|_| CoreError::Vault(VaultError::Corrupt))?;
+    let transport = match setting(v, "transport")?.as_str() {
+        "direct" => Transport::Direct,
+        other => return Err(CoreError::TransportUnavailable(other.to_string())),
+    };
+    Ok(Me {
+        account_id: public.account_id(),
+        public,
+        identity,
+        auth,
+        ring,
+        epoch,
+        certificate,
+        relay,
+        name: setting(v, "name")?,
+        transport,
+    })
+}
+
+fn address(account: &AccountId, device_id: u32) -> Result<ProtocolAddress, CoreError> {
+    let device = u8::try_from(device_id)
+        .ok()
+        .and_then(|d| DeviceId::new(d).ok())
+        .ok_or(CoreError::BadContent)?;
+    Ok(ProtocolAddress::new(account.to_string(), device))
+}
+
+/// Generates a signed prekey, a Kyber prekey and a batch of one-time prekeys, stores the private
+/// halves in the vault and returns what to upload.
+fn new_prekeys(
+    v: &Vault,
+    identity: &AccountIdentity,
+    batch_id: u32,
+) -> Result<(SignedPrekeys, Vec<WirePrekey>), CoreError> {
+    let mut r = rng();
+    let signal = identity.signal_identity()?;
+    let store = v.signal();
+    let mut s = store;
+    // The signed and Kyber prekeys are kept across refills; make them once.
+    let existing = v.local("prekeys.signed")?;
+    let (spk_id, spk_public, spk_sig, kyber_id, kyber_public, kyber_sig, registration_id) =
+        match existing.as_deref().map(|b| SignedPrekeys::from_bytes(b)) {
+            Some(Ok(old)) => (
+                old.statement.signed_prekey_id,
+                old.statement.signed_prekey,
+                old.signed_prekey_signature,
+                old.statement.kyber_prekey_id,
+                old.statement.kyber_prekey.clone(),
+                old.kyber_prekey_signature,
+                old.statement.registration_id,
+            ),
+            _ => {
+                let spk = KeyPair::generate(&mut r);
+                let kyber = kem::KeyPair::generate(kem::KeyType::Kyber1024, &mut r);
+                let spk_sig = signal
+                    .private_key()
+                    .calculate_signature(&spk.public_key.serialize(), &mut r)
+                    .map_err(|_| CoreError::Crypto(CryptoError::Signing))?;
+                let kyber_sig = signal
+                    .private_key()
+                    .calculate_signature(&kyber.public_key.serialize(), &mut r)
+                    .map_err(|_| CoreError::Crypto(CryptoError::Signing))?;
+                let now = Timestamp::from_epoch_millis(now_ms());
+                tessera_crypto::signal::SignedPreKeyStore::save_signed_pre_key(
+                    &mut s,
+                    1.into(),
+                    &SignedPreKeyRecord::new(1.into(), now, &spk, &spk_sig),
+                )
+                .now_or_never()
+                .ok_or(CoreError::Busy)??;
+                tessera_crypto::signal::KyberPreKeyStore::save_kyber_pre_key(
+                    &mut s,
+                    1.into(),
+                    &KyberPreKeyRecord::new(1.into(), now, &kyber, &kyber_sig),
+                )
+                .now_or_never()
+                .ok_or(CoreError::Busy)??;
+                let fixed = |sig: &[u8]| -> Result<[u8; 64], CoreError> {
+                    sig.try_into().map_err(|_| CoreError::BadContent)
+                };
+                let registration_id = {
+                    let v = v
+                        .local("registration_id")?
+                        .ok_or(CoreError::Vault(VaultError::NotInitialised))?;
+                    u32::from_be_bytes(
+                        v.as_slice()
+                            .try_into()
+                            .map_err(|_| CoreError::Vault(VaultError::Corrupt))?,
+                    )
+                };
+                (
+                    1,
+                    spk.public_key,
+                    fixed(&spk_sig)?,
+                    1,
+                    kyber.public_key.serialize().to_vec(),
+                    fixed(&kyber_sig)?,
+                    registration_id,
+                )
+            }
+        };
+    let first_id = 1 + (batch_id - 1) * PREKEY_BATCH;
+    let mut publics = Vec::with_capacity(PREKEY_BATCH as usize);
+    for id in first_id..first_id + PREKEY_BATCH {
+        let pair = KeyPair::generate(&mut r);
+        tessera_crypto::signal::PreKeyStore::save_pre_key(
+            &mut s,
+            id.into(),
+            &PreKeyRecord::new(id.into(), &pair),
+        )
+        .now_or_never()
+        .ok_or(CoreError::Busy)??;
+        publics.push((id, pair.public_key));
+    }
+    let batch = OneTimePrekeyBatch::new(publics.clone())?;
+    let statement = PrekeyStatement {
+        account_id: identity.public().account_id(),
+        device_id: DEVICE_ID,
+        registration_id,
+        signed_prekey_id: spk_id,
+        signed_prekey: spk_public,
+        kyber_prekey_id: kyber_id,
+        kyber_prekey: kyber_public,
+        batch_id,
+        batch_size: PREKEY_BATCH,
+        batch_root: batch.root(),
+    };
+    let signature = statement.sign(identity, &mut r)?;
+    let signed = SignedPrekeys {
+        statement,
+        signature,
+        signed_prekey_signature: spk_sig,
+        kyber_prekey_signature: kyber_sig,
+    };
+    v.set_local("prekeys.signed", &signed.to_bytes())?;
+    v.set_local("prekeys.batch", &batch_id.to_be_bytes())?;
+    let wire = publics
+        .iter()
+        .map(|(id, k)| WirePrekey {
+            id: *id,
+            public: k.serialize().to_vec(),
+        })
+        .collect();
+    Ok((signed, wire))
+}
+
+/// Encrypts `content` for every known device of `contact` and puts the envelopes in the outbox
+/// (in the caller's transaction).
+fn queue(
+    v: &Vault,
+    me: &Me,
+    contact: &AccountId,
+    content: &Content,
+    message: Option<&[u8; 16]>,
+) -> Result<(), CoreError> {
+    let devices = v.contact_devices(&contact.0)?;
+    if devices.is_empty() {
+        return Err(CoreError::UnknownContact);
+    }
+    let plain = content.to_bytes();
+    let mut r = rng();
+    for (device_id, cert) in devices {
+        let cert = DeviceCertificate::from_bytes(&cert)?;
+        let addr = address(contact, device_id)?;
+        let (mut s, mut i) = (v.signal(), v.signal());
+        let ct = message_encrypt(&plain, &addr, &mut s, &mut i, SystemTime::now(), &mut r)
+            .now_or_never()
+            .ok_or(CoreError::Busy)??;
+        let mut payload = vec![ct.message_type() as u8];
+        payload.extend_from_slice(ct.serialize());
+        let sealed = seal(
+            &SealRequest {
+                recipient: &cert.fields.envelope_key,
+                sender: &me.epoch,
+                // Always: the recipient then never depends on an earlier envelope to know this
+                // epoch (costs ~7 KiB per envelope; see docs/engine.md).
+                include_certificate: true,
+                sent_at: now_ms(),
+                content: &payload,
+            },
+            &mut r,
+        )?;
+        v.outbox_push(&contact.0, device_id, &sealed.bytes, message)?;
+    }
+    Ok(())
+}
+
+/// What processing one delivered envelope did.
+enum Processed {
+    /// Handled (or a duplicate): acknowledge it.
+    Done(Vec<Event>),
+    /// Cannot be read until the user accepts the sender's new identity: keep it at the relay.
+    Keep(Event),
+}
+
+impl Engine {
+    fn new(dir: &Path, secrets: Arc<dyn SecretStore>, unlocked: Unlocked) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            inner: Arc::new(Inner {
+                dir: dir.to_path_buf(),
+                secrets,
+                state: Mutex::new(Some(unlocked)),
+                client: Mutex::new(None),
+                events,
+                outbox_kick: Notify::new(),
+            }),
+        }
+    }
+
+    /// Events (new messages, status changes, contact requests, identity changes).
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.inner.events.subscribe()
+    }
+
+    fn emit(&self, e: Event) {
+        let _ = self.inner.events.send(e);
+    }
+
+    fn with<T>(
+        &self,
+        f: impl FnOnce(&mut Unlocked) -> Result<T, CoreError>,
+    ) -> Result<T, CoreError> {
+        let mut state = self.inner.state.lock().map_err(|_| CoreError::Locked)?;
+        let u = state.as_mut().ok_or(CoreError::Locked)?;
+        f(u)
+    }
+
+    /// Creates the vault and the account, registers with the relay and publishes prekeys.
+    /// The relay is contacted first (its pinned key checked) so a wrong address leaves nothing
+    /// behind; if registration fails after the vault was made, the vault is removed again.
+    pub async fn create(
+        opts: CreateOptions,
+        secrets: Arc<dyn SecretStore>,
+    ) -> Result<Self, CoreError> {
+        if !matches!(opts.transport, Transport::Direct) {
+            return Err(CoreError::TransportUnavailable("tor".into()));
+        }
+        let (client, pushes) = RelayClient::connect(&opts.relay, &opts.transport).await?;
+        let dir = opts.dir.clone();
+        let s2 = secrets.clone();
+        let password = opts.password.clone();
+        let kdf = opts.kdf;
+        let vault = tokio::task::spawn_blocking(move || {
+            Vault::create(&dir, &password, kdf, s2.as_ref(), None, &mut rng())
+        })
+        .await
+        .map_err(|_| CoreError::Busy)??;
+        let vault_id = vault.vault_id();
+        match Self::set_up(opts.clone(), secrets.clone(), vault, client, pushes).await {
+            Ok(engine) => Ok(engine),
+            Err(e) => {
+                for f in [
+                    "vault.key",
+                    "vault.sqlite3",
+                    "vault.sqlite3-wal",
+                    "vault.sqlite3-shm",
+                ] {
+                    let _ = std::fs::remove_file(opts.dir.join(f));
+                }
+                let _ = secrets.delete(&vault_id);
+                Err(e)
+            }
+        }
+    }
+
+    async fn set_up(
+        opts: CreateOptions,
+        secrets: Arc<dyn SecretStore>,
+        vault: Vault,
+        client: RelayClient,
+        pushes: Pushes,
+    ) -> Result<Self, CoreError> {
+        let mut r = rng();
+        let identity = AccountIdentity::generate(&mut r);
+        let auth = HybridSigningKey::generate(&mut r);
+        let envelope = EnvelopeKeyPair::generate(&mut r);
+        let now = now_ms();
+        let certificate = DeviceCertificate::issue(
+            &identity,
+            DeviceCertificateFields {
+                device_id: DEVICE_ID,
+                serial: 1,
+                auth_key: auth.public().clone(),
+                envelope_key: envelope.public().clone(),
+                not_before: now - DAY_MS,
+                not_after: now + 45 * DAY_MS,
+            },
+            &mut r,
+        )?;
+        let epoch = EpochSigningKey::generate(
+            &identity,
+            DEVICE_ID,
+            now - DAY_MS,
+            now + 45 * DAY_MS,
+            &mut r,
+        )?;
+        let registration_id = 1 + rand::Rng::random_range(&mut r, 0..16000u32);
+        vault.transaction(|v| -> Result<(), CoreError> {
+            v.set_local_identity(&identity, registration_id)?;
+            let (ac, am) = auth.to_parts();
+            v.set_local("auth.curve", &ac[..])?;
+            v.set_local("auth.mldsa", &am[..])?;
+            let (ex, em) = envelope.to_seeds();
+            v.set_local("envelope.x25519", &ex[..])?;
+            v.set_local("envelope.mlkem", &em[..])?;
+            v.set_local("device.certificate", &certificate.to_bytes())?;
+            v.set_local("epoch.secret", &epoch.secret()[..])?;
+            v.set_local("epoch.certificate", &epoch.certificate().to_bytes())?;
+            v.set_setting("relay", &opts.relay.to_string())?;
+            v.set_setting("name", &opts.name)?;
+            v.set_setting("transport", "direct")?;
+            Ok(())
+        })?;
+        let me = load_me(&vault)?;
+        let engine = Self::new(&opts.dir, secrets, Unlocked { vault, me });
+        let (signed, wire) = engine.with(|u| new_prekeys(&u.vault, &u.me.identity, 1))?;
+        client
+            .register(&identity.public(), &certificate, &auth, &mut rng())
+            .await?;
+        client.publish_prekeys(&signed, wire).await?;
+        engine.attach(client, pushes);
+        Ok(engine)
+    }
+
+    /// Opens the vault with the password and the device secret from `secrets`.
+    pub async fn unlock(
+        dir: &Path,
+        password: Zeroizing<Vec<u8>>,
+        secrets: Arc<dyn SecretStore>,
+    ) -> Result<Self, CoreError> {
+        let d = dir.to_path_buf();
+        let s2 = secrets.clone();
+        let vault =
+            tokio::task::spawn_blocking(move || Vault::open(&d, &password, s2.as_ref(), None))
+                .await
+                .map_err(|_| CoreError::Busy)??;
+        let me = load_me(&vault)?;
+        Ok(Self::new(dir, secrets, Unlocked { vault, me }))
+    }
+
+    /// Locks: closes the vault and the connection and drops every key from memory.
+    pub fn lock(&self) {
+        if let Ok(mut c) = self.inner.client.lock() {
+            c.take();
+        }
+        if let Ok(mut s) = self.inner.state.lock() {
+            s.take();
+        }
+        self.emit(Event::Locked);
+    }
+
+    /// Changes the vault password (rewraps the vault key; the database is not touched).
+    pub async fn change_password(
+        &self,
+        old: Zeroizing<Vec<u8>>,
+        new: Zeroizing<Vec<u8>>,
+        kdf: KdfParams,
+    ) -> Result<(), CoreError> {
+        let dir = self.inner.dir.clone();
+        let secrets = self.inner.secrets.clone();
+        tokio::task::spawn_blocking(move || {
+            Vault::change_password(&dir, &old, &new, kdf, secrets.as_ref(), None, &mut rng())
+        })
+        .await
+        .map_err(|_| CoreError::Busy)??;
+        Ok(())
+    }
+
+    /// Whether the engine is unlocked.
+    pub fn is_unlocked(&self) -> bool {
+        self.inner
+            .state
+            .lock()
+            .map(|s| s.is_some())
+            .unwrap_or(false)
+    }
+
+    /// The data directory.
+    pub fn dir(&self) -> &Path {
+        &self.inner.dir
+    }
+
+    /// This account's id.
+    pub fn account_id(&self) -> Result<AccountId, CoreError> {
+        self.with(|u| Ok(u.me.account_id))
+    }
+
+    /// This account's invite.
+    pub fn invite(&self) -> Result<Invite, CoreError> {
+        self.with(|u| {
+            Ok(Invite {
+                account_id: u.me.account_id,
+                relay: u.me.relay.clone(),
+                name: u.me.name.clone(),
+            })
+        })
+    }
+
+    /// Connects to the relay and logs in (if not connected); deliveries are processed in the
+    /// background from then on.
+    pub async fn connect(&self) -> Result<Arc<RelayClient>, CoreError> {
+        if let Some(c) = self.inner.client.lock().ok().and_then(|c| c.clone()) {
+            return Ok(c);
+        }
+        let (relay, transport, account, auth) = self.with(|u| {
+            Ok((
+                u.me.relay.clone(),
+                u.me.transport.clone(),
+                u.me.account_id,
+                u.me.auth.clone(),
+            ))
+        })?;
+        let (client, pushes) = RelayClient::connect(&relay, &transport).await?;
+        client.login(&account, DEVICE_ID, &auth, &mut rng()).await?;
+        Ok(self.attach(client, pushes))
+    }
+
+    fn attach(&self, client: RelayClient, mut pushes: Pushes) -> Arc<RelayClient> {
+        let client = Arc::new(client);
+        if let Ok(mut c) = self.inner.client.lock() {
+            *c = Some(client.clone());
+        }
+        self.emit(Event::Connected);
+        let engine = self.clone();
+        let weak = Arc::downgrade(&client);
+        tokio::spawn(async move {
+            while let Some(push) = pushes.recv().await {
+                match push {
+                    Pushed::Deliver {
+                        delivery_id,
+                        envelope,
+                    } => {
+                        let keep = engine.receive(&envelope);
+                        if !keep && let Some(c) = weak.upgrade() {
+                            let _ = c.ack(delivery_id).await;
+                        }
+                    }
+                    Pushed::PrekeysLow { .. } => {
+                        if let Err(e) = engine.refill_prekeys().await {
+                            tracing::warn!(error = %e, "prekey refill failed");
+                        }
+                    }
+                    Pushed::Closing { code, .. } => {
+                        tracing::info!(?code, "relay closed the connection");
+                    }
+                    _ => {}
+                }
+            }
+            if let Ok(mut c) = engine.inner.client.lock()
+                && c.as_ref().is_some_and(|c| Arc::as_ptr(c) == weak.as_ptr())
+            {
+                c.take();
+            }
+            engine.emit(Event::Disconnected);
+        });
+        client
+    }
+
+    /// Stays connected: reconnects with exponential backoff (1 s doubling to 60 s, with
+    /// jitter) until the engine is locked. Returns only when locked.
+    pub async fn run(&self) {
+        let mut backoff = Duration::from_secs(1);
+        while self.is_unlocked() {
+            match self.connect().await {
+                Ok(client) => {
+                    backoff = Duration::from_secs(1);
+                    let _ = self.flush_outbox().await;
+                    let mut events = self.subscribe();
+                    loop {
+                        tokio::select! {
+                            e = events.recv() => match e {
+                                Ok(Event::Disconnected | Event::Locked) | Err(broadcast::error::RecvError::Closed) => break,
+                                _ => {}
+                            },
+                            () = self.inner.outbox_kick.notified() => {
+                                let _ = self.flush_outbox().await;
+                            }
+                        }
+                    }
+                    drop(client);
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "cannot reach the relay; retrying");
+                    let jitter = Duration::from_millis(rand::random_range(0..500));
+                    tokio::time::sleep(backoff + jitter).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+
+    /// Connects, processes everything the relay has queued until nothing arrives for `idle`,
+    /// sends the outbox, and returns.
+    pub async fn sync(&self, idle: Duration) -> Result<(), CoreError> {
+        let mut events = self.subscribe();
+        self.connect().await?;
+        self.flush_outbox().await?;
+        loop {
+            match tokio::time::timeout(idle, events.recv()).await {
+                Ok(Ok(Event::Disconnected)) => return Err(CoreError::Net(ClientError::Closed)),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        self.flush_outbox().await?;
+        Ok(())
+    }
+
+    /// Sends everything in the outbox, in order; stops at the first failure (kept for later).
+    pub async fn flush_outbox(&self) -> Result<usize, CoreError> {
+        let client = self.connect().await?;
+        let items = self.with(|u| Ok(u.vault.outbox()?))?;
+        let mut sent = 0;
+        for item in items {
+            match client
+                .send(&AccountId(item.account_id), item.device_id, item.envelope)
+                .await
+            {
+                Ok(_) => {
+                    let changed = self.with(|u| {
+                        u.vault.outbox_remove(item.id)?;
+                        match item.message_id {
+                            Some(m) => Ok(u
+                                .vault
+                                .advance_status(&m, MessageStatus::Sent)?
+                                .then_some(m)),
+                            None => Ok(None),
+                        }
+                    })?;
+                    if let Some(m) = changed {
+                        self.emit(Event::Status {
+                            message_id: m,
+                            status: MessageStatus::Sent,
+                        });
+                    }
+                    sent += 1;
+                }
+                Err(ClientError::Relay {
+                    code: ErrorCode::NotFound,
+                    ..
+                }) => {
+                    // The device no longer exists: the envelope can never be delivered.
+                    self.with(|u| Ok(u.vault.outbox_remove(item.id)?))?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Ok(sent)
+    }
+
+    async fn refill_prekeys(&self) -> Result<(), CoreError> {
+        let (signed, wire) = self.with(|u| {
+            let batch = u
+                .vault
+                .local("prekeys.batch")?
+                .and_then(|b| b.as_slice().try_into().ok().map(u32::from_be_bytes))
+                .unwrap_or(1);
+            u.vault
+                .transaction(|v| new_prekeys(v, &u.me.identity, batch + 1))
+        })?;
+        let client = self.connect().await?;
+        client.publish_prekeys(&signed, wire).await?;
+        self.emit(Event::PrekeysRefilled);
+        Ok(())
+    }
+
+    /// Adds a contact from their invite: fetches and verifies their bundle (the keys must hash
+    /// to the invite's account id), starts the session and sends a contact request. If they
+    /// already asked us, this accepts their request instead.
+    pub async fn add_contact(
+        &self,
+        invite: &Invite,
+        name: Option<&str>,
+    ) -> Result<Contact, CoreError> {
+        if let Some(mut existing) = self.with(|u| Ok(u.vault.contact(&invite.account_id.0)?))? {
+            if let Some(n) = name.filter(|n| !n.is_empty() && *n != existing.name) {
+                existing.name = n.to_string();
+                self.with(|u| {
+                    u.vault.put_contact(&existing).map_err(|e| match e {
+                        VaultError::Sqlite(_) => CoreError::NameTaken,
+                        e => e.into(),
+                    })
+                })?;
+            }
+            if existing.state == ContactState::Incoming {
+                return self.answer_request(&existing.account_id, true).await;
+            }
+            return Ok(existing);
+        }
+        let client = self.connect().await?;
+        let bundle = client
+            .fetch_bundle(&invite.account_id, DEVICE_ID, now_ms())
+            .await?;
+        let name = name
+            .map(str::to_string)
+            .unwrap_or_else(|| invite.name.clone());
+        let name = if name.is_empty() {
+            invite.account_id.to_string()
+        } else {
+            name
+        };
+        let contact = self.with(|u| {
+            let me = &u.me;
+            let account = invite.account_id;
+            u.vault.transaction(|v| -> Result<Contact, CoreError> {
+                let contact = Contact {
+                    account_id: account.0,
+                    name: name.clone(),
+                    account_public: bundle.account.to_bytes(),
+                    relay: invite.relay.to_string(),
+                    state: ContactState::Requested,
+                    created: now_ms() as i64,
+                };
+                v.put_contact(&contact).map_err(|e| match e {
+                    VaultError::Sqlite(_) => CoreError::NameTaken,
+                    e => e.into(),
+                })?;
+                v.put_contact_device(&account.0, DEVICE_ID, &bundle.certificate.to_bytes())?;
+                v.accept_identity(&account.to_string(), &bundle.account.signal_identity_key())?;
+                let lib = bundle
+                    .signed
+                    .bundle(&bundle.account, bundle.one_time.as_ref())?;
+                let addr = address(&account, DEVICE_ID)?;
+                let (mut s, mut i) = (v.signal(), v.signal());
+                process_prekey_bundle(&addr, &mut s, &mut i, &lib, SystemTime::now(), &mut rng())
+                    .now_or_never()
+                    .ok_or(CoreError::Busy)??;
+                let request = Content::ContactRequest {
+                    name: me.name.clone(),
+                    relay: me.relay.to_string(),
+                    certificate: base64_encode(&me.certificate.to_bytes()),
+                };
+                queue(v, me, &account, &request, None)?;
+                Ok(contact)
+            })
+        })?;
+        self.flush_outbox().await?;
+        Ok(contact)
+    }
+
+    /// Accepts or rejects a contact's request.
+    pub async fn answer_request(
+        &self,
+        account: &[u8; 32],
+        accept: bool,
+    ) -> Result<Contact, CoreError> {
+        let contact = self.with(|u| {
+            let me = &u.me;
+            u.vault.transaction(|v| -> Result<Contact, CoreError> {
+                let mut c = v.contact(account)?.ok_or(CoreError::UnknownContact)?;
+                let content = if accept {
+                    c.state = ContactState::Accepted;
+                    Content::ContactAccept {
+                        name: me.name.clone(),
+                    }
+                } else {
+                    c.state = ContactState::Rejected;
+                    Content::ContactReject
+                };
+                v.set_contact_state(account, c.state)?;
+                queue(v, me, &AccountId(*account), &content, None)?;
+                Ok(c)
+            })
+        })?;
+        self.flush_outbox().await?;
+        Ok(contact)
+    }
+
+    /// Finds a contact by the name given when adding it, or by account id text.
+    pub fn find_contact(&self, name_or_id: &str) -> Result<Contact, CoreError> {
+        self.with(|u| {
+            if let Some(c) = u.vault.contact_by_name(name_or_id)? {
+                return Ok(c);
+            }
+            if let Ok(id) = name_or_id.parse::<AccountId>()
+                && let Some(c) = u.vault.contact(&id.0)?
+            {
+                return Ok(c);
+            }
+            Err(CoreError::UnknownContact)
+        })
+    }
+
+    /// All contacts.
+    pub fn contacts(&self) -> Result<Vec<Contact>, CoreError> {
+        self.with(|u| Ok(u.vault.contacts()?))
+    }
+
+    /// Queues a text message and sends it; returns its id once the relay accepted it (or, if the
+    /// relay cannot be reached, once it is safely in the outbox: [`CoreError::Net`] then).
+    pub async fn send_text(&self, contact: &[u8; 32], body: &str) -> Result<[u8; 16], CoreError> {
+        if body.len() > crate::content::MAX_TEXT {
+            return Err(CoreError::TooLong);
+        }
+        let id: [u8; 16] = rand::random();
+        let sent = now_ms();
+        self.with(|u| {
+            let me = &u.me;
+            u.vault.transaction(|v| -> Result<(), CoreError> {
+                let c = v.contact(contact)?.ok_or(CoreError::UnknownContact)?;
+                if c.state == ContactState::Rejected {
+                    return Err(CoreError::Rejected);
+                }
+                v.insert_message(&Message {
+                    id: 0,
+                    contact: *contact,
+                    message_id: id,
+                    outgoing: true,
+                    body: body.to_string(),
+                    sent: sent as i64,
+                    received: None,
+                    status: MessageStatus::Pending,
+                    read: true,
+                })?;
+                let content = Content::Text {
+                    id: id_hex(&id),
+                    sent,
+                    body: body.to_string(),
+                };
+                queue(v, me, &AccountId(*contact), &content, Some(&id))
+            })
+        })?;
+        self.flush_outbox().await?;
+        Ok(id)
+    }
+
+    /// Messages with a contact, `limit` at a time, older than row `before`.
+    pub fn history(
+        &self,
+        contact: &[u8; 32],
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Message>, CoreError> {
+        self.with(|u| Ok(u.vault.history(contact, before, limit)?))
+    }
+
+    /// Full-text search over all messages.
+    pub fn search(&self, text: &str, limit: u32) -> Result<Vec<Message>, CoreError> {
+        self.with(|u| Ok(u.vault.search(text, limit)?))
+    }
+
+    /// A message by id.
+    pub fn message(&self, id: &[u8; 16]) -> Result<Option<Message>, CoreError> {
+        self.with(|u| Ok(u.vault.message(id)?))
+    }
+
+    /// Marks a conversation read and sends read receipts for what was unread.
+    pub async fn mark_read(&self, contact: &[u8; 32]) -> Result<usize, CoreError> {
+        let n = self.with(|u| {
+            let me = &u.me;
+            u.vault.transaction(|v| -> Result<usize, CoreError> {
+                let ids = v.mark_read(contact)?;
+                for chunk in ids.chunks(crate::content::MAX_RECEIPT_IDS) {
+                    let receipt = Content::Receipt {
+                        kind: ReceiptKind::Read,
+                        ids: chunk.iter().map(id_hex).collect(),
+                    };
+                    queue(v, me, &AccountId(*contact), &receipt, None)?;
+                }
+                Ok(ids.len())
+            })
+        })?;
+        if n > 0 {
+            self.flush_outbox().await?;
+        }
+        Ok(n)
+    }
+
+    /// The safety number shared with a contact (60 digits).
+    pub fn safety_number(&self, contact: &[u8; 32]) -> Result<(String, bool, bool), CoreError> {
+        self.with(|u| {
+            let c = u.vault.contact(contact)?.ok_or(CoreError::UnknownContact)?;
+            let theirs = AccountPublic::from_bytes(&c.account_public)?;
+            let n = SafetyNumber::new(&u.me.public, &theirs);
+            let rec = u.vault.identity_record(&AccountId(*contact).to_string())?;
+            let (verified, changed) = rec
+                .map(|r| (r.verified, r.changed))
+                .unwrap_or((false, false));
+            Ok((n.digits(), verified, changed))
+        })
+    }
+
+    /// Marks a contact verified (after comparing safety numbers).
+    pub fn verify(&self, contact: &[u8; 32]) -> Result<(), CoreError> {
+        self.with(|u| {
+            u.vault
+                .set_verified(&AccountId(*contact).to_string(), true)?
+                .then_some(())
+                .ok_or(CoreError::UnknownContact)
+        })
+    }
+
+    /// Processes one delivered envelope; returns whether to keep it at the relay.
+    fn receive(&self, bytes: &[u8]) -> bool {
+        let result = self.with(|u| process(u, bytes));
+        match result {
+            Ok(Processed::Done(events)) => {
+                let kick = !events.is_empty();
+                for e in events {
+                    self.emit(e);
+                }
+                if kick {
+                    self.inner.outbox_kick.notify_one();
+                    let engine = self.clone();
+                    tokio::spawn(async move {
+                        let _ = engine.flush_outbox().await;
+                    });
+                }
+                false
+            }
+            Ok(Processed::Keep(event)) => {
+                self.emit(event);
+                true
+            }
+            Err(CoreError::Locked) => true,
+            Err(e) => {
+                // Unreadable, forged or malformed: acknowledged and dropped, never retried.
+                tracing::warn!(error = %e, "dropped an envelope");
+                self.emit(Event::Dropped {
+                    reason: e.to_string(),
+                });
+                false
+            }
+        }
+    }
+}
+
+fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(text)
+        .ok()
+}
+
+fn process(u: &mut Unlocked, bytes: &[u8]) -> Result<Processed, CoreError> {
+    let now = now_ms();
+    let opened = u.me.ring.open(bytes, now)?;
+    let sender_public = opened
+        .certificate
+        .as_ref()
+        .map(|c| c.account().clone())
+        .ok_or(CoreError::Crypto(CryptoError::BadSignature {
+            what: "envelope sender (no certificate)",
+        }))?;
+    let (verified, _epoch) = u.me.ring.verify_with_certificate(opened, now)?;
+    let sender = verified.sender.account_id;
+    let me = &u.me;
+    u.vault
+        .transaction(|v| -> Result<Processed, CoreError> {
+            if !v.mark_seen(&verified.id.0, now as i64)? {
+                return Ok(Processed::Done(Vec::new()));
+            }
+            let addr = address(&sender, verified.sender.device_id)?;
+            if v.identity_record(addr.name())?.is_none() {
+                // First contact: the identity is the one whose keys hash to the sender's account id
+                // (checked by the epoch certificate).
+                v.accept_identity(addr.name(), &sender_public.signal_identity_key())?;
+            }
+            let (kind, body) = verified
+                .content
+                .split_first()
+                .ok_or(CoreError::BadContent)?;
+            let message = match CiphertextMessageType::try_from(*kind) {
+                Ok(CiphertextMessageType::PreKey) => {
+                    CiphertextMessage::PreKeySignalMessage(PreKeySignalMessage::try_from(body)?)
+                }
+                Ok(CiphertextMessageType::Whisper) => {
+                    CiphertextMessage::SignalMessage(SignalMessage::try_from(body)?)
+                }
+                _ => return Err(CoreError::BadContent),
+            };
+            let (mut s, mut i, mut p, sp, mut k) =
+                (v.signal(), v.signal(), v.signal(), v.signal(), v.signal());
+            let plain = match message_decrypt(
+                &message,
+                &addr,
+                &mut s,
+                &mut i,
+                &mut p,
+                &sp,
+                &mut k,
+                &mut rng(),
+            )
+            .now_or_never()
+            .ok_or(CoreError::Busy)?
+            {
+                Ok(p) => Zeroizing::new(p),
+                Err(SignalProtocolError::UntrustedIdentity(_)) => {
+                    return Err(CoreError::IdentityChanged(sender.to_string()));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let content = Content::from_bytes(&plain)?;
+            let mut events = Vec::new();
+            let contact = v.contact(&sender.0)?;
+            match content {
+                Content::ContactRequest {
+                    name,
+                    relay,
+                    certificate,
+                } => {
+                    let cert_bytes = base64_decode(&certificate).ok_or(CoreError::BadContent)?;
+                    let cert = DeviceCertificate::from_bytes(&cert_bytes)?;
+                    cert.verify(&sender_public, now)?;
+                    if cert.account_id != sender {
+                        return Err(CoreError::BadContent);
+                    }
+                    match contact {
+                        Some(mut c) => {
+                            if c.state == ContactState::Requested {
+                                // Both asked: that is agreement.
+                                c.state = ContactState::Accepted;
+                                v.set_contact_state(&sender.0, c.state)?;
+                                events.push(Event::ContactAccepted { contact: sender.0 });
+                            }
+                        }
+                        None => {
+                            let mut shown = name.clone();
+                            if shown.is_empty() || v.contact_by_name(&shown)?.is_some() {
+                                shown = sender.to_string();
+                            }
+                            v.put_contact(&Contact {
+                                account_id: sender.0,
+                                name: shown,
+                                account_public: sender_public.to_bytes(),
+                                relay,
+                                state: ContactState::Incoming,
+                                created: now as i64,
+                            })?;
+                            events.push(Event::ContactRequest {
+                                contact: sender.0,
+                                name,
+                            });
+                        }
+                    }
+                    v.put_contact_device(&sender.0, cert.fields.device_id, &cert_bytes)?;
+                }
+                Content::ContactAccept { .. } => {
+                    if contact.is_some_and(|c| c.state == ContactState::Requested) {
+                        v.set_contact_state(&sender.0, ContactState::Accepted)?;
+                        events.push(Event::ContactAccepted { contact: sender.0 });
+                    }
+                }
+                Content::ContactReject => {
+                    if contact.is_some() {
+                        v.set_contact_state(&sender.0, ContactState::Rejected)?;
+                        events.push(Event::ContactRejected { contact: sender.0 });
+                    }
+                }
+                Content::Text { id, sent, body } => {
+                    let Some(c) = contact else {
+                        return Err(CoreError::UnknownContact);
+                    };
+                    if c.state == ContactState::Rejected {
+                        return Ok(Processed::Done(events));
+                    }
+                    let message_id = parse_id(&id).ok_or(CoreError::BadContent)?;
+                    let stored = v.insert_message(&Message {
+                        id: 0,
+                        contact: sender.0,
+                        message_id,
+                        outgoing: false,
+                        body: body.clone(),
+                        sent: sent as i64,
+                        received: Some(now as i64),
+                        status: MessageStatus::Received,
+                        read: false,
+                    })?;
+                    if stored.is_some() {
+                        events.push(Event::Message {
+                            contact: sender.0,
+                            message_id,
+                            body,
+                        });
+                    }
+                    let receipt = Content::Receipt {
+                        kind: ReceiptKind::Delivered,
+                        ids: vec![id],
+                    };
+                    queue(v, me, &sender, &receipt, None)?;
+                }
+                Content::Receipt { kind, ids } => {
+                    let status = match kind {
+                        ReceiptKind::Delivered => MessageStatus::Delivered,
+                        ReceiptKind::Read => MessageStatus::Read,
+                    };
+                    for id in ids.iter().filter_map(|i| parse_id(i)) {
+                        let ours = v
+                            .message(&id)?
+                            .is_some_and(|m| m.outgoing && m.contact == sender.0);
+                        if ours && v.advance_status(&id, status)? {
+                            events.push(Event::Status {
+                                message_id: id,
+                                status,
+                            });
+                        }
+                    }
+                }
+            }
+            Ok(Processed::Done(events))
+        })
+        .or_else(|e| match e {
+            CoreError::IdentityChanged(who) => {
+                Ok(Processed::Keep(Event::IdentityChanged { contact: who }))
+            }
+            e => Err(e),
+        })
+}

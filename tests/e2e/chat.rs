@@ -1,0 +1,254 @@
+//! Two people chat end to end: two `tessera-cli` accounts (real SQLCipher vaults, real OS
+//! keyring through Secret Service) and the real relay on loopback.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tessera_e2e::cli::Cli;
+use tessera_e2e::relay::Relay;
+
+/// Alice and Bob with accounts on `relay`, contacts of each other ("bob" and "alice").
+fn pair(root: &Path, relay: &str) -> (Cli, Cli) {
+    let alice = Cli::new(&root.join("alice"));
+    let bob = Cli::new(&root.join("bob"));
+    alice.init(relay, "Alice");
+    bob.init(relay, "Bob");
+    let (ai, bi) = (alice.invite(), bob.invite());
+    let added = alice.ok(&["contact", "add", &bi, "--name", "bob"]);
+    assert_eq!(added["contact"]["state"], "requested");
+    // Bob sees the request, then adds Alice's code: that accepts it.
+    let events = bob.sync();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "contact_request" && e["name"] == "Alice"),
+        "{events:?}"
+    );
+    let accepted = bob.ok(&["contact", "add", &ai, "--name", "alice"]);
+    assert_eq!(accepted["contact"]["state"], "accepted");
+    let events = alice.sync();
+    assert!(
+        events.iter().any(|e| e["event"] == "contact_accepted"),
+        "{events:?}"
+    );
+    let list = alice.ok(&["contact", "list"]);
+    assert_eq!(list["contacts"][0]["state"], "accepted");
+    (alice, bob)
+}
+
+#[test]
+fn chat_alice_and_bob_add_each_other_chat_both_ways_and_see_receipts() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let (alice, bob) = pair(dir.path(), &relay.address.to_string());
+
+    let sent = alice.ok(&["send", "bob", "hello Bob, it's Alice"]);
+    assert_eq!(sent["status"], "sent");
+    let id = sent["message_id"].as_str().unwrap().to_string();
+    let got = Cli::messages(&bob.sync());
+    assert_eq!(got, vec![("alice".into(), "hello Bob, it's Alice".into())]);
+    bob.ok(&["send", "alice", "hi Alice"]);
+    let events = alice.sync();
+    assert_eq!(
+        Cli::messages(&events),
+        vec![("bob".into(), "hi Alice".into())]
+    );
+    // Bob's device confirmed delivery of Alice's message.
+    assert!(
+        events.iter().any(|e| e["event"] == "status"
+            && e["message_id"] == id.as_str()
+            && e["status"] == "delivered"),
+        "{events:?}"
+    );
+    // Bob reads the conversation: Alice gets the read receipt.
+    let history = bob.ok(&["history", "alice"]);
+    let bodies: Vec<&str> = history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    assert_eq!(bodies, vec!["hello Bob, it's Alice", "hi Alice"]);
+    alice.sync();
+    let mine = alice.ok(&["history", "bob"]);
+    let first = &mine["messages"][0];
+    assert_eq!(first["message_id"], id.as_str());
+    assert_eq!(first["status"], "read");
+
+    // Search, safety numbers (the same on both sides) and verification.
+    let hits = alice.ok(&["search", "ALICE"]);
+    assert_eq!(hits["messages"].as_array().unwrap().len(), 2);
+    let a = alice.ok(&["safety-number", "bob"]);
+    let b = bob.ok(&["safety-number", "alice"]);
+    assert_eq!(a["safety_number"], b["safety_number"]);
+    assert_eq!(a["verified"], false);
+    alice.ok(&["verify", "bob"]);
+    assert_eq!(alice.ok(&["safety-number", "bob"])["verified"], true);
+}
+
+#[test]
+fn chat_bob_offline_gets_100_messages_exactly_once_in_order() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let (alice, bob) = pair(dir.path(), &relay.address.to_string());
+    for n in 0..100 {
+        alice.ok(&["send", "bob", &format!("message {n:03}")]);
+    }
+    let got = Cli::messages(&bob.sync());
+    let expected: Vec<(String, String)> = (0..100)
+        .map(|n| ("alice".to_string(), format!("message {n:03}")))
+        .collect();
+    assert_eq!(got, expected);
+    // Nothing comes twice.
+    assert!(Cli::messages(&bob.sync()).is_empty());
+    let history = bob.ok(&["history", "alice", "--limit", "500"]);
+    assert_eq!(history["messages"].as_array().unwrap().len(), 100);
+}
+
+#[test]
+fn chat_kill_9_with_50_messages_in_the_outbox_then_all_arrive_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = tessera_e2e::free_port();
+    let data = dir.path().join("relay");
+    let relay = Relay::start_on(&data, port, &[]);
+    let (alice, bob) = pair(dir.path(), &relay.address.to_string());
+
+    // The relay goes away: sends fail but each message is kept in the outbox.
+    drop(relay);
+    for n in 0..50 {
+        let o = alice.run(&["send", "bob", &format!("queued {n:02}")]);
+        assert!(!o.ok, "send without a relay reported success");
+        assert_eq!(o.json["kind"], "relay", "{}", o.stdout);
+    }
+    // Alice's client starts flushing as the relay returns and is killed -9 mid-way.
+    let _relay = Relay::start_on(&data, port, &[]);
+    let mut listen = alice
+        .command(&["listen"])
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(400));
+    listen.kill().unwrap();
+    listen.wait().unwrap();
+    // Restarted, it sends what is left.
+    alice.sync();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut got = Vec::new();
+    while got.len() < 50 && Instant::now() < deadline {
+        got.extend(Cli::messages(&bob.sync()));
+    }
+    let bodies: Vec<String> = got.into_iter().map(|(_, b)| b).collect();
+    let distinct: HashSet<&String> = bodies.iter().collect();
+    assert_eq!(distinct.len(), 50, "{bodies:?}");
+    assert_eq!(bodies.len(), 50, "a message was shown twice: {bodies:?}");
+    let expected: Vec<String> = (0..50).map(|n| format!("queued {n:02}")).collect();
+    assert_eq!(bodies, expected, "in order");
+}
+
+fn vault_id_hex(dir: &Path) -> String {
+    let key = std::fs::read(dir.join("vault.key")).unwrap();
+    key[5..21].iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn chat_vault_holds_no_plaintext_and_refuses_bad_factors_with_typed_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let (alice, bob) = pair(dir.path(), &relay.address.to_string());
+    let secret = "rendezvous at the old mill 4e1c";
+    alice.ok(&["send", "bob", secret]);
+    bob.sync();
+    for who in [&alice, &bob] {
+        for entry in std::fs::read_dir(&who.dir).unwrap() {
+            let bytes = std::fs::read(entry.unwrap().path()).unwrap();
+            for needle in [secret.as_bytes(), b"Alice", b"SQLite format 3"] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle),
+                    "plaintext {:?} in {}",
+                    String::from_utf8_lossy(needle),
+                    who.dir.display()
+                );
+            }
+        }
+    }
+
+    // Wrong password: typed error, nothing opened.
+    let mut wrong = Cli::new(&alice.dir);
+    wrong.password = "not the password".into();
+    let o = wrong.run(&["contact", "list"]);
+    assert!(!o.ok);
+    assert_eq!(o.json["kind"], "wrong_password", "{}", o.stdout);
+
+    // A tampered database: typed error, no panic.
+    let db = alice.dir.join("vault.sqlite3");
+    let original = std::fs::read(&db).unwrap();
+    let mut bad = original.clone();
+    bad[200] ^= 0x10;
+    std::fs::write(&db, &bad).unwrap();
+    let o = alice.run(&["contact", "list"]);
+    assert!(!o.ok);
+    assert_eq!(o.json["kind"], "vault_damaged", "{}", o.stdout);
+    assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+    // Truncated.
+    std::fs::write(&db, &original[..original.len() / 3]).unwrap();
+    let o = alice.run(&["history", "bob"]);
+    assert!(!o.ok);
+    assert!(!o.stderr.contains("panicked"), "{}", o.stderr);
+    std::fs::write(&db, &original).unwrap();
+    assert!(alice.run(&["contact", "list"]).ok);
+
+    // The device secret removed from the OS keyring: a clear error, not "wrong password".
+    let user = format!("vault-{}", vault_id_hex(&bob.dir));
+    let cleared = std::process::Command::new("secret-tool")
+        .args(["clear", "service", "tessera", "username", &user])
+        .status()
+        .unwrap();
+    assert!(cleared.success());
+    let o = bob.run(&["contact", "list"]);
+    assert!(!o.ok);
+    assert_eq!(o.json["kind"], "device_secret_missing", "{}", o.stdout);
+}
+
+#[test]
+fn chat_a_relay_with_another_key_is_refused_before_anything_is_sent() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let other = Relay::start(&dir.path().join("other"));
+    // Right host and port, the pin of another relay's key.
+    let wrong = format!(
+        "tessera://{}/{}",
+        relay.address.authority(),
+        other.address.pin
+    );
+    let carol = Cli::new(&dir.path().join("carol"));
+    let o = carol.run(&[
+        "init",
+        "--relay",
+        &wrong,
+        "--name",
+        "Carol",
+        "--kdf-memory-mib",
+        "19",
+    ]);
+    assert!(!o.ok);
+    assert_eq!(o.json["kind"], "relay", "{}", o.stdout);
+    assert!(
+        o.json["error"].as_str().unwrap().contains("pin"),
+        "{}",
+        o.stdout
+    );
+    // Tor is configured explicitly and is not available yet: refused, never direct.
+    let dave = Cli::new(&dir.path().join("dave"));
+    let o = dave.run(&[
+        "init",
+        "--relay",
+        &relay.address.to_string(),
+        "--name",
+        "Dave",
+        "--transport",
+        "tor",
+    ]);
+    assert!(!o.ok);
+    assert_eq!(o.json["kind"], "transport_unavailable", "{}", o.stdout);
+}
