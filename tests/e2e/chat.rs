@@ -252,3 +252,87 @@ fn chat_a_relay_with_another_key_is_refused_before_anything_is_sent() {
     assert!(!o.ok);
     assert_eq!(o.json["kind"], "transport_unavailable", "{}", o.stdout);
 }
+
+/// A relay that lies: TLS with its own (pinned) key, then answers every `FetchBundle` with
+/// another account's keys, validly signed by that other account.
+async fn lying_relay(substitute: &tessera_e2e::device::TestDevice) -> tessera_proto::RelayAddress {
+    use futures_util::{SinkExt as _, StreamExt as _};
+    use tessera_proto::{Body, Frame};
+    use tokio_tungstenite::tungstenite::Message;
+
+    let key = rcgen::KeyPair::generate().unwrap();
+    let cert = rcgen::CertificateParams::new(vec!["localhost".to_string()])
+        .unwrap()
+        .self_signed(&key)
+        .unwrap();
+    let pin =
+        tessera_proto::SpkiPin::of_spki_der(&rcgen::PublicKeyData::subject_public_key_info(&key));
+    let config = rustls::ServerConfig::builder_with_provider(std::sync::Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_protocol_versions(&[&rustls::version::TLS13])
+    .unwrap()
+    .with_no_client_auth()
+    .with_single_cert(
+        vec![cert.der().clone()],
+        rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+    )
+    .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (signed, _) = substitute.prekeys(0, &mut tessera_e2e::device::rng(77));
+    let bundle = Body::Bundle {
+        account_public: substitute.account.to_bytes(),
+        device_certificate: substitute.certificate.to_bytes(),
+        signed: signed.to_bytes(),
+        one_time: None,
+    };
+    tokio::spawn(async move {
+        let (tcp, _) = listener.accept().await.unwrap();
+        let tls = acceptor.accept(tcp).await.unwrap();
+        let mut ws = tokio_tungstenite::accept_async(tls).await.unwrap();
+        let challenge = Frame::reply(
+            0,
+            Body::Challenge {
+                nonce: [1; 32],
+                expires_at: u64::MAX,
+            },
+        );
+        ws.send(Message::Binary(challenge.encode().unwrap().into()))
+            .await
+            .unwrap();
+        while let Some(Ok(Message::Binary(b))) = ws.next().await {
+            let Ok(f) = Frame::decode(&b) else { break };
+            let reply = match f.body {
+                Body::FetchBundle { .. } => Frame::reply(f.request_id, bundle.clone()),
+                _ => Frame::reply(f.request_id, Body::Ok),
+            };
+            ws.send(Message::Binary(reply.encode().unwrap().into()))
+                .await
+                .unwrap();
+        }
+    });
+    format!("tessera://127.0.0.1:{port}/{pin}").parse().unwrap()
+}
+
+#[tokio::test]
+async fn chat_an_invite_whose_fingerprint_does_not_match_the_relays_bundle_is_refused() {
+    use tessera_e2e::device::TestDevice;
+    let bob = TestDevice::new(31);
+    let mallory = TestDevice::new(32);
+    let addr = lying_relay(&mallory).await;
+    let (client, _pushes) =
+        tessera_net::RelayClient::connect(&addr, &tessera_net::Transport::Direct)
+            .await
+            .unwrap();
+    // Alice holds Bob's invite (Bob's account id); the relay hands out Mallory's keys.
+    let err = client
+        .fetch_bundle(&bob.account.account_id(), 1, tessera_e2e::device::now_ms())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, tessera_net::ClientError::WrongAccount),
+        "substituted keys were accepted: {err:?}"
+    );
+}

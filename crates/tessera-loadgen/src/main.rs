@@ -70,6 +70,13 @@ enum Cmd {
         #[arg(long, default_value_t = 1024)]
         size: usize,
     },
+    /// Message round trip between two client engines: Alice sends, Bob's engine stores it and
+    /// answers with a delivery receipt, Alice's engine records it
+    Roundtrip {
+        /// Messages to time (one at a time)
+        #[arg(long, default_value_t = 200)]
+        messages: usize,
+    },
     /// Relay memory per idle logged-in connection
     Idle {
         /// Connections to open
@@ -139,6 +146,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             size,
         } => latency(&address, clients, rate, seconds, size).await,
         Cmd::Idle { connections } => idle(&address, connections, spawned.as_ref()).await,
+        Cmd::Roundtrip { messages } => roundtrip(&address, messages).await,
     };
     if let Some(relay) = &spawned
         && let Some(rss) = relay.rss_kib()
@@ -533,5 +541,87 @@ async fn idle(
     }
     drop(conns);
     drop(warm);
+    Ok(())
+}
+
+/// The device secret in memory: this measures the engine and the relay, not the OS keyring.
+#[derive(Default)]
+struct MemorySecrets(Mutex<std::collections::HashMap<[u8; 16], [u8; 32]>>);
+
+impl tessera_store::SecretStore for MemorySecrets {
+    fn get(
+        &self,
+        id: &[u8; 16],
+    ) -> Result<Option<zeroize::Zeroizing<[u8; 32]>>, tessera_store::VaultError> {
+        Ok(self
+            .0
+            .lock()
+            .ok()
+            .and_then(|m| m.get(id).map(|s| zeroize::Zeroizing::new(*s))))
+    }
+    fn put(&self, id: &[u8; 16], secret: &[u8; 32]) -> Result<(), tessera_store::VaultError> {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(*id, *secret);
+        }
+        Ok(())
+    }
+    fn delete(&self, id: &[u8; 16]) -> Result<(), tessera_store::VaultError> {
+        if let Ok(mut m) = self.0.lock() {
+            m.remove(id);
+        }
+        Ok(())
+    }
+}
+
+async fn roundtrip(addr: &RelayAddress, messages: usize) -> anyhow::Result<()> {
+    use tessera_core::{CreateOptions, Engine, Event, KdfParams, MessageStatus};
+    let dir = tempfile::tempdir()?;
+    let secrets: Arc<dyn tessera_store::SecretStore> = Arc::new(MemorySecrets::default());
+    let make = |name: &str| CreateOptions {
+        dir: dir.path().join(name),
+        password: zeroize::Zeroizing::new(b"benchmark".to_vec()),
+        relay: addr.clone(),
+        name: name.to_string(),
+        transport: Transport::Direct,
+        kdf: KdfParams::MINIMUM,
+    };
+    let alice = Engine::create(make("alice"), secrets.clone()).await?;
+    let bob = Engine::create(make("bob"), secrets.clone()).await?;
+    let mut bob_events = bob.subscribe();
+    let contact = alice.add_contact(&bob.invite()?, Some("bob")).await?;
+    // Bob accepts (his engine is connected and processes the request as it arrives).
+    loop {
+        if let Ok(Event::ContactRequest { .. }) = bob_events.recv().await {
+            break;
+        }
+    }
+    bob.add_contact(&alice.invite()?, Some("alice")).await?;
+    let mut alice_events = alice.subscribe();
+    let mut times = Vec::with_capacity(messages);
+    for n in 0..messages {
+        let t = Instant::now();
+        let id = alice
+            .send_text(&contact.account_id, &format!("round trip {n}"))
+            .await?;
+        loop {
+            match alice_events.recv().await {
+                Ok(Event::Status {
+                    message_id,
+                    status: MessageStatus::Delivered,
+                }) if message_id == id => break,
+                Ok(_) => {}
+                Err(e) => bail!("event stream ended: {e}"),
+            }
+        }
+        times.push(t.elapsed().as_micros() as u64);
+    }
+    times.sort_unstable();
+    println!(
+        "roundtrip: {messages} messages one at a time (send, relay accept, Bob decrypts and stores, \
+         delivery receipt back, Alice stores it): p50 {:.2} ms, p90 {:.2} ms, p99 {:.2} ms",
+        percentile(&times, 0.5),
+        percentile(&times, 0.9),
+        percentile(&times, 0.99)
+    );
     Ok(())
 }

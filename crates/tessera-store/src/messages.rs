@@ -354,9 +354,13 @@ impl Vault {
         let Some(query) = fts_query(text) else {
             return Ok(Vec::new());
         };
+        // The index is walked newest first and stops after `limit` hits (FTS5 orders by rowid
+        // without sorting), so a common word costs no more than a rare one.
         let mut s = self.conn.prepare_cached(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages_fts f JOIN messages m ON m.id = f.rowid
-             WHERE messages_fts MATCH ?1 ORDER BY m.id DESC LIMIT ?2"
+            "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.id IN (
+                SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1
+                ORDER BY rowid DESC LIMIT ?2)
+             ORDER BY m.id DESC"
         ))?;
         let rows = s.query_map(params![query, limit], message_row)?;
         Ok(rows.collect::<Result<_, _>>()?)

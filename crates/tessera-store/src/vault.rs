@@ -40,6 +40,12 @@ fn hex(bytes: &[u8]) -> Zeroizing<String> {
     s
 }
 
+/// Connection settings. The 32 MiB page cache keeps decrypted pages in memory while the vault is
+/// open, so reads do not pay SQLCipher's page decryption again (the plaintext is in this
+/// process's memory while unlocked either way; it is freed when the vault closes).
+const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                       PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768;";
+
 /// Opens the SQLCipher database with a raw key and checks that it reads.
 fn open_database(path: &Path, key: &[u8; 32]) -> Result<Connection, VaultError> {
     let conn = Connection::open(path).map_err(|e| VaultError::Database(e.to_string()))?;
@@ -55,10 +61,8 @@ fn open_database(path: &Path, key: &[u8; 32]) -> Result<Connection, VaultError> 
         r.get::<_, i64>(0)
     })
     .map_err(|_| VaultError::Corrupt)?;
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;",
-    )
-    .map_err(|_| VaultError::Corrupt)?;
+    conn.execute_batch(PRAGMAS)
+        .map_err(|_| VaultError::Corrupt)?;
     Ok(conn)
 }
 
@@ -185,6 +189,21 @@ impl Vault {
             rng,
         )?;
         new_file.store(&key_path)
+    }
+
+    /// An **unencrypted** database with the vault's schema, for measuring SQLCipher's overhead
+    /// against plain SQLite on the same workload. Only built with the `bench-plain` feature,
+    /// which the client never enables.
+    #[cfg(feature = "bench-plain")]
+    pub fn plain_for_benchmark(path: &Path) -> Result<Self, VaultError> {
+        let conn = Connection::open(path).map_err(|e| VaultError::Database(e.to_string()))?;
+        conn.execute_batch(PRAGMAS)?;
+        schema::migrate(&conn)?;
+        Ok(Self {
+            conn,
+            vault_id: [0; 16],
+            dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+        })
     }
 
     /// Whether `dir` holds a vault (its key file).
