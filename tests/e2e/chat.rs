@@ -336,3 +336,108 @@ async fn chat_an_invite_whose_fingerprint_does_not_match_the_relays_bundle_is_re
         "substituted keys were accepted: {err:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chat_engine_lock_drops_access_and_unlock_restores_the_same_account() {
+    use std::sync::Arc;
+    use tessera_core::{CoreError, CreateOptions, Engine, KdfParams, OsKeyring};
+    use zeroize::Zeroizing;
+
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let data = dir.path().join("erin");
+    let engine = Engine::create(
+        CreateOptions {
+            dir: data.clone(),
+            password: Zeroizing::new(b"erin's password".to_vec()),
+            relay: relay.address.clone(),
+            name: "Erin".into(),
+            transport: tessera_net::Transport::Direct,
+            kdf: KdfParams::MINIMUM,
+        },
+        Arc::new(OsKeyring),
+    )
+    .await
+    .unwrap();
+    let id = engine.account_id().unwrap();
+    assert!(engine.is_unlocked());
+    engine.lock();
+    assert!(!engine.is_unlocked());
+    assert!(matches!(engine.contacts(), Err(CoreError::Locked)));
+    assert!(matches!(engine.invite(), Err(CoreError::Locked)));
+
+    let wrong = Engine::unlock(
+        &data,
+        Zeroizing::new(b"guess".to_vec()),
+        Arc::new(OsKeyring),
+    )
+    .await;
+    assert!(matches!(
+        wrong,
+        Err(CoreError::Vault(tessera_store::VaultError::WrongFactor))
+    ));
+    let again = Engine::unlock(
+        &data,
+        Zeroizing::new(b"erin's password".to_vec()),
+        Arc::new(OsKeyring),
+    )
+    .await
+    .unwrap();
+    assert_eq!(again.account_id().unwrap(), id);
+    // Logged in with the device key kept in the vault.
+    again.connect().await.unwrap();
+}
+
+#[test]
+fn chat_history_pages_back_and_prekeys_are_topped_up_when_the_relay_asks() {
+    let dir = tempfile::tempdir().unwrap();
+    // Low-water mark above a full batch: the relay asks for more prekeys at every login.
+    let relay = Relay::start_configured(
+        &dir.path().join("relay"),
+        "[limits]\nprekey_low_water = 101\n",
+    );
+    let (alice, bob) = pair(dir.path(), &relay.address.to_string());
+    let events = bob.sync();
+    assert!(
+        events.iter().any(|e| e["event"] == "prekeys_refilled"),
+        "{events:?}"
+    );
+    // A new contact can still start a session with Bob from the refilled batch.
+    let carol = Cli::new(&dir.path().join("carol"));
+    carol.init(&relay.address.to_string(), "Carol");
+    carol.ok(&["contact", "add", &bob.invite(), "--name", "bob"]);
+    let events = bob.sync();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "contact_request" && e["name"] == "Carol"),
+        "{events:?}"
+    );
+
+    for n in 0..12 {
+        alice.ok(&["send", "bob", &format!("page test {n:02}")]);
+    }
+    bob.sync();
+    let page = |before: Option<i64>| {
+        let mut args = vec!["history", "alice", "--limit", "5"];
+        let b;
+        if let Some(r) = before {
+            b = r.to_string();
+            args.extend(["--before", b.as_str()]);
+        }
+        let v = bob.ok(&args);
+        v["messages"].as_array().unwrap().clone()
+    };
+    let newest = page(None);
+    let older = page(newest[0]["row"].as_i64());
+    let oldest = page(older[0]["row"].as_i64());
+    let bodies: Vec<&str> = oldest
+        .iter()
+        .chain(older.iter())
+        .chain(newest.iter())
+        .map(|m| m["body"].as_str().unwrap())
+        .collect();
+    let expected: Vec<String> = (0..12).map(|n| format!("page test {n:02}")).collect();
+    assert_eq!(oldest.len(), 2);
+    assert_eq!(bodies, expected);
+}

@@ -79,6 +79,10 @@ enum Command {
         /// How many (newest)
         #[arg(long, default_value_t = 50)]
         limit: u32,
+        /// Only messages older than this row (the `row` of the oldest message of the previous
+        /// page), to page back through history
+        #[arg(long, value_name = "ROW")]
+        before: Option<i64>,
     },
     /// Full-text search over all messages
     Search {
@@ -260,6 +264,7 @@ fn contact_json(c: &Contact) -> Value {
 
 fn message_json(m: &Message, contact_name: Option<&str>) -> Value {
     json!({
+        "row": m.id,
         "message_id": hex(&m.message_id),
         "contact": account_text(&m.contact),
         "contact_name": contact_name,
@@ -300,6 +305,7 @@ fn event_json(e: &Event, engine: &Engine) -> Option<Value> {
         Event::Connected => json!({"event": "connected"}),
         Event::Disconnected => json!({"event": "disconnected"}),
         Event::Dropped { reason } => json!({"event": "dropped", "reason": reason}),
+        Event::PrekeysRefilled => json!({"event": "prekeys_refilled"}),
         _ => return None,
     })
 }
@@ -480,10 +486,14 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             engine.lock();
             runner.abort();
         }
-        Command::History { contact, limit } => {
+        Command::History {
+            contact,
+            limit,
+            before,
+        } => {
             let engine = unlock(&cli).await?;
             let c = engine.find_contact(contact)?;
-            let messages = engine.history(&c.account_id, None, *limit)?;
+            let messages = engine.history(&c.account_id, *before, *limit)?;
             // Read receipts are best effort: without the relay they wait in the outbox.
             let _ = engine.mark_read(&c.account_id).await;
             let list: Vec<Value> = messages
