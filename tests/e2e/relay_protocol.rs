@@ -769,3 +769,37 @@ async fn relay_json_logs_carry_no_user_data() {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_a_silent_client_is_closed_with_timeout_and_others_are_unaffected() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start_configured(
+        &dir.path().join("relay"),
+        "[limits]\nidle_timeout_secs = 1\n",
+    );
+    let mia = TestDevice::new(17);
+    let (m, mut mp) = mia.register(&relay.address).await;
+    // A client that reads its challenge and then neither sends nor reads anything.
+    let mut silent = raw(&relay.address).await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    let mut next = silent.next().await;
+    // The relay pinged it first (those pings went unanswered).
+    while let Some(Ok(Message::Ping(_))) = next {
+        next = silent.next().await;
+    }
+    match next {
+        Some(Ok(Message::Binary(b))) => match Frame::decode(&b).unwrap().body {
+            Body::Error { code, .. } => assert_eq!(code, ErrorCode::Timeout),
+            other => panic!("expected Timeout, got {other:?}"),
+        },
+        other => panic!("expected an error frame, got {other:?}"),
+    }
+    // The logged-in client answered the relay's pings (its reader runs) and is still served.
+    m.send(&mia.account.account_id(), 1, envelope(b'm', 1, 32))
+        .await
+        .unwrap();
+    match next_push(&mut mp, Duration::from_secs(5)).await {
+        Some(Pushed::Deliver { envelope, .. }) => assert_eq!(parse(&envelope), (b'm', 1)),
+        other => panic!("expected a delivery, got {other:?}"),
+    }
+}
