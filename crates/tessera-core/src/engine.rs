@@ -94,6 +94,8 @@ struct Inner {
     client: Mutex<Option<Arc<RelayClient>>>,
     events: broadcast::Sender<Event>,
     outbox_kick: Notify,
+    /// One flush at a time: the outbox goes out in order, each entry once per flush.
+    flushing: tokio::sync::Mutex<()>,
 }
 
 /// The engine; cheap to clone.
@@ -356,6 +358,7 @@ impl Engine {
                 client: Mutex::new(None),
                 events,
                 outbox_kick: Notify::new(),
+                flushing: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -662,6 +665,7 @@ impl Engine {
     /// Sends everything in the outbox, in order; stops at the first failure (kept for later).
     pub async fn flush_outbox(&self) -> Result<usize, CoreError> {
         let client = self.connect().await?;
+        let _one_at_a_time = self.inner.flushing.lock().await;
         let items = self.with(|u| Ok(u.vault.outbox()?))?;
         let mut sent = 0;
         for item in items {
@@ -965,7 +969,9 @@ impl Engine {
                 self.emit(event);
                 true
             }
-            Err(CoreError::Locked) => true,
+            // A local failure (locked, disk, database): keep the envelope at the relay, it comes
+            // back on the next login.
+            Err(CoreError::Locked | CoreError::Vault(_) | CoreError::Busy) => true,
             Err(e) => {
                 // Unreadable, forged or malformed: acknowledged and dropped, never retried.
                 tracing::warn!(error = %e, "dropped an envelope");
