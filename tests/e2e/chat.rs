@@ -441,3 +441,52 @@ fn chat_history_pages_back_and_prekeys_are_topped_up_when_the_relay_asks() {
     assert_eq!(oldest.len(), 2);
     assert_eq!(bodies, expected);
 }
+
+#[test]
+fn chat_listen_reconnects_after_the_relay_restarts() {
+    use std::io::{BufRead as _, BufReader};
+    let dir = tempfile::tempdir().unwrap();
+    let port = tessera_e2e::free_port();
+    let data = dir.path().join("relay");
+    let relay = Relay::start_on(&data, port, &[]);
+    let (alice, bob) = pair(dir.path(), &relay.address.to_string());
+    let mut listen = bob
+        .command(&["listen"])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let stdout = listen.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line) {
+                let _ = tx.send(v);
+            }
+        }
+    });
+    let wait_for = |what: &str, body: Option<&str>| {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while Instant::now() < deadline {
+            if let Ok(v) = rx.recv_timeout(Duration::from_millis(200))
+                && v["event"] == what
+                && body.is_none_or(|b| v["body"] == b)
+            {
+                return;
+            }
+        }
+        panic!("no {what} event within 30 s");
+    };
+    wait_for("connected", None);
+    alice.ok(&["send", "bob", "before the restart"]);
+    wait_for("message", Some("before the restart"));
+    // The relay goes down and comes back at the same address; listen reconnects by itself.
+    drop(relay);
+    wait_for("disconnected", None);
+    let _relay = Relay::start_on(&data, port, &[]);
+    wait_for("connected", None);
+    alice.ok(&["send", "bob", "after the restart"]);
+    wait_for("message", Some("after the restart"));
+    let _ = listen.kill();
+    let _ = listen.wait();
+}
