@@ -490,3 +490,76 @@ fn chat_listen_reconnects_after_the_relay_restarts() {
     let _ = listen.kill();
     let _ = listen.wait();
 }
+
+#[test]
+fn card_verify_sun_reports_uid_counter_validity_and_file_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let cli = Cli::new(dir.path());
+    // AN12196's SUN example with encrypted file data (all-zero keys).
+    let zero = "00000000000000000000000000000000";
+    let v = cli.ok(&[
+        "card",
+        "verify-sun",
+        "--meta-key",
+        zero,
+        "--file-key",
+        zero,
+        "--picc",
+        "FD91EC264309878BE6345CBE53BADF40",
+        "--cmac",
+        "ECC1E7F6C6C73BF6",
+        "--enc",
+        "CEE9A53E3E463EF1F459635736738962",
+        "--mac-input",
+        "CEE9A53E3E463EF1F459635736738962&cmac=",
+    ]);
+    assert_eq!(v["uid"], "04958caa5c5e80");
+    assert_eq!(v["counter"], 8);
+    assert_eq!(v["valid"], true);
+    assert_eq!(v["file_data"], "78787878787878787878787878787878");
+    // Empty MAC input (the default) and a tampered MAC.
+    let ok = cli.ok(&[
+        "card",
+        "verify-sun",
+        "--meta-key",
+        zero,
+        "--file-key",
+        zero,
+        "--picc",
+        "EF963FF7828658A599F3041510671E88",
+        "--cmac",
+        "94EED9EE65337086",
+    ]);
+    assert_eq!(
+        (ok["counter"].as_u64(), ok["valid"].as_bool()),
+        (Some(61), Some(true))
+    );
+    let bad = cli.run(&[
+        "card",
+        "verify-sun",
+        "--meta-key",
+        zero,
+        "--file-key",
+        zero,
+        "--picc",
+        "EF963FF7828658A599F3041510671E88",
+        "--cmac",
+        "94EED9EE65337087",
+    ]);
+    assert!(!bad.ok);
+    assert!(bad.stdout.contains("\"valid\":false"), "{}", bad.stdout);
+    let garbage = cli.run(&[
+        "card",
+        "verify-sun",
+        "--meta-key",
+        "zz",
+        "--file-key",
+        zero,
+        "--picc",
+        "00",
+        "--cmac",
+        "00",
+    ]);
+    assert!(!garbage.ok);
+    assert!(!garbage.stderr.contains("panicked"));
+}

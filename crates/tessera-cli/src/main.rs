@@ -101,9 +101,38 @@ enum Command {
     },
     /// Change the vault password (the new one from TESSERA_NEW_PASSWORD or a prompt)
     ChangePassword,
+    /// NTAG 424 DNA card tools
+    #[command(subcommand)]
+    Card(CardCommand),
     /// Relay diagnostics
     #[command(subcommand)]
     Relay(RelayCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CardCommand {
+    /// Check a SUN (the encrypted PICC data and SDMMAC an NTAG 424 DNA mirrors into its URL);
+    /// prints the UID, the read counter and whether the MAC is valid
+    VerifySun {
+        /// K_SDMMetaRead (32 hex digits)
+        #[arg(long, value_name = "HEX")]
+        meta_key: String,
+        /// K_SDMFileRead (32 hex digits)
+        #[arg(long, value_name = "HEX")]
+        file_key: String,
+        /// Encrypted PICC data (32 hex digits)
+        #[arg(long, value_name = "HEX")]
+        picc: String,
+        /// SDMMAC (16 hex digits)
+        #[arg(long, value_name = "HEX")]
+        cmac: String,
+        /// Encrypted file data, to decrypt
+        #[arg(long, value_name = "HEX")]
+        enc: Option<String>,
+        /// The MAC input: the URL text from SDMMACInputOffset to the MAC (default: empty)
+        #[arg(long, value_name = "TEXT", default_value = "")]
+        mac_input: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -342,6 +371,52 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
     };
     match &cli.command {
+        Command::Card(CardCommand::VerifySun {
+            meta_key,
+            file_key,
+            picc,
+            cmac,
+            enc,
+            mac_input,
+        }) => {
+            let bytes = |what: &str, text: &str| -> Result<Vec<u8>, CliError> {
+                let t = text.trim();
+                if !t.len().is_multiple_of(2) || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    return Err(CliError::Usage(format!("--{what} is not hex")));
+                }
+                (0..t.len())
+                    .step_by(2)
+                    .map(|i| {
+                        u8::from_str_radix(&t[i..i + 2], 16)
+                            .map_err(|_| CliError::Usage(format!("--{what} is not hex")))
+                    })
+                    .collect()
+            };
+            let key = |what: &str, text: &str| -> Result<[u8; 16], CliError> {
+                bytes(what, text)?.try_into().map_err(|_| {
+                    CliError::Usage(format!("--{what} must be 16 bytes (32 hex digits)"))
+                })
+            };
+            let enc = enc.as_deref().map(|e| bytes("enc", e)).transpose()?;
+            let sun = tessera_nfc::protocol::sdm::verify_sun(
+                &key("meta-key", meta_key)?,
+                &key("file-key", file_key)?,
+                &bytes("picc", picc)?,
+                &bytes("cmac", cmac)?,
+                enc.as_deref(),
+                mac_input.as_bytes(),
+            )
+            .map_err(|e| CliError::Usage(format!("cannot check this SUN: {e}")))?;
+            let mut v = json!({"uid": hex(&sun.uid), "counter": sun.counter, "valid": sun.valid});
+            if let Some(fd) = &sun.file_data {
+                v["file_data"] = json!(hex(fd));
+            }
+            // Always JSON: this command exists for scripts that check tags.
+            println!("{v}");
+            if !sun.valid {
+                return Err(CliError::Usage("the SDMMAC does not verify".into()));
+            }
+        }
         Command::Relay(RelayCommand::Check { address }) => {
             let mut ws = tessera_net::connect_websocket(address, &Transport::Direct).await?;
             let _ = ws.close(None).await;

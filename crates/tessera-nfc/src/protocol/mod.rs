@@ -1,0 +1,7 @@
+//! The NTAG 424 DNA protocol, sans-IO: bytes in, bytes out; randomness is passed in.
+
+pub mod apdu;
+pub mod auth;
+pub mod crypto;
+pub mod sdm;
+pub mod session;
