@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod card;
 pub mod protocol;
 
 pub use protocol::apdu::Status;
