@@ -111,6 +111,17 @@ enum Command {
 
 #[derive(Debug, Subcommand)]
 enum CardCommand {
+    /// Run a virtual NTAG 424 DNA in pcscd's vpcd reader until interrupted (state kept in FILE)
+    Sim {
+        /// The card's state file (created as a factory card if absent; holds its keys)
+        #[arg(long, value_name = "FILE", default_value = "tessera-virtual-card.json")]
+        state: PathBuf,
+        /// Where vpcd listens
+        #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:35963")]
+        vpcd: String,
+    },
+    /// Show the card readers and whether a card is on them
+    Status,
     /// Check a SUN (the encrypted PICC data and SDMMAC an NTAG 424 DNA mirrors into its URL);
     /// prints the UID, the read counter and whether the MAC is valid
     VerifySun {
@@ -216,6 +227,10 @@ fn kind(e: &CliError) -> &'static str {
         CliError::Core(CoreError::UnknownContact) => "unknown_contact",
         CliError::Core(CoreError::BadInvite) => "bad_invite",
         CliError::Core(_) => "engine",
+        CliError::Card(tessera_nfc::reader::ReaderError::NoService) => "card_service_unavailable",
+        CliError::Card(tessera_nfc::reader::ReaderError::NoReader) => "no_reader",
+        CliError::Card(tessera_nfc::reader::ReaderError::NoCard) => "no_card",
+        CliError::Card(_) => "card",
         CliError::Usage(_) => "usage",
         CliError::Net(_) => "relay",
     }
@@ -227,6 +242,8 @@ enum CliError {
     Core(#[from] CoreError),
     #[error(transparent)]
     Net(#[from] NetError),
+    #[error(transparent)]
+    Card(#[from] tessera_nfc::reader::ReaderError),
     #[error("{0}")]
     Usage(String),
 }
@@ -371,6 +388,68 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
     };
     match &cli.command {
+        Command::Card(CardCommand::Sim { state, vpcd }) => {
+            let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+            {
+                let stop = stop.clone();
+                tokio::spawn(async move {
+                    let _ = tokio::signal::ctrl_c().await;
+                    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+                });
+            }
+            let (state, vpcd) = (state.clone(), vpcd.clone());
+            eprintln!(
+                "virtual card: state {}, inserting into vpcd at {vpcd}",
+                state.display()
+            );
+            tokio::task::spawn_blocking(move || -> Result<(), CliError> {
+                let stopped = || stop.load(std::sync::atomic::Ordering::SeqCst);
+                while !stopped() {
+                    match tessera_nfc::vpcd::serve(&vpcd, &state, &stopped) {
+                        Ok(()) => {}
+                        Err(tessera_nfc::vpcd::VpcdError::Io(_)) => {
+                            // vpcd not there (yet) or it restarted: try again shortly.
+                            std::thread::sleep(Duration::from_millis(500));
+                        }
+                        Err(e) => return Err(CliError::Usage(e.to_string())),
+                    }
+                }
+                Ok(())
+            })
+            .await
+            .map_err(|e| CliError::Usage(e.to_string()))??;
+        }
+        Command::Card(CardCommand::Status) => {
+            let readers = tessera_nfc::reader::Readers::open()?;
+            let names = match readers.list() {
+                Ok(n) => n,
+                Err(tessera_nfc::reader::ReaderError::NoReader) => Vec::new(),
+                Err(e) => return Err(e.into()),
+            };
+            let list: Vec<Value> = names
+                .iter()
+                .map(|n| json!({"reader": n, "card": readers.card_present(n).unwrap_or(false)}))
+                .collect();
+            let text = if names.is_empty() {
+                "no card reader".to_string()
+            } else {
+                list.iter()
+                    .map(|r| {
+                        format!(
+                            "{}: {}",
+                            r["reader"].as_str().unwrap_or_default(),
+                            if r["card"] == true {
+                                "card present"
+                            } else {
+                                "no card"
+                            }
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            };
+            out(json!({"readers": list}), text);
+        }
         Command::Card(CardCommand::VerifySun {
             meta_key,
             file_key,

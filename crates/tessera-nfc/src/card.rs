@@ -23,7 +23,7 @@ pub const FREE: u8 = 0xE;
 pub const NEVER: u8 = 0xF;
 
 /// SDM configuration of the NDEF file (encrypted PICC data + SDMMAC only).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct SdmSettings {
     /// SDMOptions byte.
     pub options: u8,
@@ -42,7 +42,7 @@ pub struct SdmSettings {
 }
 
 /// A file's settings.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct FileSettings {
     /// Communication mode.
     pub comm: CommMode,
@@ -77,7 +77,7 @@ impl FileSettings {
 }
 
 /// A file and its contents.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct File {
     /// File number (1–3).
     pub no: u8,
@@ -88,7 +88,7 @@ pub struct File {
 }
 
 /// Everything a card remembers across power cycles.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct CardState {
     /// 7-byte UID.
     pub uid: [u8; 7],

@@ -2,6 +2,8 @@
 
 pub mod card;
 pub mod protocol;
+pub mod reader;
+pub mod vpcd;
 
 pub use protocol::apdu::Status;
 pub use protocol::auth::Authentication;

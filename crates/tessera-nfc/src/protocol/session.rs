@@ -9,7 +9,7 @@ use super::crypto::{Key, cbc_decrypt, cbc_encrypt, crc32nk, encrypt_block, mact,
 use crate::NfcError;
 
 /// How a command's data travels.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CommMode {
     /// In clear, no MAC.
     Plain,

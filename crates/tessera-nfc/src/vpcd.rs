@@ -1,0 +1,139 @@
+//! The virtual card behind pcscd's `vpcd` driver (vsmartcard): a TCP client that answers vpcd's
+//! control bytes and APDUs with the [`Card`](crate::card::Card) logic, keeping the card's state
+//! in a file (mode 0600: it holds the card's keys, as a real card's memory does).
+//!
+//! Wire format (`docs/ntag424.md` §virtual card): every message both ways is `u16 length (big
+//! endian) || payload`; a 1-byte payload from vpcd is a control: 0 power off, 1 power on,
+//! 2 reset, 4 get ATR. Connecting is inserting the card; closing the socket is removing it.
+// The crate's clippy.toml keeps the clock and RNGs out of `protocol` and `card`; the vpcd socket is I/O: it supplies the card its random numbers.
+#![allow(clippy::disallowed_methods)]
+
+use std::io::{Read as _, Write as _};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+
+use rand::RngCore as _;
+
+use crate::card::{Card, CardState};
+
+/// The ATR an NTAG 424 DNA gets from a PC/SC reader (`3B 81 80 01 80 80`).
+pub const ATR: [u8; 6] = [0x3B, 0x81, 0x80, 0x01, 0x80, 0x80];
+/// vpcd's default port for its first slot.
+pub const DEFAULT_PORT: u16 = 35963;
+
+/// Why the virtual card stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum VpcdError {
+    /// The connection to vpcd failed or closed.
+    #[error("vpcd connection: {0}")]
+    Io(#[from] std::io::Error),
+    /// The state file is unreadable or damaged.
+    #[error("card state file {path}: {message}")]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// Loads the state file, or creates a factory card (random UID) if there is none.
+pub fn load_or_create(path: &Path) -> Result<CardState, VpcdError> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| VpcdError::State {
+            path: path.to_owned(),
+            message: e.to_string(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let mut uid = [0u8; 7];
+            rand::rng().fill_bytes(&mut uid);
+            uid[0] = 0x04; // NXP
+            let state = CardState::factory(uid);
+            save(path, &state)?;
+            Ok(state)
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Writes the state file atomically, readable by the owner only.
+pub fn save(path: &Path, state: &CardState) -> Result<(), VpcdError> {
+    let bytes = serde_json::to_vec_pretty(state).map_err(|e| VpcdError::State {
+        path: path.to_owned(),
+        message: e.to_string(),
+    })?;
+    let tmp = path.with_extension("tmp");
+    {
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+        let mut f = options.open(&tmp)?;
+        f.write_all(&bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    Ok(())
+}
+
+fn read_message(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
+    let mut len = [0u8; 2];
+    s.read_exact(&mut len)?;
+    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    s.read_exact(&mut buf)?;
+    Ok(buf)
+}
+
+fn write_message(s: &mut TcpStream, payload: &[u8]) -> std::io::Result<()> {
+    let len =
+        u16::try_from(payload.len()).map_err(|_| std::io::Error::other("message too long"))?;
+    let mut out = len.to_be_bytes().to_vec();
+    out.extend_from_slice(payload);
+    s.write_all(&out)
+}
+
+/// Inserts the card into the vpcd reader at `addr` and serves it until vpcd closes the
+/// connection (or `removed` returns true between messages). The state file is rewritten after
+/// every command that changed the card.
+pub fn serve(addr: &str, state_path: &Path, removed: &dyn Fn() -> bool) -> Result<(), VpcdError> {
+    let mut card = Card::new(load_or_create(state_path)?);
+    let mut stream = TcpStream::connect(addr)?;
+    stream.set_nodelay(true)?;
+    stream.set_read_timeout(Some(std::time::Duration::from_millis(200)))?;
+    let mut rng = rand::rng();
+    loop {
+        if removed() {
+            return Ok(());
+        }
+        let msg = match read_message(&mut stream) {
+            Ok(m) => m,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                continue;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
+            Err(e) => return Err(e.into()),
+        };
+        match msg.as_slice() {
+            [0] | [1] | [2] => card.reset(),
+            [4] => write_message(&mut stream, &ATR)?,
+            [_] => {}
+            apdu => {
+                let before = card.state.clone();
+                let reply = card.process(apdu, &mut || {
+                    let mut b = [0u8; 16];
+                    rng.fill_bytes(&mut b);
+                    b
+                });
+                if card.state != before {
+                    save(state_path, &card.state)?;
+                }
+                write_message(&mut stream, &reply)?;
+            }
+        }
+    }
+}
