@@ -1,5 +1,5 @@
 //! The virtual card behind pcscd's `vpcd` driver (vsmartcard): a TCP client that answers vpcd's
-//! control bytes and APDUs with the [`Card`](crate::card::Card) logic, keeping the card's state
+//! control bytes and APDUs with the [`crate::card::Card`] logic, keeping the card's state
 //! in a file (mode 0600: it holds the card's keys, as a real card's memory does).
 //!
 //! Wire format (`docs/ntag424.md` §virtual card): every message both ways is `u16 length (big
