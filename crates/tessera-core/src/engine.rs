@@ -28,7 +28,7 @@ use tessera_proto::{ErrorCode, RelayAddress, WirePrekey};
 use tessera_store::{
     Contact, ContactState, KdfParams, Message, MessageStatus, SecretStore, Vault, VaultError,
 };
-use tokio::sync::{Notify, broadcast};
+use tokio::sync::broadcast;
 use zeroize::Zeroizing;
 
 use crate::content::{Content, ReceiptKind, id_hex, parse_id};
@@ -93,7 +93,6 @@ struct Inner {
     state: Mutex<Option<Unlocked>>,
     client: Mutex<Option<Arc<RelayClient>>>,
     events: broadcast::Sender<Event>,
-    outbox_kick: Notify,
     /// One flush at a time: the outbox goes out in order, each entry once per flush.
     flushing: tokio::sync::Mutex<()>,
 }
@@ -188,8 +187,7 @@ fn new_prekeys(
 ) -> Result<(SignedPrekeys, Vec<WirePrekey>), CoreError> {
     let mut r = rng();
     let signal = identity.signal_identity()?;
-    let store = v.signal();
-    let mut s = store;
+    let mut s = v.signal();
     // The signed and Kyber prekeys are kept across refills; make them once.
     let existing = v.local("prekeys.signed")?;
     let (spk_id, spk_public, spk_sig, kyber_id, kyber_public, kyber_sig, registration_id) =
@@ -357,7 +355,6 @@ impl Engine {
                 state: Mutex::new(Some(unlocked)),
                 client: Mutex::new(None),
                 events,
-                outbox_kick: Notify::new(),
                 flushing: tokio::sync::Mutex::new(()),
             }),
         }
@@ -621,16 +618,13 @@ impl Engine {
                 Ok(client) => {
                     backoff = Duration::from_secs(1);
                     let _ = self.flush_outbox().await;
+                    // Receipts queued by incoming messages are flushed by `receive`.
                     let mut events = self.subscribe();
                     loop {
-                        tokio::select! {
-                            e = events.recv() => match e {
-                                Ok(Event::Disconnected | Event::Locked) | Err(broadcast::error::RecvError::Closed) => break,
-                                _ => {}
-                            },
-                            () = self.inner.outbox_kick.notified() => {
-                                let _ = self.flush_outbox().await;
-                            }
+                        match events.recv().await {
+                            Ok(Event::Disconnected | Event::Locked)
+                            | Err(broadcast::error::RecvError::Closed) => break,
+                            _ => {}
                         }
                     }
                     drop(client);
@@ -957,7 +951,6 @@ impl Engine {
                     self.emit(e);
                 }
                 if kick {
-                    self.inner.outbox_kick.notify_one();
                     let engine = self.clone();
                     tokio::spawn(async move {
                         let _ = engine.flush_outbox().await;

@@ -544,39 +544,11 @@ async fn idle(
     Ok(())
 }
 
-/// The device secret in memory: this measures the engine and the relay, not the OS keyring.
-#[derive(Default)]
-struct MemorySecrets(Mutex<std::collections::HashMap<[u8; 16], [u8; 32]>>);
-
-impl tessera_store::SecretStore for MemorySecrets {
-    fn get(
-        &self,
-        id: &[u8; 16],
-    ) -> Result<Option<zeroize::Zeroizing<[u8; 32]>>, tessera_store::VaultError> {
-        Ok(self
-            .0
-            .lock()
-            .ok()
-            .and_then(|m| m.get(id).map(|s| zeroize::Zeroizing::new(*s))))
-    }
-    fn put(&self, id: &[u8; 16], secret: &[u8; 32]) -> Result<(), tessera_store::VaultError> {
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(*id, *secret);
-        }
-        Ok(())
-    }
-    fn delete(&self, id: &[u8; 16]) -> Result<(), tessera_store::VaultError> {
-        if let Ok(mut m) = self.0.lock() {
-            m.remove(id);
-        }
-        Ok(())
-    }
-}
-
 async fn roundtrip(addr: &RelayAddress, messages: usize) -> anyhow::Result<()> {
     use tessera_core::{CreateOptions, Engine, Event, KdfParams, MessageStatus};
     let dir = tempfile::tempdir()?;
-    let secrets: Arc<dyn tessera_store::SecretStore> = Arc::new(MemorySecrets::default());
+    let secrets: Arc<dyn tessera_store::SecretStore> =
+        Arc::new(tessera_store::MemorySecrets::default());
     let make = |name: &str| CreateOptions {
         dir: dir.path().join(name),
         password: zeroize::Zeroizing::new(b"benchmark".to_vec()),

@@ -3,33 +3,13 @@
 //! `cargo bench -p tessera-store --features bench-plain`
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use rand::{Rng, SeedableRng as _};
 use rand_chacha::ChaCha20Rng;
 use tessera_store::{
-    Contact, ContactState, KdfParams, Message, MessageStatus, SecretStore, Vault, VaultError,
+    Contact, ContactState, KdfParams, MemorySecrets, Message, MessageStatus, Vault, VaultError,
 };
-use zeroize::Zeroizing;
-
-#[derive(Default)]
-struct MemorySecrets(Mutex<HashMap<[u8; 16], [u8; 32]>>);
-
-impl SecretStore for MemorySecrets {
-    fn get(&self, id: &[u8; 16]) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
-        Ok(self.0.lock().unwrap().get(id).map(|s| Zeroizing::new(*s)))
-    }
-    fn put(&self, id: &[u8; 16], secret: &[u8; 32]) -> Result<(), VaultError> {
-        self.0.lock().unwrap().insert(*id, *secret);
-        Ok(())
-    }
-    fn delete(&self, id: &[u8; 16]) -> Result<(), VaultError> {
-        self.0.lock().unwrap().remove(id);
-        Ok(())
-    }
-}
 
 const WORDS: &[&str] = &[
     "meet", "tomorrow", "station", "coffee", "river", "letter", "garden", "winter", "signal",

@@ -10,7 +10,7 @@ mod vault;
 pub use keyfile::{Factors, KEY_FILE_LEN, KdfParams, KeyFile};
 pub use messages::{Contact, ContactState, Message, MessageStatus, OutboxItem};
 pub use schema::SCHEMA_VERSION;
-pub use secrets::{KEYRING_SERVICE, OsKeyring, SecretStore, keyring_user};
+pub use secrets::{KEYRING_SERVICE, MemorySecrets, OsKeyring, SecretStore, keyring_user};
 pub use signal::{IdentityRecord, SignalStore};
 pub use vault::{DATABASE_FILE, KEY_FILE, Vault};
 

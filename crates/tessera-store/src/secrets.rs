@@ -1,5 +1,8 @@
 //! Where the vault's device secret lives: the OS keyring, never a file.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+
 use zeroize::Zeroizing;
 
 use crate::VaultError;
@@ -75,5 +78,38 @@ impl SecretStore for OsKeyring {
             Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
             Err(e) => Err(keyring_error(e)),
         }
+    }
+}
+
+/// Device secrets kept in this process's memory only (lost when it exits): for tests of the
+/// layers above the keyring and for benchmarks, never for a user's vault.
+#[derive(Default)]
+pub struct MemorySecrets(Mutex<HashMap<[u8; 16], Zeroizing<[u8; 32]>>>);
+
+impl SecretStore for MemorySecrets {
+    fn get(&self, vault_id: &[u8; 16]) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
+        let map = self
+            .0
+            .lock()
+            .map_err(|_| VaultError::Keyring("secret store poisoned".into()))?;
+        Ok(map.get(vault_id).cloned())
+    }
+
+    fn put(&self, vault_id: &[u8; 16], secret: &[u8; 32]) -> Result<(), VaultError> {
+        let mut map = self
+            .0
+            .lock()
+            .map_err(|_| VaultError::Keyring("secret store poisoned".into()))?;
+        map.insert(*vault_id, Zeroizing::new(*secret));
+        Ok(())
+    }
+
+    fn delete(&self, vault_id: &[u8; 16]) -> Result<(), VaultError> {
+        let mut map = self
+            .0
+            .lock()
+            .map_err(|_| VaultError::Keyring("secret store poisoned".into()))?;
+        map.remove(vault_id);
+        Ok(())
     }
 }

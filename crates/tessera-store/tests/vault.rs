@@ -2,9 +2,7 @@
 //! through the vault's stores, messages and search.
 #![allow(clippy::unwrap_used, missing_docs)]
 
-use std::collections::HashMap;
 use std::path::Path;
-use std::sync::Mutex;
 
 use futures_util::FutureExt as _;
 use rand::SeedableRng as _;
@@ -17,29 +15,9 @@ use tessera_crypto::signal::{
     process_prekey_bundle,
 };
 use tessera_store::{
-    Contact, ContactState, KdfParams, Message, MessageStatus, OsKeyring, SecretStore, Vault,
-    VaultError,
+    Contact, ContactState, KdfParams, MemorySecrets, Message, MessageStatus, OsKeyring,
+    SecretStore, Vault, VaultError,
 };
-use zeroize::Zeroizing;
-
-/// An in-memory secret store: for the vault's own logic. The real OS keyring is exercised by
-/// `the_os_keyring_holds_the_device_secret`.
-#[derive(Default)]
-struct MemorySecrets(Mutex<HashMap<[u8; 16], [u8; 32]>>);
-
-impl SecretStore for MemorySecrets {
-    fn get(&self, id: &[u8; 16]) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
-        Ok(self.0.lock().unwrap().get(id).map(|s| Zeroizing::new(*s)))
-    }
-    fn put(&self, id: &[u8; 16], secret: &[u8; 32]) -> Result<(), VaultError> {
-        self.0.lock().unwrap().insert(*id, *secret);
-        Ok(())
-    }
-    fn delete(&self, id: &[u8; 16]) -> Result<(), VaultError> {
-        self.0.lock().unwrap().remove(id);
-        Ok(())
-    }
-}
 
 fn rng(seed: u64) -> ChaCha20Rng {
     ChaCha20Rng::seed_from_u64(seed)

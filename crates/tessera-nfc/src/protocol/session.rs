@@ -38,7 +38,6 @@ impl std::fmt::Debug for Session {
 /// A command sent in a session, waiting for its response.
 #[derive(Debug)]
 pub struct Pending {
-    ins: u8,
     mode: CommMode,
 }
 
@@ -97,7 +96,7 @@ impl Session {
             input.extend_from_slice(&data);
             body.extend_from_slice(&mact(&self.k_mac, &input));
         }
-        Ok((apdu::native(ins, &body)?, Pending { ins, mode }))
+        Ok((apdu::native(ins, &body)?, Pending { mode }))
     }
 
     /// Checks (and in Full mode decrypts) the response to `pending`; advances the counter.
@@ -105,7 +104,6 @@ impl Session {
     pub fn response(&mut self, pending: Pending, r_apdu: &[u8]) -> Result<Vec<u8>, NfcError> {
         let data = apdu::expect(r_apdu, Status::Ok)?;
         let next = self.cmd_ctr.wrapping_add(1);
-        let _ = pending.ins;
         let out = match pending.mode {
             CommMode::Plain => data.to_vec(),
             CommMode::Mac | CommMode::Full => {
