@@ -178,6 +178,37 @@ impl Vault {
     }
 }
 
+impl SignalStore<'_> {
+    /// One BLOB column of at most one row.
+    fn blob(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        method: &'static str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        let row: Option<Vec<u8>> = self
+            .vault
+            .conn
+            .query_row(sql, params, |r| r.get(0))
+            .optional()
+            .map_err(db(method))?;
+        Ok(row.map(Zeroizing::new))
+    }
+
+    /// The identity key stored for an account.
+    fn known_identity(
+        &self,
+        account: &str,
+        method: &'static str,
+    ) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        self.blob(
+            "SELECT identity FROM identities WHERE account = ?1",
+            [account],
+            method,
+        )
+    }
+}
+
 fn device(address: &ProtocolAddress) -> u32 {
     u32::from(address.device_id())
 }
@@ -211,16 +242,7 @@ impl IdentityKeyStore for SignalStore<'_> {
         identity: &IdentityKey,
     ) -> Result<IdentityChange> {
         let bytes = identity.serialize();
-        let known: Option<Vec<u8>> = self
-            .vault
-            .conn
-            .query_row(
-                "SELECT identity FROM identities WHERE account = ?1",
-                [address.name()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db("save_identity"))?;
+        let known = self.known_identity(address.name(), "save_identity")?;
         match known {
             None => {
                 self.vault
@@ -254,16 +276,7 @@ impl IdentityKeyStore for SignalStore<'_> {
         identity: &IdentityKey,
         _direction: Direction,
     ) -> Result<bool> {
-        let known: Option<Vec<u8>> = self
-            .vault
-            .conn
-            .query_row(
-                "SELECT identity FROM identities WHERE account = ?1",
-                [address.name()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db("is_trusted_identity"))?;
+        let known = self.known_identity(address.name(), "is_trusted_identity")?;
         match known {
             None => Ok(true),
             Some(k) => {
@@ -281,16 +294,7 @@ impl IdentityKeyStore for SignalStore<'_> {
     }
 
     async fn get_identity(&self, address: &ProtocolAddress) -> Result<Option<IdentityKey>> {
-        let known: Option<Vec<u8>> = self
-            .vault
-            .conn
-            .query_row(
-                "SELECT identity FROM identities WHERE account = ?1",
-                [address.name()],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db("get_identity"))?;
+        let known = self.known_identity(address.name(), "get_identity")?;
         known.map(|k| IdentityKey::decode(&k)).transpose()
     }
 }
@@ -298,16 +302,11 @@ impl IdentityKeyStore for SignalStore<'_> {
 #[async_trait(?Send)]
 impl SessionStore for SignalStore<'_> {
     async fn load_session(&self, address: &ProtocolAddress) -> Result<Option<SessionRecord>> {
-        let row: Option<Vec<u8>> = self
-            .vault
-            .conn
-            .query_row(
-                "SELECT record FROM sessions WHERE account = ?1 AND device = ?2",
-                params![address.name(), device(address)],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db("load_session"))?;
+        let row = self.blob(
+            "SELECT record FROM sessions WHERE account = ?1 AND device = ?2",
+            params![address.name(), device(address)],
+            "load_session",
+        )?;
         row.map(|r| SessionRecord::deserialize(&r)).transpose()
     }
 
@@ -331,17 +330,12 @@ impl SessionStore for SignalStore<'_> {
 #[async_trait(?Send)]
 impl PreKeyStore for SignalStore<'_> {
     async fn get_pre_key(&self, prekey_id: PreKeyId) -> Result<PreKeyRecord> {
-        let row: Option<Vec<u8>> = self
-            .vault
-            .conn
-            .query_row(
-                "SELECT record FROM prekeys WHERE id = ?1",
-                [u32::from(prekey_id)],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db("get_pre_key"))?;
-        let row = Zeroizing::new(row.ok_or(SignalProtocolError::InvalidPreKeyId)?);
+        let row = self.blob(
+            "SELECT record FROM prekeys WHERE id = ?1",
+            [u32::from(prekey_id)],
+            "get_pre_key",
+        )?;
+        let row = row.ok_or(SignalProtocolError::InvalidPreKeyId)?;
         PreKeyRecord::deserialize(&row)
     }
 
@@ -369,17 +363,12 @@ impl PreKeyStore for SignalStore<'_> {
 #[async_trait(?Send)]
 impl SignedPreKeyStore for SignalStore<'_> {
     async fn get_signed_pre_key(&self, id: SignedPreKeyId) -> Result<SignedPreKeyRecord> {
-        let row: Option<Vec<u8>> = self
-            .vault
-            .conn
-            .query_row(
-                "SELECT record FROM signed_prekeys WHERE id = ?1",
-                [u32::from(id)],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db("get_signed_pre_key"))?;
-        let row = Zeroizing::new(row.ok_or(SignalProtocolError::InvalidSignedPreKeyId)?);
+        let row = self.blob(
+            "SELECT record FROM signed_prekeys WHERE id = ?1",
+            [u32::from(id)],
+            "get_signed_pre_key",
+        )?;
+        let row = row.ok_or(SignalProtocolError::InvalidSignedPreKeyId)?;
         SignedPreKeyRecord::deserialize(&row)
     }
 
@@ -403,17 +392,12 @@ impl SignedPreKeyStore for SignalStore<'_> {
 #[async_trait(?Send)]
 impl KyberPreKeyStore for SignalStore<'_> {
     async fn get_kyber_pre_key(&self, id: KyberPreKeyId) -> Result<KyberPreKeyRecord> {
-        let row: Option<Vec<u8>> = self
-            .vault
-            .conn
-            .query_row(
-                "SELECT record FROM kyber_prekeys WHERE id = ?1",
-                [u32::from(id)],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(db("get_kyber_pre_key"))?;
-        let row = Zeroizing::new(row.ok_or(SignalProtocolError::InvalidKyberPreKeyId)?);
+        let row = self.blob(
+            "SELECT record FROM kyber_prekeys WHERE id = ?1",
+            [u32::from(id)],
+            "get_kyber_pre_key",
+        )?;
+        let row = row.ok_or(SignalProtocolError::InvalidKyberPreKeyId)?;
         KyberPreKeyRecord::deserialize(&row)
     }
 
@@ -509,7 +493,6 @@ impl SenderKeyStore for SignalStore<'_> {
             )
             .optional()
             .map_err(db("load_sender_key"))?;
-        row.map(|r| SenderKeyRecord::deserialize(&Zeroizing::new(r)))
-            .transpose()
+        row.map(|r| SenderKeyRecord::deserialize(&r)).transpose()
     }
 }
