@@ -218,6 +218,13 @@ impl Card {
             .map(|b| if *b == 0x91 { 0x90 } else { *b })
             .collect();
         }
+        if apdu.len() >= 4 && apdu[..4] == [0xFF, 0xCA, 0x00, 0x00] {
+            // The reader's GET DATA (UID) pseudo-APDU: vpcd has no reader firmware, so the
+            // virtual card answers it as a PC/SC reader would.
+            let mut out = self.state.uid.to_vec();
+            out.extend([0x90, 0x00]);
+            return out;
+        }
         if apdu.len() >= 4 && apdu[0] == 0x00 && apdu[1] == 0xB0 {
             // ISOReadBinary of the NDEF file (plain, free read only).
             return self.iso_read_ndef(random);

@@ -3,6 +3,7 @@
 pub mod card;
 pub mod protocol;
 pub mod reader;
+pub mod tag;
 pub mod vpcd;
 
 pub use protocol::apdu::Status;

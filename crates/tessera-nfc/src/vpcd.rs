@@ -16,8 +16,61 @@ use rand::RngCore as _;
 
 use crate::card::{Card, CardState};
 
-/// The ATR an NTAG 424 DNA gets from a PC/SC reader (`3B 81 80 01 80 80`).
+/// The ATR an NTAG 424 DNA gets from a PC/SC reader (`3B 81 80 01 80 80`; see [`atr_from_ats`]).
 pub const ATR: [u8; 6] = [0x3B, 0x81, 0x80, 0x01, 0x80, 0x80];
+/// The NTAG 424 DNA's ATS (without CRC).
+pub const ATS: [u8; 6] = [0x06, 0x77, 0x77, 0x71, 0x02, 0x80];
+
+/// The ATR a PC/SC reader builds for an ISO 14443-4 card from its ATS (PC/SC part 3):
+/// `3B 8n 80 01 <historical bytes> TCK`, TCK the XOR of T0 up to the last historical byte.
+pub fn atr_from_ats(ats: &[u8]) -> Option<Vec<u8>> {
+    let tl = usize::from(*ats.first()?);
+    if tl != ats.len() || tl < 2 {
+        return None;
+    }
+    let t0 = ats[1];
+    // TA, TB, TC present per T0 bits 5, 6, 7; the historical bytes follow.
+    let interface = [0x10u8, 0x20, 0x40]
+        .iter()
+        .filter(|b| t0 & **b != 0)
+        .count();
+    let historical = ats.get(2 + interface..)?;
+    if historical.len() > 15 {
+        return None;
+    }
+    let mut atr = vec![0x3B, 0x80 | historical.len() as u8, 0x80, 0x01];
+    atr.extend_from_slice(historical);
+    let tck = atr[1..].iter().fold(0u8, |a, b| a ^ b);
+    atr.push(tck);
+    Some(atr)
+}
+
+/// What the card answers to one message from vpcd (its payload, length prefix removed):
+/// `None` for the power and reset controls, the ATR for "get ATR", the R-APDU for an APDU.
+pub fn answer(
+    card: &mut Card,
+    message: &[u8],
+    random: &mut dyn FnMut() -> [u8; 16],
+) -> Option<Vec<u8>> {
+    match message {
+        [0] | [1] | [2] => {
+            card.reset();
+            None
+        }
+        [4] => Some(ATR.to_vec()),
+        [_] | [] => None,
+        apdu => Some(card.process(apdu, random)),
+    }
+}
+
+/// `payload` framed for the vpcd socket: `u16 length (big endian) || payload`.
+pub fn frame(payload: &[u8]) -> std::io::Result<Vec<u8>> {
+    let len =
+        u16::try_from(payload.len()).map_err(|_| std::io::Error::other("message too long"))?;
+    let mut out = len.to_be_bytes().to_vec();
+    out.extend_from_slice(payload);
+    Ok(out)
+}
 /// vpcd's default port for its first slot.
 pub const DEFAULT_PORT: u16 = 35963;
 
@@ -85,11 +138,7 @@ fn read_message(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
 }
 
 fn write_message(s: &mut TcpStream, payload: &[u8]) -> std::io::Result<()> {
-    let len =
-        u16::try_from(payload.len()).map_err(|_| std::io::Error::other("message too long"))?;
-    let mut out = len.to_be_bytes().to_vec();
-    out.extend_from_slice(payload);
-    s.write_all(&out)
+    s.write_all(&frame(payload)?)
 }
 
 /// Inserts the card into the vpcd reader at `addr` and serves it until vpcd closes the
@@ -118,22 +167,17 @@ pub fn serve(addr: &str, state_path: &Path, removed: &dyn Fn() -> bool) -> Resul
             Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
             Err(e) => return Err(e.into()),
         };
-        match msg.as_slice() {
-            [0] | [1] | [2] => card.reset(),
-            [4] => write_message(&mut stream, &ATR)?,
-            [_] => {}
-            apdu => {
-                let before = card.state.clone();
-                let reply = card.process(apdu, &mut || {
-                    let mut b = [0u8; 16];
-                    rng.fill_bytes(&mut b);
-                    b
-                });
-                if card.state != before {
-                    save(state_path, &card.state)?;
-                }
-                write_message(&mut stream, &reply)?;
-            }
+        let before = card.state.clone();
+        let reply = answer(&mut card, &msg, &mut || {
+            let mut b = [0u8; 16];
+            rng.fill_bytes(&mut b);
+            b
+        });
+        if card.state != before {
+            save(state_path, &card.state)?;
+        }
+        if let Some(reply) = reply {
+            write_message(&mut stream, &reply)?;
         }
     }
 }

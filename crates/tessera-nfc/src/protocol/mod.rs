@@ -3,5 +3,6 @@
 pub mod apdu;
 pub mod auth;
 pub mod crypto;
+pub mod originality;
 pub mod sdm;
 pub mod session;

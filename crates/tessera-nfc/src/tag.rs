@@ -1,0 +1,600 @@
+//! How Tessera uses an NTAG 424 DNA (DESIGN §8, `docs/ntag424.md` §Tessera's card): the key
+//! layout, provisioning a card and the unlock read, over any [`Transport`].
+//!
+//! Everything here is deterministic given the transport and the random numbers passed in: the
+//! PC/SC path and the in-process card run the same code.
+
+use rand::RngCore;
+use zeroize::{Zeroize as _, Zeroizing};
+
+use crate::card::Card;
+use crate::protocol::apdu::{self, Status};
+use crate::protocol::crypto::Key;
+use crate::protocol::sdm;
+use crate::reader::{CardConnection, ReaderError};
+use crate::{Authentication, CommMode, NfcError, Session};
+
+/// The file holding the card secret (the proprietary file).
+pub const SECRET_FILE: u8 = 3;
+/// The NDEF file (SUN mirroring).
+pub const NDEF_FILE: u8 = 2;
+/// Key numbers: 0 application master (settings, keys), 1 SDM meta read (PICC data), 2 SDM file
+/// read (SDMMAC) and secret-file read, 3 secret-file write, 4 unused (changed all the same).
+pub const KEY_MASTER: u8 = 0;
+/// SDM meta-read key (decrypts the PICC data).
+pub const KEY_SDM_META: u8 = 1;
+/// SDM file-read key (SDMMAC) and read key of the secret file.
+pub const KEY_READ: u8 = 2;
+/// Write key of the secret file.
+pub const KEY_WRITE: u8 = 3;
+
+/// The NDEF external-type record's type, then its payload `e=<PICC data>&c=<SDMMAC>`.
+const RECORD_TYPE: &[u8] = b"tessera.app:sun";
+const PICC_OFFSET: usize = 2 + 3 + RECORD_TYPE.len() + 2; // after NLEN, header, type, "e="
+const MAC_OFFSET: usize = PICC_OFFSET + 32 + 3; // after the PICC data and "&c="
+const NDEF_LEN: usize = MAC_OFFSET + 16;
+
+/// Sends APDUs to a card.
+pub trait Transport {
+    /// One C-APDU in, its R-APDU (data and status word) out.
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, ReaderError>;
+}
+
+impl Transport for CardConnection {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, ReaderError> {
+        CardConnection::transmit(self, apdu)
+    }
+}
+
+/// A card in this process (tests, benchmarks): `random` supplies the card's random numbers.
+pub struct InProcess<'a, F: FnMut() -> [u8; 16]> {
+    /// The card.
+    pub card: &'a mut Card,
+    /// The card's random numbers.
+    pub random: F,
+}
+
+impl<F: FnMut() -> [u8; 16]> Transport for InProcess<'_, F> {
+    fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, ReaderError> {
+        Ok(self.card.process(apdu, &mut self.random))
+    }
+}
+
+/// Why a Tessera card operation failed. No variant carries key material.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TagError {
+    /// PC/SC: no service, no reader, no card, removed, busy.
+    #[error(transparent)]
+    Reader(#[from] ReaderError),
+    /// The card refused or answered something malformed.
+    #[error(transparent)]
+    Card(#[from] NfcError),
+    /// Provisioning was asked of a card whose keys are not the factory defaults.
+    #[error(
+        "the card is already provisioned; re-provisioning needs its current key (it is not factory-fresh)"
+    )]
+    NotFactoryFresh,
+    /// The current key given for re-provisioning is not the card's.
+    #[error("the card does not accept the key given for it")]
+    WrongCurrentKey,
+    /// Not the card this vault was enrolled with (another UID, or keys it does not hold).
+    #[error("this is not the card enrolled for this vault")]
+    WrongCard,
+}
+
+/// The 32-byte secret all of a card's AES keys derive from. Kept in the OS keyring, never in a
+/// file; zeroized on drop.
+#[derive(Clone)]
+pub struct CardMasterKey(Zeroizing<[u8; 32]>);
+
+impl std::fmt::Debug for CardMasterKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CardMasterKey(..)")
+    }
+}
+
+impl CardMasterKey {
+    /// A fresh random master key.
+    pub fn generate(rng: &mut dyn RngCore) -> Self {
+        let mut k = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(&mut k[..]);
+        Self(k)
+    }
+
+    /// From its 32 bytes.
+    pub fn from_bytes(bytes: &[u8; 32]) -> Self {
+        Self(Zeroizing::new(*bytes))
+    }
+
+    /// The 32 bytes (for the keyring).
+    pub fn as_bytes(&self) -> &[u8; 32] {
+        &self.0
+    }
+
+    /// AES key number `no` (0–4): BLAKE3-derive-key("tessera v1 ntag424 key", master ‖ no),
+    /// first 16 bytes.
+    pub fn key(&self, no: u8) -> Zeroizing<Key> {
+        let mut h = blake3::Hasher::new_derive_key("tessera v1 ntag424 key");
+        h.update(&self.0[..]);
+        h.update(&[no]);
+        let mut full = Zeroizing::new([0u8; 32]);
+        h.finalize_xof().fill(&mut full[..]);
+        let mut k = Zeroizing::new([0u8; 16]);
+        k.copy_from_slice(&full[..16]);
+        k
+    }
+}
+
+/// What the unlock read returns.
+pub struct CardRead {
+    /// The card's UID (from the SUN, which the SDM keys authenticate).
+    pub uid: [u8; 7],
+    /// The SUN read counter of this read.
+    pub counter: u32,
+    /// The card secret (zeroized on drop).
+    pub secret: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for CardRead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CardRead")
+            .field("uid", &self.uid)
+            .field("counter", &self.counter)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What [`probe`] finds out without any key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Probe {
+    /// The UID the reader reports (`FF CA 00 00 00`).
+    pub uid: [u8; 7],
+    /// Whether the master key is still the factory default (all zero).
+    pub factory: bool,
+}
+
+fn tx(t: &mut dyn Transport, c: &[u8]) -> Result<Vec<u8>, TagError> {
+    Ok(t.transmit(c)?)
+}
+
+/// The UID through the reader's GET DATA pseudo-APDU.
+pub fn reader_uid(t: &mut dyn Transport) -> Result<[u8; 7], TagError> {
+    let r = tx(t, &[0xFF, 0xCA, 0x00, 0x00, 0x00])?;
+    let (data, status) = apdu::split(&r)?;
+    if status != Status::Ok {
+        return Err(NfcError::Card(status).into());
+    }
+    data.try_into()
+        .map_err(|_| NfcError::Malformed("UID length (a 7-byte UID is expected)").into())
+}
+
+fn select(t: &mut dyn Transport) -> Result<(), TagError> {
+    let r = tx(t, &apdu::select_ndef_application())?;
+    apdu::expect(&r, Status::Ok)?;
+    Ok(())
+}
+
+fn random16(rng: &mut dyn RngCore) -> [u8; 16] {
+    let mut b = [0u8; 16];
+    rng.fill_bytes(&mut b);
+    b
+}
+
+/// AuthenticateEV2First with `key` as key number `no`.
+pub fn authenticate(
+    t: &mut dyn Transport,
+    key: &Key,
+    no: u8,
+    rng: &mut dyn RngCore,
+) -> Result<Session, TagError> {
+    let (a, c1) = Authentication::first(key, no);
+    let r1 = tx(t, &c1)?;
+    let (reply, c2) = a.challenge(&r1, random16(rng))?;
+    let r2 = tx(t, &c2)?;
+    Ok(reply.finish(&r2)?)
+}
+
+fn run(
+    t: &mut dyn Transport,
+    s: &mut Session,
+    ins: u8,
+    header: &[u8],
+    data: &[u8],
+    mode: CommMode,
+) -> Result<Vec<u8>, TagError> {
+    let (c, p) = s.command(ins, header, data, mode)?;
+    let r = tx(t, &c)?;
+    Ok(s.response(p, &r)?)
+}
+
+fn file_range(no: u8, offset: usize, len: usize) -> [u8; 7] {
+    let (o, l) = (offset as u32, len as u32);
+    let (o, l) = (o.to_le_bytes(), l.to_le_bytes());
+    [no, o[0], o[1], o[2], l[0], l[1], l[2]]
+}
+
+/// Whether key `no` currently is `key` (a fresh EV2First; a wrong key is the card's
+/// `AuthenticationError`, any other failure is passed on).
+fn key_is(
+    t: &mut dyn Transport,
+    key: &Key,
+    no: u8,
+    rng: &mut dyn RngCore,
+) -> Result<bool, TagError> {
+    match authenticate(t, key, no, rng) {
+        Ok(_) => Ok(true),
+        Err(TagError::Card(NfcError::Card(Status::AuthenticationError))) => {
+            // A failed authentication leaves the application selected on a real card; select
+            // again anyway so the next attempt starts clean.
+            select(t)?;
+            Ok(false)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// Reads the UID and whether the card still has its factory master key.
+pub fn probe(t: &mut dyn Transport, rng: &mut dyn RngCore) -> Result<Probe, TagError> {
+    let uid = reader_uid(t)?;
+    select(t)?;
+    let factory = key_is(t, &[0; 16], KEY_MASTER, rng)?;
+    Ok(Probe { uid, factory })
+}
+
+/// The NDEF file Tessera writes: one NFC Forum external-type record `tessera.app:sun` whose
+/// payload `e=<PICC data>&c=<SDMMAC>` the card fills on every read.
+fn ndef_template() -> Vec<u8> {
+    let payload_len = 2 + 32 + 3 + 16;
+    let record_len = 3 + RECORD_TYPE.len() + payload_len;
+    let mut f = Vec::with_capacity(NDEF_LEN);
+    f.extend_from_slice(&(record_len as u16).to_be_bytes());
+    f.push(0xD4); // MB | ME | SR | TNF 4 (external type)
+    f.push(RECORD_TYPE.len() as u8);
+    f.push(payload_len as u8);
+    f.extend_from_slice(RECORD_TYPE);
+    f.extend_from_slice(b"e=");
+    f.extend_from_slice(&[b'0'; 32]);
+    f.extend_from_slice(b"&c=");
+    f.extend_from_slice(&[b'0'; 16]);
+    debug_assert_eq!(f.len(), NDEF_LEN);
+    f
+}
+
+/// ChangeFileSettings data for the NDEF file: plain, read free, write and change key 0, SDM
+/// with UID + counter mirrored as encrypted PICC data (meta key 1), SDMMAC with key 2 over an
+/// empty input, counter retrieval with key 1.
+fn ndef_settings() -> Vec<u8> {
+    let u24 = |v: usize| {
+        let b = (v as u32).to_le_bytes();
+        [b[0], b[1], b[2]]
+    };
+    let mut s = vec![
+        0x40, // SDM enabled, CommMode plain
+        0x00, // RW key 0, change key 0
+        0xE0, // read free, write key 0
+        0xC1, // UID mirror, SDMReadCtr mirror, ASCII
+        0xF1, // RFU, SDMCtrRet key 1
+        (KEY_SDM_META << 4) | KEY_READ,
+    ];
+    s.extend(u24(PICC_OFFSET));
+    s.extend(u24(MAC_OFFSET)); // MAC input starts where the MAC is: empty input
+    s.extend(u24(MAC_OFFSET));
+    s
+}
+
+/// Provisions the card on `t` for Tessera with `new` and `secret`: the secret into the
+/// proprietary file (read key 2 in Full mode, write key 3), SDM on the NDEF file, all five keys
+/// changed (the master key last). A card whose keys are not the factory defaults is refused
+/// with [`TagError::NotFactoryFresh`] unless `current` (its present master key) is given.
+///
+/// Each key's present value is established by authenticating with it first, so provisioning
+/// interrupted half way (card taken away) can be completed by running it again with `current`
+/// set to the old master key, or to `new` if the interrupted run had reached the keys.
+/// Returns the UID and the read counter of the check read done at the end.
+pub fn provision(
+    t: &mut dyn Transport,
+    current: Option<&CardMasterKey>,
+    new: &CardMasterKey,
+    secret: &[u8; 32],
+    rng: &mut dyn RngCore,
+) -> Result<CardRead, TagError> {
+    let uid = reader_uid(t)?;
+    select(t)?;
+    // The present value of each key: factory zero, the given current master's, or already the
+    // new one (an interrupted earlier run).
+    let mut old: Vec<Zeroizing<Key>> = Vec::with_capacity(5);
+    for no in 0..5u8 {
+        let mut candidates = vec![Zeroizing::new([0u8; 16])];
+        if let Some(c) = current {
+            candidates.push(c.key(no));
+            candidates.push(new.key(no));
+        }
+        let mut found = None;
+        for c in candidates {
+            if key_is(t, &c, no, rng)? {
+                found = Some(c);
+                break;
+            }
+        }
+        match found {
+            Some(k) => old.push(k),
+            None if current.is_none() => return Err(TagError::NotFactoryFresh),
+            None => return Err(TagError::WrongCurrentKey),
+        }
+    }
+    if current.is_none() && old.iter().any(|k| **k != [0u8; 16]) {
+        return Err(TagError::NotFactoryFresh);
+    }
+    select(t)?;
+    // The secret, written with the write key in Full mode.
+    let mut s3 = authenticate(t, &old[usize::from(KEY_WRITE)], KEY_WRITE, rng)?;
+    run(
+        t,
+        &mut s3,
+        0x8D,
+        &file_range(SECRET_FILE, 0, secret.len()),
+        secret,
+        CommMode::Full,
+    )?;
+    // NDEF template and SDM settings, then the keys, with the master key.
+    let mut s0 = authenticate(t, &old[usize::from(KEY_MASTER)], KEY_MASTER, rng)?;
+    let ndef = ndef_template();
+    run(
+        t,
+        &mut s0,
+        0x8D,
+        &file_range(NDEF_FILE, 0, ndef.len()),
+        &ndef,
+        CommMode::Plain,
+    )?;
+    run(
+        t,
+        &mut s0,
+        0x5F,
+        &[NDEF_FILE],
+        &ndef_settings(),
+        CommMode::Full,
+    )?;
+    for no in 1..5u8 {
+        let k = new.key(no);
+        if *k == *old[usize::from(no)] {
+            continue;
+        }
+        let data = Session::change_key_other(&old[usize::from(no)], &k, 1);
+        run(t, &mut s0, 0xC4, &[no], &data, CommMode::Full)?;
+    }
+    let k0 = new.key(KEY_MASTER);
+    if *k0 != *old[0] {
+        // Changing the authenticated key ends the session: the card answers a bare OK.
+        let data = Session::change_key_same(&k0, 1);
+        let (c, _) = s0.command(0xC4, &[KEY_MASTER], &data, CommMode::Full)?;
+        let r = tx(t, &c)?;
+        apdu::expect(&r, Status::Ok)?;
+    }
+    // Check: read it back the way unlock will.
+    let read = read(t, new, rng)?;
+    if read.uid != uid || *read.secret != *secret {
+        return Err(NfcError::Malformed("card read back differs from what was written").into());
+    }
+    Ok(read)
+}
+
+/// The unlock read: a fresh SUN from the NDEF file (verified with keys 1 and 2, which gives the
+/// UID and the read counter), then AuthenticateEV2First with key 2 and the secret read in Full
+/// mode. A card that does not hold these keys is [`TagError::WrongCard`].
+pub fn read(
+    t: &mut dyn Transport,
+    master: &CardMasterKey,
+    rng: &mut dyn RngCore,
+) -> Result<CardRead, TagError> {
+    select(t)?;
+    let r = tx(t, &apdu::native(0xAD, &file_range(NDEF_FILE, 0, NDEF_LEN))?)?;
+    let file = apdu::expect(&r, Status::Ok)?;
+    if file.len() != NDEF_LEN || file[PICC_OFFSET - 2..PICC_OFFSET] != *b"e=" {
+        // Not Tessera's NDEF layout: not provisioned by Tessera.
+        return Err(TagError::WrongCard);
+    }
+    let hex = |s: &[u8]| -> Result<Vec<u8>, TagError> {
+        let text = std::str::from_utf8(s).map_err(|_| TagError::WrongCard)?;
+        (0..text.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(|_| TagError::WrongCard))
+            .collect()
+    };
+    let picc = hex(&file[PICC_OFFSET..PICC_OFFSET + 32])?;
+    let mac = hex(&file[MAC_OFFSET..MAC_OFFSET + 16])?;
+    let sun = sdm::verify_sun(
+        &master.key(KEY_SDM_META),
+        &master.key(KEY_READ),
+        &picc,
+        &mac,
+        None,
+        b"",
+    )
+    .map_err(|_| TagError::WrongCard)?;
+    if !sun.valid {
+        return Err(TagError::WrongCard);
+    }
+    let mut s = match authenticate(t, &master.key(KEY_READ), KEY_READ, rng) {
+        Ok(s) => s,
+        Err(TagError::Card(NfcError::Card(Status::AuthenticationError))) => {
+            return Err(TagError::WrongCard);
+        }
+        Err(e) => return Err(e),
+    };
+    let mut data = run(
+        t,
+        &mut s,
+        0xAD,
+        &file_range(SECRET_FILE, 0, 32),
+        &[],
+        CommMode::Full,
+    )?;
+    let mut secret = Zeroizing::new([0u8; 32]);
+    if data.len() != 32 {
+        data.zeroize();
+        return Err(NfcError::Malformed("secret length").into());
+    }
+    secret.copy_from_slice(&data);
+    data.zeroize();
+    Ok(CardRead {
+        uid: sun.uid,
+        counter: sun.counter,
+        secret,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::card::CardState;
+    use rand::SeedableRng as _;
+
+    const UID: [u8; 7] = [0x04, 0x10, 0x20, 0x30, 0x40, 0x50, 0x60];
+
+    fn card() -> Card {
+        Card::new(CardState::factory(UID))
+    }
+
+    fn rng() -> rand::rngs::StdRng {
+        rand::rngs::StdRng::seed_from_u64(7)
+    }
+
+    fn t(card: &mut Card) -> InProcess<'_, impl FnMut() -> [u8; 16] + use<>> {
+        let mut n = 0u8;
+        InProcess {
+            card,
+            random: move || {
+                n = n.wrapping_add(1);
+                [n; 16]
+            },
+        }
+    }
+
+    #[test]
+    fn provision_then_read_gives_the_secret_and_increasing_counters() {
+        let mut c = card();
+        let mut r = rng();
+        let master = CardMasterKey::generate(&mut r);
+        let p = probe(&mut t(&mut c), &mut r).unwrap();
+        assert_eq!(
+            p,
+            Probe {
+                uid: UID,
+                factory: true
+            }
+        );
+        let first = provision(&mut t(&mut c), None, &master, &[5; 32], &mut r).unwrap();
+        assert_eq!(first.uid, UID);
+        assert_eq!(*first.secret, [5; 32]);
+        let mut last = first.counter;
+        for _ in 0..3 {
+            c.reset();
+            let again = read(&mut t(&mut c), &master, &mut r).unwrap();
+            assert_eq!(*again.secret, [5; 32]);
+            assert!(again.counter > last);
+            last = again.counter;
+        }
+        assert!(!probe(&mut t(&mut c), &mut r).unwrap().factory);
+        // Every key moved away from the default.
+        assert!(c.state.keys.iter().all(|k| *k != [0; 16]));
+    }
+
+    #[test]
+    fn a_provisioned_card_is_refused_without_its_current_key_and_accepted_with_it() {
+        let mut c = card();
+        let mut r = rng();
+        let (a, b) = (
+            CardMasterKey::generate(&mut r),
+            CardMasterKey::generate(&mut r),
+        );
+        provision(&mut t(&mut c), None, &a, &[1; 32], &mut r).unwrap();
+        assert_eq!(
+            provision(&mut t(&mut c), None, &b, &[2; 32], &mut r).err(),
+            Some(TagError::NotFactoryFresh)
+        );
+        assert_eq!(
+            provision(&mut t(&mut c), Some(&b), &b, &[2; 32], &mut r).err(),
+            Some(TagError::WrongCurrentKey)
+        );
+        provision(&mut t(&mut c), Some(&a), &b, &[2; 32], &mut r).unwrap();
+        assert_eq!(*read(&mut t(&mut c), &b, &mut r).unwrap().secret, [2; 32]);
+        assert_eq!(
+            read(&mut t(&mut c), &a, &mut r).err(),
+            Some(TagError::WrongCard)
+        );
+    }
+
+    #[test]
+    fn interrupted_provisioning_can_be_completed() {
+        let mut r = rng();
+        let (a, b) = (
+            CardMasterKey::generate(&mut r),
+            CardMasterKey::generate(&mut r),
+        );
+        // Cut the transport after each possible number of commands; finish with `current`.
+        for cut in 1..40 {
+            let mut c = card();
+            let mut cutting = Cutting {
+                inner: t(&mut c),
+                left: cut,
+            };
+            let _ = provision(&mut cutting, None, &a, &[3; 32], &mut r);
+            c.reset();
+            provision(&mut t(&mut c), Some(&a), &b, &[4; 32], &mut r)
+                .unwrap_or_else(|e| panic!("cut after {cut} commands: {e}"));
+            assert_eq!(*read(&mut t(&mut c), &b, &mut r).unwrap().secret, [4; 32]);
+        }
+    }
+
+    struct Cutting<T> {
+        inner: T,
+        left: usize,
+    }
+
+    impl<T: Transport> Transport for Cutting<T> {
+        fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, ReaderError> {
+            if self.left == 0 {
+                return Err(ReaderError::CardRemoved);
+            }
+            self.left -= 1;
+            self.inner.transmit(apdu)
+        }
+    }
+
+    #[test]
+    fn a_foreign_card_is_the_wrong_card() {
+        let mut r = rng();
+        let (a, b) = (
+            CardMasterKey::generate(&mut r),
+            CardMasterKey::generate(&mut r),
+        );
+        let mut c = card();
+        provision(&mut t(&mut c), None, &a, &[1; 32], &mut r).unwrap();
+        assert_eq!(
+            read(&mut t(&mut c), &b, &mut r).err(),
+            Some(TagError::WrongCard)
+        );
+        // A factory card has no Tessera NDEF record.
+        let mut f = card();
+        assert_eq!(
+            read(&mut t(&mut f), &a, &mut r).err(),
+            Some(TagError::WrongCard)
+        );
+    }
+
+    #[test]
+    fn derived_keys_differ_per_number_and_master() {
+        let a = CardMasterKey::from_bytes(&[1; 32]);
+        let b = CardMasterKey::from_bytes(&[2; 32]);
+        let ka: Vec<_> = (0..5).map(|n| *a.key(n)).collect();
+        for i in 0..5 {
+            for j in 0..5 {
+                assert_eq!(i == j, ka[i] == ka[j]);
+            }
+            assert_ne!(ka[i], *b.key(i as u8));
+        }
+        assert!(!format!("{a:?}").contains('1'));
+    }
+}
