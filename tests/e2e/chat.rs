@@ -230,6 +230,7 @@ fn chat_a_relay_with_another_key_is_refused_before_anything_is_sent() {
         "Carol",
         "--kdf-memory-mib",
         "19",
+        "--no-card",
     ]);
     assert!(!o.ok);
     assert_eq!(o.json["kind"], "relay", "{}", o.stdout);
@@ -248,6 +249,7 @@ fn chat_a_relay_with_another_key_is_refused_before_anything_is_sent() {
         "Dave",
         "--transport",
         "tor",
+        "--no-card",
     ]);
     assert!(!o.ok);
     assert_eq!(o.json["kind"], "transport_unavailable", "{}", o.stdout);
@@ -354,6 +356,7 @@ async fn chat_engine_lock_drops_access_and_unlock_restores_the_same_account() {
             name: "Erin".into(),
             transport: tessera_net::Transport::Direct,
             kdf: KdfParams::MINIMUM,
+            card: None,
         },
         Arc::new(OsKeyring),
     )
@@ -370,6 +373,7 @@ async fn chat_engine_lock_drops_access_and_unlock_restores_the_same_account() {
         &data,
         Zeroizing::new(b"guess".to_vec()),
         Arc::new(OsKeyring),
+        None,
     )
     .await;
     assert!(matches!(
@@ -380,6 +384,7 @@ async fn chat_engine_lock_drops_access_and_unlock_restores_the_same_account() {
         &data,
         Zeroizing::new(b"erin's password".to_vec()),
         Arc::new(OsKeyring),
+        None,
     )
     .await
     .unwrap();

@@ -75,7 +75,8 @@ impl Cli {
         o.json
     }
 
-    /// `init` with the minimum Argon2id cost (tests create many vaults).
+    /// `init --no-card` with the minimum Argon2id cost (tests create many vaults; the card
+    /// factor has its own tests in `card.rs`).
     pub fn init(&self, relay: &str, name: &str) -> Value {
         self.ok(&[
             "init",
@@ -85,6 +86,7 @@ impl Cli {
             name,
             "--kdf-memory-mib",
             "19",
+            "--no-card",
         ])
     }
 

@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use serde_json::{Value, json};
+use tessera_core::card::{self, CardError, Reprovision};
 use tessera_core::{
     Contact, ContactState, CoreError, CreateOptions, Engine, Event, Invite, KdfParams, Message,
     MessageStatus, OsKeyring,
@@ -27,6 +28,9 @@ struct Cli {
     /// The account's data directory [default: $TESSERA_DATA_DIR, or ~/.local/share/tessera]
     #[arg(long, global = true, value_name = "DIR", env = "TESSERA_DATA_DIR")]
     data_dir: Option<PathBuf>,
+    /// The card reader to use [default: the first reader with a card on it]
+    #[arg(long, global = true, value_name = "NAME", env = "TESSERA_READER")]
+    reader: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -55,6 +59,10 @@ enum Command {
         /// Argon2id memory in MiB (default 256; at least 19)
         #[arg(long, value_name = "MIB")]
         kdf_memory_mib: Option<u32>,
+        /// Create the vault without the card factor (headless use): password and keyring only,
+        /// one factor fewer. `card enroll` adds a card later.
+        #[arg(long)]
+        no_card: bool,
     },
     /// Print your invite code (text; the QR code carries the same text)
     Invite,
@@ -120,8 +128,29 @@ enum CardCommand {
         #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:35963")]
         vpcd: String,
     },
-    /// Show the card readers and whether a card is on them
+    /// Show the card readers, whether a card is on them and its provisioning state
     Status,
+    /// Provision the card on the reader for Tessera: a random card secret in its protected file,
+    /// SUN on its NDEF file, all keys changed (the card's master key goes into the OS keyring).
+    /// Refuses a card that is not factory-fresh unless --reprovision is given.
+    Provision {
+        /// Re-provision a card that is not factory-fresh, with its current master key from this
+        /// machine's keyring (or --current-key). Its old card secret is gone afterwards: a vault
+        /// enrolled with it no longer opens.
+        #[arg(long)]
+        reprovision: bool,
+        /// The card's current master key (64 hex digits), for a card provisioned elsewhere
+        #[arg(long, value_name = "HEX", requires = "reprovision")]
+        current_key: Option<String>,
+    },
+    /// Add the card factor to this vault (created with --no-card); needs the password
+    Enroll,
+    /// Whether the engine locks when the card is taken off the reader (default on)
+    LockOnRemoval {
+        /// on or off
+        #[arg(value_parser = ["on", "off"])]
+        setting: String,
+    },
     /// Check a SUN (the encrypted PICC data and SDMMAC an NTAG 424 DNA mirrors into its URL);
     /// prints the UID, the read counter and whether the MAC is valid
     VerifySun {
@@ -220,19 +249,40 @@ fn kind(e: &CliError) -> &'static str {
             V::Corrupt | V::KeyFileDamaged => "vault_damaged",
             V::NoVault => "no_vault",
             V::AlreadyExists => "vault_exists",
+            V::WrongCard => "wrong_card",
+            V::CardReplayed => "card_replayed",
+            V::CardRequired => "card_required",
+            V::CardAlreadyEnrolled => "card_already_enrolled",
             _ => "vault",
         },
+        CliError::Core(CoreError::Card(c)) => card_kind(c),
         CliError::Core(CoreError::Net(_)) => "relay",
         CliError::Core(CoreError::TransportUnavailable(_)) => "transport_unavailable",
         CliError::Core(CoreError::UnknownContact) => "unknown_contact",
         CliError::Core(CoreError::BadInvite) => "bad_invite",
         CliError::Core(_) => "engine",
-        CliError::Card(tessera_nfc::reader::ReaderError::NoService) => "card_service_unavailable",
-        CliError::Card(tessera_nfc::reader::ReaderError::NoReader) => "no_reader",
-        CliError::Card(tessera_nfc::reader::ReaderError::NoCard) => "no_card",
-        CliError::Card(_) => "card",
         CliError::Usage(_) => "usage",
         CliError::Net(_) => "relay",
+    }
+}
+
+fn card_kind(e: &CardError) -> &'static str {
+    use tessera_nfc::reader::ReaderError as R;
+    use tessera_nfc::tag::TagError as T;
+    match e {
+        CardError::Tag(T::Reader(R::NoService)) => "card_service_unavailable",
+        CardError::Tag(T::Reader(R::NoReader)) => "no_reader",
+        CardError::Tag(T::Reader(R::NoCard)) => "no_card",
+        CardError::Tag(T::Reader(R::CardRemoved)) => "card_removed",
+        CardError::Tag(T::Reader(R::Busy)) => "card_busy",
+        CardError::Tag(T::NotFactoryFresh) => "not_factory_fresh",
+        CardError::Tag(T::WrongCurrentKey) => "wrong_current_key",
+        CardError::Tag(T::WrongCard) => "wrong_card",
+        CardError::Tag(T::Card(tessera_nfc::NfcError::Card(_))) => "card_refused",
+        CardError::NotProvisioned => "card_not_provisioned",
+        CardError::KeysMissing => "card_keys_missing",
+        CardError::Vault(_) => "keyring_unavailable",
+        _ => "card",
     }
 }
 
@@ -242,8 +292,6 @@ enum CliError {
     Core(#[from] CoreError),
     #[error(transparent)]
     Net(#[from] NetError),
-    #[error(transparent)]
-    Card(#[from] tessera_nfc::reader::ReaderError),
     #[error("{0}")]
     Usage(String),
 }
@@ -279,6 +327,17 @@ fn password(confirm: bool) -> Result<Zeroizing<Vec<u8>>, CliError> {
 
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+fn unhex(t: &str) -> Option<Vec<u8>> {
+    let t = t.trim();
+    if !t.len().is_multiple_of(2) || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    (0..t.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&t[i..i + 2], 16).ok())
+        .collect()
 }
 
 fn account_text(id: &[u8; 32]) -> String {
@@ -352,6 +411,7 @@ fn event_json(e: &Event, engine: &Engine) -> Option<Value> {
         Event::Disconnected => json!({"event": "disconnected"}),
         Event::Dropped { reason } => json!({"event": "dropped", "reason": reason}),
         Event::PrekeysRefilled => json!({"event": "prekeys_refilled"}),
+        Event::Locked { reason } => json!({"event": "locked", "reason": reason}),
         _ => return None,
     })
 }
@@ -373,10 +433,32 @@ fn print_event(json_out: bool, e: &Event, engine: &Engine) {
     }
 }
 
-async fn unlock(cli: &Cli) -> Result<Engine, CliError> {
+/// Reads the card for a vault that has the card factor (off the async threads).
+async fn tap(cli: &Cli) -> Result<Option<card::Tap>, CliError> {
     let dir = data_dir(cli)?;
+    let reader = cli.reader.clone();
+    tokio::task::spawn_blocking(move || card::tap_for_vault(&dir, &OsKeyring, reader.as_deref()))
+        .await
+        .map_err(|e| CliError::Usage(e.to_string()))?
+        .map_err(CliError::from)
+}
+
+/// Unlocks: the card first (when the vault has the card factor), then the password. Returns
+/// the reader the card was read on.
+async fn unlock_with_reader(cli: &Cli) -> Result<(Engine, Option<String>), CliError> {
+    let dir = data_dir(cli)?;
+    let tap = tap(cli).await?;
     let pw = password(false)?;
-    Ok(Engine::unlock(&dir, pw, Arc::new(OsKeyring)).await?)
+    let (reader, factor) = match tap {
+        Some(t) => (Some(t.reader), Some(t.factor)),
+        None => (None, None),
+    };
+    let engine = Engine::unlock(&dir, pw, Arc::new(OsKeyring), factor).await?;
+    Ok((engine, reader))
+}
+
+async fn unlock(cli: &Cli) -> Result<Engine, CliError> {
+    Ok(unlock_with_reader(cli).await?.0)
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
@@ -420,35 +502,103 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             .map_err(|e| CliError::Usage(e.to_string()))??;
         }
         Command::Card(CardCommand::Status) => {
-            let readers = tessera_nfc::reader::Readers::open()?;
-            let names = match readers.list() {
-                Ok(n) => n,
-                Err(tessera_nfc::reader::ReaderError::NoReader) => Vec::new(),
-                Err(e) => return Err(e.into()),
+            let dir = data_dir(&cli).ok();
+            let list =
+                tokio::task::spawn_blocking(move || card::status(&OsKeyring, dir.as_deref()))
+                    .await
+                    .map_err(|e| CliError::Usage(e.to_string()))?;
+            let list = match list {
+                Ok(l) => l,
+                Err(CardError::Tag(tessera_nfc::tag::TagError::Reader(
+                    tessera_nfc::reader::ReaderError::NoReader,
+                ))) => Vec::new(),
+                Err(e) => return Err(CoreError::Card(e).into()),
             };
-            let list: Vec<Value> = names
-                .iter()
-                .map(|n| json!({"reader": n, "card": readers.card_present(n).unwrap_or(false)}))
-                .collect();
-            let text = if names.is_empty() {
+            let text = if list.is_empty() {
                 "no card reader".to_string()
             } else {
                 list.iter()
                     .map(|r| {
-                        format!(
-                            "{}: {}",
-                            r["reader"].as_str().unwrap_or_default(),
-                            if r["card"] == true {
-                                "card present"
-                            } else {
-                                "no card"
+                        let mut line = format!("{}: ", r.reader);
+                        match (&r.uid, r.provisioning) {
+                            (Some(uid), Some(p)) => {
+                                line += &format!("card {uid}, {p}");
+                                if r.enrolled_here == Some(true) {
+                                    line += ", enrolled in this vault";
+                                }
+                                if r.originality == Some(true) {
+                                    line += ", NXP-genuine";
+                                }
                             }
-                        )
+                            _ if r.card => line += "card present (not answering)",
+                            _ => line += "no card",
+                        }
+                        line
                     })
                     .collect::<Vec<_>>()
                     .join("\n")
             };
             out(json!({"readers": list}), text);
+        }
+        Command::Card(CardCommand::Provision {
+            reprovision,
+            current_key,
+        }) => {
+            let how = match (reprovision, current_key) {
+                (false, _) => Reprovision::No,
+                (true, None) => Reprovision::FromKeyring,
+                (true, Some(hex_key)) => {
+                    let bytes: [u8; 32] = unhex(hex_key)
+                        .and_then(|b| b.try_into().ok())
+                        .ok_or_else(|| {
+                            CliError::Usage("--current-key must be 64 hex digits".into())
+                        })?;
+                    Reprovision::WithKey(tessera_nfc::tag::CardMasterKey::from_bytes(&bytes))
+                }
+            };
+            let reader = cli.reader.clone();
+            let done = tokio::task::spawn_blocking(move || {
+                card::provision(&OsKeyring, reader.as_deref(), how)
+            })
+            .await
+            .map_err(|e| CliError::Usage(e.to_string()))?
+            .map_err(CoreError::Card)?;
+            out(
+                json!({"ok": true, "reader": done.reader, "uid": hex(&done.uid),
+                       "reprovisioned": done.reprovisioned}),
+                format!(
+                    "card {} provisioned on {}{}",
+                    hex(&done.uid),
+                    done.reader,
+                    if done.reprovisioned {
+                        " (re-provisioned)"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+        }
+        Command::Card(CardCommand::Enroll) => {
+            let dir = data_dir(&cli)?;
+            let reader = cli.reader.clone();
+            let t = tokio::task::spawn_blocking(move || card::tap(&OsKeyring, reader.as_deref()))
+                .await
+                .map_err(|e| CliError::Usage(e.to_string()))?
+                .map_err(CoreError::Card)?;
+            let uid = hex(&t.factor.uid);
+            Engine::enroll_card(&dir, password(false)?, Arc::new(OsKeyring), t.factor).await?;
+            out(
+                json!({"ok": true, "uid": uid}),
+                format!("card {uid} enrolled: the vault now opens only with it"),
+            );
+        }
+        Command::Card(CardCommand::LockOnRemoval { setting }) => {
+            let engine = unlock(&cli).await?;
+            engine.set_lock_on_card_removal(setting == "on")?;
+            out(
+                json!({"ok": true, "lock_on_card_removal": setting == "on"}),
+                format!("lock on card removal: {setting}"),
+            );
         }
         Command::Card(CardCommand::VerifySun {
             meta_key,
@@ -512,6 +662,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             name,
             transport,
             kdf_memory_mib,
+            no_card,
         } => {
             let transport = match transport {
                 TransportArg::Direct => Transport::Direct,
@@ -523,6 +674,22 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             if let Some(m) = kdf_memory_mib {
                 kdf.memory_kib = m.saturating_mul(1024);
             }
+            let card = if *no_card {
+                eprintln!(
+                    "tessera-cli: warning: no card: the vault is protected by the password and \
+                     this machine's keyring only (one factor fewer); `card enroll` adds a card"
+                );
+                None
+            } else {
+                let reader = cli.reader.clone();
+                let t =
+                    tokio::task::spawn_blocking(move || card::tap(&OsKeyring, reader.as_deref()))
+                        .await
+                        .map_err(|e| CliError::Usage(e.to_string()))?
+                        .map_err(CoreError::Card)?;
+                Some(t.factor)
+            };
+            let card_uid = card.as_ref().map(|c| hex(&c.uid));
             let engine = Engine::create(
                 CreateOptions {
                     dir: data_dir(&cli)?,
@@ -531,6 +698,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     name: name.clone(),
                     transport,
                     kdf,
+                    card,
                 },
                 Arc::new(OsKeyring),
             )
@@ -538,7 +706,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let invite = engine.invite()?.to_text();
             let id = engine.account_id()?.to_string();
             out(
-                json!({"ok": true, "account_id": id, "invite": invite}),
+                json!({"ok": true, "account_id": id, "invite": invite, "card": card_uid}),
                 format!("account {id} created\ninvite: {invite}"),
             );
         }
@@ -621,8 +789,11 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::Listen => {
-            let engine = unlock(&cli).await?;
+            let (engine, reader) = unlock_with_reader(&cli).await?;
             let mut events = engine.subscribe();
+            if let Some(reader) = reader {
+                engine.watch_card(reader);
+            }
             let runner = {
                 let engine = engine.clone();
                 tokio::spawn(async move { engine.run().await })
@@ -630,6 +801,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             loop {
                 tokio::select! {
                     e = events.recv() => match e {
+                        Ok(e @ Event::Locked { .. }) => {
+                            print_event(cli.json, &e, &engine);
+                            break;
+                        }
                         Ok(e) => print_event(cli.json, &e, &engine),
                         Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
                         Err(_) => break,
@@ -687,6 +862,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::ChangePassword => {
             let engine = unlock(&cli).await?;
+            // The unlock recorded this read's counter: the rewrap needs a fresh one.
+            let card = tap(&cli).await?.map(|t| t.factor);
             let old = password(false)?;
             let new = match std::env::var_os("TESSERA_NEW_PASSWORD") {
                 Some(p) => Zeroizing::new(p.into_encoded_bytes()),
@@ -696,7 +873,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                         .into_bytes(),
                 ),
             };
-            engine.change_password(old, new, KdfParams::DEFAULT).await?;
+            engine
+                .change_password(old, new, KdfParams::DEFAULT, card)
+                .await?;
             out(json!({"ok": true}), "password changed".into());
         }
         Command::Verify { contact } => {

@@ -26,13 +26,14 @@ use tessera_crypto::{
 use tessera_net::{ClientError, Pushed, Pushes, RelayClient, Transport};
 use tessera_proto::{ErrorCode, RelayAddress, WirePrekey};
 use tessera_store::{
-    Contact, ContactState, KdfParams, Message, MessageStatus, SecretStore, Vault, VaultError,
+    CardFactor, Contact, ContactState, KdfParams, Message, MessageStatus, SecretStore, Vault,
+    VaultError,
 };
 use tokio::sync::broadcast;
 use zeroize::Zeroizing;
 
 use crate::content::{Content, ReceiptKind, id_hex, parse_id};
-use crate::{CoreError, Event, Invite};
+use crate::{CoreError, Event, Invite, LockReason};
 
 const DAY_MS: u64 = 86_400_000;
 /// This build's device number (one device per account for now; libsignal allows 1–127).
@@ -66,6 +67,8 @@ pub struct CreateOptions {
     pub transport: Transport,
     /// Argon2id parameters.
     pub kdf: KdfParams,
+    /// The card read that becomes the vault's third factor (`None`: no card factor).
+    pub card: Option<CardFactor>,
 }
 
 /// This device's keys, in memory while unlocked.
@@ -393,8 +396,9 @@ impl Engine {
         let s2 = secrets.clone();
         let password = opts.password.clone();
         let kdf = opts.kdf;
+        let card = opts.card.clone();
         let vault = tokio::task::spawn_blocking(move || {
-            Vault::create(&dir, &password, kdf, s2.as_ref(), None, &mut rng())
+            Vault::create(&dir, &password, kdf, s2.as_ref(), card.as_ref(), &mut rng())
         })
         .await
         .map_err(|_| CoreError::Busy)??;
@@ -410,7 +414,7 @@ impl Engine {
                 ] {
                     let _ = std::fs::remove_file(opts.dir.join(f));
                 }
-                let _ = secrets.delete(&vault_id);
+                let _ = secrets.delete(&tessera_store::vault_entry(&vault_id));
                 Err(e)
             }
         }
@@ -475,44 +479,125 @@ impl Engine {
         Ok(engine)
     }
 
-    /// Opens the vault with the password and the device secret from `secrets`.
+    /// Opens the vault with the password, the device secret from `secrets` and, for a vault
+    /// with the card factor, a fresh card read (its counter must be above the last one).
     pub async fn unlock(
         dir: &Path,
         password: Zeroizing<Vec<u8>>,
         secrets: Arc<dyn SecretStore>,
+        card: Option<CardFactor>,
     ) -> Result<Self, CoreError> {
         let d = dir.to_path_buf();
         let s2 = secrets.clone();
-        let vault =
-            tokio::task::spawn_blocking(move || Vault::open(&d, &password, s2.as_ref(), None))
-                .await
-                .map_err(|_| CoreError::Busy)??;
+        let vault = tokio::task::spawn_blocking(move || {
+            Vault::open(&d, &password, s2.as_ref(), card.as_ref(), &mut rng())
+        })
+        .await
+        .map_err(|_| CoreError::Busy)??;
         let me = load_me(&vault)?;
         Ok(Self::new(dir, secrets, Unlocked { vault, me }))
     }
 
+    /// Adds the card factor to the (locked) vault in `dir`; see [`Vault::enroll_card`].
+    pub async fn enroll_card(
+        dir: &Path,
+        password: Zeroizing<Vec<u8>>,
+        secrets: Arc<dyn SecretStore>,
+        card: CardFactor,
+    ) -> Result<(), CoreError> {
+        let d = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            Vault::enroll_card(&d, &password, secrets.as_ref(), &card, &mut rng())
+        })
+        .await
+        .map_err(|_| CoreError::Busy)??;
+        Ok(())
+    }
+
     /// Locks: closes the vault and the connection and drops every key from memory.
     pub fn lock(&self) {
+        self.lock_because(LockReason::Requested);
+    }
+
+    fn lock_because(&self, reason: LockReason) {
         if let Ok(mut c) = self.inner.client.lock() {
             c.take();
         }
-        if let Ok(mut s) = self.inner.state.lock() {
-            s.take();
+        let was_unlocked = match self.inner.state.lock() {
+            Ok(mut s) => s.take().is_some(),
+            Err(_) => false,
+        };
+        if was_unlocked {
+            self.emit(Event::Locked { reason });
         }
-        self.emit(Event::Locked);
     }
 
-    /// Changes the vault password (rewraps the vault key; the database is not touched).
+    /// Whether the engine locks when the card leaves the reader (the `lock_on_card_removal`
+    /// setting; on unless turned off).
+    pub fn lock_on_card_removal(&self) -> Result<bool, CoreError> {
+        self.with(|u| Ok(u.vault.setting("lock_on_card_removal")?.as_deref() != Some("off")))
+    }
+
+    /// Turns locking on card removal on or off.
+    pub fn set_lock_on_card_removal(&self, on: bool) -> Result<(), CoreError> {
+        self.with(|u| {
+            u.vault
+                .set_setting("lock_on_card_removal", if on { "on" } else { "off" })?;
+            Ok(())
+        })
+    }
+
+    /// Watches `reader` (where the unlocking card was read) from a thread of its own: when the
+    /// card leaves it and [`Engine::lock_on_card_removal`] is on, the engine locks — the vault
+    /// connection closes and every key in memory is dropped (zeroized) — and
+    /// [`Event::Locked`] with [`LockReason::CardRemoved`] is sent. The thread ends when the
+    /// engine locks for any reason. If the card service fails, the engine locks too (fail
+    /// closed: a watch that cannot watch must not leave the vault open).
+    pub fn watch_card(&self, reader: String) -> std::thread::JoinHandle<()> {
+        let engine = self.clone();
+        std::thread::spawn(move || {
+            let stop = || !engine.is_unlocked();
+            let removed = crate::card::wait_for_removal(&reader, &stop);
+            if !engine.is_unlocked() {
+                return;
+            }
+            match removed {
+                Ok(true) => {
+                    if engine.lock_on_card_removal().unwrap_or(true) {
+                        tracing::info!("card removed: locking");
+                        engine.lock_because(LockReason::CardRemoved);
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::warn!(error = %e, "card watch failed: locking");
+                    engine.lock_because(LockReason::CardRemoved);
+                }
+            }
+        })
+    }
+
+    /// Changes the vault password (rewraps the vault key; the database is not touched). A vault
+    /// with the card factor needs a fresh card read.
     pub async fn change_password(
         &self,
         old: Zeroizing<Vec<u8>>,
         new: Zeroizing<Vec<u8>>,
         kdf: KdfParams,
+        card: Option<CardFactor>,
     ) -> Result<(), CoreError> {
         let dir = self.inner.dir.clone();
         let secrets = self.inner.secrets.clone();
         tokio::task::spawn_blocking(move || {
-            Vault::change_password(&dir, &old, &new, kdf, secrets.as_ref(), None, &mut rng())
+            Vault::change_password(
+                &dir,
+                &old,
+                &new,
+                kdf,
+                secrets.as_ref(),
+                card.as_ref(),
+                &mut rng(),
+            )
         })
         .await
         .map_err(|_| CoreError::Busy)??;
@@ -622,7 +707,7 @@ impl Engine {
                     let mut events = self.subscribe();
                     loop {
                         match events.recv().await {
-                            Ok(Event::Disconnected | Event::Locked)
+                            Ok(Event::Disconnected | Event::Locked { .. })
                             | Err(broadcast::error::RecvError::Closed) => break,
                             _ => {}
                         }

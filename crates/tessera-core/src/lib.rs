@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod card;
 mod content;
 mod engine;
 mod invite;
@@ -7,6 +8,7 @@ mod invite;
 pub use content::{Content, MAX_TEXT, ReceiptKind};
 pub use engine::{CreateOptions, Engine};
 pub use invite::Invite;
+pub use tessera_store::CardFactor;
 pub use tessera_store::{
     Contact, ContactState, KdfParams, Message, MessageStatus, OsKeyring, SecretStore,
 };
@@ -20,7 +22,10 @@ pub enum Event {
     /// The relay connection ended.
     Disconnected,
     /// The engine locked (keys dropped).
-    Locked,
+    Locked {
+        /// Why.
+        reason: LockReason,
+    },
     /// A new text message.
     Message {
         /// From.
@@ -68,6 +73,17 @@ pub enum Event {
     },
 }
 
+/// Why the engine locked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum LockReason {
+    /// The user (or the program) asked.
+    Requested,
+    /// The card left the reader and the lock-on-removal setting is on.
+    CardRemoved,
+}
+
 /// Why an engine operation failed. Nothing here carries a key or message text.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -111,6 +127,9 @@ pub enum CoreError {
     /// The contact's identity changed and has not been accepted.
     #[error("the identity of {0} changed; compare safety numbers before accepting it")]
     IdentityChanged(String),
+    /// The card (reader, protocol, keys).
+    #[error(transparent)]
+    Card(#[from] card::CardError),
     /// An internal operation could not complete.
     #[error("internal error")]
     Busy,

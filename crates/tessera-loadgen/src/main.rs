@@ -556,6 +556,7 @@ async fn roundtrip(addr: &RelayAddress, messages: usize) -> anyhow::Result<()> {
         name: name.to_string(),
         transport: Transport::Direct,
         kdf: KdfParams::MINIMUM,
+        card: None,
     };
     let alice = Engine::create(make("alice"), secrets.clone()).await?;
     let bob = Engine::create(make("bob"), secrets.clone()).await?;

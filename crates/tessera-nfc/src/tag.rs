@@ -285,29 +285,28 @@ fn ndef_settings() -> Vec<u8> {
 
 /// Provisions the card on `t` for Tessera with `new` and `secret`: the secret into the
 /// proprietary file (read key 2 in Full mode, write key 3), SDM on the NDEF file, all five keys
-/// changed (the master key last). A card whose keys are not the factory defaults is refused
-/// with [`TagError::NotFactoryFresh`] unless `current` (its present master key) is given.
+/// changed (the master key last). `known` are master keys the card may hold now (its current
+/// one when re-provisioning); with none, a card whose keys are not the factory defaults is
+/// refused with [`TagError::NotFactoryFresh`].
 ///
-/// Each key's present value is established by authenticating with it first, so provisioning
-/// interrupted half way (card taken away) can be completed by running it again with `current`
-/// set to the old master key, or to `new` if the interrupted run had reached the keys.
-/// Returns the UID and the read counter of the check read done at the end.
+/// Each key's present value is established by authenticating with it first (factory zero, each
+/// known master's, or already `new`'s), so provisioning interrupted half way (card taken away)
+/// is completed by running it again with the interrupted run's `new` among `known` (or as
+/// `new`). Returns the UID, counter and secret of the check read done at the end.
 pub fn provision(
     t: &mut dyn Transport,
-    current: Option<&CardMasterKey>,
+    known: &[&CardMasterKey],
     new: &CardMasterKey,
     secret: &[u8; 32],
     rng: &mut dyn RngCore,
 ) -> Result<CardRead, TagError> {
     let uid = reader_uid(t)?;
     select(t)?;
-    // The present value of each key: factory zero, the given current master's, or already the
-    // new one (an interrupted earlier run).
     let mut old: Vec<Zeroizing<Key>> = Vec::with_capacity(5);
     for no in 0..5u8 {
         let mut candidates = vec![Zeroizing::new([0u8; 16])];
-        if let Some(c) = current {
-            candidates.push(c.key(no));
+        if !known.is_empty() {
+            candidates.extend(known.iter().map(|k| k.key(no)));
             candidates.push(new.key(no));
         }
         let mut found = None;
@@ -319,12 +318,9 @@ pub fn provision(
         }
         match found {
             Some(k) => old.push(k),
-            None if current.is_none() => return Err(TagError::NotFactoryFresh),
+            None if known.is_empty() => return Err(TagError::NotFactoryFresh),
             None => return Err(TagError::WrongCurrentKey),
         }
-    }
-    if current.is_none() && old.iter().any(|k| **k != [0u8; 16]) {
-        return Err(TagError::NotFactoryFresh);
     }
     select(t)?;
     // The secret, written with the write key in Full mode.
@@ -378,6 +374,15 @@ pub fn provision(
         return Err(NfcError::Malformed("card read back differs from what was written").into());
     }
     Ok(read)
+}
+
+/// Reads NXP's originality signature (`Read_Sig`) and checks it against the UID: `Ok(true)`
+/// for a genuine NXP chip. Informational only (a static value a clone can copy).
+pub fn originality(t: &mut dyn Transport, uid: &[u8; 7]) -> Result<bool, TagError> {
+    select(t)?;
+    let r = tx(t, &crate::protocol::originality::READ_SIG)?;
+    let sig = apdu::expect(&r, Status::SignatureOk)?;
+    Ok(crate::protocol::originality::verify(uid, sig))
 }
 
 /// The unlock read: a fresh SUN from the NDEF file (verified with keys 1 and 2, which gives the
@@ -485,7 +490,7 @@ mod tests {
                 factory: true
             }
         );
-        let first = provision(&mut t(&mut c), None, &master, &[5; 32], &mut r).unwrap();
+        let first = provision(&mut t(&mut c), &[], &master, &[5; 32], &mut r).unwrap();
         assert_eq!(first.uid, UID);
         assert_eq!(*first.secret, [5; 32]);
         let mut last = first.counter;
@@ -509,16 +514,16 @@ mod tests {
             CardMasterKey::generate(&mut r),
             CardMasterKey::generate(&mut r),
         );
-        provision(&mut t(&mut c), None, &a, &[1; 32], &mut r).unwrap();
+        provision(&mut t(&mut c), &[], &a, &[1; 32], &mut r).unwrap();
         assert_eq!(
-            provision(&mut t(&mut c), None, &b, &[2; 32], &mut r).err(),
+            provision(&mut t(&mut c), &[], &b, &[2; 32], &mut r).err(),
             Some(TagError::NotFactoryFresh)
         );
         assert_eq!(
-            provision(&mut t(&mut c), Some(&b), &b, &[2; 32], &mut r).err(),
+            provision(&mut t(&mut c), &[&b], &b, &[2; 32], &mut r).err(),
             Some(TagError::WrongCurrentKey)
         );
-        provision(&mut t(&mut c), Some(&a), &b, &[2; 32], &mut r).unwrap();
+        provision(&mut t(&mut c), &[&a], &b, &[2; 32], &mut r).unwrap();
         assert_eq!(*read(&mut t(&mut c), &b, &mut r).unwrap().secret, [2; 32]);
         assert_eq!(
             read(&mut t(&mut c), &a, &mut r).err(),
@@ -533,16 +538,17 @@ mod tests {
             CardMasterKey::generate(&mut r),
             CardMasterKey::generate(&mut r),
         );
-        // Cut the transport after each possible number of commands; finish with `current`.
+        // Cut the transport after each possible number of commands; a second run that knows
+        // the interrupted run's key finishes the job (with another new key, even).
         for cut in 1..40 {
             let mut c = card();
             let mut cutting = Cutting {
                 inner: t(&mut c),
                 left: cut,
             };
-            let _ = provision(&mut cutting, None, &a, &[3; 32], &mut r);
+            let _ = provision(&mut cutting, &[], &a, &[3; 32], &mut r);
             c.reset();
-            provision(&mut t(&mut c), Some(&a), &b, &[4; 32], &mut r)
+            provision(&mut t(&mut c), &[&a], &b, &[4; 32], &mut r)
                 .unwrap_or_else(|e| panic!("cut after {cut} commands: {e}"));
             assert_eq!(*read(&mut t(&mut c), &b, &mut r).unwrap().secret, [4; 32]);
         }
@@ -571,7 +577,7 @@ mod tests {
             CardMasterKey::generate(&mut r),
         );
         let mut c = card();
-        provision(&mut t(&mut c), None, &a, &[1; 32], &mut r).unwrap();
+        provision(&mut t(&mut c), &[], &a, &[1; 32], &mut r).unwrap();
         assert_eq!(
             read(&mut t(&mut c), &b, &mut r).err(),
             Some(TagError::WrongCard)

@@ -138,6 +138,7 @@ fn main() {
         b"benchmark password",
         &secrets,
         None,
+        &mut rand::rng(),
     )
     .unwrap();
     let unlock = t.elapsed();

@@ -7,10 +7,12 @@ mod secrets;
 mod signal;
 mod vault;
 
-pub use keyfile::{Factors, KEY_FILE_LEN, KdfParams, KeyFile};
+pub use keyfile::{CardBinding, CardFactor, Factors, KEY_FILE_LEN, KdfParams, KeyFile, Unwrapped};
 pub use messages::{Contact, ContactState, Message, MessageStatus, OutboxItem};
 pub use schema::SCHEMA_VERSION;
-pub use secrets::{KEYRING_SERVICE, MemorySecrets, OsKeyring, SecretStore, keyring_user};
+pub use secrets::{
+    KEYRING_SERVICE, MemorySecrets, OsKeyring, SecretStore, card_entry, vault_entry,
+};
 pub use signal::{IdentityRecord, SignalStore};
 pub use vault::{DATABASE_FILE, KEY_FILE, Vault};
 
@@ -33,6 +35,19 @@ pub enum VaultError {
     /// The vault needs its card.
     #[error("this vault needs its card")]
     CardRequired,
+    /// A card other than the one this vault is bound to.
+    #[error("this is not the card enrolled for this vault")]
+    WrongCard,
+    /// The card's read counter did not increase since the last unlock: a replayed read or a
+    /// cloned card.
+    #[error(
+        "the card's read counter did not increase since the last unlock (replayed or cloned card); \
+         the vault stays locked"
+    )]
+    CardReplayed,
+    /// The vault already has the card factor.
+    #[error("this vault already has a card enrolled")]
+    CardAlreadyEnrolled,
     /// The OS keyring has no device secret for this vault.
     #[error(
         "the device secret for this vault is missing from the OS keyring; the vault cannot be \

@@ -1,4 +1,5 @@
-//! Where the vault's device secret lives: the OS keyring, never a file.
+//! Where the vault's device secret and the card's master key live: the OS keyring, never a
+//! file.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -7,23 +8,32 @@ use zeroize::Zeroizing;
 
 use crate::VaultError;
 
-/// A place that keeps one 32-byte secret per vault.
+/// A place that keeps named 32-byte secrets: `vault-<id hex>` (a vault's device secret, see
+/// [`vault_entry`]) and `card-<uid hex>` (a card's master key, see [`card_entry`]).
 pub trait SecretStore: Send + Sync {
-    /// The secret for `vault_id`, or `None` if there is none.
-    fn get(&self, vault_id: &[u8; 16]) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError>;
-    /// Stores (or replaces) the secret for `vault_id`.
-    fn put(&self, vault_id: &[u8; 16], secret: &[u8; 32]) -> Result<(), VaultError>;
-    /// Removes the secret for `vault_id` (nothing if there is none).
-    fn delete(&self, vault_id: &[u8; 16]) -> Result<(), VaultError>;
+    /// The secret named `name`, or `None` if there is none.
+    fn get(&self, name: &str) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError>;
+    /// Stores (or replaces) the secret named `name`.
+    fn put(&self, name: &str, secret: &[u8; 32]) -> Result<(), VaultError>;
+    /// Removes the secret named `name` (nothing if there is none).
+    fn delete(&self, name: &str) -> Result<(), VaultError>;
 }
 
 /// The keyring entry's service name.
 pub const KEYRING_SERVICE: &str = "tessera";
 
-/// The user name of a vault's keyring entry: `vault-<id hex>`.
-pub fn keyring_user(vault_id: &[u8; 16]) -> String {
-    let hex: String = vault_id.iter().map(|b| format!("{b:02x}")).collect();
-    format!("vault-{hex}")
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The name of a vault's device-secret entry: `vault-<id hex>`.
+pub fn vault_entry(vault_id: &[u8; 16]) -> String {
+    format!("vault-{}", hex(vault_id))
+}
+
+/// The name of a card's master-key entry: `card-<uid hex>`.
+pub fn card_entry(uid: &[u8; 7]) -> String {
+    format!("card-{}", hex(uid))
 }
 
 /// The operating system's keyring: Secret Service over D-Bus on Linux, the Keychain on macOS,
@@ -43,19 +53,19 @@ fn keyring_error(e: keyring::Error) -> VaultError {
 }
 
 impl OsKeyring {
-    fn entry(vault_id: &[u8; 16]) -> Result<keyring::Entry, VaultError> {
-        keyring::Entry::new(KEYRING_SERVICE, &keyring_user(vault_id)).map_err(keyring_error)
+    fn entry(name: &str) -> Result<keyring::Entry, VaultError> {
+        keyring::Entry::new(KEYRING_SERVICE, name).map_err(keyring_error)
     }
 }
 
 impl SecretStore for OsKeyring {
-    fn get(&self, vault_id: &[u8; 16]) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
-        match Self::entry(vault_id)?.get_secret() {
+    fn get(&self, name: &str) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
+        match Self::entry(name)?.get_secret() {
             Ok(bytes) => {
                 let bytes = Zeroizing::new(bytes);
                 if bytes.len() != 32 {
                     return Err(VaultError::Keyring(
-                        "the keyring entry for this vault is not a Tessera device secret".into(),
+                        "a Tessera keyring entry does not hold a 32-byte secret".into(),
                     ));
                 }
                 let mut out = Zeroizing::new([0u8; 32]);
@@ -67,49 +77,47 @@ impl SecretStore for OsKeyring {
         }
     }
 
-    fn put(&self, vault_id: &[u8; 16], secret: &[u8; 32]) -> Result<(), VaultError> {
-        Self::entry(vault_id)?
-            .set_secret(secret)
-            .map_err(keyring_error)
+    fn put(&self, name: &str, secret: &[u8; 32]) -> Result<(), VaultError> {
+        Self::entry(name)?.set_secret(secret).map_err(keyring_error)
     }
 
-    fn delete(&self, vault_id: &[u8; 16]) -> Result<(), VaultError> {
-        match Self::entry(vault_id)?.delete_credential() {
+    fn delete(&self, name: &str) -> Result<(), VaultError> {
+        match Self::entry(name)?.delete_credential() {
             Ok(()) | Err(keyring::Error::NoEntry) => Ok(()),
             Err(e) => Err(keyring_error(e)),
         }
     }
 }
 
-/// Device secrets kept in this process's memory only (lost when it exits): for tests of the
+/// Secrets kept in this process's memory only (lost when it exits): for tests of the
 /// layers above the keyring and for benchmarks, never for a user's vault.
 #[derive(Default)]
-pub struct MemorySecrets(Mutex<HashMap<[u8; 16], Zeroizing<[u8; 32]>>>);
+pub struct MemorySecrets(Mutex<HashMap<String, Zeroizing<[u8; 32]>>>);
 
 impl SecretStore for MemorySecrets {
-    fn get(&self, vault_id: &[u8; 16]) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
+    fn get(&self, name: &str) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
         let map = self
             .0
             .lock()
             .map_err(|_| VaultError::Keyring("secret store poisoned".into()))?;
-        Ok(map.get(vault_id).cloned())
+        Ok(map.get(name).cloned())
     }
 
-    fn put(&self, vault_id: &[u8; 16], secret: &[u8; 32]) -> Result<(), VaultError> {
+    fn put(&self, name: &str, secret: &[u8; 32]) -> Result<(), VaultError> {
         let mut map = self
             .0
             .lock()
             .map_err(|_| VaultError::Keyring("secret store poisoned".into()))?;
-        map.insert(*vault_id, Zeroizing::new(*secret));
+        map.insert(name.to_owned(), Zeroizing::new(*secret));
         Ok(())
     }
 
-    fn delete(&self, vault_id: &[u8; 16]) -> Result<(), VaultError> {
+    fn delete(&self, name: &str) -> Result<(), VaultError> {
         let mut map = self
             .0
             .lock()
             .map_err(|_| VaultError::Keyring("secret store poisoned".into()))?;
-        map.remove(vault_id);
+        map.remove(name);
         Ok(())
     }
 }

@@ -6,8 +6,8 @@ use rand::{CryptoRng, Rng};
 use rusqlite::Connection;
 use zeroize::Zeroizing;
 
-use crate::keyfile::{Factors, KdfParams, KeyFile};
-use crate::secrets::SecretStore;
+use crate::keyfile::{CardBinding, CardFactor, Factors, KdfParams, KeyFile};
+use crate::secrets::{SecretStore, vault_entry};
 use crate::{VaultError, schema};
 
 /// The database file in the data directory.
@@ -75,7 +75,7 @@ impl Vault {
         password: &[u8],
         kdf: KdfParams,
         secrets: &dyn SecretStore,
-        card_secret: Option<&[u8; 32]>,
+        card: Option<&CardFactor>,
         rng: &mut R,
     ) -> Result<Self, VaultError> {
         kdf.check()?;
@@ -112,11 +112,11 @@ impl Vault {
             &Factors {
                 password,
                 device_secret: &device_secret,
-                card_secret,
+                card,
             },
             rng,
         )?;
-        secrets.put(&vault_id, &device_secret)?;
+        secrets.put(&vault_entry(&vault_id), &device_secret)?;
         let conn = open_database(&db_path, &db_key)?;
         schema::migrate(&conn)?;
         file.store(&key_path)?;
@@ -127,22 +127,36 @@ impl Vault {
         })
     }
 
-    /// Reads the key file and the device secret, derives the key and opens the database.
-    pub fn open(
+    /// The card a vault in `dir` is bound to (`None`: no card factor).
+    pub fn card_binding(dir: &Path) -> Result<Option<CardBinding>, VaultError> {
+        Ok(KeyFile::load(&dir.join(KEY_FILE))?.card)
+    }
+
+    /// Reads the key file and the device secret, derives the key and opens the database. With
+    /// the card factor, the card read's counter must be above the recorded one, and is recorded
+    /// (the key file rewritten) before the database is opened.
+    pub fn open<R: Rng + CryptoRng>(
         dir: &Path,
         password: &[u8],
         secrets: &dyn SecretStore,
-        card_secret: Option<&[u8; 32]>,
+        card: Option<&CardFactor>,
+        rng: &mut R,
     ) -> Result<Self, VaultError> {
-        let file = KeyFile::load(&dir.join(KEY_FILE))?;
+        let key_path = dir.join(KEY_FILE);
+        let file = KeyFile::load(&key_path)?;
         let device_secret = secrets
-            .get(&file.vault_id)?
+            .get(&vault_entry(&file.vault_id))?
             .ok_or(VaultError::DeviceSecretMissing)?;
-        let db_key = file.unwrap_key(&Factors {
+        let unwrapped = file.unwrap_key(&Factors {
             password,
             device_secret: &device_secret,
-            card_secret,
+            card,
         })?;
+        if let (Some(_), Some(read)) = (&file.card, card) {
+            file.with_counter(&unwrapped, read.counter, rng)?
+                .store(&key_path)?;
+        }
+        let db_key = unwrapped.db_key;
         let db_path = dir.join(DATABASE_FILE);
         if !db_path.exists() {
             return Err(VaultError::Corrupt);
@@ -163,32 +177,69 @@ impl Vault {
         new: &[u8],
         kdf: KdfParams,
         secrets: &dyn SecretStore,
-        card_secret: Option<&[u8; 32]>,
+        card: Option<&CardFactor>,
         rng: &mut R,
     ) -> Result<(), VaultError> {
         let key_path = dir.join(KEY_FILE);
         let file = KeyFile::load(&key_path)?;
         let device_secret = secrets
-            .get(&file.vault_id)?
+            .get(&vault_entry(&file.vault_id))?
             .ok_or(VaultError::DeviceSecretMissing)?;
-        let db_key = file.unwrap_key(&Factors {
+        let unwrapped = file.unwrap_key(&Factors {
             password: old,
             device_secret: &device_secret,
-            card_secret,
+            card,
         })?;
-        let card = if file.card { card_secret } else { None };
+        let card = if file.card.is_some() { card } else { None };
         let new_file = KeyFile::wrap(
             file.vault_id,
             kdf,
-            &db_key,
+            &unwrapped.db_key,
             &Factors {
                 password: new,
                 device_secret: &device_secret,
-                card_secret: card,
+                card,
             },
             rng,
         )?;
         new_file.store(&key_path)
+    }
+
+    /// Adds the card factor to a vault that has none: unwraps with the password and device
+    /// secret, rewraps with the card read as well (new salt and nonce, same database key and
+    /// password). From then on the vault opens only with that card.
+    pub fn enroll_card<R: Rng + CryptoRng>(
+        dir: &Path,
+        password: &[u8],
+        secrets: &dyn SecretStore,
+        card: &CardFactor,
+        rng: &mut R,
+    ) -> Result<(), VaultError> {
+        let key_path = dir.join(KEY_FILE);
+        let file = KeyFile::load(&key_path)?;
+        if file.card.is_some() {
+            return Err(VaultError::CardAlreadyEnrolled);
+        }
+        let device_secret = secrets
+            .get(&vault_entry(&file.vault_id))?
+            .ok_or(VaultError::DeviceSecretMissing)?;
+        let unwrapped = file.unwrap_key(&Factors {
+            password,
+            device_secret: &device_secret,
+            card: None,
+        })?;
+        KeyFile::wrap(
+            file.vault_id,
+            file.kdf,
+            &unwrapped.db_key,
+            &Factors {
+                password,
+                device_secret: &device_secret,
+                card: Some(card),
+            },
+            rng,
+        )?
+        .store(&key_path)
     }
 
     /// An **unencrypted** database with the vault's schema, for measuring SQLCipher's overhead

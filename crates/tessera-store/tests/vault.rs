@@ -76,11 +76,24 @@ fn password_device_secret_and_password_change() {
     let id = v.vault_id();
     drop(v);
 
-    let v = Vault::open(dir.path(), b"correct horse", &secrets, None).unwrap();
+    let v = Vault::open(
+        dir.path(),
+        b"correct horse",
+        &secrets,
+        None,
+        &mut rand::rng(),
+    )
+    .unwrap();
     assert_eq!(v.setting("theme").unwrap().as_deref(), Some("dark"));
     drop(v);
     assert!(matches!(
-        Vault::open(dir.path(), b"correct horsf", &secrets, None),
+        Vault::open(
+            dir.path(),
+            b"correct horsf",
+            &secrets,
+            None,
+            &mut rand::rng()
+        ),
         Err(VaultError::WrongFactor)
     ));
     assert!(matches!(
@@ -109,27 +122,60 @@ fn password_device_secret_and_password_change() {
     .unwrap();
     assert_eq!(std::fs::read(dir.path().join("vault.sqlite3")).unwrap(), db);
     assert!(matches!(
-        Vault::open(dir.path(), b"correct horse", &secrets, None),
+        Vault::open(
+            dir.path(),
+            b"correct horse",
+            &secrets,
+            None,
+            &mut rand::rng()
+        ),
         Err(VaultError::WrongFactor)
     ));
-    let v = Vault::open(dir.path(), b"battery staple", &secrets, None).unwrap();
+    let v = Vault::open(
+        dir.path(),
+        b"battery staple",
+        &secrets,
+        None,
+        &mut rand::rng(),
+    )
+    .unwrap();
     assert_eq!(v.setting("theme").unwrap().as_deref(), Some("dark"));
     drop(v);
 
     // Without the device secret the password alone is useless, and the error says why.
-    secrets.delete(&id).unwrap();
+    secrets.delete(&tessera_store::vault_entry(&id)).unwrap();
     assert!(matches!(
-        Vault::open(dir.path(), b"battery staple", &secrets, None),
+        Vault::open(
+            dir.path(),
+            b"battery staple",
+            &secrets,
+            None,
+            &mut rand::rng()
+        ),
         Err(VaultError::DeviceSecretMissing)
     ));
     // A different device secret is a wrong factor.
-    secrets.put(&id, &[9; 32]).unwrap();
+    secrets
+        .put(&tessera_store::vault_entry(&id), &[9; 32])
+        .unwrap();
     assert!(matches!(
-        Vault::open(dir.path(), b"battery staple", &secrets, None),
+        Vault::open(
+            dir.path(),
+            b"battery staple",
+            &secrets,
+            None,
+            &mut rand::rng()
+        ),
         Err(VaultError::WrongFactor)
     ));
     assert!(matches!(
-        Vault::open(&dir.path().join("nothing"), b"x", &secrets, None),
+        Vault::open(
+            &dir.path().join("nothing"),
+            b"x",
+            &secrets,
+            None,
+            &mut rand::rng()
+        ),
         Err(VaultError::NoVault)
     ));
 }
@@ -191,7 +237,13 @@ fn a_tampered_or_truncated_database_is_a_typed_error() {
     bad[100] ^= 0x40;
     std::fs::write(&db, &bad).unwrap();
     assert!(matches!(
-        Vault::open(dir.path(), b"correct horse", &secrets, None),
+        Vault::open(
+            dir.path(),
+            b"correct horse",
+            &secrets,
+            None,
+            &mut rand::rng()
+        ),
         Err(VaultError::Corrupt)
     ));
     // A flipped byte in a data page: opening works, reading that page fails with an error.
@@ -199,7 +251,13 @@ fn a_tampered_or_truncated_database_is_a_typed_error() {
     let at = original.len() - 3 * 4096 + 500;
     bad[at] ^= 0x01;
     std::fs::write(&db, &bad).unwrap();
-    match Vault::open(dir.path(), b"correct horse", &secrets, None) {
+    match Vault::open(
+        dir.path(),
+        b"correct horse",
+        &secrets,
+        None,
+        &mut rand::rng(),
+    ) {
         Err(e) => assert!(matches!(e, VaultError::Corrupt), "{e:?}"),
         Ok(v) => {
             let read = v.history(&[1; 32], None, 1000);
@@ -208,19 +266,38 @@ fn a_tampered_or_truncated_database_is_a_typed_error() {
     }
     // Truncated.
     std::fs::write(&db, &original[..original.len() / 2]).unwrap();
-    match Vault::open(dir.path(), b"correct horse", &secrets, None) {
+    match Vault::open(
+        dir.path(),
+        b"correct horse",
+        &secrets,
+        None,
+        &mut rand::rng(),
+    ) {
         Err(e) => assert!(matches!(e, VaultError::Corrupt), "{e:?}"),
         Ok(v) => assert!(v.history(&[1; 32], None, 1000).is_err()),
     }
     // The original file opens again.
     std::fs::write(&db, &original).unwrap();
-    let v = Vault::open(dir.path(), b"correct horse", &secrets, None).unwrap();
+    let v = Vault::open(
+        dir.path(),
+        b"correct horse",
+        &secrets,
+        None,
+        &mut rand::rng(),
+    )
+    .unwrap();
     assert_eq!(v.history(&[1; 32], None, 1000).unwrap().len(), 300);
     // A damaged key file.
     drop(v);
     std::fs::write(dir.path().join("vault.key"), b"nonsense").unwrap();
     assert!(matches!(
-        Vault::open(dir.path(), b"correct horse", &secrets, None),
+        Vault::open(
+            dir.path(),
+            b"correct horse",
+            &secrets,
+            None,
+            &mut rand::rng()
+        ),
         Err(VaultError::KeyFileDamaged)
     ));
 }
@@ -241,14 +318,14 @@ fn the_os_keyring_holds_the_device_secret() {
         Ok(v) => v,
         Err(e) => panic!("{e} (run the tests through ./scripts/test or scripts/with-keyring)"),
     };
-    let id = v.vault_id();
+    let id = tessera_store::vault_entry(&v.vault_id());
     drop(v);
     assert!(keyring.get(&id).unwrap().is_some());
-    Vault::open(dir.path(), b"pw", &keyring, None).unwrap();
+    Vault::open(dir.path(), b"pw", &keyring, None, &mut rand::rng()).unwrap();
     keyring.delete(&id).unwrap();
     assert!(keyring.get(&id).unwrap().is_none());
     assert!(matches!(
-        Vault::open(dir.path(), b"pw", &keyring, None),
+        Vault::open(dir.path(), b"pw", &keyring, None, &mut rand::rng()),
         Err(VaultError::DeviceSecretMissing)
     ));
 }
@@ -414,7 +491,14 @@ fn libsignal_sessions_live_in_the_vault_and_survive_reopening() {
 
     // Bob's vault is closed and reopened between the two steps: nothing lives in memory.
     drop(bob);
-    let bob = Vault::open(db.path(), b"correct horse", &secrets, None).unwrap();
+    let bob = Vault::open(
+        db.path(),
+        b"correct horse",
+        &secrets,
+        None,
+        &mut rand::rng(),
+    )
+    .unwrap();
     let (mut bs, mut bi, mut bp, bsp, mut bk) = (
         bob.signal(),
         bob.signal(),
@@ -466,7 +550,14 @@ fn libsignal_sessions_live_in_the_vault_and_survive_reopening() {
         .unwrap()
         .unwrap();
     drop(alice);
-    let alice = Vault::open(da.path(), b"correct horse", &secrets, None).unwrap();
+    let alice = Vault::open(
+        da.path(),
+        b"correct horse",
+        &secrets,
+        None,
+        &mut rand::rng(),
+    )
+    .unwrap();
     let (mut s, mut i, mut p, sp, mut k) = (
         alice.signal(),
         alice.signal(),
@@ -515,4 +606,107 @@ fn libsignal_sessions_live_in_the_vault_and_survive_reopening() {
         !rec.verified && !rec.changed,
         "accepting a new key clears verified"
     );
+}
+
+fn card(uid: u8, counter: u32, secret: u8) -> tessera_store::CardFactor {
+    tessera_store::CardFactor {
+        uid: [uid; 7],
+        counter,
+        secret: zeroize::Zeroizing::new([secret; 32]),
+    }
+}
+
+#[test]
+fn the_card_factor_is_enrolled_required_and_its_counter_must_rise() {
+    let dir = tempfile::tempdir().unwrap();
+    let secrets = MemorySecrets::default();
+    Vault::create(
+        dir.path(),
+        b"pw",
+        KdfParams::MINIMUM,
+        &secrets,
+        None,
+        &mut rng(8),
+    )
+    .unwrap()
+    .set_setting("kept", "yes")
+    .unwrap();
+    assert_eq!(Vault::card_binding(dir.path()).unwrap(), None);
+    // Enrolling needs the right password; afterwards the vault needs the card.
+    assert!(matches!(
+        Vault::enroll_card(dir.path(), b"pW", &secrets, &card(4, 3, 1), &mut rng(9)),
+        Err(VaultError::WrongFactor)
+    ));
+    Vault::enroll_card(dir.path(), b"pw", &secrets, &card(4, 3, 1), &mut rng(9)).unwrap();
+    assert!(matches!(
+        Vault::enroll_card(dir.path(), b"pw", &secrets, &card(4, 4, 1), &mut rng(9)),
+        Err(VaultError::CardAlreadyEnrolled)
+    ));
+    assert_eq!(
+        Vault::card_binding(dir.path())
+            .unwrap()
+            .map(|b| (b.uid, b.counter)),
+        Some(([4; 7], 3))
+    );
+    let open = |c: Option<&tessera_store::CardFactor>, pw: &[u8]| {
+        Vault::open(dir.path(), pw, &secrets, c, &mut rand::rng())
+    };
+    assert!(matches!(open(None, b"pw"), Err(VaultError::CardRequired)));
+    assert!(matches!(
+        open(Some(&card(5, 9, 1)), b"pw"),
+        Err(VaultError::WrongCard)
+    ));
+    assert!(matches!(
+        open(Some(&card(4, 3, 1)), b"pw"),
+        Err(VaultError::CardReplayed)
+    ));
+    assert!(matches!(
+        open(Some(&card(4, 9, 2)), b"pw"),
+        Err(VaultError::WrongFactor)
+    ));
+    assert!(matches!(
+        open(Some(&card(4, 9, 1)), b"pW"),
+        Err(VaultError::WrongFactor)
+    ));
+    // Failed attempts recorded nothing: counter 4 still opens, then 4 is a replay.
+    let v = open(Some(&card(4, 4, 1)), b"pw").unwrap();
+    assert_eq!(v.setting("kept").unwrap().as_deref(), Some("yes"));
+    drop(v);
+    assert_eq!(
+        Vault::card_binding(dir.path()).unwrap().map(|b| b.counter),
+        Some(4)
+    );
+    assert!(matches!(
+        open(Some(&card(4, 4, 1)), b"pw"),
+        Err(VaultError::CardReplayed)
+    ));
+    // Changing the password keeps the card factor and needs a fresh read too.
+    assert!(matches!(
+        Vault::change_password(
+            dir.path(),
+            b"pw",
+            b"new",
+            KdfParams::MINIMUM,
+            &secrets,
+            None,
+            &mut rng(10)
+        ),
+        Err(VaultError::CardRequired)
+    ));
+    Vault::change_password(
+        dir.path(),
+        b"pw",
+        b"new",
+        KdfParams::MINIMUM,
+        &secrets,
+        Some(&card(4, 5, 1)),
+        &mut rng(10),
+    )
+    .unwrap();
+    assert!(matches!(
+        open(Some(&card(4, 6, 1)), b"pw"),
+        Err(VaultError::WrongFactor)
+    ));
+    open(Some(&card(4, 6, 1)), b"new").unwrap();
+    assert!(matches!(open(None, b"new"), Err(VaultError::CardRequired)));
 }

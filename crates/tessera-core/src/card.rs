@@ -1,0 +1,288 @@
+//! The card factor (DESIGN §7–8, `docs/ntag424.md` §Tessera's card): provisioning a card,
+//! reading it for an unlock, its status, and watching for its removal. Blocking PC/SC calls:
+//! run them off the async runtime's threads.
+
+use std::path::Path;
+use std::time::Duration;
+
+use rand::SeedableRng as _;
+use rand::rngs::StdRng;
+use tessera_nfc::reader::{ReaderError, Readers};
+use tessera_nfc::tag::{self, CardMasterKey, TagError};
+use tessera_store::{CardFactor, SecretStore, Vault, VaultError, card_entry};
+use zeroize::Zeroizing;
+
+use crate::CoreError;
+
+fn rng() -> StdRng {
+    StdRng::from_os_rng()
+}
+
+/// Why a card operation failed (typed; no key material).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CardError {
+    /// PC/SC, the card's protocol, or Tessera's use of the card.
+    #[error(transparent)]
+    Tag(#[from] TagError),
+    /// The card is provisioned, but its master key is not in this machine's keyring.
+    #[error(
+        "this card's key is not in this machine's keyring (provisioned elsewhere, or the entry was removed)"
+    )]
+    KeysMissing,
+    /// A factory-fresh card: it has to be provisioned before it can be used.
+    #[error("this card is factory-fresh: provision it first (tessera-cli card provision)")]
+    NotProvisioned,
+    /// The keyring could not be used.
+    #[error(transparent)]
+    Vault(#[from] VaultError),
+}
+
+impl From<ReaderError> for CardError {
+    fn from(e: ReaderError) -> Self {
+        Self::Tag(TagError::Reader(e))
+    }
+}
+
+/// A card found on a reader.
+struct Found {
+    reader: String,
+    connection: tessera_nfc::reader::CardConnection,
+}
+
+/// The reader to use: `wanted` if given, else the first reader with a card on it.
+fn connect(readers: &Readers, wanted: Option<&str>) -> Result<Found, CardError> {
+    let names = readers.list()?;
+    let reader = match wanted {
+        Some(w) => names
+            .into_iter()
+            .find(|n| n == w)
+            .ok_or(ReaderError::NoReader)?,
+        None => {
+            let mut with_card = None;
+            for n in &names {
+                if readers.card_present(n)? {
+                    with_card = Some(n.clone());
+                    break;
+                }
+            }
+            with_card.ok_or(ReaderError::NoCard)?
+        }
+    };
+    let connection = readers.connect(&reader)?;
+    Ok(Found { reader, connection })
+}
+
+/// What provisioning did.
+#[derive(Debug, Clone)]
+pub struct Provisioned {
+    /// The reader used.
+    pub reader: String,
+    /// The card's UID.
+    pub uid: [u8; 7],
+    /// Whether the card had been provisioned before (re-provisioned with its current key).
+    pub reprovisioned: bool,
+}
+
+/// How to treat a card that is not factory-fresh.
+#[derive(Debug)]
+pub enum Reprovision {
+    /// Refuse it.
+    No,
+    /// Re-provision it with the master key this machine's keyring holds for it.
+    FromKeyring,
+    /// Re-provision it with this master key.
+    WithKey(CardMasterKey),
+}
+
+/// Provisions the card on `reader` (or the first reader with a card) with a fresh master key
+/// and a fresh card secret. The new master key goes into `secrets` as `card-<uid>-pending`
+/// before the card's keys change and becomes `card-<uid>` when the card is done, so a run cut
+/// short (card taken away) is completed by running again: a pending key for the card is reused
+/// and its presence allows the non-factory card.
+pub fn provision(
+    secrets: &dyn SecretStore,
+    reader: Option<&str>,
+    reprovision: Reprovision,
+) -> Result<Provisioned, CardError> {
+    let readers = Readers::open()?;
+    let mut found = connect(&readers, reader)?;
+    let mut r = rng();
+    let uid = tag::reader_uid(&mut found.connection)?;
+    let entry = card_entry(&uid);
+    let pending_entry = format!("{entry}-pending");
+    let mut known: Vec<CardMasterKey> = Vec::new();
+    match reprovision {
+        Reprovision::No => {}
+        Reprovision::FromKeyring => known.push(CardMasterKey::from_bytes(
+            &*secrets.get(&entry)?.ok_or(CardError::KeysMissing)?,
+        )),
+        Reprovision::WithKey(k) => known.push(k),
+    }
+    let reprovisioned = !known.is_empty();
+    let new = match secrets.get(&pending_entry)? {
+        Some(p) => {
+            // An interrupted run: its key may be on some of the card's slots already.
+            if let Some(main) = secrets.get(&entry)? {
+                known.push(CardMasterKey::from_bytes(&main));
+            }
+            let p = CardMasterKey::from_bytes(&p);
+            known.push(p.clone());
+            p
+        }
+        None => {
+            let k = CardMasterKey::generate(&mut r);
+            secrets.put(&pending_entry, k.as_bytes())?;
+            k
+        }
+    };
+    let mut secret = Zeroizing::new([0u8; 32]);
+    rand::RngCore::fill_bytes(&mut r, &mut secret[..]);
+    let known_refs: Vec<&CardMasterKey> = known.iter().collect();
+    tag::provision(&mut found.connection, &known_refs, &new, &secret, &mut r)?;
+    secrets.put(&entry, new.as_bytes())?;
+    secrets.delete(&pending_entry)?;
+    Ok(Provisioned {
+        reader: found.reader,
+        uid,
+        reprovisioned,
+    })
+}
+
+/// A card read for an unlock, and the reader it is on.
+pub struct Tap {
+    /// The reader (watched for removal while unlocked).
+    pub reader: String,
+    /// What the vault needs.
+    pub factor: CardFactor,
+}
+
+impl std::fmt::Debug for Tap {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Tap")
+            .field("reader", &self.reader)
+            .field("factor", &self.factor)
+            .finish()
+    }
+}
+
+/// Reads the card on `reader` (or the first reader with a card) for an unlock: its UID from the
+/// reader, its master key from `secrets`, then a fresh SUN and the secret.
+pub fn tap(secrets: &dyn SecretStore, reader: Option<&str>) -> Result<Tap, CardError> {
+    let readers = Readers::open()?;
+    let mut found = connect(&readers, reader)?;
+    let uid = tag::reader_uid(&mut found.connection)?;
+    let Some(master) = secrets.get(&card_entry(&uid))? else {
+        if tag::probe(&mut found.connection, &mut rng())?.factory {
+            return Err(CardError::NotProvisioned);
+        }
+        return Err(CardError::KeysMissing);
+    };
+    let master = CardMasterKey::from_bytes(&master);
+    let read = tag::read(&mut found.connection, &master, &mut rng())?;
+    if read.uid != uid {
+        return Err(TagError::WrongCard.into());
+    }
+    Ok(Tap {
+        reader: found.reader,
+        factor: CardFactor {
+            uid: read.uid,
+            counter: read.counter,
+            secret: read.secret,
+        },
+    })
+}
+
+/// Reads the card if the vault in `dir` has the card factor (`None` if it has not).
+pub fn tap_for_vault(
+    dir: &Path,
+    secrets: &dyn SecretStore,
+    reader: Option<&str>,
+) -> Result<Option<Tap>, CoreError> {
+    let Some(binding) = Vault::card_binding(dir)? else {
+        return Ok(None);
+    };
+    let tap = tap(secrets, reader)?;
+    if tap.factor.uid != binding.uid {
+        return Err(CoreError::Vault(VaultError::WrongCard));
+    }
+    Ok(Some(tap))
+}
+
+/// The state of one reader.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct ReaderStatus {
+    /// The reader's name.
+    pub reader: String,
+    /// Whether a card is on it.
+    pub card: bool,
+    /// The card's UID (hex), when one answered.
+    pub uid: Option<String>,
+    /// `factory` (default keys), `provisioned` (Tessera's key for it is in this keyring),
+    /// `foreign` (not factory, no key here), or `unknown` (the card did not answer).
+    pub provisioning: Option<&'static str>,
+    /// Whether NXP's originality signature verifies (`None` if the card gave none).
+    pub originality: Option<bool>,
+    /// Whether this is the card the vault in the data directory is bound to.
+    pub enrolled_here: Option<bool>,
+}
+
+/// Readers, cards and their provisioning state.
+pub fn status(
+    secrets: &dyn SecretStore,
+    dir: Option<&Path>,
+) -> Result<Vec<ReaderStatus>, CardError> {
+    let readers = Readers::open()?;
+    let binding = dir.and_then(|d| Vault::card_binding(d).ok().flatten());
+    let mut out = Vec::new();
+    for reader in readers.list()? {
+        let card = readers.card_present(&reader)?;
+        let mut st = ReaderStatus {
+            reader: reader.clone(),
+            card,
+            uid: None,
+            provisioning: None,
+            originality: None,
+            enrolled_here: None,
+        };
+        if card && let Ok(mut c) = readers.connect(&reader) {
+            match tag::reader_uid(&mut c) {
+                Ok(uid) => {
+                    st.uid = Some(uid.iter().map(|b| format!("{b:02x}")).collect());
+                    st.originality = tag::originality(&mut c, &uid).ok();
+                    let keyed = secrets.get(&card_entry(&uid))?.is_some();
+                    st.provisioning = Some(match tag::probe(&mut c, &mut rng()) {
+                        Ok(p) if p.factory => "factory",
+                        Ok(_) if keyed => "provisioned",
+                        Ok(_) => "foreign",
+                        Err(_) => "unknown",
+                    });
+                    st.enrolled_here = binding.map(|b| b.uid == uid);
+                }
+                Err(_) => st.provisioning = Some("unknown"),
+            }
+        }
+        out.push(st);
+    }
+    Ok(out)
+}
+
+/// Waits until the card leaves `reader` or `stop` returns true; returns whether it left.
+/// Polls PC/SC with a short timeout so `stop` is seen within a quarter second.
+pub fn wait_for_removal(reader: &str, stop: &dyn Fn() -> bool) -> Result<bool, CardError> {
+    let readers = Readers::open()?;
+    loop {
+        if stop() {
+            return Ok(false);
+        }
+        match readers.wait_for(reader, false, Duration::from_millis(250)) {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            // The reader itself went away (unplugged) or the service stopped: the card is gone.
+            Err(ReaderError::NoReader | ReaderError::NoService | ReaderError::CardRemoved) => {
+                return Ok(true);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
