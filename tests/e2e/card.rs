@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use tessera_e2e::cli::Cli;
 use tessera_e2e::process::Guard;
+use tessera_e2e::relay::Relay;
 use tessera_nfc::protocol::apdu;
 use tessera_nfc::reader::{ReaderError, Readers};
 use tessera_nfc::{Authentication, CommMode, NfcError, Status};
@@ -33,17 +35,87 @@ fn pcscd() -> Option<Guard> {
     Some(guard)
 }
 
+/// The card tests share pcscd's two vpcd slots: one test at a time.
+static SLOTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn slots() -> std::sync::MutexGuard<'static, ()> {
+    SLOTS
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn vpcd_reader(readers: &Readers) -> String {
+    slot_reader(readers, 0)
+}
+
+/// The PC/SC name of vpcd slot `slot` ("Virtual PCD 00 00", "Virtual PCD 00 01").
+fn slot_reader(readers: &Readers, slot: u16) -> String {
+    let suffix = format!("00 {slot:02}");
     readers
         .list()
         .unwrap()
         .into_iter()
-        .find(|r| r.starts_with("Virtual PCD") && r.ends_with("00 00"))
+        .find(|r| r.starts_with("Virtual PCD") && r.ends_with(&suffix))
         .expect("the vpcd reader (package vsmartcard-vpcd) is not configured in pcscd")
+}
+
+/// A virtual card run as a user runs it: `tessera-cli card sim` in vpcd slot `slot`.
+struct Sim {
+    guard: Guard,
+    reader: String,
+}
+
+impl Sim {
+    fn insert(state: &std::path::Path, slot: u16) -> Self {
+        let readers = Readers::open().unwrap();
+        let reader = slot_reader(&readers, slot);
+        // The slot must be empty first (a previous card fully removed).
+        assert!(
+            readers
+                .wait_for(&reader, false, Duration::from_secs(10))
+                .unwrap()
+        );
+        let child = std::process::Command::new(tessera_e2e::bin_path("tessera-cli"))
+            .args(["card", "sim", "--state"])
+            .arg(state)
+            .args([
+                "--vpcd",
+                &format!("127.0.0.1:{}", tessera_nfc::vpcd::DEFAULT_PORT + slot),
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let guard = Guard::new("card sim", child);
+        assert!(
+            readers
+                .wait_for(&reader, true, Duration::from_secs(10))
+                .unwrap(),
+            "the virtual card did not appear on {reader}"
+        );
+        Self { guard, reader }
+    }
+
+    /// Takes the card away without waiting for PC/SC to notice.
+    fn guard_kill(mut self) {
+        self.guard.stop_with("KILL");
+    }
+
+    /// Takes the card away (the process dies, its socket closes) and waits until PC/SC sees it.
+    fn remove(mut self) {
+        self.guard.stop_with("KILL");
+        let readers = Readers::open().unwrap();
+        assert!(
+            readers
+                .wait_for(&self.reader, false, Duration::from_secs(10))
+                .unwrap()
+        );
+    }
 }
 
 #[test]
 fn card_virtual_card_through_pcscd_answers_and_removal_is_seen() {
+    let _slots = slots();
     let _pcscd = pcscd();
     let dir = tempfile::tempdir().unwrap();
     let state = dir.path().join("card.json");
@@ -115,4 +187,209 @@ fn card_virtual_card_through_pcscd_answers_and_removal_is_seen() {
         "connecting to an absent card did not fail as such"
     );
     eprintln!("card removal seen after {seen:?}");
+}
+
+fn init_with_card(cli: &Cli, relay: &str, name: &str, reader: &str) -> tessera_e2e::cli::Outcome {
+    cli.run(&[
+        "init",
+        "--relay",
+        relay,
+        "--name",
+        name,
+        "--kdf-memory-mib",
+        "19",
+        "--reader",
+        reader,
+    ])
+}
+
+#[test]
+fn card_provision_unlock_and_every_refusal() {
+    let _slots = slots();
+    let _pcscd = pcscd();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let relay_addr = relay.address.to_string();
+    let card_a = dir.path().join("card-a.json");
+    let sim_a = Sim::insert(&card_a, 0);
+    let alice = Cli::new(&dir.path().join("alice"));
+    let key_file = alice.dir.join("vault.key");
+
+    // A factory card: status says so, init refuses it until provisioned.
+    let status = alice.ok(&["card", "status"]);
+    let slot = status["readers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["reader"] == sim_a.reader.as_str())
+        .unwrap()
+        .clone();
+    assert_eq!(slot["provisioning"], "factory", "{status}");
+    let o = init_with_card(&alice, &relay_addr, "Alice", &sim_a.reader);
+    assert_eq!(o.json["kind"], "card_not_provisioned", "{}", o.stdout);
+    assert!(!key_file.exists());
+
+    // Provision; a second provisioning is refused (not factory-fresh).
+    let p = alice.ok(&["card", "provision", "--reader", &sim_a.reader]);
+    let uid_a = p["uid"].as_str().unwrap().to_string();
+    assert_eq!(p["reprovisioned"], false);
+    let o = alice.run(&["card", "provision", "--reader", &sim_a.reader]);
+    assert_eq!(o.json["kind"], "not_factory_fresh", "{}", o.stdout);
+    // The card's keys are no longer the factory's: the simulator's state says so.
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&card_a).unwrap()).unwrap();
+    assert!(
+        state["keys"].as_array().unwrap().iter().all(|k| k
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|b| b != 0))
+    );
+
+    // init with the card; the vault opens with card + password.
+    let created = init_with_card(&alice, &relay_addr, "Alice", &sim_a.reader);
+    assert!(created.ok, "{}\n{}", created.stdout, created.stderr);
+    assert_eq!(created.json["card"], uid_a.as_str());
+    let status = alice.ok(&["card", "status"]);
+    assert!(
+        status.to_string().contains("\"enrolled_here\":true"),
+        "{status}"
+    );
+    assert!(alice.run(&["invite"]).ok);
+
+    // Right card, wrong password: refused, and the key file still opens afterwards.
+    let wrong_pw = Cli {
+        dir: alice.dir.clone(),
+        password: "wrong horse".into(),
+    };
+    let o = wrong_pw.run(&["invite"]);
+    assert_eq!(o.json["kind"], "wrong_password", "{}", o.stdout);
+
+    // A second card, provisioned for another account, on the other slot: refused for Alice.
+    let card_b = dir.path().join("card-b.json");
+    let sim_b = Sim::insert(&card_b, 1);
+    let bob = Cli::new(&dir.path().join("bob"));
+    bob.ok(&["card", "provision", "--reader", &sim_b.reader]);
+    let b = init_with_card(&bob, &relay_addr, "Bob", &sim_b.reader);
+    assert!(b.ok, "{}", b.stderr);
+    let o = alice.run(&["invite", "--reader", &sim_b.reader]);
+    assert_eq!(o.json["kind"], "wrong_card", "{}", o.stdout);
+    assert!(bob.run(&["invite", "--reader", &sim_b.reader]).ok);
+
+    // A replayed SUN counter: a copy of card A taken before Alice's last unlock (a clone made
+    // earlier) is refused.
+    let snapshot = std::fs::read(&card_a).unwrap();
+    assert!(alice.run(&["invite", "--reader", &sim_a.reader]).ok);
+    sim_a.remove();
+    std::fs::write(&card_a, &snapshot).unwrap();
+    let sim_a = Sim::insert(&card_a, 0);
+    let o = alice.run(&["invite", "--reader", &sim_a.reader]);
+    assert_eq!(o.json["kind"], "card_replayed", "{}", o.stdout);
+    // The next genuine read is above the recorded counter again and opens.
+    assert!(alice.run(&["invite", "--reader", &sim_a.reader]).ok);
+
+    // No card, no reader service: clear errors, the key file untouched, the vault locked.
+    let before = std::fs::read(&key_file).unwrap();
+    sim_a.remove();
+    let o = alice.run(&["invite", "--reader", "Virtual PCD 00 00"]);
+    assert_eq!(o.json["kind"], "no_card", "{}", o.stdout);
+    // Without --reader the first reader with a card is used: only Bob's card is left.
+    let o = alice.run(&["invite"]);
+    assert_eq!(o.json["kind"], "wrong_card", "{}", o.stdout);
+    let mut no_service = alice.command(&["invite"]);
+    no_service.env("PCSCLITE_CSOCK_NAME", dir.path().join("no-pcscd.socket"));
+    let out = no_service.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert!(!out.status.success());
+    assert_eq!(v["kind"], "card_service_unavailable", "{text}");
+    assert_eq!(std::fs::read(&key_file).unwrap(), before);
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("correct horse"));
+
+    // A vault made without a card gets one with `card enroll` and then needs it.
+    sim_b.remove();
+    let o = alice.run(&["invite"]);
+    assert_eq!(o.json["kind"], "no_card", "{}", o.stdout);
+    assert_eq!(std::fs::read(&key_file).unwrap(), before);
+    let card_c = dir.path().join("card-c.json");
+    let sim_c = Sim::insert(&card_c, 1);
+    let carol = Cli::new(&dir.path().join("carol"));
+    carol.init(&relay_addr, "Carol");
+    carol.ok(&["card", "provision", "--reader", &sim_c.reader]);
+    let e = carol.ok(&["card", "enroll", "--reader", &sim_c.reader]);
+    assert_eq!(e["ok"], true);
+    assert!(carol.run(&["invite"]).ok);
+    let o = carol.run(&["card", "enroll", "--reader", &sim_c.reader]);
+    assert_eq!(o.json["kind"], "card_already_enrolled", "{}", o.stdout);
+    // Re-provisioning with the key in the keyring works; the old card secret is gone (and the
+    // SDM counter restarted), so the vault enrolled with it no longer opens (documented).
+    let r = carol.ok(&[
+        "card",
+        "provision",
+        "--reprovision",
+        "--reader",
+        &sim_c.reader,
+    ]);
+    assert_eq!(r["reprovisioned"], true);
+    let o = carol.run(&["invite"]);
+    assert!(
+        ["wrong_password", "card_replayed"].contains(&o.json["kind"].as_str().unwrap()),
+        "{}",
+        o.stdout
+    );
+    sim_c.remove();
+    let o = carol.run(&["invite"]);
+    assert_eq!(o.json["kind"], "no_card", "{}", o.stdout);
+}
+
+#[test]
+fn card_removal_locks_a_listening_engine_within_a_second() {
+    use std::io::BufRead as _;
+    let _slots = slots();
+    let _pcscd = pcscd();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let card = dir.path().join("card.json");
+    let sim = Sim::insert(&card, 0);
+    let dana = Cli::new(&dir.path().join("dana"));
+    dana.ok(&["card", "provision", "--reader", &sim.reader]);
+    let o = init_with_card(&dana, &relay.address.to_string(), "Dana", &sim.reader);
+    assert!(o.ok, "{}", o.stderr);
+
+    let mut child = dana
+        .command(&["listen", "--reader", &sim.reader])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut listen = Guard::new("listen", child);
+    let (tx, rx) = std::sync::mpsc::channel::<(Instant, serde_json::Value)>();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if let Ok(v) = serde_json::from_str(&line) {
+                let _ = tx.send((Instant::now(), v));
+            }
+        }
+    });
+    let (_, first) = rx.recv_timeout(Duration::from_secs(30)).unwrap();
+    assert_eq!(first["event"], "connected", "{first}");
+
+    let removed_at = Instant::now();
+    sim.guard_kill();
+    let (at, locked) = rx
+        .recv_timeout(Duration::from_secs(10))
+        .expect("no lock event");
+    assert_eq!(locked["event"], "locked", "{locked}");
+    assert_eq!(locked["reason"], "card_removed", "{locked}");
+    let took = at.duration_since(removed_at);
+    eprintln!("card removal to locked engine: {took:?}");
+    assert!(took < Duration::from_secs(1), "locked after {took:?}");
+    // The listening process ends after locking: nothing of the vault stays in memory.
+    let status = listen
+        .wait_timeout(Duration::from_secs(10))
+        .expect("listen kept running");
+    assert!(status.success());
 }
