@@ -77,6 +77,17 @@ enum Cmd {
         #[arg(long, default_value_t = 200)]
         messages: usize,
     },
+    /// Tap-to-unlock split, through pcscd and a virtual card in vpcd slot SLOT: card read
+    /// (authenticate, SUN, secret in Full mode), Argon2id alone, and the vault open (which
+    /// includes Argon2id). Needs pcscd running with the vpcd driver; no relay is started.
+    Unlock {
+        /// Unlocks to time
+        #[arg(long, default_value_t = 10)]
+        rounds: usize,
+        /// The vpcd slot for the virtual card (0 or 1)
+        #[arg(long, default_value_t = 1)]
+        slot: u16,
+    },
     /// Relay memory per idle logged-in connection
     Idle {
         /// Connections to open
@@ -103,6 +114,11 @@ fn main() -> anyhow::Result<()> {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Cmd::Unlock { rounds, slot } = cli.command {
+        return tokio::task::spawn_blocking(move || unlock(rounds, slot))
+            .await
+            .context("unlock benchmark")?;
+    }
     let _tmp;
     let mut spawned = None;
     let address = match &cli.relay {
@@ -147,6 +163,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         } => latency(&address, clients, rate, seconds, size).await,
         Cmd::Idle { connections } => idle(&address, connections, spawned.as_ref()).await,
         Cmd::Roundtrip { messages } => roundtrip(&address, messages).await,
+        Cmd::Unlock { .. } => Ok(()),
     };
     if let Some(relay) = &spawned
         && let Some(rss) = relay.rss_kib()
@@ -596,5 +613,107 @@ async fn roundtrip(addr: &RelayAddress, messages: usize) -> anyhow::Result<()> {
         percentile(&times, 0.9),
         percentile(&times, 0.99)
     );
+    Ok(())
+}
+
+fn median_ms(mut v: Vec<Duration>) -> f64 {
+    v.sort();
+    v.get(v.len() / 2)
+        .map(|d| d.as_secs_f64() * 1000.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// The tap-to-unlock benchmark (see `Cmd::Unlock`).
+fn unlock(rounds: usize, slot: u16) -> anyhow::Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tessera_core::card::{self, Reprovision};
+    use tessera_nfc::reader::Readers;
+    use tessera_store::{KdfParams, MemorySecrets, Vault};
+
+    let dir = tempfile::tempdir().context("temporary directory")?;
+    let readers = Readers::open().context("pcscd")?;
+    let suffix = format!("00 {slot:02}");
+    let reader = readers
+        .list()
+        .context("readers")?
+        .into_iter()
+        .find(|r| r.starts_with("Virtual PCD") && r.ends_with(&suffix))
+        .context("no vpcd reader in that slot")?;
+    anyhow::ensure!(
+        readers.wait_for(&reader, false, Duration::from_secs(5))?,
+        "{reader} already has a card"
+    );
+    let removed = Arc::new(AtomicBool::new(false));
+    let sim = {
+        let (state, removed) = (dir.path().join("card.json"), removed.clone());
+        let addr = format!("127.0.0.1:{}", tessera_nfc::vpcd::DEFAULT_PORT + slot);
+        std::thread::spawn(move || {
+            tessera_nfc::vpcd::serve(&addr, &state, &|| removed.load(Ordering::SeqCst))
+        })
+    };
+    anyhow::ensure!(
+        readers.wait_for(&reader, true, Duration::from_secs(10))?,
+        "the virtual card did not appear"
+    );
+    let secrets = MemorySecrets::default();
+    let t = Instant::now();
+    card::provision(&secrets, Some(&reader), Reprovision::No)?;
+    println!(
+        "provision (factory card, through vpcd): {:.1} ms",
+        t.elapsed().as_secs_f64() * 1000.0
+    );
+    let vault_dir = dir.path().join("vault");
+    let first = card::tap(&secrets, Some(&reader))?;
+    let password = b"benchmark password";
+    drop(Vault::create(
+        &vault_dir,
+        password,
+        KdfParams::DEFAULT,
+        &secrets,
+        Some(&first.factor),
+        &mut rand::rng(),
+    )?);
+    let (mut reads, mut argon, mut opens) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let tap = card::tap(&secrets, Some(&reader))?;
+        reads.push(t.elapsed());
+        let t = Instant::now();
+        drop(Vault::open(
+            &vault_dir,
+            password,
+            &secrets,
+            Some(&tap.factor),
+            &mut rand::rng(),
+        )?);
+        opens.push(t.elapsed());
+        let t = Instant::now();
+        tessera_store::KdfParams::DEFAULT.check()?;
+        argon2_alone(password)?;
+        argon.push(t.elapsed());
+    }
+    removed.store(true, Ordering::SeqCst);
+    let _ = sim.join();
+    let (r, a, o) = (median_ms(reads), median_ms(argon), median_ms(opens));
+    println!("unlock, {rounds} rounds, medians:");
+    println!(
+        "  card read (PC/SC connect, GET UID, SUN read + verify, EV2 auth, secret in Full mode): {r:.1} ms"
+    );
+    println!("  Argon2id alone (256 MiB, t=3, p=1): {a:.1} ms");
+    println!("  vault open (Argon2id + unwrap + counter record + SQLCipher open): {o:.1} ms");
+    println!("  of which not Argon2id: {:.1} ms", o - a);
+    println!("  tap to unlocked: {:.1} ms", r + o);
+    Ok(())
+}
+
+fn argon2_alone(password: &[u8]) -> anyhow::Result<()> {
+    use argon2::{Algorithm, Argon2, Params, Version};
+    let p = tessera_store::KdfParams::DEFAULT;
+    let params = Params::new(p.memory_kib, p.passes, p.lanes, Some(32))
+        .map_err(|e| anyhow::anyhow!("argon2 parameters: {e}"))?;
+    let mut out = [0u8; 32];
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+        .hash_password_into(password, &[7; 16], &mut out)
+        .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
     Ok(())
 }

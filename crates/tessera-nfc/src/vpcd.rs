@@ -129,10 +129,20 @@ pub fn save(path: &Path, state: &CardState) -> Result<(), VpcdError> {
     Ok(())
 }
 
+fn quick_ack(s: &TcpStream) {
+    // Linux turns quick ACKs off again by itself: set it before every read.
+    #[cfg(any(target_os = "linux", target_os = "android"))]
+    let _ = socket2::SockRef::from(s).set_tcp_quickack(true);
+    #[cfg(not(any(target_os = "linux", target_os = "android")))]
+    let _ = s;
+}
+
 fn read_message(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
     let mut len = [0u8; 2];
+    quick_ack(s);
     s.read_exact(&mut len)?;
     let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
+    quick_ack(s);
     s.read_exact(&mut buf)?;
     Ok(buf)
 }
