@@ -167,9 +167,12 @@ fn card_virtual_card_through_pcscd_answers_and_removal_is_seen() {
         );
     }
 
-    // Removing the card (closing the socket) is seen by PC/SC within a second; the open
-    // connection then fails as "removed".
-    drop(card);
+    // Another program (another PC/SC context) cannot take the card while it is held.
+    let other = Readers::open().unwrap();
+    assert_eq!(other.connect(&reader).err(), Some(ReaderError::Busy));
+
+    // Removing the card (closing the socket) is seen by PC/SC within a second; the connection
+    // still open then fails as "removed" mid-transaction.
     let t = Instant::now();
     removed.store(true, Ordering::SeqCst);
     sim.join().unwrap().unwrap();
@@ -179,6 +182,14 @@ fn card_virtual_card_through_pcscd_answers_and_removal_is_seen() {
             .unwrap()
     );
     let seen = t.elapsed();
+    assert!(
+        matches!(
+            card.transmit(&apdu::select_ndef_application()),
+            Err(ReaderError::CardRemoved | ReaderError::NoCard)
+        ),
+        "a transmit to a removed card did not fail as such"
+    );
+    drop(card);
     assert!(
         matches!(
             readers.connect(&reader).err(),
@@ -200,6 +211,8 @@ fn init_with_card(cli: &Cli, relay: &str, name: &str, reader: &str) -> tessera_e
         "19",
         "--reader",
         reader,
+        "--transport",
+        "direct",
     ])
 }
 

@@ -231,28 +231,16 @@ fn chat_a_relay_with_another_key_is_refused_before_anything_is_sent() {
         "--kdf-memory-mib",
         "19",
         "--no-card",
+        "--transport",
+        "direct",
     ]);
     assert!(!o.ok);
-    assert_eq!(o.json["kind"], "relay", "{}", o.stdout);
+    assert_eq!(o.json["kind"], "pin_mismatch", "{}", o.stdout);
     assert!(
         o.json["error"].as_str().unwrap().contains("pin"),
         "{}",
         o.stdout
     );
-    // Tor is configured explicitly and is not available yet: refused, never direct.
-    let dave = Cli::new(&dir.path().join("dave"));
-    let o = dave.run(&[
-        "init",
-        "--relay",
-        &relay.address.to_string(),
-        "--name",
-        "Dave",
-        "--transport",
-        "tor",
-        "--no-card",
-    ]);
-    assert!(!o.ok);
-    assert_eq!(o.json["kind"], "transport_unavailable", "{}", o.stdout);
 }
 
 /// A relay that lies: TLS with its own (pinned) key, then answers every `FetchBundle` with
@@ -354,7 +342,7 @@ async fn chat_engine_lock_drops_access_and_unlock_restores_the_same_account() {
             password: Zeroizing::new(b"erin's password".to_vec()),
             relay: relay.address.clone(),
             name: "Erin".into(),
-            transport: tessera_net::Transport::Direct,
+            transport: tessera_core::TransportConfig::Direct,
             kdf: KdfParams::MINIMUM,
             card: None,
         },

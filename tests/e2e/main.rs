@@ -8,4 +8,5 @@ mod chat;
 mod loadgen;
 mod relay;
 mod relay_protocol;
+mod tor;
 mod ui;

@@ -75,8 +75,8 @@ impl Cli {
         o.json
     }
 
-    /// `init --no-card` with the minimum Argon2id cost (tests create many vaults; the card
-    /// factor has its own tests in `card.rs`).
+    /// `init --no-card --transport direct` with the minimum Argon2id cost (tests create many
+    /// vaults; the card and Tor have their own tests in `card.rs` and `tor.rs`).
     pub fn init(&self, relay: &str, name: &str) -> Value {
         self.ok(&[
             "init",
@@ -87,6 +87,8 @@ impl Cli {
             "--kdf-memory-mib",
             "19",
             "--no-card",
+            "--transport",
+            "direct",
         ])
     }
 

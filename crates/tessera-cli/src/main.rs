@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use tessera_core::card::{self, CardError, Reprovision};
 use tessera_core::{
     Contact, ContactState, CoreError, CreateOptions, Engine, Event, Invite, KdfParams, Message,
-    MessageStatus, OsKeyring,
+    MessageStatus, OsKeyring, TransportConfig,
 };
 use tessera_net::{NetError, Transport};
 use tessera_proto::RelayAddress;
@@ -37,10 +37,11 @@ struct Cli {
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum TransportArg {
+    /// Through the embedded Tor client (if Tor cannot connect, commands fail; nothing is ever
+    /// sent directly instead)
+    Tor,
     /// Straight to the relay (reveals your IP address to it; development and tests)
     Direct,
-    /// Through Tor (not yet in this build: refused, never replaced by direct)
-    Tor,
 }
 
 #[derive(Debug, Subcommand)]
@@ -53,9 +54,13 @@ enum Command {
         /// Your display name, shown to people you add
         #[arg(long)]
         name: String,
-        /// How to reach the relay
-        #[arg(long, value_enum, default_value = "direct")]
+        /// How to reach the relay (kept in the vault; every later command uses it)
+        #[arg(long, value_enum, default_value = "tor")]
         transport: TransportArg,
+        /// An Arti configuration file (Arti's TOML: bridges, or a private Tor network's
+        /// authorities), kept in the vault's settings; state and cache stay in the data dir
+        #[arg(long, value_name = "FILE", env = "TESSERA_TOR_CONFIG")]
+        tor_config: Option<PathBuf>,
         /// Argon2id memory in MiB (default 256; at least 19)
         #[arg(long, value_name = "MIB")]
         kdf_memory_mib: Option<u32>,
@@ -201,10 +206,17 @@ enum ContactCommand {
 
 #[derive(Debug, Subcommand)]
 enum RelayCommand {
-    /// Connect to a relay directly, verify its pinned key and open a WebSocket
+    /// Connect to a relay, verify its pinned key and open a WebSocket (directly, or through Tor
+    /// with --tor)
     Check {
         /// Relay address, tessera://HOST:PORT/PIN
         address: RelayAddress,
+        /// Go through Tor (state and cache in a temporary directory)
+        #[arg(long)]
+        tor: bool,
+        /// An Arti configuration file for --tor
+        #[arg(long, value_name = "FILE", requires = "tor")]
+        tor_config: Option<PathBuf>,
     },
 }
 
@@ -256,13 +268,24 @@ fn kind(e: &CliError) -> &'static str {
             _ => "vault",
         },
         CliError::Core(CoreError::Card(c)) => card_kind(c),
+        CliError::Core(CoreError::Net(tessera_net::ClientError::Net(n))) => net_kind(n),
         CliError::Core(CoreError::Net(_)) => "relay",
         CliError::Core(CoreError::TransportUnavailable(_)) => "transport_unavailable",
         CliError::Core(CoreError::UnknownContact) => "unknown_contact",
         CliError::Core(CoreError::BadInvite) => "bad_invite",
         CliError::Core(_) => "engine",
         CliError::Usage(_) => "usage",
-        CliError::Net(_) => "relay",
+        CliError::Net(n) => net_kind(n),
+    }
+}
+
+fn net_kind(e: &NetError) -> &'static str {
+    match e {
+        NetError::TorBootstrap(_) => "tor_unavailable",
+        NetError::TorConnect(_) => "tor_connect",
+        NetError::TorConfig(_) => "tor_config",
+        NetError::PinMismatch { .. } => "pin_mismatch",
+        _ => "relay",
     }
 }
 
@@ -412,6 +435,13 @@ fn event_json(e: &Event, engine: &Engine) -> Option<Value> {
         Event::Dropped { reason } => json!({"event": "dropped", "reason": reason}),
         Event::PrekeysRefilled => json!({"event": "prekeys_refilled"}),
         Event::Locked { reason } => json!({"event": "locked", "reason": reason}),
+        Event::TorProgress {
+            percent,
+            phase,
+            ready,
+            blocked,
+        } => json!({"event": "tor", "percent": percent, "phase": phase, "ready": ready,
+                    "blocked": blocked}),
         _ => return None,
     })
 }
@@ -646,8 +676,21 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 return Err(CliError::Usage("the SDMMAC does not verify".into()));
             }
         }
-        Command::Relay(RelayCommand::Check { address }) => {
-            let mut ws = tessera_net::connect_websocket(address, &Transport::Direct).await?;
+        Command::Relay(RelayCommand::Check {
+            address,
+            tor,
+            tor_config,
+        }) => {
+            let scratch = tempfile::tempdir()
+                .map_err(|e| CliError::Usage(format!("temporary directory: {e}")))?;
+            let transport = if *tor {
+                let mut opts = tessera_net::TorOptions::under(scratch.path());
+                opts.config_file = tor_config.clone();
+                Transport::Tor(tessera_net::Tor::start(&opts)?)
+            } else {
+                Transport::Direct
+            };
+            let mut ws = tessera_net::connect_websocket(address, &transport).await?;
             let _ = ws.close(None).await;
             out(
                 json!({"relay": address.to_string(), "ok": true}),
@@ -661,14 +704,20 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             relay,
             name,
             transport,
+            tor_config,
             kdf_memory_mib,
             no_card,
         } => {
             let transport = match transport {
-                TransportArg::Direct => Transport::Direct,
-                TransportArg::Tor => {
-                    return Err(CoreError::TransportUnavailable("tor".into()).into());
-                }
+                TransportArg::Direct => TransportConfig::Direct,
+                TransportArg::Tor => TransportConfig::Tor {
+                    config_file: match tor_config {
+                        Some(f) => Some(std::path::absolute(f).map_err(|e| {
+                            CliError::Usage(format!("--tor-config {}: {e}", f.display()))
+                        })?),
+                        None => None,
+                    },
+                },
             };
             let mut kdf = KdfParams::DEFAULT;
             if let Some(m) = kdf_memory_mib {

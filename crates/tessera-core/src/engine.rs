@@ -33,7 +33,7 @@ use tokio::sync::broadcast;
 use zeroize::Zeroizing;
 
 use crate::content::{Content, ReceiptKind, id_hex, parse_id};
-use crate::{CoreError, Event, Invite, LockReason};
+use crate::{CoreError, Event, Invite, LockReason, TransportConfig};
 
 const DAY_MS: u64 = 86_400_000;
 /// This build's device number (one device per account for now; libsignal allows 1–127).
@@ -64,7 +64,7 @@ pub struct CreateOptions {
     /// The display name contacts see in requests.
     pub name: String,
     /// How to reach the relay.
-    pub transport: Transport,
+    pub transport: TransportConfig,
     /// Argon2id parameters.
     pub kdf: KdfParams,
     /// The card read that becomes the vault's third factor (`None`: no card factor).
@@ -124,7 +124,18 @@ fn setting(v: &Vault, name: &str) -> Result<String, CoreError> {
         .ok_or(CoreError::Vault(VaultError::NotInitialised))
 }
 
-fn load_me(v: &Vault) -> Result<Me, CoreError> {
+/// The transport recorded in the vault's settings.
+fn transport_config(v: &Vault) -> Result<TransportConfig, CoreError> {
+    Ok(match setting(v, "transport")?.as_str() {
+        "direct" => TransportConfig::Direct,
+        "tor" => TransportConfig::Tor {
+            config_file: v.setting("tor_config")?.map(PathBuf::from),
+        },
+        other => return Err(CoreError::TransportUnavailable(other.to_string())),
+    })
+}
+
+fn load_me(v: &Vault, transport: Transport) -> Result<Me, CoreError> {
     let identity = v.local_identity()?;
     let public = identity.public();
     let auth = HybridSigningKey::from_parts(
@@ -155,10 +166,6 @@ fn load_me(v: &Vault) -> Result<Me, CoreError> {
     let relay: RelayAddress = setting(v, "relay")?
         .parse()
         .map_err(|_| CoreError::Vault(VaultError::Corrupt))?;
-    let transport = match setting(v, "transport")?.as_str() {
-        "direct" => Transport::Direct,
-        other => return Err(CoreError::TransportUnavailable(other.to_string())),
-    };
     Ok(Me {
         account_id: public.account_id(),
         public,
@@ -363,6 +370,50 @@ impl Engine {
         }
     }
 
+    /// Sends Tor bootstrap progress as [`Event::TorProgress`] while the engine is unlocked.
+    fn forward_tor_progress(&self) {
+        let Ok(Some(mut progress)) = self.with(|u| {
+            Ok(match &u.me.transport {
+                Transport::Tor(tor) => Some(tor.progress()),
+                _ => None,
+            })
+        }) else {
+            return;
+        };
+        let engine = self.clone();
+        tokio::spawn(async move {
+            loop {
+                let p = progress.borrow_and_update().clone();
+                engine.emit(Event::TorProgress {
+                    percent: p.percent,
+                    phase: p.phase,
+                    ready: p.ready,
+                    blocked: p.blocked,
+                });
+                if p.ready || progress.changed().await.is_err() || !engine.is_unlocked() {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Tor bootstrap progress, when the transport is Tor.
+    pub fn tor_progress(&self) -> Option<tokio::sync::watch::Receiver<tessera_net::TorProgress>> {
+        self.with(|u| {
+            Ok(match &u.me.transport {
+                Transport::Tor(tor) => Some(tor.progress()),
+                _ => None,
+            })
+        })
+        .ok()
+        .flatten()
+    }
+
+    /// The transport in use: `direct` or `tor`.
+    pub fn transport_name(&self) -> Result<&'static str, CoreError> {
+        self.with(|u| Ok(u.me.transport.name()))
+    }
+
     /// Events (new messages, status changes, contact requests, identity changes).
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.events.subscribe()
@@ -388,10 +439,10 @@ impl Engine {
         opts: CreateOptions,
         secrets: Arc<dyn SecretStore>,
     ) -> Result<Self, CoreError> {
-        if !matches!(opts.transport, Transport::Direct) {
-            return Err(CoreError::TransportUnavailable("tor".into()));
-        }
-        let (client, pushes) = RelayClient::connect(&opts.relay, &opts.transport).await?;
+        // The transport is started first and the relay contacted through it: with Tor, nothing
+        // is ever sent outside Tor, and a relay that cannot be reached leaves nothing behind.
+        let transport = opts.transport.open(&opts.dir)?;
+        let (client, pushes) = RelayClient::connect(&opts.relay, &transport).await?;
         let dir = opts.dir.clone();
         let s2 = secrets.clone();
         let password = opts.password.clone();
@@ -403,7 +454,16 @@ impl Engine {
         .await
         .map_err(|_| CoreError::Busy)??;
         let vault_id = vault.vault_id();
-        match Self::set_up(opts.clone(), secrets.clone(), vault, client, pushes).await {
+        match Self::set_up(
+            opts.clone(),
+            secrets.clone(),
+            vault,
+            transport,
+            client,
+            pushes,
+        )
+        .await
+        {
             Ok(engine) => Ok(engine),
             Err(e) => {
                 for f in [
@@ -424,6 +484,7 @@ impl Engine {
         opts: CreateOptions,
         secrets: Arc<dyn SecretStore>,
         vault: Vault,
+        transport: Transport,
         client: RelayClient,
         pushes: Pushes,
     ) -> Result<Self, CoreError> {
@@ -465,11 +526,20 @@ impl Engine {
             v.set_local("epoch.certificate", &epoch.certificate().to_bytes())?;
             v.set_setting("relay", &opts.relay.to_string())?;
             v.set_setting("name", &opts.name)?;
-            v.set_setting("transport", "direct")?;
+            match &opts.transport {
+                TransportConfig::Direct => v.set_setting("transport", "direct")?,
+                TransportConfig::Tor { config_file } => {
+                    v.set_setting("transport", "tor")?;
+                    if let Some(f) = config_file {
+                        v.set_setting("tor_config", &f.to_string_lossy())?;
+                    }
+                }
+            }
             Ok(())
         })?;
-        let me = load_me(&vault)?;
+        let me = load_me(&vault, transport)?;
         let engine = Self::new(&opts.dir, secrets, Unlocked { vault, me });
+        engine.forward_tor_progress();
         let (signed, wire) = engine.with(|u| new_prekeys(&u.vault, &u.me.identity, 1))?;
         client
             .register(&identity.public(), &certificate, &auth, &mut rng())
@@ -494,8 +564,11 @@ impl Engine {
         })
         .await
         .map_err(|_| CoreError::Busy)??;
-        let me = load_me(&vault)?;
-        Ok(Self::new(dir, secrets, Unlocked { vault, me }))
+        let transport = transport_config(&vault)?.open(dir)?;
+        let me = load_me(&vault, transport)?;
+        let engine = Self::new(dir, secrets, Unlocked { vault, me });
+        engine.forward_tor_progress();
+        Ok(engine)
     }
 
     /// Adds the card factor to the (locked) vault in `dir`; see [`Vault::enroll_card`].

@@ -4,6 +4,7 @@ pub mod card;
 mod content;
 mod engine;
 mod invite;
+mod transport;
 
 pub use content::{Content, MAX_TEXT, ReceiptKind};
 pub use engine::{CreateOptions, Engine};
@@ -12,6 +13,7 @@ pub use tessera_store::CardFactor;
 pub use tessera_store::{
     Contact, ContactState, KdfParams, Message, MessageStatus, OsKeyring, SecretStore,
 };
+pub use transport::TransportConfig;
 
 /// Something the engine reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -66,6 +68,17 @@ pub enum Event {
     },
     /// One-time prekeys were refilled.
     PrekeysRefilled,
+    /// Tor bootstrap progress (transport `tor`).
+    TorProgress {
+        /// 0–100.
+        percent: u8,
+        /// What Arti is doing.
+        phase: String,
+        /// Ready for traffic.
+        ready: bool,
+        /// Why it is stuck, if Arti knows.
+        blocked: Option<String>,
+    },
     /// An envelope could not be used and was dropped.
     Dropped {
         /// Why.

@@ -76,6 +76,10 @@ enum Cmd {
         /// Messages to time (one at a time)
         #[arg(long, default_value_t = 200)]
         messages: usize,
+        /// Both engines go through Tor with this Arti configuration (a private network's
+        /// `arti.toml` from scripts/tornet) instead of directly
+        #[arg(long, value_name = "FILE")]
+        tor_config: Option<PathBuf>,
     },
     /// Tap-to-unlock split, through pcscd and a virtual card in vpcd slot SLOT: card read
     /// (authenticate, SUN, secret in Full mode), Argon2id alone, and the vault open (which
@@ -87,6 +91,15 @@ enum Cmd {
         /// The vpcd slot for the virtual card (0 or 1)
         #[arg(long, default_value_t = 1)]
         slot: u16,
+    },
+    /// Arti bootstrap time with an empty cache, then again with the cache it left (no relay)
+    TorBootstrap {
+        /// The Arti configuration (a private network's `arti.toml` from scripts/tornet)
+        #[arg(long, value_name = "FILE")]
+        tor_config: PathBuf,
+        /// Warm bootstraps to time
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// Relay memory per idle logged-in connection
     Idle {
@@ -118,6 +131,9 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         return tokio::task::spawn_blocking(move || unlock(rounds, slot))
             .await
             .context("unlock benchmark")?;
+    }
+    if let Cmd::TorBootstrap { tor_config, rounds } = &cli.command {
+        return tor_bootstrap(tor_config, *rounds).await;
     }
     let _tmp;
     let mut spawned = None;
@@ -162,8 +178,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             size,
         } => latency(&address, clients, rate, seconds, size).await,
         Cmd::Idle { connections } => idle(&address, connections, spawned.as_ref()).await,
-        Cmd::Roundtrip { messages } => roundtrip(&address, messages).await,
-        Cmd::Unlock { .. } => Ok(()),
+        Cmd::Roundtrip {
+            messages,
+            tor_config,
+        } => roundtrip(&address, messages, tor_config).await,
+        Cmd::Unlock { .. } | Cmd::TorBootstrap { .. } => Ok(()),
     };
     if let Some(relay) = &spawned
         && let Some(rss) = relay.rss_kib()
@@ -561,7 +580,11 @@ async fn idle(
     Ok(())
 }
 
-async fn roundtrip(addr: &RelayAddress, messages: usize) -> anyhow::Result<()> {
+async fn roundtrip(
+    addr: &RelayAddress,
+    messages: usize,
+    tor_config: Option<PathBuf>,
+) -> anyhow::Result<()> {
     use tessera_core::{CreateOptions, Engine, Event, KdfParams, MessageStatus};
     let dir = tempfile::tempdir()?;
     let secrets: Arc<dyn tessera_store::SecretStore> =
@@ -571,11 +594,27 @@ async fn roundtrip(addr: &RelayAddress, messages: usize) -> anyhow::Result<()> {
         password: zeroize::Zeroizing::new(b"benchmark".to_vec()),
         relay: addr.clone(),
         name: name.to_string(),
-        transport: Transport::Direct,
+        transport: match &tor_config {
+            Some(f) => tessera_core::TransportConfig::Tor {
+                config_file: Some(f.clone()),
+            },
+            None => tessera_core::TransportConfig::Direct,
+        },
         kdf: KdfParams::MINIMUM,
         card: None,
     };
+    let t = Instant::now();
     let alice = Engine::create(make("alice"), secrets.clone()).await?;
+    println!(
+        "roundtrip: transport {}, account created (cold start{}) in {:.2} s",
+        alice.transport_name()?,
+        if tor_config.is_some() {
+            ", Arti bootstrap with an empty cache"
+        } else {
+            ""
+        },
+        t.elapsed().as_secs_f64()
+    );
     let bob = Engine::create(make("bob"), secrets.clone()).await?;
     let mut bob_events = bob.subscribe();
     let contact = alice.add_contact(&bob.invite()?, Some("bob")).await?;
@@ -715,5 +754,33 @@ fn argon2_alone(password: &[u8]) -> anyhow::Result<()> {
     Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
         .hash_password_into(password, &[7; 16], &mut out)
         .map_err(|e| anyhow::anyhow!("argon2: {e}"))?;
+    Ok(())
+}
+
+/// Arti bootstrap, cold then warm (see `Cmd::TorBootstrap`).
+async fn tor_bootstrap(config: &std::path::Path, rounds: usize) -> anyhow::Result<()> {
+    let dir = tempfile::tempdir().context("temporary directory")?;
+    let mut opts = tessera_net::TorOptions::under(dir.path());
+    opts.config_file = Some(config.to_path_buf());
+    let t = Instant::now();
+    let tor = tessera_net::Tor::start(&opts)?;
+    tor.ready().await?;
+    println!(
+        "tor bootstrap, empty cache: {:.2} s",
+        t.elapsed().as_secs_f64()
+    );
+    drop(tor);
+    let mut warm = Vec::new();
+    for _ in 0..rounds {
+        let t = Instant::now();
+        let tor = tessera_net::Tor::start(&opts)?;
+        tor.ready().await?;
+        warm.push(t.elapsed());
+        drop(tor);
+    }
+    println!(
+        "tor bootstrap, warm cache ({rounds} runs): median {:.2} s",
+        median_ms(warm) / 1000.0
+    );
     Ok(())
 }

@@ -5,27 +5,46 @@ use std::time::Duration;
 
 use rustls::pki_types::ServerName;
 use tessera_proto::{RelayAddress, RelayHost, paths};
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
 
+use crate::tor::Tor;
 use crate::{NetError, PinnedVerifier, client_config};
 
 /// How long connecting plus the TLS handshake may take before [`NetError::Timeout`].
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
-/// How to reach the relay. Always chosen explicitly by configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How to reach the relay. Always chosen explicitly by configuration; one never stands in for
+/// the other.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Transport {
     /// Plain TCP from this machine to the relay: reveals the user's IP address to the relay and
     /// the relay's address to the local network. For development and tests.
     Direct,
+    /// Through the embedded Tor client (the default for accounts).
+    Tor(Arc<Tor>),
 }
 
+impl Transport {
+    /// `direct` or `tor`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Tor(_) => "tor",
+        }
+    }
+}
+
+/// A byte stream under the TLS layer: TCP, or a Tor stream.
+pub trait Carrier: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Carrier for T {}
+
 /// A TLS stream to the relay whose key matched the pin.
-pub type RelayStream = TlsStream<TcpStream>;
+pub type RelayStream = TlsStream<Box<dyn Carrier>>;
 
 /// A WebSocket to the relay over a pinned TLS stream.
 pub type RelayWebSocket = WebSocketStream<RelayStream>;
@@ -36,7 +55,16 @@ pub async fn connect_tls(
     addr: &RelayAddress,
     transport: &Transport,
 ) -> Result<RelayStream, NetError> {
-    tokio::time::timeout(CONNECT_TIMEOUT, connect_tls_inner(addr, transport))
+    // Over Tor, waiting for bootstrap has its own timeout; the stream and handshake get the
+    // usual one (onion circuits take a few seconds more).
+    let limit = match transport {
+        Transport::Direct => CONNECT_TIMEOUT,
+        Transport::Tor(_) => CONNECT_TIMEOUT * 3,
+    };
+    if let Transport::Tor(tor) = transport {
+        tor.ready().await?;
+    }
+    tokio::time::timeout(limit, connect_tls_inner(addr, transport))
         .await
         .map_err(|_| NetError::Timeout)?
 }
@@ -45,13 +73,17 @@ async fn connect_tls_inner(
     addr: &RelayAddress,
     transport: &Transport,
 ) -> Result<RelayStream, NetError> {
-    let tcp = match transport {
-        Transport::Direct => TcpStream::connect(addr.authority())
-            .await
-            .map_err(NetError::Connect)?,
+    let carrier: Box<dyn Carrier> = match transport {
+        Transport::Direct => {
+            let tcp = TcpStream::connect(addr.authority())
+                .await
+                .map_err(NetError::Connect)?;
+            // Ignore a failure to set TCP_NODELAY: it only affects latency.
+            let _ = tcp.set_nodelay(true);
+            Box::new(tcp)
+        }
+        Transport::Tor(tor) => Box::new(tor.connect(&addr.host.to_string(), addr.port).await?),
     };
-    // Ignore a failure to set TCP_NODELAY: it only affects latency.
-    let _ = tcp.set_nodelay(true);
 
     let verifier = Arc::new(PinnedVerifier::new(addr.pin));
     let config =
@@ -65,7 +97,7 @@ async fn connect_tls_inner(
         }
     };
     match TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
+        .connect(name, carrier)
         .await
     {
         Ok(stream) => Ok(stream),

@@ -25,6 +25,17 @@ pub enum NetError {
     /// The WebSocket upgrade was refused or malformed.
     #[error("the relay refused the WebSocket upgrade: {0}")]
     WebSocket(#[source] Box<tokio_tungstenite::tungstenite::Error>),
+    /// The Tor configuration or its directories are unusable.
+    #[error("Tor configuration: {0}")]
+    TorConfig(String),
+    /// Tor could not bootstrap (network down, authorities or bridges unreachable). Nothing was
+    /// sent another way.
+    #[error("Tor is not connected: {0} (nothing was sent outside Tor)")]
+    TorBootstrap(String),
+    /// Tor is up but could not open a stream to the relay (onion service unreachable, exit
+    /// refused). Nothing was sent another way.
+    #[error("cannot reach the relay through Tor: {0} (nothing was sent outside Tor)")]
+    TorConnect(String),
 }
 
 /// A small, stable classification for callers that decide what to do next.
@@ -43,7 +54,10 @@ impl NetError {
     /// How a caller should react.
     pub fn kind(&self) -> ErrorKind {
         match self {
-            Self::Connect(_) | Self::Timeout => ErrorKind::Retry,
+            Self::Connect(_) | Self::Timeout | Self::TorBootstrap(_) | Self::TorConnect(_) => {
+                ErrorKind::Retry
+            }
+            Self::TorConfig(_) => ErrorKind::Protocol,
             Self::PinMismatch { .. } => ErrorKind::Impostor,
             Self::Tls(_) | Self::WebSocket(_) => ErrorKind::Protocol,
         }

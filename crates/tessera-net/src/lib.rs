@@ -4,8 +4,12 @@ mod client;
 mod connect;
 mod error;
 mod pin;
+pub mod tor;
 
 pub use client::{ClientError, FetchedBundle, Pushed, Pushes, RelayClient};
-pub use connect::{RelayStream, RelayWebSocket, Transport, connect_tls, connect_websocket};
+pub use connect::{
+    Carrier, RelayStream, RelayWebSocket, Transport, connect_tls, connect_websocket,
+};
 pub use error::{ErrorKind, NetError};
 pub use pin::{PinnedVerifier, client_config, spki_pin_of_certificate};
+pub use tor::{Tor, TorOptions, TorProgress};

@@ -1,0 +1,257 @@
+//! Tor end to end on a private Tor network on loopback (`scripts/tornet`): the relay as an
+//! onion service behind C tor, clients with embedded Arti, and fail-closed behaviour.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use tessera_e2e::cli::{Cli, Outcome};
+use tessera_e2e::relay::Relay;
+
+fn tornet_script() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("..")
+        .join("scripts")
+        .join("tornet")
+}
+
+/// A private Tor network, torn down when dropped.
+struct TorNet {
+    dir: PathBuf,
+    base: u16,
+    up: bool,
+}
+
+impl TorNet {
+    fn up(dir: &Path, base: u16) -> Self {
+        assert!(
+            tessera_e2e::on_path("tor") || Path::new("/usr/sbin/tor").exists(),
+            "tor (package tor) is needed for the Tor tests; ./scripts/setup installs it"
+        );
+        let t = Instant::now();
+        let out = std::process::Command::new("bash")
+            .arg(tornet_script())
+            .args(["up"])
+            .arg(dir)
+            .env("TORNET_BASE_PORT", base.to_string())
+            .env(
+                "PATH",
+                format!("/usr/sbin:{}", std::env::var("PATH").unwrap_or_default()),
+            )
+            .output()
+            .unwrap();
+        let net = Self {
+            dir: dir.to_path_buf(),
+            base,
+            up: true,
+        };
+        assert!(
+            out.status.success(),
+            "scripts/tornet up failed:\n{}\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        eprintln!(
+            "private Tor network up in {:.1} s",
+            t.elapsed().as_secs_f64()
+        );
+        net
+    }
+
+    fn relay_port(&self) -> u16 {
+        self.base + 400
+    }
+
+    fn onion(&self) -> String {
+        std::fs::read_to_string(self.dir.join("relay-onion"))
+            .unwrap()
+            .trim()
+            .to_string()
+    }
+
+    fn arti_toml(&self) -> String {
+        self.dir.join("arti.toml").to_str().unwrap().to_string()
+    }
+
+    fn down(&mut self) {
+        if self.up {
+            let _ = std::process::Command::new("bash")
+                .arg(tornet_script())
+                .args(["down"])
+                .arg(&self.dir)
+                .output();
+            self.up = false;
+        }
+    }
+}
+
+impl Drop for TorNet {
+    fn drop(&mut self) {
+        self.down();
+    }
+}
+
+fn init_tor(cli: &Cli, relay: &str, name: &str, arti: &str) -> Outcome {
+    cli.run(&[
+        "init",
+        "--relay",
+        relay,
+        "--name",
+        name,
+        "--kdf-memory-mib",
+        "19",
+        "--no-card",
+        "--transport",
+        "tor",
+        "--tor-config",
+        arti,
+    ])
+}
+
+/// Counts TCP connections accepted on a port where nothing should connect.
+fn watch_port(port: u16) -> Arc<AtomicUsize> {
+    let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let count = Arc::new(AtomicUsize::new(0));
+    let c = count.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            if conn.is_ok() {
+                c.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+    });
+    count
+}
+
+#[test]
+fn tor_two_clients_chat_through_the_onion_relay_and_fail_closed() {
+    let dir = tempfile::tempdir().unwrap();
+    // Ports BASE..BASE+201 for the network, BASE+400 for the relay; spread by process id so
+    // parallel runs on one machine do not collide.
+    let base = 20000 + (std::process::id() % 40) as u16 * 500;
+    let mut net = TorNet::up(&dir.path().join("tornet"), base);
+    let onion = net.onion();
+    let arti = net.arti_toml();
+    let relay = Relay::start_on(
+        &dir.path().join("relay"),
+        net.relay_port(),
+        &["--public-host", &onion, "--public-port", "443"],
+    );
+    // The relay's printed address carries the onion name and the pin.
+    assert_eq!(relay.address.host.to_string(), onion);
+    assert_eq!(relay.address.port, 443);
+    let address = relay.address.to_string();
+
+    // Two accounts over Tor (each CLI process bootstraps its own Arti; the first is cold).
+    let alice = Cli::new(&dir.path().join("alice"));
+    let bob = Cli::new(&dir.path().join("bob"));
+    let t = Instant::now();
+    let a = init_tor(&alice, &address, "Alice", &arti);
+    assert!(a.ok, "{}\n{}", a.stdout, a.stderr);
+    eprintln!(
+        "init over Tor with a cold Arti cache: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let b = init_tor(&bob, &address, "Bob", &arti);
+    assert!(b.ok, "{}\n{}", b.stdout, b.stderr);
+    // Arti's state and cache live in the account's directory, private.
+    for d in ["tor", "tor/state", "tor/cache"] {
+        let meta = std::fs::metadata(alice.dir.join(d)).unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt as _;
+            assert_eq!(meta.permissions().mode() & 0o777, 0o700, "{d}");
+        }
+        assert!(meta.is_dir());
+    }
+
+    let (ai, bi) = (alice.invite(), bob.invite());
+    let t = Instant::now();
+    let added = alice.ok(&["contact", "add", &bi, "--name", "bob"]);
+    eprintln!(
+        "contact add over Tor with a warm Arti cache: {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    assert_eq!(added["contact"]["state"], "requested");
+    let events = bob.sync();
+    assert!(
+        events.iter().any(|e| e["event"] == "contact_request"),
+        "{events:?}"
+    );
+    bob.ok(&["contact", "add", &ai, "--name", "alice"]);
+    alice.sync();
+    alice.ok(&["send", "bob", "hello over Tor"]);
+    assert_eq!(
+        Cli::messages(&bob.sync()),
+        vec![("alice".into(), "hello over Tor".into())]
+    );
+    bob.ok(&["send", "alice", "and back"]);
+    assert_eq!(
+        Cli::messages(&alice.sync()),
+        vec![("bob".into(), "and back".into())]
+    );
+
+    // A wrong pin over Tor is refused exactly as in direct mode.
+    let other = Relay::start(&dir.path().join("other"));
+    let wrong = format!("tessera://{onion}:443/{}", other.address.pin);
+    let carol = Cli::new(&dir.path().join("carol"));
+    let o = init_tor(&carol, &wrong, "Carol", &arti);
+    assert!(!o.ok);
+    assert_eq!(o.json["kind"], "pin_mismatch", "{}", o.stdout);
+    assert!(!carol.dir.join("vault.key").exists());
+
+    // Tor down: typed errors, and not one TCP connection to the relay's clear address.
+    net.down();
+    drop(relay);
+    let port = base + 400;
+    let connections = watch_port(port);
+    let clear = format!("tessera://127.0.0.1:{port}/{}", other.address.pin);
+    let dave = Cli::new(&dir.path().join("dave"));
+    let mut cmd = dave.command(&[
+        "init",
+        "--relay",
+        &clear,
+        "--name",
+        "Dave",
+        "--kdf-memory-mib",
+        "19",
+        "--no-card",
+        "--transport",
+        "tor",
+        "--tor-config",
+        &arti,
+    ]);
+    cmd.env("TESSERA_TOR_BOOTSTRAP_TIMEOUT", "20");
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(text.trim()).unwrap();
+    assert!(!out.status.success());
+    assert!(
+        ["tor_unavailable", "tor_connect"].contains(&v["kind"].as_str().unwrap()),
+        "{text}"
+    );
+    assert!(!dave.dir.join("vault.key").exists());
+    // Alice, warm cache, relay address on the onion: also a Tor error.
+    let mut cmd = alice.command(&["sync"]);
+    cmd.env("TESSERA_TOR_BOOTSTRAP_TIMEOUT", "20");
+    let out = cmd.output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("tor_unavailable") || text.contains("tor_connect"),
+        "{text}"
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        0,
+        "a client configured for Tor connected to the clear address"
+    );
+    // The watch does see a direct connection (so the zero above means something).
+    let control = dave.run(&["relay", "check", &clear]);
+    assert!(!control.ok);
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(connections.load(Ordering::SeqCst) >= 1);
+}
