@@ -143,6 +143,26 @@ fn tor_two_clients_chat_through_the_onion_relay_and_fail_closed() {
     assert_eq!(relay.address.host.to_string(), onion);
     assert_eq!(relay.address.port, 443);
     let address = relay.address.to_string();
+    // The onion service's descriptor reaches the HSDirs some seconds after its tor bootstrapped:
+    // poll with `relay check --tor` (a fresh Arti each time) until the relay answers.
+    let t = Instant::now();
+    let probe = Cli::new(&dir.path().join("probe"));
+    loop {
+        let o = probe.run(&["relay", "check", &address, "--tor", "--tor-config", &arti]);
+        if o.ok {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(180),
+            "the relay's onion service is not reachable after 180 s: {}",
+            o.stdout
+        );
+        std::thread::sleep(Duration::from_secs(2));
+    }
+    eprintln!(
+        "relay reachable as an onion service {:.1} s after the network was up",
+        t.elapsed().as_secs_f64()
+    );
 
     // Two accounts over Tor (each CLI process bootstraps its own Arti; the first is cold).
     let alice = Cli::new(&dir.path().join("alice"));
