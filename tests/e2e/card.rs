@@ -246,8 +246,12 @@ fn card_provision_unlock_and_every_refusal() {
     let p = alice.ok(&["card", "provision", "--reader", &sim_a.reader]);
     let uid_a = p["uid"].as_str().unwrap().to_string();
     assert_eq!(p["reprovisioned"], false);
-    let o = alice.run(&["card", "provision", "--reader", &sim_a.reader]);
-    assert_eq!(o.json["kind"], "not_factory_fresh", "{}", o.stdout);
+    // Refused again and again: a refusal leaves nothing behind that would let a later run
+    // through without --reprovision.
+    for _ in 0..2 {
+        let o = alice.run(&["card", "provision", "--reader", &sim_a.reader]);
+        assert_eq!(o.json["kind"], "not_factory_fresh", "{}", o.stdout);
+    }
     // The card's keys are no longer the factory's: the simulator's state says so.
     let state: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&card_a).unwrap()).unwrap();

@@ -215,7 +215,11 @@ fn tor_two_clients_chat_through_the_onion_relay_and_fail_closed() {
 
     // A relay on a clear host:port is reached through a Tor exit (the test network's exits may
     // exit to 127.0.0.1), with the same pin check.
-    let via_exit = format!("tessera://127.0.0.1:{}/{}", net.relay_port(), relay.address.pin);
+    let via_exit = format!(
+        "tessera://127.0.0.1:{}/{}",
+        net.relay_port(),
+        relay.address.pin
+    );
     let o = alice.run(&["relay", "check", &via_exit, "--tor", "--tor-config", &arti]);
     assert!(o.ok, "{}", o.stdout);
 

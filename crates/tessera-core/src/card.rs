@@ -120,26 +120,40 @@ pub fn provision(
         Reprovision::WithKey(k) => known.push(k),
     }
     let reprovisioned = !known.is_empty();
-    let new = match secrets.get(&pending_entry)? {
+    let (new, fresh_pending) = match secrets.get(&pending_entry)? {
         Some(p) => {
-            // An interrupted run: its key may be on some of the card's slots already.
-            if let Some(main) = secrets.get(&entry)? {
-                known.push(CardMasterKey::from_bytes(&main));
-            }
+            // An interrupted run: its key may be on some of the card's slots already. (With
+            // --reprovision the keyring's current key is in `known` too, for a re-provisioning
+            // that was interrupted.)
             let p = CardMasterKey::from_bytes(&p);
             known.push(p.clone());
-            p
+            (p, false)
         }
         None => {
             let k = CardMasterKey::generate(&mut r);
             secrets.put(&pending_entry, k.as_bytes())?;
-            k
+            (k, true)
         }
     };
     let mut secret = Zeroizing::new([0u8; 32]);
     rand::RngCore::fill_bytes(&mut r, &mut secret[..]);
     let known_refs: Vec<&CardMasterKey> = known.iter().collect();
-    tag::provision(&mut found.connection, &known_refs, &new, &secret, &mut r)?;
+    match tag::provision(&mut found.connection, &known_refs, &new, &secret, &mut r) {
+        Ok(_) => {}
+        Err(e) => {
+            let refused = matches!(e, TagError::NotFactoryFresh | TagError::WrongCurrentKey);
+            // Refusals happen before anything is written to the card: a pending key made by
+            // this run has nothing to resume and must not later count as a "known" key.
+            if refused && fresh_pending {
+                secrets.delete(&pending_entry)?;
+            }
+            return Err(match e {
+                TagError::WrongCurrentKey if !reprovisioned => TagError::NotFactoryFresh,
+                other => other,
+            }
+            .into());
+        }
+    }
     secrets.put(&entry, new.as_bytes())?;
     secrets.delete(&pending_entry)?;
     Ok(Provisioned {
