@@ -264,12 +264,18 @@ pub fn status(
                 Ok(uid) => {
                     st.uid = Some(uid.iter().map(|b| format!("{b:02x}")).collect());
                     st.originality = tag::originality(&mut c, &uid).ok();
+                    // A card whose key this keyring holds is not probed with the factory key:
+                    // every failed authentication counts on a real card (and repeated ones
+                    // slow it down).
                     let keyed = secrets.get(&card_entry(&uid))?.is_some();
-                    st.provisioning = Some(match tag::probe(&mut c, &mut rng()) {
-                        Ok(p) if p.factory => "factory",
-                        Ok(_) if keyed => "provisioned",
-                        Ok(_) => "foreign",
-                        Err(_) => "unknown",
+                    st.provisioning = Some(if keyed {
+                        "provisioned"
+                    } else {
+                        match tag::probe(&mut c, &mut rng()) {
+                            Ok(p) if p.factory => "factory",
+                            Ok(_) => "foreign",
+                            Err(_) => "unknown",
+                        }
                     });
                     st.enrolled_here = binding.map(|b| b.uid == uid);
                 }
