@@ -42,17 +42,20 @@ impl TorNet {
             )
             .output()
             .unwrap();
-        let net = Self {
+        let mut net = Self {
             dir: dir.to_path_buf(),
             base,
             up: true,
         };
-        assert!(
-            out.status.success(),
-            "scripts/tornet up failed:\n{}\n{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
+        if !out.status.success() {
+            eprintln!(
+                "scripts/tornet up failed:\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            net.down();
+            return net;
+        }
         eprintln!(
             "private Tor network up in {:.1} s",
             t.elapsed().as_secs_f64()
@@ -93,7 +96,31 @@ impl Drop for TorNet {
     }
 }
 
+/// `init` over Tor, tried up to three times when Tor or the relay did not answer in time (an
+/// onion circuit on a loaded two-core machine sometimes takes longer than the connect timeout;
+/// a failed `init` writes nothing, so trying again is what a user would do). Any other failure
+/// is returned at once.
 fn init_tor(cli: &Cli, relay: &str, name: &str, arti: &str) -> Outcome {
+    let mut last = init_tor_once(cli, relay, name, arti);
+    for _ in 0..2 {
+        let transient = ["relay", "tor_connect", "tor_unavailable"]
+            .contains(&last.json["kind"].as_str().unwrap_or_default())
+            && last.json["error"]
+                .as_str()
+                .is_some_and(|e| e.contains("in time") || e.contains("through Tor"));
+        if last.ok || !transient {
+            break;
+        }
+        eprintln!(
+            "init over Tor failed ({}); trying again",
+            last.json["error"]
+        );
+        last = init_tor_once(cli, relay, name, arti);
+    }
+    last
+}
+
+fn init_tor_once(cli: &Cli, relay: &str, name: &str, arti: &str) -> Outcome {
     cli.run(&[
         "init",
         "--relay",
@@ -132,6 +159,11 @@ fn tor_two_clients_chat_through_the_onion_relay_and_fail_closed() {
     // parallel runs on one machine do not collide.
     let base = 20000 + (std::process::id() % 40) as u16 * 500;
     let mut net = TorNet::up(&dir.path().join("tornet"), base);
+    if !net.up {
+        // One more try on other ports (a port still held by something else, a slow start).
+        net = TorNet::up(&dir.path().join("tornet2"), base + 10000);
+        assert!(net.up, "scripts/tornet up failed twice");
+    }
     let onion = net.onion();
     let arti = net.arti_toml();
     let relay = Relay::start_on(
@@ -235,7 +267,7 @@ fn tor_two_clients_chat_through_the_onion_relay_and_fail_closed() {
     // Tor down: typed errors, and not one TCP connection to the relay's clear address.
     net.down();
     drop(relay);
-    let port = base + 400;
+    let port = net.relay_port();
     let connections = watch_port(port);
     let clear = format!("tessera://127.0.0.1:{port}/{}", other.address.pin);
     let dave = Cli::new(&dir.path().join("dave"));
