@@ -201,19 +201,11 @@ fn card_virtual_card_through_pcscd_answers_and_removal_is_seen() {
 }
 
 fn init_with_card(cli: &Cli, relay: &str, name: &str, reader: &str) -> tessera_e2e::cli::Outcome {
-    cli.run(&[
-        "init",
-        "--relay",
+    cli.run(&Cli::init_args(
         relay,
-        "--name",
         name,
-        "--kdf-memory-mib",
-        "19",
-        "--reader",
-        reader,
-        "--transport",
-        "direct",
-    ])
+        &["--reader", reader, "--transport", "direct"],
+    ))
 }
 
 #[test]

@@ -121,20 +121,11 @@ fn init_tor(cli: &Cli, relay: &str, name: &str, arti: &str) -> Outcome {
 }
 
 fn init_tor_once(cli: &Cli, relay: &str, name: &str, arti: &str) -> Outcome {
-    cli.run(&[
-        "init",
-        "--relay",
+    cli.run(&Cli::init_args(
         relay,
-        "--name",
         name,
-        "--kdf-memory-mib",
-        "19",
-        "--no-card",
-        "--transport",
-        "tor",
-        "--tor-config",
-        arti,
-    ])
+        &["--no-card", "--transport", "tor", "--tor-config", arti],
+    ))
 }
 
 /// Counts TCP connections accepted on a port where nothing should connect.
@@ -271,20 +262,11 @@ fn tor_two_clients_chat_through_the_onion_relay_and_fail_closed() {
     let connections = watch_port(port);
     let clear = format!("tessera://127.0.0.1:{port}/{}", other.address.pin);
     let dave = Cli::new(&dir.path().join("dave"));
-    let mut cmd = dave.command(&[
-        "init",
-        "--relay",
+    let mut cmd = dave.command(&Cli::init_args(
         &clear,
-        "--name",
         "Dave",
-        "--kdf-memory-mib",
-        "19",
-        "--no-card",
-        "--transport",
-        "tor",
-        "--tor-config",
-        &arti,
-    ]);
+        &["--no-card", "--transport", "tor", "--tor-config", &arti],
+    ));
     cmd.env("TESSERA_TOR_BOOTSTRAP_TIMEOUT", "20");
     let out = cmd.output().unwrap();
     let text = String::from_utf8_lossy(&out.stdout);

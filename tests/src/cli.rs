@@ -78,7 +78,16 @@ impl Cli {
     /// `init --no-card --transport direct` with the minimum Argon2id cost (tests create many
     /// vaults; the card and Tor have their own tests in `card.rs` and `tor.rs`).
     pub fn init(&self, relay: &str, name: &str) -> Value {
-        self.ok(&[
+        self.ok(&Self::init_args(
+            relay,
+            name,
+            &["--no-card", "--transport", "direct"],
+        ))
+    }
+
+    /// The arguments of `init` with the minimum Argon2id cost, then `extra`.
+    pub fn init_args<'a>(relay: &'a str, name: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+        let mut args = vec![
             "init",
             "--relay",
             relay,
@@ -86,10 +95,9 @@ impl Cli {
             name,
             "--kdf-memory-mib",
             "19",
-            "--no-card",
-            "--transport",
-            "direct",
-        ])
+        ];
+        args.extend_from_slice(extra);
+        args
     }
 
     /// This account's invite text.

@@ -639,17 +639,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             mac_input,
         }) => {
             let bytes = |what: &str, text: &str| -> Result<Vec<u8>, CliError> {
-                let t = text.trim();
-                if !t.len().is_multiple_of(2) || !t.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    return Err(CliError::Usage(format!("--{what} is not hex")));
-                }
-                (0..t.len())
-                    .step_by(2)
-                    .map(|i| {
-                        u8::from_str_radix(&t[i..i + 2], 16)
-                            .map_err(|_| CliError::Usage(format!("--{what} is not hex")))
-                    })
-                    .collect()
+                unhex(text).ok_or_else(|| CliError::Usage(format!("--{what} is not hex")))
             };
             let key = |what: &str, text: &str| -> Result<[u8; 16], CliError> {
                 bytes(what, text)?.try_into().map_err(|_| {

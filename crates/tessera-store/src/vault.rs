@@ -66,6 +66,16 @@ fn open_database(path: &Path, key: &[u8; 32]) -> Result<Connection, VaultError> 
     Ok(conn)
 }
 
+/// The device secret of the vault `file` belongs to, from the keyring.
+fn device_secret(
+    secrets: &dyn SecretStore,
+    file: &KeyFile,
+) -> Result<Zeroizing<[u8; 32]>, VaultError> {
+    secrets
+        .get(&vault_entry(&file.vault_id))?
+        .ok_or(VaultError::DeviceSecretMissing)
+}
+
 impl Vault {
     /// Creates a vault in `dir` (created with mode 0700 if needed): a fresh database key, a
     /// device secret put into `secrets`, and the key file written last. Refuses to overwrite an
@@ -144,9 +154,7 @@ impl Vault {
     ) -> Result<Self, VaultError> {
         let key_path = dir.join(KEY_FILE);
         let file = KeyFile::load(&key_path)?;
-        let device_secret = secrets
-            .get(&vault_entry(&file.vault_id))?
-            .ok_or(VaultError::DeviceSecretMissing)?;
+        let device_secret = device_secret(secrets, &file)?;
         let unwrapped = file.unwrap_key(&Factors {
             password,
             device_secret: &device_secret,
@@ -182,9 +190,7 @@ impl Vault {
     ) -> Result<(), VaultError> {
         let key_path = dir.join(KEY_FILE);
         let file = KeyFile::load(&key_path)?;
-        let device_secret = secrets
-            .get(&vault_entry(&file.vault_id))?
-            .ok_or(VaultError::DeviceSecretMissing)?;
+        let device_secret = device_secret(secrets, &file)?;
         let unwrapped = file.unwrap_key(&Factors {
             password: old,
             device_secret: &device_secret,
@@ -220,9 +226,7 @@ impl Vault {
         if file.card.is_some() {
             return Err(VaultError::CardAlreadyEnrolled);
         }
-        let device_secret = secrets
-            .get(&vault_entry(&file.vault_id))?
-            .ok_or(VaultError::DeviceSecretMissing)?;
+        let device_secret = device_secret(secrets, &file)?;
         let unwrapped = file.unwrap_key(&Factors {
             password,
             device_secret: &device_secret,
