@@ -78,6 +78,40 @@ impl TorNet {
         self.dir.join("arti.toml").to_str().unwrap().to_string()
     }
 
+    /// Keeps the onion service's logs in `e2e-artifacts/` and returns its descriptor lines, for
+    /// a failure message.
+    fn keep_logs(&self) -> String {
+        let artifacts = tessera_e2e::artifacts_dir();
+        let mut lines = String::new();
+        for node in std::fs::read_dir(self.dir.join("nodes"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = node.file_name().to_string_lossy().to_string();
+            for log in ["notice.log", "info.log"] {
+                let from = node.path().join(log);
+                if from.exists() {
+                    let _ = std::fs::copy(&from, artifacts.join(format!("tornet-{name}-{log}")));
+                }
+            }
+            if name.ends_with('h') {
+                let info =
+                    std::fs::read_to_string(node.path().join("info.log")).unwrap_or_default();
+                for l in info.lines().filter(|l| {
+                    l.contains("descriptor")
+                        || l.contains("can't upload")
+                        || l.contains("time period")
+                }) {
+                    lines.push_str(l);
+                    lines.push('\n');
+                }
+            }
+        }
+        let tail: Vec<&str> = lines.lines().rev().take(20).collect();
+        tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+    }
+
     fn down(&mut self) {
         if self.up {
             let _ = std::process::Command::new("bash")
@@ -177,8 +211,10 @@ fn tor_two_clients_chat_through_the_onion_relay_and_fail_closed() {
         }
         assert!(
             t.elapsed() < Duration::from_secs(180),
-            "the relay's onion service is not reachable after 180 s: {}",
-            o.stdout
+            "the relay's onion service is not reachable after 180 s: {}\n\
+             onion service log (all tor logs are in e2e-artifacts/tornet-*):\n{}",
+            o.stdout,
+            net.keep_logs()
         );
         std::thread::sleep(Duration::from_secs(2));
     }

@@ -172,7 +172,7 @@ impl Tor {
     pub async fn ready(&self) -> Result<(), NetError> {
         match tokio::time::timeout(self.timeout, self.client.bootstrap()).await {
             Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(NetError::TorBootstrap(e.to_string())),
+            Ok(Err(e)) => Err(NetError::TorBootstrap(chain(&e))),
             Err(_) => {
                 let p = self.progress.borrow().clone();
                 Err(NetError::TorBootstrap(format!(
@@ -198,6 +198,47 @@ impl Tor {
         self.client
             .connect_with_prefs((host, port), &prefs)
             .await
-            .map_err(|e| NetError::TorConnect(e.to_string()))
+            .map_err(|e| NetError::TorConnect(chain(&e)))
+    }
+}
+
+/// An error with its causes, `outer: inner: innermost` (Arti's top-level errors say little by
+/// themselves: "Onion Service not found" hides whether no HSDir answered or none had it).
+fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        let s = c.to_string();
+        if !out.ends_with(&s) {
+            out.push_str(": ");
+            out.push_str(&s);
+        }
+        cur = c.source();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner")]
+    struct Inner;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("same: inner")]
+    struct Repeats(#[source] Inner);
+
+    #[test]
+    fn error_chain_lists_each_cause_once() {
+        assert_eq!(chain(&Outer(Inner)), "outer: inner");
+        assert_eq!(chain(&Inner), "inner");
+        // A message that already ends with its cause does not repeat it.
+        assert_eq!(chain(&Repeats(Inner)), "same: inner");
     }
 }
