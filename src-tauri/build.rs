@@ -26,8 +26,34 @@ fn main() {
     }
 
     // Every app command is listed here; capabilities/main.json grants them to the main window.
+    const COMMANDS: &[&str] = &[
+        "app_info",
+        "app_state",
+        "activity",
+        "subscribe",
+        "card_status",
+        "password_strength",
+        "provision_card",
+        "create_account",
+        "unlock",
+        "lock",
+        "me",
+        "conversations",
+        "history",
+        "send_message",
+        "mark_read",
+        "search",
+        "contacts",
+        "add_contact",
+        "answer_request",
+        "safety_number",
+        "verify_contact",
+        "settings",
+        "set_setting",
+        "change_password",
+    ];
     let attributes = tauri_build::Attributes::new()
-        .app_manifest(tauri_build::AppManifest::new().commands(&["app_info"]));
+        .app_manifest(tauri_build::AppManifest::new().commands(COMMANDS));
     if let Err(e) = tauri_build::try_build(attributes) {
         // A build script reports failure by panicking; the message is what the developer sees.
         panic!("tauri-build failed: {e:#}");

@@ -1,5 +1,6 @@
 // The only module that talks to the Tauri backend. Every other module imports from here, so the
 // set of commands the interface uses is visible in one place and can be mocked in one place.
+// Failed commands reject with {code, message}; `code` is stable, `message` is for logs.
 
 function core() {
   const api = window.__TAURI__ && window.__TAURI__.core;
@@ -9,11 +10,41 @@ function core() {
   return api;
 }
 
-/**
- * Build information: { name, version, commit, target, profile, relay }.
- * @returns {Promise<{name: string, version: string, commit: string, target: string,
- *                    profile: string, relay: string | null}>}
- */
-export function appInfo() {
-  return core().invoke('app_info');
+const call = (cmd, args) => core().invoke(cmd, args);
+
+export const appInfo = () => call('app_info');
+export const appState = () => call('app_state');
+export const activity = () => call('activity');
+export const cardStatus = () => call('card_status');
+export const passwordStrength = (password, name) => call('password_strength', { password, name });
+export const createAccount = (form) => call('create_account', { form });
+export const unlock = (password) => call('unlock', { password });
+export const lock = () => call('lock');
+export const me = () => call('me');
+export const conversations = () => call('conversations');
+export const history = (contact, before, limit) => call('history', { contact, before, limit });
+export const sendMessage = (contact, body) => call('send_message', { contact, body });
+export const markRead = (contact) => call('mark_read', { contact });
+export const search = (text) => call('search', { text });
+export const contacts = () => call('contacts');
+export const addContact = (code, name) => call('add_contact', { code, name });
+export const answerRequest = (contact, accept) => call('answer_request', { contact, accept });
+export const safetyNumber = (contact) => call('safety_number', { contact });
+export const verifyContact = (contact) => call('verify_contact', { contact });
+export const settings = () => call('settings');
+export const setSetting = (name, value) => call('set_setting', { name, value });
+export const changePassword = (old, next) => call('change_password', { old, new: next });
+
+/** Provisions the card on the reader; `onStep({step, of, what})` sees each step. */
+export function provisionCard(reprovision, onStep) {
+  const channel = new (core().Channel)();
+  channel.onmessage = onStep;
+  return call('provision_card', { reprovision, onProgress: channel });
+}
+
+/** Engine events ({type: 'message'|'status'|'locked'|'contacts'|'tor'|…}) go to `onEvent`. */
+export function subscribe(onEvent) {
+  const channel = new (core().Channel)();
+  channel.onmessage = onEvent;
+  return call('subscribe', { onEvent: channel });
 }

@@ -1,28 +1,36 @@
 #![doc = include_str!("../README.md")]
 
+mod app;
+mod commands;
+mod error;
+mod view;
+
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
 use serde::Serialize;
 use tessera_proto::RelayAddress;
 
+pub use app::{App, AppConfig};
+pub use error::UiError;
+
 /// Command line of the desktop app.
 #[derive(Debug, Parser)]
 #[command(name = "tessera-desktop", version, about = "Tessera desktop messenger")]
 struct Args {
-    /// Relay to use, tessera://HOST:PORT/PIN
+    /// Relay suggested on first run, tessera://HOST:PORT/PIN
     #[arg(long, env = "TESSERA_RELAY", value_name = "ADDR")]
     relay: Option<RelayAddress>,
+    /// The account's data directory [default: ~/.local/share/tessera]
+    #[arg(long, env = "TESSERA_DATA_DIR", value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Card reader to use (PC/SC name) [default: the first reader with a card]
+    #[arg(long, env = "TESSERA_READER", value_name = "NAME")]
+    reader: Option<String>,
     /// Set by WebKitWebDriver when it starts the app for UI tests; ignored.
     #[arg(long, hide = true)]
     automation: bool,
-}
-
-/// Start-up settings shared with the commands.
-#[derive(Debug, Clone, Default)]
-pub struct AppConfig {
-    /// The relay named on the command line, if any.
-    pub relay: Option<RelayAddress>,
 }
 
 /// What `app_info` returns to the interface.
@@ -57,25 +65,91 @@ impl AppInfo {
     }
 }
 
-#[tauri::command]
-fn app_info(config: tauri::State<'_, AppConfig>) -> AppInfo {
-    AppInfo::collect(&config)
-}
-
 /// Registers state and commands on a Tauri builder (any runtime, so tests can use a mock one).
 pub fn builder<R: tauri::Runtime>(
     builder: tauri::Builder<R>,
     config: AppConfig,
 ) -> tauri::Builder<R> {
+    let app = App::new(config);
+    let on_focus = app.clone();
     builder
-        .manage(config)
-        .invoke_handler(tauri::generate_handler![app_info])
+        .manage(app)
+        .on_window_event(move |_window, event| {
+            if let tauri::WindowEvent::Focused(false) = event {
+                on_focus.focus_lost();
+            }
+        })
+        .invoke_handler(tauri::generate_handler![
+            commands::app_info,
+            commands::app_state,
+            commands::activity,
+            commands::subscribe,
+            commands::card_status,
+            commands::password_strength,
+            commands::provision_card,
+            commands::create_account,
+            commands::unlock,
+            commands::lock,
+            commands::me,
+            commands::conversations,
+            commands::history,
+            commands::send_message,
+            commands::mark_read,
+            commands::search,
+            commands::contacts,
+            commands::add_contact,
+            commands::answer_request,
+            commands::safety_number,
+            commands::verify_contact,
+            commands::settings,
+            commands::set_setting,
+            commands::change_password,
+        ])
+}
+
+/// The command names, as `build.rs` declares them for the ACL (kept in step by a test).
+pub const COMMANDS: &[&str] = &[
+    "app_info",
+    "app_state",
+    "activity",
+    "subscribe",
+    "card_status",
+    "password_strength",
+    "provision_card",
+    "create_account",
+    "unlock",
+    "lock",
+    "me",
+    "conversations",
+    "history",
+    "send_message",
+    "mark_read",
+    "search",
+    "contacts",
+    "add_contact",
+    "answer_request",
+    "safety_number",
+    "verify_contact",
+    "settings",
+    "set_setting",
+    "change_password",
+];
+
+fn default_data_dir() -> PathBuf {
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_default()
+        .join(".local/share/tessera")
 }
 
 /// Parses the command line and runs the app until its window is closed.
 pub fn run() -> ExitCode {
     let args = Args::parse();
-    let config = AppConfig { relay: args.relay };
+    let config = AppConfig {
+        relay: args.relay,
+        data_dir: args.data_dir.unwrap_or_else(default_data_dir),
+        reader: args.reader,
+    };
     match builder(tauri::Builder::default(), config).run(tauri::generate_context!()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -94,7 +168,10 @@ mod tests {
         let relay: RelayAddress = format!("tessera://127.0.0.1:4443/{}", "A".repeat(43))
             .parse()
             .unwrap();
-        let info = AppInfo::collect(&AppConfig { relay: Some(relay) });
+        let info = AppInfo::collect(&AppConfig {
+            relay: Some(relay),
+            ..AppConfig::default()
+        });
         assert_eq!(info.version, env!("CARGO_PKG_VERSION"));
         assert_eq!(info.relay.as_deref(), Some("127.0.0.1:4443"));
         let json = serde_json::to_string(&info).unwrap();
@@ -113,5 +190,16 @@ mod tests {
         assert!(ok.unwrap().relay.is_some());
         assert!(Args::try_parse_from(["t", "--relay", "http://h"]).is_err());
         assert!(Args::try_parse_from(["t", "--bogus"]).is_err());
+    }
+
+    #[test]
+    fn build_script_declares_every_command_the_capability_grants() {
+        let build = include_str!("../build.rs");
+        let grants = include_str!("../capabilities/main.json");
+        for c in COMMANDS {
+            assert!(build.contains(&format!("\"{c}\"")), "build.rs lacks {c}");
+            let permission = format!("\"allow-{}\"", c.replace('_', "-"));
+            assert!(grants.contains(&permission), "main.json lacks {permission}");
+        }
     }
 }

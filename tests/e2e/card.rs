@@ -5,113 +5,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use tessera_e2e::card::{Sim, pcscd, slots, vpcd_reader};
 use tessera_e2e::cli::Cli;
 use tessera_e2e::process::Guard;
 use tessera_e2e::relay::Relay;
 use tessera_nfc::protocol::apdu;
 use tessera_nfc::reader::{ReaderError, Readers};
 use tessera_nfc::{Authentication, CommMode, NfcError, Status};
-
-/// pcscd, started for the test if it is not already running.
-fn pcscd() -> Option<Guard> {
-    if Readers::open().and_then(|r| r.list()).is_ok() {
-        return None;
-    }
-    let child = std::process::Command::new("pcscd")
-        .args(["--foreground"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("pcscd (package pcscd) is needed for the card tests; ./scripts/setup installs it");
-    let guard = Guard::new("pcscd", child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Readers::open().and_then(|r| r.list()).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "pcscd did not come up with the vpcd reader"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    Some(guard)
-}
-
-/// The card tests share pcscd's two vpcd slots: one test at a time.
-static SLOTS: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn slots() -> std::sync::MutexGuard<'static, ()> {
-    SLOTS
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
-
-fn vpcd_reader(readers: &Readers) -> String {
-    slot_reader(readers, 0)
-}
-
-/// The PC/SC name of vpcd slot `slot` ("Virtual PCD 00 00", "Virtual PCD 00 01").
-fn slot_reader(readers: &Readers, slot: u16) -> String {
-    let suffix = format!("00 {slot:02}");
-    readers
-        .list()
-        .unwrap()
-        .into_iter()
-        .find(|r| r.starts_with("Virtual PCD") && r.ends_with(&suffix))
-        .expect("the vpcd reader (package vsmartcard-vpcd) is not configured in pcscd")
-}
-
-/// A virtual card run as a user runs it: `tessera-cli card sim` in vpcd slot `slot`.
-struct Sim {
-    guard: Guard,
-    reader: String,
-}
-
-impl Sim {
-    fn insert(state: &std::path::Path, slot: u16) -> Self {
-        let readers = Readers::open().unwrap();
-        let reader = slot_reader(&readers, slot);
-        // The slot must be empty first (a previous card fully removed).
-        assert!(
-            readers
-                .wait_for(&reader, false, Duration::from_secs(10))
-                .unwrap()
-        );
-        let child = std::process::Command::new(tessera_e2e::bin_path("tessera-cli"))
-            .args(["card", "sim", "--state"])
-            .arg(state)
-            .args([
-                "--vpcd",
-                &format!("127.0.0.1:{}", tessera_nfc::vpcd::DEFAULT_PORT + slot),
-            ])
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .unwrap();
-        let guard = Guard::new("card sim", child);
-        assert!(
-            readers
-                .wait_for(&reader, true, Duration::from_secs(10))
-                .unwrap(),
-            "the virtual card did not appear on {reader}"
-        );
-        Self { guard, reader }
-    }
-
-    /// Takes the card away without waiting for PC/SC to notice.
-    fn guard_kill(mut self) {
-        self.guard.stop_with("KILL");
-    }
-
-    /// Takes the card away (the process dies, its socket closes) and waits until PC/SC sees it.
-    fn remove(mut self) {
-        self.guard.stop_with("KILL");
-        let readers = Readers::open().unwrap();
-        assert!(
-            readers
-                .wait_for(&self.reader, false, Duration::from_secs(10))
-                .unwrap()
-        );
-    }
-}
 
 #[test]
 fn card_virtual_card_through_pcscd_answers_and_removal_is_seen() {

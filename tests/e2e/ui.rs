@@ -1,54 +1,380 @@
-//! The desktop app in a real window: Xvfb + tauri-driver + WebKitWebDriver.
+//! The desktop app in a real window: Xvfb + tauri-driver + WebKitWebDriver, a real relay, real
+//! pcscd with Tessera's virtual cards. Each app instance gets its own X display (so its
+//! screenshots show only it), data directory and vpcd slot.
 
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use tessera_e2e::card::{Sim, pcscd, slots};
 use tessera_e2e::relay::Relay;
 use tessera_e2e::webdriver::{Session, TauriDriver, Xvfb};
 
-#[test]
-fn ui_lock_screen_shows_heading_version_and_relay() {
+const LONG: Duration = Duration::from_secs(60);
+
+fn tools() {
     for tool in ["Xvfb", "tauri-driver", "WebKitWebDriver", "import"] {
         assert!(
             tessera_e2e::on_path(tool),
             "{tool} is not installed; run ./scripts/setup"
         );
     }
-    let app = tessera_e2e::bin_path("tessera-desktop");
-    let artifacts = tessera_e2e::artifacts_dir();
+}
+
+/// One app instance in its own X server.
+struct App {
+    name: &'static str,
+    session: Session,
+    _driver: TauriDriver,
+    xvfb: Xvfb,
+}
+
+impl App {
+    fn start(name: &'static str, args: &[String]) -> App {
+        let xvfb = Xvfb::start();
+        let log = tessera_e2e::artifacts_dir().join(format!("ui-{name}-tauri-driver.log"));
+        let driver = TauriDriver::start(xvfb.display, &log);
+        let session = Session::start(&driver, &tessera_e2e::bin_path("tessera-desktop"), args);
+        App {
+            name,
+            session,
+            _driver: driver,
+            xvfb,
+        }
+    }
+
+    /// Saves `e2e-artifacts/ui-<screen>.png` (after the last paint) and checks it is an image.
+    fn screenshot(&self, screen: &str) {
+        std::thread::sleep(Duration::from_millis(700));
+        let shot = tessera_e2e::artifacts_dir().join(format!("ui-{screen}.png"));
+        let _ = std::fs::remove_file(&shot);
+        self.xvfb.screenshot(&shot);
+        let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            size > 5000,
+            "screenshot {} is missing or empty",
+            shot.display()
+        );
+    }
+
+    fn value(&self, css: &str) -> String {
+        self.session
+            .js(&format!("return document.querySelector({css:?}).value;"))
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    }
+
+    /// Waits until `css`'s text contains `text`.
+    fn wait_text(&self, css: &str, text: &str) -> String {
+        let t = text.to_string();
+        self.session.wait_text(css, LONG, move |s| s.contains(&t))
+    }
+}
+
+fn args(dir: &Path, reader: &str, relay: &Relay) -> Vec<String> {
+    vec![
+        "--data-dir".into(),
+        dir.to_str().unwrap().into(),
+        "--reader".into(),
+        reader.into(),
+        "--relay".into(),
+        relay.address.to_string(),
+    ]
+}
+
+/// First run through the window: relay (prefilled), direct transport, password with its
+/// strength shown, the card provisioned step by step, the device name.
+fn first_run(app: &App, relay: &Relay, password: &str, shot: bool) {
+    let s = &app.session;
+    s.wait_visible("#first-run", LONG);
+    assert_eq!(app.value("#fr-relay"), relay.address.to_string());
+    s.js("document.querySelector('#fr-transport').value = 'direct';");
+    s.type_into("#fr-password", "password");
+    app.wait_text("#fr-strength", "weak");
+    s.type_into("#fr-password", password);
+    app.wait_text("#fr-strength", "strong");
+    s.type_into("#fr-password2", password);
+    app.wait_text("#fr-card-status", "factory");
+    s.click("#fr-provision");
+    app.wait_text("#fr-provision-done", "is ready");
+    let steps = s.js("return document.querySelectorAll('#fr-provision-log li[data-step]').length;");
+    assert_eq!(steps, 4, "each provisioning step is shown");
+    s.type_into("#fr-name", app.name);
+    if shot {
+        app.screenshot("first-run");
+    }
+    s.click("#fr-create");
+    s.wait_visible("#main", LONG);
+    app.wait_text("#me-name", app.name);
+}
+
+fn send(app: &App, text: &str) {
+    app.session.type_into("#compose", text);
+    app.session.click("#send");
+    let t = text.to_string();
+    app.session.wait_js(
+        "the sent message in the log",
+        &format!(
+            "return [...document.querySelectorAll('#chat-log .msg.out .body')].some(e => e.textContent === {t:?});"
+        ),
+        LONG,
+    );
+}
+
+fn open_chat(app: &App, with: &str) {
+    app.session.click("#nav-chats");
+    let sel = format!("#conv-list button[data-name={with:?}]");
+    app.session.wait_visible(&sel, LONG);
+    app.session.click(&sel);
+    app.wait_text("#chat-title", with);
+}
+
+fn wait_incoming(app: &App, text: &str) {
+    app.session.wait_js(
+        &format!("{text:?} to arrive"),
+        &format!(
+            "return [...document.querySelectorAll('#chat-log .msg.in .body')].some(e => e.textContent === {text:?});"
+        ),
+        LONG,
+    );
+}
+
+#[test]
+fn ui_two_apps_first_run_chat_search_lock_on_removal_and_refusals() {
+    tools();
+    let _slots = slots();
+    let _pcscd = pcscd();
     let dir = tempfile::tempdir().unwrap();
     let relay = Relay::start(&dir.path().join("relay"));
+    let (card_a, card_b): (PathBuf, PathBuf) = (
+        dir.path().join("card-a.json"),
+        dir.path().join("card-b.json"),
+    );
+    let sim_a = Sim::insert(&card_a, 0);
+    let sim_b = Sim::insert(&card_b, 1);
+    let password = "ochre lantern quietly folds 91 maps";
 
-    let xvfb = Xvfb::start();
-    let driver = TauriDriver::start(xvfb.display, &artifacts.join("ui-tauri-driver.log"));
-    let session = Session::start(
-        &driver,
-        &app,
-        &["--relay".into(), relay.address.to_string()],
+    let alice = App::start(
+        "alice",
+        &args(&dir.path().join("alice"), &sim_a.reader, &relay),
+    );
+    let bob = App::start("bob", &args(&dir.path().join("bob"), &sim_b.reader, &relay));
+    first_run(&alice, &relay, password, true);
+    first_run(&bob, &relay, password, false);
+    alice.wait_text("#net-status", "Connected to the relay");
+    alice.screenshot("conversations-empty");
+
+    // Invites: Bob pastes Alice's code; Alice accepts the request.
+    alice.session.click("#nav-contacts");
+    alice.session.wait_js(
+        "the invite QR code",
+        "return document.querySelector('#invite-qr').src.startsWith('data:image/svg+xml');",
+        LONG,
+    );
+    let invite = alice.value("#my-invite");
+    assert!(invite.len() > 20, "invite: {invite:?}");
+    alice.screenshot("contacts");
+    bob.session.click("#nav-contacts");
+    bob.session.type_into("#add-code", &invite);
+    bob.session.type_into("#add-name", "alice");
+    bob.session.click("#add-contact");
+    bob.wait_text("#add-done", "Request sent to alice");
+    alice.session.wait_visible("#requests button.accept", LONG);
+    alice.session.click("#requests button.accept");
+    alice.session.wait_js(
+        "bob accepted in the contact list",
+        "return !!document.querySelector('#contact-list li[data-state=\"accepted\"]');",
+        LONG,
+    );
+    bob.session.wait_js(
+        "alice accepted on bob's side",
+        "return !!document.querySelector('#contact-list li[data-state=\"accepted\"]');",
+        LONG,
     );
 
-    let heading = session.text("h1#lock-title");
-    assert_eq!(heading, "Tessera is locked");
+    // Chat both ways; the unread count, then the read mark.
+    let alice_sees = bob
+        .session
+        .js("return document.querySelector('#contact-list li .name').textContent;");
+    assert_eq!(alice_sees, "alice");
+    open_chat(&bob, "alice");
+    send(&bob, "the first message, about ptarmigans");
+    send(&bob, "hello alice");
+    alice.session.click("#nav-chats");
+    alice.session.wait_js(
+        "an unread count of 2",
+        "return [...document.querySelectorAll('#conv-list .unread')].some(e => e.textContent === '2');",
+        LONG,
+    );
+    let bob_name = alice
+        .session
+        .js("return document.querySelector('#conv-list button').dataset.name;");
+    let bob_name = bob_name.as_str().unwrap().to_string();
+    open_chat(&alice, &bob_name);
+    wait_incoming(&alice, "hello alice");
+    bob.session.wait_js(
+        "read marks on bob's messages",
+        "return document.querySelectorAll('#chat-log .msg.out .mark-read').length === 2;",
+        LONG,
+    );
+    send(&alice, "hello bob, read you");
+    wait_incoming(&bob, "hello bob, read you");
+    let days = alice
+        .session
+        .js("return document.querySelectorAll('#chat-log .day').length;");
+    assert_eq!(days, 1, "one day separator for today's messages");
+    alice.screenshot("chat");
+    bob.screenshot("chat-bob");
 
-    // The version comes from the app_info command, i.e. through the real IPC and the ACL.
-    let version = session.wait_text("#app-version", Duration::from_secs(30), |t| !t.is_empty());
+    // Search finds the older message.
+    alice.session.type_into("#search", "ptarmigans");
+    alice.session.wait_js(
+        "a search hit",
+        "return [...document.querySelectorAll('#search-results .hit .last')].some(e => e.textContent.includes('ptarmigans'));",
+        LONG,
+    );
+    alice.screenshot("search");
+    alice.session.js(
+        "const s = document.querySelector('#search'); s.value = ''; s.dispatchEvent(new Event('input'));",
+    );
+
+    // Safety number: 60 digits and a QR code; mark verified.
+    alice.session.click("#nav-contacts");
+    alice
+        .session
+        .wait_visible("#contact-list button.safety-open", LONG);
+    alice.session.click("#contact-list button.safety-open");
+    alice.session.wait_visible("#safety", LONG);
+    let digits = alice
+        .session
+        .js("return document.querySelector('#safety-digits').textContent.replace(/ /g, '');");
+    let digits = digits.as_str().unwrap().to_string();
+    assert_eq!(digits.len(), 60, "{digits}");
+    assert!(digits.bytes().all(|b| b.is_ascii_digit()));
+    let bob_digits = {
+        bob.session.click("#nav-contacts");
+        bob.session
+            .wait_visible("#contact-list button.safety-open", LONG);
+        bob.session.click("#contact-list button.safety-open");
+        bob.session.wait_visible("#safety", LONG);
+        bob.session
+            .js("return document.querySelector('#safety-digits').textContent.replace(/ /g, '');")
+    };
+    assert_eq!(
+        bob_digits,
+        digits.as_str(),
+        "both sides show the same number"
+    );
+    alice.screenshot("safety-number");
+    alice.session.click("#mark-verified");
+    alice.wait_text("#safety-state", "Verified");
+
+    // Settings show the relay and pin; lock on card removal is on by default.
+    alice.session.click("#nav-settings");
+    alice.wait_text("#set-relay", &relay.address.authority());
+    assert_eq!(
+        alice.session.text("#set-pin"),
+        relay.address.pin.to_string()
+    );
+    let on = alice
+        .session
+        .js("return document.querySelector('#set-lock-removal').checked;");
+    assert_eq!(on, true);
+    alice.screenshot("settings");
+    alice.session.click("#nav-chats");
+    open_chat(&alice, &bob_name);
+
+    // Taking the card away locks the window and clears the page.
+    sim_a.remove();
+    alice
+        .session
+        .wait_visible("#lock-screen", Duration::from_secs(10));
+    alice.wait_text("#lock-reason", "card left the reader");
+    let leftovers = alice
+        .session
+        .js("return document.querySelectorAll('#chat-log .msg, #conv-list li, #contact-list li').length + document.querySelector('#my-invite').value.length;");
+    assert_eq!(leftovers, 0, "the locked page still holds vault content");
+    alice.wait_text("#card-status", "Tap your card");
+    let version = alice.session.text("#app-version");
     assert!(
         version.starts_with(&format!("Tessera {}", env!("CARGO_PKG_VERSION"))),
         "version line: {version:?}"
     );
-    let relay_line = session.text("#relay");
-    assert_eq!(relay_line, format!("Relay: {}", relay.address.authority()));
-    let error = session.execute_async(
-        "const done = arguments[arguments.length - 1];
-         done(document.getElementById('backend-error').hidden);",
+    alice.screenshot("lock-screen");
+
+    // Bob's card on Alice's reader: wrong card. (Bob's window locks when his card leaves.)
+    sim_b.remove();
+    bob.session
+        .wait_visible("#lock-screen", Duration::from_secs(10));
+    let wrong = Sim::insert(&card_b, 0);
+    alice.wait_text("#card-status", "not the card for this vault");
+    alice.session.type_into("#password", password);
+    alice.session.click("#unlock");
+    alice.wait_text("#unlock-error", "not the card for this vault");
+    assert!(
+        !alice
+            .session
+            .js("return document.querySelector('#lock-screen').hidden;")
+            .as_bool()
+            .unwrap()
     );
-    assert_eq!(
-        error,
-        serde_json::Value::Bool(true),
-        "the lock screen shows a backend error"
+    wrong.remove();
+
+    // Alice's card again, a wrong password: refused, still locked.
+    let sim_a = Sim::insert(&card_a, 0);
+    alice.wait_text("#card-status", "Card ready");
+    alice.session.type_into("#password", "not the password");
+    alice.session.click("#unlock");
+    alice.wait_text("#unlock-error", "Wrong password");
+    alice.screenshot("lock-wrong-password");
+    assert!(
+        !alice
+            .session
+            .js("return document.querySelector('#lock-screen').hidden;")
+            .as_bool()
+            .unwrap()
     );
 
+    // Card and the right password: back in the same conversation.
+    alice.session.type_into("#password", password);
+    alice.session.click("#unlock");
+    alice.session.wait_visible("#main", LONG);
+    alice.wait_text("#chat-title", &bob_name);
+    wait_incoming(&alice, "hello alice");
+
+    alice.session.end();
+    bob.session.end();
+    drop(sim_a);
+}
+
+#[test]
+fn ui_first_run_screen_and_the_capability_refuses_other_commands() {
+    tools();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let app = App::start(
+        "fresh",
+        &[
+            "--data-dir".into(),
+            dir.path().join("fresh").to_str().unwrap().into(),
+            "--relay".into(),
+            relay.address.to_string(),
+        ],
+    );
+    app.session.wait_visible("#first-run", LONG);
+    assert_eq!(app.session.text("h1#fr-title"), "Set up Tessera");
+    assert_eq!(app.value("#fr-relay"), relay.address.to_string());
+    // A weak password is refused by the backend too, not only by the meter.
+    let refused = app.session.execute_async(
+        "const done = arguments[arguments.length - 1];
+         window.__TAURI__.core.invoke('create_account', {form: {relay: document.querySelector('#fr-relay').value,
+           password: 'password1', name: 'x', transport: 'direct', useCard: false}})
+           .then(() => done('created'), e => done(e.code));",
+    );
+    assert_eq!(refused, "weak_password");
+    assert!(!dir.path().join("fresh/vault.key").exists());
     // The capability grants the app's own commands only: a core plugin command is refused.
-    let denied = session.execute_async(
+    let denied = app.session.execute_async(
         "const done = arguments[arguments.length - 1];
          window.__TAURI__.core.invoke('plugin:app|version')
            .then(v => done('allowed: ' + v), e => done('denied: ' + String(e)));",
@@ -58,17 +384,12 @@ fn ui_lock_screen_shows_heading_version_and_relay() {
         denied.starts_with("denied"),
         "core command was not refused: {denied}"
     );
-
-    // Let the last paint land before capturing the screen.
-    std::thread::sleep(Duration::from_secs(1));
-    let shot = artifacts.join("ui-lock-screen.png");
-    let _ = std::fs::remove_file(&shot);
-    xvfb.screenshot(&shot);
-    let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
-    assert!(
-        size > 1000,
-        "screenshot {} is missing or empty",
-        shot.display()
+    // Commands that need the vault answer `locked` before unlock.
+    let locked = app.session.execute_async(
+        "const done = arguments[arguments.length - 1];
+         window.__TAURI__.core.invoke('conversations').then(() => done('ok'), e => done(e.code));",
     );
-    session.end();
+    assert_eq!(locked, "locked");
+    app.screenshot("first-run-empty");
+    app.session.end();
 }

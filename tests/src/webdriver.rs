@@ -238,6 +238,67 @@ impl Session {
         .unwrap()
     }
 
+    /// Runs a synchronous script and returns its value.
+    pub fn js(&self, script: &str) -> Value {
+        self.cmd(
+            "POST",
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .unwrap_or_else(|e| panic!("script failed: {e}\n{script}"))
+    }
+
+    /// Polls `script` (an expression's `return`) until it returns something truthy; returns it.
+    pub fn wait_js(&self, what: &str, script: &str, timeout: Duration) -> Value {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let v = self.js(script);
+            let truthy = match &v {
+                Value::Null => false,
+                Value::Bool(b) => *b,
+                Value::String(s) => !s.is_empty(),
+                Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+                _ => true,
+            };
+            if truthy {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "timed out after {timeout:?} waiting for {what} (last value {v})"
+            );
+            std::thread::sleep(Duration::from_millis(150));
+        }
+    }
+
+    /// Waits until the element matching `css` is shown (it and its ancestors not hidden).
+    pub fn wait_visible(&self, css: &str, timeout: Duration) {
+        let script = format!(
+            "const e = document.querySelector({css:?}); \
+             return !!e && !e.closest('[hidden]') && e.getClientRects().length > 0;"
+        );
+        self.wait_js(&format!("{css} to be visible"), &script, timeout);
+    }
+
+    /// Clicks the element matching `css` (as a user would: through WebDriver).
+    pub fn click(&self, css: &str) {
+        let id = self.find(css, Duration::from_secs(30));
+        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})))
+            .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+    }
+
+    /// Clears the field matching `css` and types `text` into it.
+    pub fn type_into(&self, css: &str, text: &str) {
+        let id = self.find(css, Duration::from_secs(30));
+        let _ = self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({})));
+        self.cmd(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(json!({ "text": text })),
+        )
+        .unwrap_or_else(|e| panic!("cannot type into {css}: {e}"));
+    }
+
     /// Ends the session, which closes the app.
     pub fn end(self) {
         let _ = self.cmd("DELETE", "", None);

@@ -250,62 +250,12 @@ fn main() -> ExitCode {
     }
 }
 
-/// A stable, machine-readable name for an error.
+/// A stable, machine-readable name for an error (the engine's codes).
 fn kind(e: &CliError) -> &'static str {
-    use tessera_store::VaultError as V;
     match e {
-        CliError::Core(CoreError::Vault(v)) => match v {
-            V::WrongFactor => "wrong_password",
-            V::DeviceSecretMissing => "device_secret_missing",
-            V::Keyring(_) => "keyring_unavailable",
-            V::Corrupt | V::KeyFileDamaged => "vault_damaged",
-            V::NoVault => "no_vault",
-            V::AlreadyExists => "vault_exists",
-            V::WrongCard => "wrong_card",
-            V::CardReplayed => "card_replayed",
-            V::CardRequired => "card_required",
-            V::CardAlreadyEnrolled => "card_already_enrolled",
-            _ => "vault",
-        },
-        CliError::Core(CoreError::Card(c)) => card_kind(c),
-        CliError::Core(CoreError::Net(tessera_net::ClientError::Net(n))) => net_kind(n),
-        CliError::Core(CoreError::Net(_)) => "relay",
-        CliError::Core(CoreError::TransportUnavailable(_)) => "transport_unavailable",
-        CliError::Core(CoreError::UnknownContact) => "unknown_contact",
-        CliError::Core(CoreError::BadInvite) => "bad_invite",
-        CliError::Core(_) => "engine",
+        CliError::Core(c) => c.code(),
         CliError::Usage(_) => "usage",
-        CliError::Net(n) => net_kind(n),
-    }
-}
-
-fn net_kind(e: &NetError) -> &'static str {
-    match e {
-        NetError::TorBootstrap(_) => "tor_unavailable",
-        NetError::TorConnect(_) => "tor_connect",
-        NetError::TorConfig(_) => "tor_config",
-        NetError::PinMismatch { .. } => "pin_mismatch",
-        _ => "relay",
-    }
-}
-
-fn card_kind(e: &CardError) -> &'static str {
-    use tessera_nfc::reader::ReaderError as R;
-    use tessera_nfc::tag::TagError as T;
-    match e {
-        CardError::Tag(T::Reader(R::NoService)) => "card_service_unavailable",
-        CardError::Tag(T::Reader(R::NoReader)) => "no_reader",
-        CardError::Tag(T::Reader(R::NoCard)) => "no_card",
-        CardError::Tag(T::Reader(R::CardRemoved)) => "card_removed",
-        CardError::Tag(T::Reader(R::Busy)) => "card_busy",
-        CardError::Tag(T::NotFactoryFresh) => "not_factory_fresh",
-        CardError::Tag(T::WrongCurrentKey) => "wrong_current_key",
-        CardError::Tag(T::WrongCard) => "wrong_card",
-        CardError::Tag(T::Card(tessera_nfc::NfcError::Card(_))) => "card_refused",
-        CardError::NotProvisioned => "card_not_provisioned",
-        CardError::KeysMissing => "card_keys_missing",
-        CardError::Vault(_) => "keyring_unavailable",
-        _ => "card",
+        CliError::Net(n) => tessera_core::net_code(n),
     }
 }
 

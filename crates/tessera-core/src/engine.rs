@@ -52,6 +52,15 @@ fn rng() -> StdRng {
     StdRng::from_os_rng()
 }
 
+/// Settings an interface may keep in the vault with [`Engine::set_app_setting`] (encrypted
+/// like everything else in it). The engine's own settings are not in this list.
+pub const APP_SETTINGS: &[&str] = &[
+    "idle_lock_minutes",
+    "lock_on_focus_loss",
+    "notification_content",
+    "theme",
+];
+
 /// What is needed to create an account.
 #[derive(Clone)]
 pub struct CreateOptions {
@@ -592,7 +601,8 @@ impl Engine {
         self.lock_because(LockReason::Requested);
     }
 
-    fn lock_because(&self, reason: LockReason) {
+    /// Locks like [`Engine::lock`], naming why (an idle timer, the window losing focus).
+    pub fn lock_because(&self, reason: LockReason) {
         if let Ok(mut c) = self.inner.client.lock() {
             c.take();
         }
@@ -603,6 +613,34 @@ impl Engine {
         if was_unlocked {
             self.emit(Event::Locked { reason });
         }
+    }
+
+    /// A setting an interface keeps in the vault (see [`APP_SETTINGS`]); `None` if never set.
+    pub fn app_setting(&self, name: &str) -> Result<Option<String>, CoreError> {
+        if !APP_SETTINGS.contains(&name) {
+            return Err(CoreError::UnknownSetting);
+        }
+        self.with(|u| Ok(u.vault.setting(name)?))
+    }
+
+    /// Stores an interface setting (see [`APP_SETTINGS`]; values are the interface's business,
+    /// at most 256 bytes).
+    pub fn set_app_setting(&self, name: &str, value: &str) -> Result<(), CoreError> {
+        if !APP_SETTINGS.contains(&name) || value.len() > 256 {
+            return Err(CoreError::UnknownSetting);
+        }
+        self.with(|u| Ok(u.vault.set_setting(name, value)?))
+    }
+
+    /// The relay this account uses.
+    pub fn relay(&self) -> Result<RelayAddress, CoreError> {
+        self.with(|u| Ok(u.me.relay.clone()))
+    }
+
+    /// The conversation list: each contact with its newest message and unread count, the most
+    /// recent first.
+    pub fn conversations(&self) -> Result<Vec<tessera_store::Conversation>, CoreError> {
+        self.with(|u| Ok(u.vault.conversations()?))
     }
 
     /// Whether the engine locks when the card leaves the reader (the `lock_on_card_removal`

@@ -1,17 +1,19 @@
 #![doc = include_str!("../README.md")]
 
 pub mod card;
+mod codes;
 mod content;
 mod engine;
 mod invite;
 mod transport;
 
-pub use content::{Content, MAX_TEXT, ReceiptKind};
-pub use engine::{CreateOptions, Engine};
+pub use codes::{card_code, net_code, vault_code};
+pub use content::{Content, MAX_TEXT, ReceiptKind, id_hex, parse_id};
+pub use engine::{APP_SETTINGS, CreateOptions, Engine};
 pub use invite::Invite;
 pub use tessera_store::CardFactor;
 pub use tessera_store::{
-    Contact, ContactState, KdfParams, Message, MessageStatus, OsKeyring, SecretStore,
+    Contact, ContactState, Conversation, KdfParams, Message, MessageStatus, OsKeyring, SecretStore,
 };
 pub use transport::TransportConfig;
 
@@ -95,6 +97,11 @@ pub enum LockReason {
     Requested,
     /// The card left the reader and the lock-on-removal setting is on.
     CardRemoved,
+    /// Nobody used the app for the idle time the user set.
+    Idle,
+    /// The app's window lost focus (the screen locked, or the user switched away) and the
+    /// user asked to lock then.
+    FocusLost,
 }
 
 /// Why an engine operation failed. Nothing here carries a key or message text.
@@ -143,6 +150,9 @@ pub enum CoreError {
     /// The card (reader, protocol, keys).
     #[error(transparent)]
     Card(#[from] card::CardError),
+    /// Not a setting an interface may read or write.
+    #[error("unknown setting")]
+    UnknownSetting,
     /// An internal operation could not complete.
     #[error("internal error")]
     Busy,

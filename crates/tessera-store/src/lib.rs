@@ -8,7 +8,7 @@ mod signal;
 mod vault;
 
 pub use keyfile::{CardBinding, CardFactor, Factors, KEY_FILE_LEN, KdfParams, KeyFile, Unwrapped};
-pub use messages::{Contact, ContactState, Message, MessageStatus, OutboxItem};
+pub use messages::{Contact, ContactState, Conversation, Message, MessageStatus, OutboxItem};
 pub use schema::SCHEMA_VERSION;
 pub use secrets::{
     KEYRING_SERVICE, MemorySecrets, OsKeyring, SecretStore, card_entry, vault_entry,

@@ -18,7 +18,8 @@ pub enum ContactState {
 }
 
 impl ContactState {
-    fn as_str(self) -> &'static str {
+    /// The stored name (also what interfaces show and send).
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Requested => "requested",
             Self::Incoming => "incoming",
@@ -70,7 +71,8 @@ pub enum MessageStatus {
 }
 
 impl MessageStatus {
-    fn as_str(self) -> &'static str {
+    /// The stored name (also what interfaces show and send).
+    pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
             Self::Sent => "sent",
@@ -112,6 +114,17 @@ pub struct Message {
     pub status: MessageStatus,
     /// Incoming and seen by the user.
     pub read: bool,
+}
+
+/// One line of the conversation list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Conversation {
+    /// Who.
+    pub contact: Contact,
+    /// The newest message, if any.
+    pub last: Option<Message>,
+    /// Incoming messages not yet read.
+    pub unread: u32,
 }
 
 /// An envelope waiting to be handed to the relay.
@@ -224,6 +237,29 @@ impl Vault {
                 contact_row,
             )
             .optional()?)
+    }
+
+    /// The conversation list: every contact with its newest message and how many incoming
+    /// messages are unread; the most recent conversation first, contacts without messages last
+    /// (by name).
+    pub fn conversations(&self) -> Result<Vec<Conversation>, VaultError> {
+        let mut last = self.conn.prepare_cached(&format!(
+            "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.contact = ?1
+             ORDER BY m.id DESC LIMIT 1"
+        ))?;
+        let mut out = Vec::new();
+        for contact in self.contacts()? {
+            let key = &contact.account_id[..];
+            let last = last.query_row([key], message_row).optional()?;
+            let unread = self.unread(&contact.account_id)?;
+            out.push(Conversation {
+                contact,
+                last,
+                unread,
+            });
+        }
+        out.sort_by_key(|c| std::cmp::Reverse(c.last.as_ref().map(|m| m.id)));
+        Ok(out)
     }
 
     /// All contacts by name.

@@ -394,8 +394,18 @@ fn messages_dedupe_page_search_and_receipts_only_move_forward() {
     );
 
     assert_eq!(v.unread(&[1; 32]).unwrap(), 80);
+    // The conversation list: newest conversation first, one without messages last.
+    v.put_contact(&contact(4, "carol")).unwrap();
+    let list = v.conversations().unwrap();
+    let names: Vec<&str> = list.iter().map(|c| c.contact.name.as_str()).collect();
+    assert_eq!(names, ["bob", "alice", "carol"]);
+    assert_eq!(list[0].last.as_ref().unwrap().body, "bob's number 1");
+    assert_eq!((list[0].unread, list[1].unread, list[2].unread), (1, 80, 0));
+    assert_eq!(list[1].last.as_ref().unwrap().sent, 119);
+    assert!(list[2].last.is_none());
     assert_eq!(v.mark_read(&[1; 32]).unwrap().len(), 80);
     assert_eq!(v.unread(&[1; 32]).unwrap(), 0);
+    assert_eq!(v.conversations().unwrap()[1].unread, 0);
 
     assert!(v.mark_seen(b"envelope-1", 1).unwrap());
     assert!(!v.mark_seen(b"envelope-1", 2).unwrap());

@@ -1,0 +1,110 @@
+//! Stable, machine-readable names for errors: the CLI prints them as `kind`, the desktop app
+//! sends them to its page as `code`. Adding a name is fine; renaming one breaks scripts and the
+//! interface's messages.
+
+use tessera_net::NetError;
+use tessera_nfc::reader::ReaderError as R;
+use tessera_nfc::tag::TagError as T;
+use tessera_store::VaultError as V;
+
+use crate::CoreError;
+use crate::card::CardError;
+
+impl CoreError {
+    /// The error's stable name (`wrong_password`, `wrong_card`, `no_reader`, …).
+    pub fn code(&self) -> &'static str {
+        match self {
+            CoreError::Locked => "locked",
+            CoreError::Vault(v) => vault_code(v),
+            CoreError::Card(c) => card_code(c),
+            CoreError::Net(tessera_net::ClientError::Net(n)) => net_code(n),
+            CoreError::Net(_) => "relay",
+            CoreError::TransportUnavailable(_) => "transport_unavailable",
+            CoreError::UnknownContact => "unknown_contact",
+            CoreError::BadInvite => "bad_invite",
+            CoreError::NameTaken => "name_taken",
+            CoreError::Rejected => "rejected",
+            CoreError::TooLong => "too_long",
+            CoreError::IdentityChanged(_) => "identity_changed",
+            _ => "engine",
+        }
+    }
+}
+
+/// The stable name of a vault error.
+pub fn vault_code(e: &V) -> &'static str {
+    match e {
+        V::WrongFactor => "wrong_password",
+        V::DeviceSecretMissing => "device_secret_missing",
+        V::Keyring(_) => "keyring_unavailable",
+        V::Corrupt | V::KeyFileDamaged => "vault_damaged",
+        V::NoVault => "no_vault",
+        V::AlreadyExists => "vault_exists",
+        V::WrongCard => "wrong_card",
+        V::CardReplayed => "card_replayed",
+        V::CardRequired => "card_required",
+        V::CardAlreadyEnrolled => "card_already_enrolled",
+        _ => "vault",
+    }
+}
+
+/// The stable name of a transport error.
+pub fn net_code(e: &NetError) -> &'static str {
+    match e {
+        NetError::TorBootstrap(_) => "tor_unavailable",
+        NetError::TorConnect(_) => "tor_connect",
+        NetError::TorConfig(_) => "tor_config",
+        NetError::PinMismatch { .. } => "pin_mismatch",
+        _ => "relay",
+    }
+}
+
+/// The stable name of a card error.
+pub fn card_code(e: &CardError) -> &'static str {
+    match e {
+        CardError::Tag(T::Reader(R::NoService)) => "card_service_unavailable",
+        CardError::Tag(T::Reader(R::NoReader)) => "no_reader",
+        CardError::Tag(T::Reader(R::NoCard)) => "no_card",
+        CardError::Tag(T::Reader(R::CardRemoved)) => "card_removed",
+        CardError::Tag(T::Reader(R::Busy)) => "card_busy",
+        CardError::Tag(T::NotFactoryFresh) => "not_factory_fresh",
+        CardError::Tag(T::WrongCurrentKey) => "wrong_current_key",
+        CardError::Tag(T::WrongCard) => "wrong_card",
+        CardError::Tag(T::Card(tessera_nfc::NfcError::Card(_))) => "card_refused",
+        CardError::NotProvisioned => "card_not_provisioned",
+        CardError::KeysMissing => "card_keys_missing",
+        CardError::Vault(_) => "keyring_unavailable",
+        _ => "card",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_name_the_failures_the_interface_tells_apart() {
+        assert_eq!(CoreError::Vault(V::WrongFactor).code(), "wrong_password");
+        assert_eq!(CoreError::Vault(V::WrongCard).code(), "wrong_card");
+        assert_eq!(
+            CoreError::Card(CardError::Tag(T::WrongCard)).code(),
+            "wrong_card"
+        );
+        assert_eq!(
+            CoreError::Card(CardError::Tag(T::Reader(R::NoReader))).code(),
+            "no_reader"
+        );
+        assert_eq!(
+            CoreError::Card(CardError::Tag(T::Reader(R::NoCard))).code(),
+            "no_card"
+        );
+        assert_eq!(CoreError::Locked.code(), "locked");
+        assert_eq!(
+            CoreError::Net(tessera_net::ClientError::Net(NetError::TorBootstrap(
+                "x".into()
+            )))
+            .code(),
+            "tor_unavailable"
+        );
+    }
+}

@@ -1,0 +1,172 @@
+//! The app's state between commands: the engine while unlocked, the page's event channels, the
+//! idle clock and the focus policy.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tauri::ipc::Channel;
+use tessera_core::{Engine, Event, LockReason};
+use tessera_proto::RelayAddress;
+
+use crate::view::UiEvent;
+
+/// Start-up settings shared with the commands.
+#[derive(Debug, Clone, Default)]
+pub struct AppConfig {
+    /// The relay named on the command line, if any (suggested on first run).
+    pub relay: Option<RelayAddress>,
+    /// The account's data directory.
+    pub data_dir: PathBuf,
+    /// The card reader to use (`None`: the first reader with a card).
+    pub reader: Option<String>,
+}
+
+/// Everything the commands share.
+pub struct App {
+    /// Start-up settings.
+    pub config: AppConfig,
+    engine: Mutex<Option<Engine>>,
+    channels: Mutex<Vec<Channel<UiEvent>>>,
+    activity: Mutex<Instant>,
+}
+
+impl App {
+    /// A locked app.
+    pub fn new(config: AppConfig) -> Arc<Self> {
+        Arc::new(Self {
+            config,
+            engine: Mutex::new(None),
+            channels: Mutex::new(Vec::new()),
+            activity: Mutex::new(Instant::now()),
+        })
+    }
+
+    /// The unlocked engine.
+    pub fn engine(&self) -> Result<Engine, tessera_core::CoreError> {
+        self.engine
+            .lock()
+            .ok()
+            .and_then(|e| e.clone())
+            .filter(Engine::is_unlocked)
+            .ok_or(tessera_core::CoreError::Locked)
+    }
+
+    /// Whether an engine is unlocked.
+    pub fn is_unlocked(&self) -> bool {
+        self.engine().is_ok()
+    }
+
+    /// Adds a page event channel (the page subscribes once per load).
+    pub fn subscribe(&self, channel: Channel<UiEvent>) {
+        if let Ok(mut c) = self.channels.lock() {
+            c.push(channel);
+        }
+    }
+
+    /// Sends an event to every page channel; drops channels whose page went away.
+    pub fn emit(&self, event: &UiEvent) {
+        if let Ok(mut channels) = self.channels.lock() {
+            channels.retain(|c| c.send(event.clone()).is_ok());
+        }
+    }
+
+    /// Records that the user did something (for the idle lock).
+    pub fn touch(&self) {
+        if let Ok(mut t) = self.activity.lock() {
+            *t = Instant::now();
+        }
+    }
+
+    fn idle_for(&self) -> Duration {
+        self.activity
+            .lock()
+            .map(|t| t.elapsed())
+            .unwrap_or_default()
+    }
+
+    /// Takes an unlocked engine into use: keeps it connected, forwards its events to the page,
+    /// watches the card it was unlocked with, and forgets it when it locks.
+    pub fn start(self: &Arc<Self>, engine: Engine, reader: Option<String>) {
+        self.touch();
+        let mut events = engine.subscribe();
+        if let Ok(mut e) = self.engine.lock() {
+            if let Some(old) = e.replace(engine.clone()) {
+                old.lock();
+            }
+        }
+        let app = self.clone();
+        let mine = engine.clone();
+        tauri::async_runtime::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(e) => {
+                        let locked = matches!(e, Event::Locked { .. });
+                        if let Some(ui) = UiEvent::from_engine(&e) {
+                            app.emit(&ui);
+                        }
+                        if locked {
+                            app.forget(&mine);
+                            break;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+        });
+        let runner = engine.clone();
+        tauri::async_runtime::spawn(async move { runner.run().await });
+        if let Some(reader) = reader {
+            engine.watch_card(reader);
+        }
+        let app = self.clone();
+        tauri::async_runtime::spawn(async move { app.idle_watch(engine).await });
+    }
+
+    /// Drops the engine if it is still `engine` (a newer unlock is kept).
+    fn forget(&self, engine: &Engine) {
+        if let Ok(mut e) = self.engine.lock()
+            && e.as_ref()
+                .is_some_and(|cur| cur.dir() == engine.dir() && !cur.is_unlocked())
+        {
+            e.take();
+        }
+    }
+
+    /// Locks the engine (if unlocked) for `reason`; the forwarder tells the page.
+    pub fn lock(&self, reason: LockReason) {
+        if let Ok(e) = self.engine() {
+            e.lock_because(reason);
+        }
+    }
+
+    /// The window lost focus: locks if the user asked for that.
+    pub fn focus_lost(&self) {
+        if let Ok(e) = self.engine()
+            && e.app_setting("lock_on_focus_loss")
+                .ok()
+                .flatten()
+                .as_deref()
+                == Some("on")
+        {
+            e.lock_because(LockReason::FocusLost);
+        }
+    }
+
+    /// Locks after the idle time the user chose (`idle_lock_minutes`, 0 or unset: never).
+    async fn idle_watch(&self, engine: Engine) {
+        while engine.is_unlocked() {
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let minutes: u64 = engine
+                .app_setting("idle_lock_minutes")
+                .ok()
+                .flatten()
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(0);
+            if minutes > 0 && self.idle_for() >= Duration::from_secs(minutes * 60) {
+                engine.lock_because(LockReason::Idle);
+            }
+        }
+    }
+}

@@ -1,0 +1,571 @@
+//! The Tauri commands: thin bodies over `tessera-core`. Each is listed in `build.rs` and granted
+//! in `capabilities/main.json`; nothing else is callable from the page.
+
+use std::sync::Arc;
+
+use base64::Engine as _;
+use serde::{Deserialize, Serialize};
+use tauri::State;
+use tauri::ipc::Channel;
+use tessera_core::card::{self, Reprovision};
+use tessera_core::{CoreError, CreateOptions, Engine, Invite, KdfParams, LockReason, OsKeyring};
+use tessera_core::{MAX_TEXT, TransportConfig};
+use tessera_crypto::AccountId;
+use tessera_proto::RelayAddress;
+use tessera_store::Vault;
+use zeroize::Zeroizing;
+
+use crate::AppInfo;
+use crate::app::App;
+use crate::error::{UiError, UiResult};
+use crate::view::{ContactView, ConversationView, MessageView, UiEvent};
+
+type AppState<'a> = State<'a, Arc<App>>;
+
+/// Runs blocking work (PC/SC, the keyring, Argon2id) off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, UiError> + Send + 'static,
+) -> UiResult<T> {
+    tauri::async_runtime::spawn_blocking(f)
+        .await
+        .map_err(|_| UiError::new("internal", "a background task failed"))?
+}
+
+/// Runs a card operation, trying again for up to two seconds while another connection (the
+/// lock screen's status poll, another app) holds the card exclusively.
+fn card_retry<T>(mut f: impl FnMut() -> Result<T, CoreError>) -> Result<T, CoreError> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    loop {
+        match f() {
+            Err(e) if e.code() == "card_busy" && std::time::Instant::now() < deadline => {
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn password(p: String) -> Zeroizing<Vec<u8>> {
+    Zeroizing::new(p.into_bytes())
+}
+
+fn account(id: &str) -> UiResult<[u8; 32]> {
+    id.parse::<AccountId>()
+        .map(|a| a.0)
+        .map_err(|_| CoreError::UnknownContact.into())
+}
+
+#[tauri::command]
+pub fn app_info(app: AppState<'_>) -> AppInfo {
+    AppInfo::collect(&app.config)
+}
+
+/// Where the app is: `first_run` (no vault), `locked` or `unlocked`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct AppStatus {
+    phase: &'static str,
+    /// Whether the vault needs the card (locked phase).
+    card_factor: bool,
+    /// The relay from the command line (first run suggestion), `tessera://…`.
+    suggested_relay: Option<String>,
+}
+
+#[tauri::command]
+pub fn app_state(app: AppState<'_>) -> UiResult<AppStatus> {
+    let dir = &app.config.data_dir;
+    let phase = if app.is_unlocked() {
+        "unlocked"
+    } else if Vault::exists(dir) {
+        "locked"
+    } else {
+        "first_run"
+    };
+    let card_factor =
+        Vault::exists(dir) && Vault::card_binding(dir).map_err(CoreError::from)?.is_some();
+    Ok(AppStatus {
+        phase,
+        card_factor,
+        suggested_relay: app.config.relay.as_ref().map(ToString::to_string),
+    })
+}
+
+/// The page says the user did something (keys, pointer); resets the idle lock.
+#[tauri::command]
+pub fn activity(app: AppState<'_>) {
+    app.touch();
+}
+
+#[tauri::command]
+pub fn subscribe(app: AppState<'_>, on_event: Channel<UiEvent>) {
+    app.subscribe(on_event);
+}
+
+/// Readers and cards (the lock screen polls this).
+#[tauri::command]
+pub async fn card_status(app: AppState<'_>) -> UiResult<Vec<card::ReaderStatus>> {
+    let dir = app.config.data_dir.clone();
+    let reader = app.config.reader.clone();
+    blocking(move || {
+        let mut all = card::status(&OsKeyring, Some(&dir))?;
+        // With a reader chosen (--reader), the others are not this app's business.
+        if let Some(want) = reader {
+            all.retain(|r| r.reader == want);
+        }
+        Ok(all)
+    })
+    .await
+}
+
+/// Strength feedback for a new password.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Strength {
+    /// 0 (guessable in seconds) to 4 (very strong).
+    score: u8,
+    /// A warning about the password, if any.
+    warning: Option<String>,
+    /// Suggestions.
+    suggestions: Vec<String>,
+    /// Rough guesses needed, as a power of ten.
+    guesses_log10: f64,
+}
+
+/// The weakest password the app accepts for a new vault (zxcvbn score).
+pub const MIN_SCORE: u8 = 3;
+
+fn strength_of(password: &str, name: &str) -> Strength {
+    let est = zxcvbn::zxcvbn(password, &[name, "tessera"]);
+    let feedback = est.feedback();
+    Strength {
+        score: u8::from(est.score()),
+        warning: feedback.and_then(|f| f.warning()).map(|w| w.to_string()),
+        suggestions: feedback
+            .map(|f| f.suggestions().iter().map(ToString::to_string).collect())
+            .unwrap_or_default(),
+        guesses_log10: est.guesses_log10(),
+    }
+}
+
+#[tauri::command]
+pub fn password_strength(password: String, name: Option<String>) -> Strength {
+    let password = Zeroizing::new(password);
+    strength_of(&password, name.as_deref().unwrap_or_default())
+}
+
+/// Provisions the card on the reader for Tessera, reporting each step on `on_progress`.
+#[tauri::command]
+pub async fn provision_card(
+    app: AppState<'_>,
+    reprovision: bool,
+    on_progress: Channel<UiEvent>,
+) -> UiResult<String> {
+    let reader = app.config.reader.clone();
+    let step = move |step: u8, what: &str| {
+        let _ = on_progress.send(UiEvent::Provision {
+            step,
+            of: 4,
+            what: what.into(),
+        });
+    };
+    blocking(move || {
+        step(1, "Looking for your card");
+        let found = card::status(&OsKeyring, None)?;
+        let on_reader = found.iter().find(|r| {
+            r.card
+                && reader
+                    .as_deref()
+                    .is_none_or(|want| want == r.reader.as_str())
+        });
+        let Some(st) = on_reader else {
+            return Err(if found.is_empty() {
+                UiError::new("no_reader", "no card reader")
+            } else {
+                UiError::new("no_card", "no card on the reader")
+            });
+        };
+        step(2, "Checking that the card is new");
+        if st.provisioning != Some("factory") && !reprovision {
+            return Err(UiError::new(
+                "not_factory_fresh",
+                "this card is already set up; choose re-provision to set it up again",
+            ));
+        }
+        step(3, "Writing a new secret and keys to the card");
+        let done = card_retry(|| {
+            Ok(card::provision(
+                &OsKeyring,
+                Some(&st.reader),
+                how(reprovision),
+            )?)
+        })?;
+        step(4, "Reading the card back");
+        let check = card_retry(|| Ok(card::tap(&OsKeyring, Some(&done.reader))?))?;
+        Ok(hex::encode(check.factor.uid))
+    })
+    .await
+}
+
+fn how(reprovision: bool) -> Reprovision {
+    if reprovision {
+        Reprovision::FromKeyring
+    } else {
+        Reprovision::No
+    }
+}
+
+/// What the first-run form sends.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct NewAccount {
+    relay: String,
+    password: String,
+    name: String,
+    /// `tor` or `direct`.
+    transport: String,
+    /// Bind the vault to the card on the reader.
+    use_card: bool,
+}
+
+#[tauri::command]
+pub async fn create_account(app: AppState<'_>, form: NewAccount) -> UiResult<()> {
+    let NewAccount {
+        relay,
+        password: pw,
+        name,
+        transport,
+        use_card,
+    } = form;
+    let pw = password(pw);
+    let relay: RelayAddress = relay
+        .trim()
+        .parse()
+        .map_err(|e| UiError::new("bad_relay", format!("{e}")))?;
+    let name = name.trim().to_string();
+    if name.is_empty() || name.chars().count() > 64 {
+        return Err(UiError::new(
+            "bad_name",
+            "a device name has 1 to 64 characters",
+        ));
+    }
+    if strength_of(std::str::from_utf8(&pw).unwrap_or_default(), &name).score < MIN_SCORE {
+        return Err(UiError::new(
+            "weak_password",
+            "the password is too easy to guess",
+        ));
+    }
+    let transport = match transport.as_str() {
+        "direct" => TransportConfig::Direct,
+        "tor" => TransportConfig::Tor { config_file: None },
+        _ => return Err(UiError::new("bad_transport", "transport is tor or direct")),
+    };
+    let reader = app.config.reader.clone();
+    let tap = if use_card {
+        Some(
+            blocking(move || {
+                Ok(card_retry(|| {
+                    Ok(card::tap(&OsKeyring, reader.as_deref())?)
+                })?)
+            })
+            .await?,
+        )
+    } else {
+        None
+    };
+    let (card, reader) = match tap {
+        Some(t) => (Some(t.factor), Some(t.reader)),
+        None => (None, None),
+    };
+    let engine = Engine::create(
+        CreateOptions {
+            dir: app.config.data_dir.clone(),
+            password: pw,
+            relay,
+            name,
+            transport,
+            kdf: KdfParams::DEFAULT,
+            card,
+        },
+        Arc::new(OsKeyring),
+    )
+    .await?;
+    app.start(engine, reader);
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn unlock(app: AppState<'_>, password: String) -> UiResult<()> {
+    let pw = self::password(password);
+    let dir = app.config.data_dir.clone();
+    let reader = app.config.reader.clone();
+    let tap = blocking(move || {
+        Ok(card_retry(|| {
+            card::tap_for_vault(&dir, &OsKeyring, reader.as_deref())
+        })?)
+    })
+    .await?;
+    let (reader, factor) = match tap {
+        Some(t) => (Some(t.reader), Some(t.factor)),
+        None => (None, None),
+    };
+    let engine = Engine::unlock(&app.config.data_dir, pw, Arc::new(OsKeyring), factor).await?;
+    app.start(engine, reader);
+    Ok(())
+}
+
+#[tauri::command]
+pub fn lock(app: AppState<'_>) {
+    app.lock(LockReason::Requested);
+}
+
+/// Who this account is and what the status bar shows.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    account_id: String,
+    name: String,
+    relay: String,
+    relay_host: String,
+    pin: String,
+    transport: &'static str,
+    invite: String,
+    /// The invite as a QR code (SVG data URL).
+    invite_qr: String,
+}
+
+fn qr_data_url(text: &str) -> UiResult<String> {
+    let code = qrcode::QrCode::new(text.as_bytes())
+        .map_err(|e| UiError::new("internal", format!("QR code: {e}")))?;
+    let svg = code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(240, 240)
+        .quiet_zone(true)
+        .build();
+    Ok(format!(
+        "data:image/svg+xml;base64,{}",
+        base64::engine::general_purpose::STANDARD.encode(svg)
+    ))
+}
+
+#[tauri::command]
+pub fn me(app: AppState<'_>) -> UiResult<Me> {
+    let e = app.engine()?;
+    let invite = e.invite()?;
+    let relay = e.relay()?;
+    let text = invite.to_text();
+    Ok(Me {
+        account_id: invite.account_id.to_string(),
+        name: invite.name.clone(),
+        relay: relay.to_string(),
+        relay_host: relay.authority(),
+        pin: relay.pin.to_string(),
+        transport: e.transport_name()?,
+        invite_qr: qr_data_url(&text)?,
+        invite: text,
+    })
+}
+
+#[tauri::command]
+pub fn conversations(app: AppState<'_>) -> UiResult<Vec<ConversationView>> {
+    let list = app.engine()?.conversations()?;
+    Ok(list.iter().map(Into::into).collect())
+}
+
+#[tauri::command]
+pub fn history(
+    app: AppState<'_>,
+    contact: String,
+    before: Option<i64>,
+    limit: Option<u32>,
+) -> UiResult<Vec<MessageView>> {
+    let c = account(&contact)?;
+    let list = app
+        .engine()?
+        .history(&c, before, limit.unwrap_or(50).min(500))?;
+    Ok(list.iter().map(Into::into).collect())
+}
+
+#[tauri::command]
+pub async fn send_message(app: AppState<'_>, contact: String, body: String) -> UiResult<String> {
+    let c = account(&contact)?;
+    if body.trim().is_empty() {
+        return Err(UiError::new("empty", "nothing to send"));
+    }
+    if body.len() > MAX_TEXT {
+        return Err(CoreError::TooLong.into());
+    }
+    let engine = app.engine()?;
+    match engine.send_text(&c, &body).await {
+        Ok(id) => Ok(tessera_core::id_hex(&id)),
+        // Stored and queued; it goes out when the relay is reachable again.
+        Err(CoreError::Net(_)) => Ok(String::new()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[tauri::command]
+pub async fn mark_read(app: AppState<'_>, contact: String) -> UiResult<usize> {
+    let c = account(&contact)?;
+    let engine = app.engine()?;
+    match engine.mark_read(&c).await {
+        Ok(n) => Ok(n),
+        // Marked here; the receipts wait in the outbox.
+        Err(CoreError::Net(_)) => Ok(0),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[tauri::command]
+pub fn search(app: AppState<'_>, text: String) -> UiResult<Vec<MessageView>> {
+    let hits = app.engine()?.search(&text, 100)?;
+    Ok(hits.iter().map(Into::into).collect())
+}
+
+#[tauri::command]
+pub fn contacts(app: AppState<'_>) -> UiResult<Vec<ContactView>> {
+    let list = app.engine()?.contacts()?;
+    Ok(list.iter().map(Into::into).collect())
+}
+
+#[tauri::command]
+pub async fn add_contact(
+    app: AppState<'_>,
+    code: String,
+    name: Option<String>,
+) -> UiResult<ContactView> {
+    let invite = Invite::parse(code.trim())?;
+    let name = name.map(|n| n.trim().to_string()).filter(|n| !n.is_empty());
+    let c = app.engine()?.add_contact(&invite, name.as_deref()).await?;
+    Ok((&c).into())
+}
+
+#[tauri::command]
+pub async fn answer_request(
+    app: AppState<'_>,
+    contact: String,
+    accept: bool,
+) -> UiResult<ContactView> {
+    let c = account(&contact)?;
+    let c = app.engine()?.answer_request(&c, accept).await?;
+    Ok((&c).into())
+}
+
+/// The safety number shared with a contact.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Safety {
+    /// 60 digits in groups of five.
+    digits: String,
+    /// QR code of the digits (SVG data URL).
+    qr: String,
+    verified: bool,
+    /// The contact's identity changed since it was first seen.
+    changed: bool,
+}
+
+#[tauri::command]
+pub fn safety_number(app: AppState<'_>, contact: String) -> UiResult<Safety> {
+    let c = account(&contact)?;
+    let (digits, verified, changed) = app.engine()?.safety_number(&c)?;
+    Ok(Safety {
+        qr: qr_data_url(&digits)?,
+        digits,
+        verified,
+        changed,
+    })
+}
+
+#[tauri::command]
+pub fn verify_contact(app: AppState<'_>, contact: String) -> UiResult<()> {
+    let c = account(&contact)?;
+    Ok(app.engine()?.verify(&c)?)
+}
+
+/// The settings screen's values.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Settings {
+    lock_on_card_removal: bool,
+    idle_lock_minutes: u32,
+    lock_on_focus_loss: bool,
+    notification_content: bool,
+    theme: String,
+}
+
+#[tauri::command]
+pub fn settings(app: AppState<'_>) -> UiResult<Settings> {
+    let e = app.engine()?;
+    let get = |n: &str| e.app_setting(n).map(Option::unwrap_or_default);
+    Ok(Settings {
+        lock_on_card_removal: e.lock_on_card_removal()?,
+        idle_lock_minutes: get("idle_lock_minutes")?.parse().unwrap_or(0),
+        lock_on_focus_loss: get("lock_on_focus_loss")? == "on",
+        notification_content: get("notification_content")? == "on",
+        theme: match get("theme")?.as_str() {
+            "" => "system".into(),
+            t => t.into(),
+        },
+    })
+}
+
+#[tauri::command]
+pub fn set_setting(app: AppState<'_>, name: String, value: String) -> UiResult<()> {
+    let e = app.engine()?;
+    let bool_value = || match value.as_str() {
+        "on" | "off" => Ok(()),
+        _ => Err(UiError::new("bad_setting", "expected on or off")),
+    };
+    match name.as_str() {
+        "lock_on_card_removal" => {
+            bool_value()?;
+            e.set_lock_on_card_removal(value == "on")?;
+        }
+        "lock_on_focus_loss" | "notification_content" => {
+            bool_value()?;
+            e.set_app_setting(&name, &value)?;
+        }
+        "idle_lock_minutes" => {
+            let m: u32 = value
+                .parse()
+                .ok()
+                .filter(|m| *m <= 24 * 60)
+                .ok_or_else(|| UiError::new("bad_setting", "minutes from 0 (never) to 1440"))?;
+            e.set_app_setting(&name, &m.to_string())?;
+        }
+        "theme" => {
+            if !["system", "light", "dark"].contains(&value.as_str()) {
+                return Err(UiError::new(
+                    "bad_setting",
+                    "theme is system, light or dark",
+                ));
+            }
+            e.set_app_setting(&name, &value)?;
+        }
+        _ => return Err(CoreError::UnknownSetting.into()),
+    }
+    Ok(())
+}
+
+#[tauri::command]
+pub async fn change_password(app: AppState<'_>, old: String, new: String) -> UiResult<()> {
+    let (old, new) = (password(old), password(new));
+    let engine = app.engine()?;
+    if strength_of(std::str::from_utf8(&new).unwrap_or_default(), "").score < MIN_SCORE {
+        return Err(UiError::new(
+            "weak_password",
+            "the password is too easy to guess",
+        ));
+    }
+    let dir = app.config.data_dir.clone();
+    let reader = app.config.reader.clone();
+    let tap = blocking(move || {
+        Ok(card_retry(|| {
+            card::tap_for_vault(&dir, &OsKeyring, reader.as_deref())
+        })?)
+    })
+    .await?;
+    engine
+        .change_password(old, new, KdfParams::DEFAULT, tap.map(|t| t.factor))
+        .await?;
+    Ok(())
+}

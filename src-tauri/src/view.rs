@@ -1,0 +1,221 @@
+//! The shapes the page receives (camelCase JSON). Account ids travel as their text form; the
+//! page sends them back to name a contact.
+
+use serde::Serialize;
+use tessera_core::{Contact, Conversation, Event, Message};
+use tessera_crypto::AccountId;
+
+/// A contact.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ContactView {
+    /// Account id (text form).
+    pub id: String,
+    /// The name the user gave.
+    pub name: String,
+    /// `requested`, `incoming`, `accepted` or `rejected`.
+    pub state: &'static str,
+}
+
+impl From<&Contact> for ContactView {
+    fn from(c: &Contact) -> Self {
+        Self {
+            id: AccountId(c.account_id).to_string(),
+            name: c.name.clone(),
+            state: c.state.as_str(),
+        }
+    }
+}
+
+/// A message.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct MessageView {
+    /// Local row id: orders a conversation; pages history (`before`).
+    pub row: i64,
+    /// The message's id (hex).
+    pub id: String,
+    /// The contact (account id text).
+    pub contact: String,
+    /// Sent by this account.
+    pub outgoing: bool,
+    /// The text.
+    pub body: String,
+    /// Sender's clock, ms since the epoch.
+    pub sent: i64,
+    /// Arrival (incoming), ms since the epoch.
+    pub received: Option<i64>,
+    /// `pending`, `sent`, `delivered`, `read` (outgoing) or `received`.
+    pub status: &'static str,
+    /// Incoming and seen.
+    pub read: bool,
+}
+
+impl From<&Message> for MessageView {
+    fn from(m: &Message) -> Self {
+        Self {
+            row: m.id,
+            id: tessera_core::id_hex(&m.message_id),
+            contact: AccountId(m.contact).to_string(),
+            outgoing: m.outgoing,
+            body: m.body.clone(),
+            sent: m.sent,
+            received: m.received,
+            status: m.status.as_str(),
+            read: m.read,
+        }
+    }
+}
+
+/// One line of the conversation list.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ConversationView {
+    /// Who.
+    pub contact: ContactView,
+    /// Newest message.
+    pub last: Option<MessageView>,
+    /// Unread incoming messages.
+    pub unread: u32,
+}
+
+impl From<&Conversation> for ConversationView {
+    fn from(c: &Conversation) -> Self {
+        Self {
+            contact: (&c.contact).into(),
+            last: c.last.as_ref().map(Into::into),
+            unread: c.unread,
+        }
+    }
+}
+
+/// An engine event as the page receives it. Message events carry no text: the page asks for
+/// the conversation again (so a notification cannot leak a body the user did not opt in to
+/// show, and the page has one way of reading messages).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(
+    tag = "type",
+    rename_all = "camelCase",
+    rename_all_fields = "camelCase"
+)]
+pub enum UiEvent {
+    /// Connected to the relay.
+    Connected,
+    /// The relay connection ended.
+    Disconnected,
+    /// The engine locked; the page must drop what it shows.
+    Locked {
+        /// `requested`, `card_removed`, `idle`, `focus_lost`.
+        reason: String,
+    },
+    /// A new message arrived.
+    Message {
+        /// From (account id text).
+        contact: String,
+    },
+    /// An outgoing message moved on.
+    Status {
+        /// Message id (hex).
+        id: String,
+        /// New status.
+        status: &'static str,
+    },
+    /// Contacts changed (a request, an acceptance, a rejection).
+    Contacts,
+    /// A contact's identity changed.
+    IdentityChanged {
+        /// Account id text.
+        contact: String,
+    },
+    /// Tor bootstrap progress.
+    Tor {
+        /// 0–100.
+        percent: u8,
+        /// What Arti is doing.
+        phase: String,
+        /// Ready for traffic.
+        ready: bool,
+        /// Why it is stuck.
+        blocked: Option<String>,
+    },
+    /// Card provisioning progress (first run, settings).
+    Provision {
+        /// Step number, from 1.
+        step: u8,
+        /// Number of steps.
+        of: u8,
+        /// What is happening.
+        what: String,
+    },
+}
+
+impl UiEvent {
+    /// The page's view of an engine event (`None`: nothing the page shows).
+    pub fn from_engine(e: &Event) -> Option<Self> {
+        Some(match e {
+            Event::Connected => Self::Connected,
+            Event::Disconnected => Self::Disconnected,
+            Event::Locked { reason } => Self::Locked {
+                reason: serde_json::to_value(reason)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_string))
+                    .unwrap_or_default(),
+            },
+            Event::Message { contact, .. } => Self::Message {
+                contact: AccountId(*contact).to_string(),
+            },
+            Event::Status { message_id, status } => Self::Status {
+                id: tessera_core::id_hex(message_id),
+                status: status.as_str(),
+            },
+            Event::ContactRequest { .. }
+            | Event::ContactAccepted { .. }
+            | Event::ContactRejected { .. } => Self::Contacts,
+            Event::IdentityChanged { contact } => Self::IdentityChanged {
+                contact: contact.clone(),
+            },
+            Event::TorProgress {
+                percent,
+                phase,
+                ready,
+                blocked,
+            } => Self::Tor {
+                percent: *percent,
+                phase: phase.clone(),
+                ready: *ready,
+                blocked: blocked.clone(),
+            },
+            _ => return None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn message_events_carry_no_text() {
+        let e = Event::Message {
+            contact: [7; 32],
+            message_id: [1; 16],
+            body: "secret words".into(),
+        };
+        let v = serde_json::to_string(&UiEvent::from_engine(&e).unwrap()).unwrap();
+        assert!(!v.contains("secret words"), "{v}");
+        assert!(v.contains("\"type\":\"message\""), "{v}");
+    }
+
+    #[test]
+    fn lock_reasons_reach_the_page_by_name() {
+        let e = Event::Locked {
+            reason: tessera_core::LockReason::CardRemoved,
+        };
+        assert_eq!(
+            UiEvent::from_engine(&e),
+            Some(UiEvent::Locked {
+                reason: "card_removed".into()
+            })
+        );
+    }
+}

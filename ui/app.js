@@ -1,0 +1,365 @@
+// The unlocked app: conversations and chat, contacts, settings. `closeApp` clears every list,
+// text and field the page holds, so nothing of the vault stays in the page after a lock.
+import * as backend from './backend.js';
+import { $, el, showError, showOnly, time, day, shortTime } from './util.js';
+
+const VIEWS = ['view-chats', 'view-contacts', 'view-settings'];
+const NAV = { 'view-chats': 'nav-chats', 'view-contacts': 'nav-contacts', 'view-settings': 'nav-settings' };
+const MARKS = {
+  pending: ['\u25F7', 'waiting to be sent'],
+  sent: ['\u2713', 'sent to the relay'],
+  delivered: ['\u2713\u2713', 'delivered'],
+  read: ['\u2713\u2713', 'read'],
+};
+const PAGE = 50;
+
+let wired = false;
+let open = null; // account id of the open conversation (kept across a lock, to come back to it)
+let openName = '';
+let oldestRow = null; // history paging
+let loadingOlder = false;
+let safetyFor = null;
+
+function mark(status) {
+  const m = MARKS[status];
+  if (!m) return null;
+  return el('span', { class: `mark mark-${status}`, role: 'img', 'aria-label': m[1], title: m[1] }, m[0]);
+}
+
+function messageNode(m) {
+  return el('div', { class: `msg ${m.outgoing ? 'out' : 'in'}`, dataset: { id: m.id, row: m.row, day: new Date(m.sent).toDateString() } },
+    el('p', { class: 'body' }, m.body),
+    el('span', { class: 'meta' }, el('time', { datetime: new Date(m.sent).toISOString() }, time(m.sent)), m.outgoing ? mark(m.status) : null));
+}
+
+/** Inserts day separators between messages of different days. */
+function withDays(nodes, previousDay) {
+  const out = [];
+  let d = previousDay;
+  for (const n of nodes) {
+    if (n.dataset.day !== d) {
+      d = n.dataset.day;
+      out.push(el('div', { class: 'day', role: 'separator', dataset: { day: d } }, day(Date.parse(d))));
+    }
+    out.push(n);
+  }
+  return out;
+}
+
+async function refreshConversations() {
+  const list = await backend.conversations();
+  const ul = $('#conv-list');
+  ul.replaceChildren(...list.filter((c) => c.contact.state === 'accepted' || c.last).map((c) =>
+    el('li', {},
+      el('button', { type: 'button', class: `conv${c.contact.id === open ? ' active' : ''}`, dataset: { contact: c.contact.id, name: c.contact.name },
+        onclick: () => openConversation(c.contact.id, c.contact.name) },
+        el('span', { class: 'name' }, c.contact.name),
+        c.last ? el('span', { class: 'when' }, shortTime(c.last.sent)) : null,
+        el('span', { class: 'last' }, c.last ? `${c.last.outgoing ? 'You: ' : ''}${c.last.body}` : 'No messages yet'),
+        c.unread ? el('span', { class: 'badge unread', 'aria-label': `${c.unread} unread` }, String(c.unread)) : null))));
+  $('#conv-empty').hidden = ul.children.length > 0;
+}
+
+async function openConversation(contact, name) {
+  open = contact;
+  openName = name;
+  showView('view-chats');
+  $('#chat-title').textContent = name;
+  $('#composer').hidden = false;
+  showError('chat-error', null);
+  const msgs = await backend.history(contact, null, PAGE);
+  oldestRow = msgs.length ? msgs[0].row : null;
+  const log = $('#chat-log');
+  log.replaceChildren(...withDays(msgs.map(messageNode)));
+  log.dataset.complete = msgs.length < PAGE ? 'yes' : 'no';
+  log.scrollTop = log.scrollHeight;
+  await backend.markRead(contact).catch(() => {});
+  await refreshConversations();
+  $('#compose').focus();
+}
+
+/** Infinite scroll: near the top, load the page before the oldest shown. */
+async function loadOlder() {
+  const log = $('#chat-log');
+  if (!open || loadingOlder || log.dataset.complete === 'yes' || log.scrollTop > 40) return;
+  loadingOlder = true;
+  try {
+    const msgs = await backend.history(open, oldestRow, PAGE);
+    if (msgs.length < PAGE) log.dataset.complete = 'yes';
+    if (!msgs.length) return;
+    oldestRow = msgs[0].row;
+    const before = log.scrollHeight;
+    const nodes = withDays(msgs.map(messageNode));
+    const first = log.querySelector('.day');
+    if (first && nodes.length && first.dataset.day === new Date(msgs[msgs.length - 1].sent).toDateString()) first.remove();
+    log.prepend(...nodes);
+    log.scrollTop = log.scrollHeight - before;
+  } finally {
+    loadingOlder = false;
+  }
+}
+
+async function appendNew() {
+  if (!open) return;
+  const log = $('#chat-log');
+  const shown = new Set([...log.querySelectorAll('.msg')].map((n) => n.dataset.id));
+  const msgs = (await backend.history(open, null, PAGE)).filter((m) => !shown.has(m.id));
+  if (!msgs.length) return;
+  const lastDay = [...log.querySelectorAll('.msg')].pop();
+  log.append(...withDays(msgs.map(messageNode), lastDay && lastDay.dataset.day));
+  log.scrollTop = log.scrollHeight;
+  await backend.markRead(open).catch(() => {});
+}
+
+async function send(ev) {
+  ev.preventDefault();
+  const box = $('#compose');
+  const body = box.value;
+  if (!open || !body.trim()) return;
+  showError('chat-error', null);
+  $('#send').disabled = true;
+  try {
+    await backend.sendMessage(open, body);
+    box.value = '';
+    await appendNew();
+    await refreshConversations();
+  } catch (err) {
+    showError('chat-error', err);
+  } finally {
+    $('#send').disabled = false;
+    box.focus();
+  }
+}
+
+async function runSearch() {
+  const q = $('#search').value.trim();
+  const ul = $('#search-results');
+  if (!q) {
+    ul.hidden = true;
+    ul.replaceChildren();
+    return;
+  }
+  const hits = await backend.search(q);
+  const names = Object.fromEntries((await backend.contacts()).map((c) => [c.id, c.name]));
+  ul.replaceChildren(...hits.map((m) => el('li', {},
+    el('button', { type: 'button', class: 'hit', dataset: { id: m.id, contact: m.contact }, onclick: () => openConversation(m.contact, names[m.contact] || '') },
+      el('span', { class: 'name' }, names[m.contact] || ''), el('span', { class: 'when' }, shortTime(m.sent)), el('span', { class: 'last' }, m.body)))));
+  if (!hits.length) ul.append(el('li', { class: 'help' }, 'Nothing found.'));
+  ul.hidden = false;
+}
+
+async function refreshContacts() {
+  const list = await backend.contacts();
+  const incoming = list.filter((c) => c.state === 'incoming');
+  $('#requests').replaceChildren(...incoming.map((c) => el('li', { dataset: { contact: c.id } },
+    el('span', { class: 'name' }, c.name), ' wants to talk with you. ',
+    el('button', { type: 'button', class: 'accept primary', onclick: () => answer(c.id, true) }, `Accept ${c.name}`),
+    el('button', { type: 'button', class: 'reject', onclick: () => answer(c.id, false) }, `Reject ${c.name}`))));
+  $('#requests-empty').hidden = incoming.length > 0;
+  const badge = $('#requests-badge');
+  badge.textContent = String(incoming.length);
+  badge.hidden = incoming.length === 0;
+  const STATE = { requested: 'request sent', incoming: 'wants to talk', accepted: 'contact', rejected: 'rejected' };
+  $('#contact-list').replaceChildren(...list.map((c) => el('li', { dataset: { contact: c.id, state: c.state } },
+    el('span', { class: 'name' }, c.name), el('span', { class: 'state' }, STATE[c.state]),
+    c.state === 'accepted' ? el('button', { type: 'button', class: 'open', onclick: () => openConversation(c.id, c.name) }, `Message ${c.name}`) : null,
+    el('button', { type: 'button', class: 'safety-open', onclick: () => showSafety(c.id, c.name) }, `Safety number for ${c.name}`))));
+}
+
+async function answer(id, accept) {
+  await backend.answerRequest(id, accept);
+  await refreshContacts();
+  await refreshConversations();
+}
+
+async function showSafety(id, name) {
+  safetyFor = id;
+  const s = await backend.safetyNumber(id);
+  $('#safety-title').textContent = `Safety number with ${name}`;
+  $('#safety-digits').textContent = s.digits.match(/.{1,5}/g).join(' ');
+  $('#safety-qr').src = s.qr;
+  $('#safety-state').textContent = s.changed ? `${name}'s identity changed. Compare again before trusting it.` : s.verified ? 'Verified.' : 'Not verified yet.';
+  $('#mark-verified').hidden = s.verified && !s.changed;
+  $('#safety').hidden = false;
+  $('#safety-digits').focus();
+}
+
+async function addContact(ev) {
+  ev.preventDefault();
+  showError('add-error', null);
+  $('#add-done').hidden = true;
+  try {
+    const c = await backend.addContact($('#add-code').value, $('#add-name').value || null);
+    $('#add-code').value = '';
+    $('#add-name').value = '';
+    $('#add-done').textContent = c.state === 'accepted' ? `${c.name} is now a contact.` : `Request sent to ${c.name}.`;
+    $('#add-done').hidden = false;
+    await refreshContacts();
+    await refreshConversations();
+  } catch (err) {
+    showError('add-error', err);
+  }
+}
+
+async function refreshMe() {
+  const m = await backend.me();
+  $('#me-name').textContent = m.name;
+  $('#my-invite').value = m.invite;
+  $('#invite-qr').src = m.inviteQr;
+  $('#set-relay').textContent = m.relayHost;
+  $('#set-pin').textContent = m.pin;
+  $('#set-transport').textContent = m.transport === 'tor' ? 'Tor' : 'Direct (the relay sees your IP address)';
+  $('#about-account').textContent = `Account ${m.accountId}`;
+  const i = await backend.appInfo();
+  $('#about-version').textContent = `${i.name} ${i.version}${i.commit ? ` (build ${i.commit})` : ''}, ${i.target}, ${i.profile}`;
+}
+
+async function refreshSettings() {
+  const s = await backend.settings();
+  $('#set-lock-removal').checked = s.lockOnCardRemoval;
+  $('#set-idle').value = s.idleLockMinutes;
+  $('#set-focus').checked = s.lockOnFocusLoss;
+  $('#set-notify').checked = s.notificationContent;
+  $('#set-theme').value = s.theme;
+  window.dispatchEvent(new CustomEvent('tessera-theme', { detail: s.theme }));
+}
+
+async function setSetting(name, value) {
+  showError('settings-error', null);
+  try {
+    await backend.setSetting(name, value);
+    if (name === 'theme') window.dispatchEvent(new CustomEvent('tessera-theme', { detail: value }));
+  } catch (err) {
+    showError('settings-error', err);
+    await refreshSettings();
+  }
+}
+
+async function changePassword(ev) {
+  ev.preventDefault();
+  showError('pw-error', null);
+  $('#pw-done').hidden = true;
+  try {
+    await backend.changePassword($('#pw-old').value, $('#pw-new').value);
+    $('#pw-done').hidden = false;
+  } catch (err) {
+    showError('pw-error', err);
+  } finally {
+    $('#pw-old').value = '';
+    $('#pw-new').value = '';
+  }
+}
+
+function showView(id) {
+  showOnly(VIEWS, id);
+  for (const [view, nav] of Object.entries(NAV)) {
+    if (view === id) $(`#${nav}`).setAttribute('aria-current', 'page');
+    else $(`#${nav}`).removeAttribute('aria-current');
+  }
+  if (id === 'view-contacts') refreshContacts();
+  if (id === 'view-settings') refreshSettings();
+}
+
+function wire() {
+  if (wired) return;
+  wired = true;
+  $('#nav-chats').addEventListener('click', () => { showView('view-chats'); refreshConversations(); });
+  $('#nav-contacts').addEventListener('click', () => showView('view-contacts'));
+  $('#nav-settings').addEventListener('click', () => showView('view-settings'));
+  $('#lock-now').addEventListener('click', () => backend.lock());
+  $('#composer').addEventListener('submit', send);
+  $('#compose').addEventListener('keydown', (e) => {
+    if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); $('#composer').requestSubmit(); }
+  });
+  $('#chat-log').addEventListener('scroll', () => loadOlder());
+  let t;
+  $('#search').addEventListener('input', () => { clearTimeout(t); t = setTimeout(runSearch, 200); });
+  $('#add-form').addEventListener('submit', addContact);
+  $('#copy-invite').addEventListener('click', () => { $('#my-invite').select(); document.execCommand('copy'); });
+  $('#mark-verified').addEventListener('click', async () => { if (safetyFor) { await backend.verifyContact(safetyFor); $('#safety-state').textContent = 'Verified.'; $('#mark-verified').hidden = true; } });
+  $('#safety-close').addEventListener('click', () => { $('#safety').hidden = true; });
+  $('#set-lock-removal').addEventListener('change', (e) => setSetting('lock_on_card_removal', e.target.checked ? 'on' : 'off'));
+  $('#set-focus').addEventListener('change', (e) => setSetting('lock_on_focus_loss', e.target.checked ? 'on' : 'off'));
+  $('#set-notify').addEventListener('change', (e) => setSetting('notification_content', e.target.checked ? 'on' : 'off'));
+  $('#set-idle').addEventListener('change', (e) => setSetting('idle_lock_minutes', String(e.target.value || 0)));
+  $('#set-theme').addEventListener('change', (e) => setSetting('theme', e.target.value));
+  $('#pw-form').addEventListener('submit', changePassword);
+}
+
+export async function openApp() {
+  wire();
+  showView('view-chats');
+  await refreshMe();
+  await refreshSettings();
+  await refreshConversations();
+  await refreshContacts();
+  if (open) await openConversation(open, openName);
+}
+
+/** Clears everything the unlocked page shows (called on lock, before the lock screen). */
+export function closeApp() {
+  for (const id of ['#conv-list', '#search-results', '#chat-log', '#requests', '#contact-list']) $(id).replaceChildren();
+  for (const id of ['#my-invite', '#add-code', '#add-name', '#compose', '#search', '#pw-old', '#pw-new']) $(id).value = '';
+  for (const id of ['#me-name', '#set-relay', '#set-pin', '#set-transport', '#about-account', '#safety-digits', '#identity-banner']) $(id).textContent = '';
+  for (const id of ['#invite-qr', '#safety-qr']) $(id).removeAttribute('src');
+  $('#safety').hidden = true;
+  $('#identity-banner').hidden = true;
+  $('#composer').hidden = true;
+  $('#chat-title').textContent = 'Choose a conversation';
+}
+
+export function onEngineEvent(e) {
+  // Connection state is not vault content: keep it current even while another screen shows.
+  if (e.type === 'connected' || e.type === 'disconnected' || e.type === 'tor') {
+    netEvent(e);
+    return;
+  }
+  if ($('#main').hidden) return;
+  switch (e.type) {
+    case 'message':
+      refreshConversations();
+      if (e.contact === open) appendNew();
+      break;
+    case 'status': {
+      const node = document.querySelector(`.msg[data-id="${e.id}"] .meta`);
+      if (node) {
+        const old = node.querySelector('.mark');
+        const m = mark(e.status);
+        if (old && m) old.replaceWith(m);
+        else if (m) node.append(m);
+      }
+      break;
+    }
+    case 'contacts':
+      refreshContacts();
+      refreshConversations();
+      break;
+    case 'identityChanged': {
+      const b = $('#identity-banner');
+      b.textContent = 'A contact\u2019s identity changed. Their messages wait until you compare safety numbers (Contacts).';
+      b.hidden = false;
+      refreshContacts();
+      break;
+    }
+    default:
+      break;
+  }
+}
+
+function netEvent(e) {
+  const net = $('#net-status');
+  if (e.type === 'connected') {
+    net.textContent = 'Connected to the relay';
+    net.dataset.state = 'connected';
+  } else if (e.type === 'disconnected') {
+    net.textContent = 'Offline: messages wait in the outbox';
+    net.dataset.state = 'offline';
+  } else {
+    $('#tor-progress').value = e.percent;
+    $('#tor-phase').textContent = `${e.percent}% ${e.phase}${e.blocked ? ` (${e.blocked})` : ''}`;
+    if (!e.ready) {
+      net.textContent = `Starting Tor: ${e.percent}%`;
+      net.dataset.state = 'tor';
+    }
+  }
+}

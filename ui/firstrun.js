@@ -1,0 +1,103 @@
+// First run: relay, password (with strength feedback), card provisioning, device name.
+import * as backend from './backend.js';
+import { $, el, showError, errorText } from './util.js';
+
+let started = false;
+let cardReady = false;
+
+async function refreshCard() {
+  const status = $('#fr-card-status');
+  try {
+    const readers = await backend.cardStatus();
+    const withCard = readers.find((r) => r.card);
+    if (readers.length === 0) status.textContent = 'No card reader found. Plug one in.';
+    else if (!withCard) status.textContent = `Reader ${readers[0].reader}: put your card on it.`;
+    else status.textContent = `Card ${withCard.uid || ''} on ${withCard.reader}: ${
+      { factory: 'new (factory settings)', provisioned: 'set up for Tessera', foreign: 'set up by someone else', unknown: 'not answering' }[withCard.provisioning] || 'unknown'}.`;
+  } catch (err) {
+    status.textContent = errorText(err);
+  }
+}
+
+async function strength() {
+  const pw = $('#fr-password').value;
+  const out = $('#fr-strength');
+  if (!pw) {
+    $('#fr-meter').value = 0;
+    out.textContent = 'At least a strong password: four or more random words work well.';
+    return;
+  }
+  const s = await backend.passwordStrength(pw, $('#fr-name').value);
+  $('#fr-meter').value = s.score;
+  const words = ['very weak', 'weak', 'fair', 'strong', 'very strong'][s.score];
+  out.dataset.score = s.score;
+  out.textContent = `Strength: ${words}. ${s.warning || ''} ${s.suggestions.join(' ')}`.trim();
+}
+
+async function provision() {
+  const log = $('#fr-provision-log');
+  log.replaceChildren();
+  showError('fr-error', null);
+  $('#fr-provision').disabled = true;
+  try {
+    const uid = await backend.provisionCard($('#fr-reprovision').checked, (p) => {
+      log.append(el('li', { dataset: { step: p.step } }, `${p.step}/${p.of} ${p.what}`));
+    });
+    log.append(el('li', { class: 'done', id: 'fr-provision-done' }, `Card ${uid} is ready.`));
+    cardReady = true;
+  } catch (err) {
+    showError('fr-error', err);
+  } finally {
+    $('#fr-provision').disabled = false;
+    refreshCard();
+  }
+}
+
+async function create(ev, done) {
+  ev.preventDefault();
+  showError('fr-error', null);
+  const pw = $('#fr-password').value;
+  if (pw !== $('#fr-password2').value) {
+    showError('fr-error', { code: 'mismatch', message: 'The two passwords differ.' });
+    return;
+  }
+  const useCard = !$('#fr-no-card').checked;
+  if (useCard && !cardReady) {
+    showError('fr-error', { code: 'card', message: 'Set up the card first (step 3), or continue without a card.' });
+    return;
+  }
+  $('#fr-create').disabled = true;
+  $('#fr-busy').hidden = false;
+  try {
+    await backend.createAccount({
+      relay: $('#fr-relay').value,
+      password: pw,
+      name: $('#fr-name').value,
+      transport: $('#fr-transport').value,
+      useCard,
+    });
+    $('#fr-password').value = '';
+    $('#fr-password2').value = '';
+    done();
+  } catch (err) {
+    showError('fr-error', err);
+  } finally {
+    $('#fr-create').disabled = false;
+    $('#fr-busy').hidden = true;
+  }
+}
+
+export function startFirstRun(state, done) {
+  if (state.suggestedRelay && !$('#fr-relay').value) $('#fr-relay').value = state.suggestedRelay;
+  refreshCard();
+  if (started) return;
+  started = true;
+  let timer;
+  $('#fr-password').addEventListener('input', () => {
+    clearTimeout(timer);
+    timer = setTimeout(() => strength().catch(() => {}), 150);
+  });
+  $('#fr-provision').addEventListener('click', provision);
+  $('#fr-form').addEventListener('submit', (ev) => create(ev, done));
+  setInterval(() => { if (!$('#first-run').hidden) refreshCard(); }, 2000);
+}

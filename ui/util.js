@@ -1,0 +1,85 @@
+// Small DOM and formatting helpers shared by the screens.
+
+export const $ = (sel, root = document) => root.querySelector(sel);
+
+/** Creates an element: el('li', {class: 'x', dataset: {id: 1}}, 'text', child). */
+export function el(tag, attrs = {}, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === undefined || v === null || v === false) continue;
+    if (k === 'class') e.className = v;
+    else if (k === 'dataset') Object.assign(e.dataset, v);
+    else if (k.startsWith('on')) e.addEventListener(k.slice(2), v);
+    else if (v === true) e.setAttribute(k, '');
+    else e.setAttribute(k, v);
+  }
+  for (const c of children.flat()) {
+    if (c === undefined || c === null || c === false) continue;
+    e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  }
+  return e;
+}
+
+/** Shows one element of a group, hides the rest. */
+export function showOnly(ids, id) {
+  for (const i of ids) document.getElementById(i).hidden = i !== id;
+}
+
+/** What the user reads for a backend error code. Messages never echo secrets. */
+const MESSAGES = {
+  wrong_password: 'Wrong password. The vault stays locked.',
+  wrong_card: 'This is not the card for this vault. Tap the card you set up Tessera with.',
+  card_replayed: 'This card answered with an old counter: it may be a copy. The vault stays locked.',
+  no_reader: 'No card reader found. Plug in the reader and try again.',
+  no_card: 'No card on the reader. Tap your card.',
+  card_removed: 'The card was taken away during the read. Hold it on the reader.',
+  card_busy: 'Another program is using the card. Close it and try again.',
+  card_service_unavailable: 'The smart card service (pcscd) is not running.',
+  card_not_provisioned: 'This card is not set up for Tessera yet.',
+  card_keys_missing: 'This card was set up on another computer; its keys are not in this keyring.',
+  not_factory_fresh: 'This card is already set up. Re-provision it to use it again.',
+  wrong_current_key: 'The card did not accept the key Tessera has for it.',
+  card_refused: 'The card refused the operation.',
+  keyring_unavailable: 'The system keyring is not available.',
+  device_secret_missing: 'This computer\u2019s keyring lacks the vault\u2019s secret.',
+  vault_damaged: 'The vault files are damaged. Nothing was changed.',
+  weak_password: 'Choose a stronger password.',
+  bad_relay: 'That is not a relay address (tessera://host:port/pin).',
+  bad_invite: 'That is not a Tessera invite code.',
+  bad_name: 'Give this device a name (1 to 64 characters).',
+  pin_mismatch: 'The relay presented a different key than its address pins. Nothing was sent.',
+  tor_unavailable: 'Tor could not start. Nothing was sent outside Tor.',
+  tor_connect: 'The relay could not be reached through Tor. Nothing was sent outside Tor.',
+  relay: 'The relay could not be reached.',
+  locked: 'Tessera is locked.',
+  name_taken: 'Another contact already has this name.',
+  identity_changed: 'This contact\u2019s identity changed. Compare safety numbers first.',
+  too_long: 'The message is too long.',
+};
+
+export function errorText(err) {
+  if (err && MESSAGES[err.code]) return MESSAGES[err.code];
+  return (err && err.message) || String(err);
+}
+
+export function showError(id, err) {
+  const e = document.getElementById(id);
+  e.textContent = err ? errorText(err) : '';
+  e.dataset.code = (err && err.code) || '';
+  e.hidden = !err;
+}
+
+export function time(ms) {
+  return new Date(ms).toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
+}
+
+export function day(ms) {
+  return new Date(ms).toLocaleDateString(undefined, { weekday: 'long', year: 'numeric', month: 'long', day: 'numeric' });
+}
+
+export function shortTime(ms) {
+  const d = new Date(ms);
+  const today = new Date();
+  if (d.toDateString() === today.toDateString()) return time(ms);
+  return d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
+}
