@@ -90,10 +90,10 @@ impl App {
     pub fn start(self: &Arc<Self>, engine: Engine, reader: Option<String>) {
         self.touch();
         let mut events = engine.subscribe();
-        if let Ok(mut e) = self.engine.lock() {
-            if let Some(old) = e.replace(engine.clone()) {
-                old.lock();
-            }
+        if let Ok(mut e) = self.engine.lock()
+            && let Some(old) = e.replace(engine.clone())
+        {
+            old.lock();
         }
         let app = self.clone();
         let mine = engine.clone();
