@@ -51,6 +51,9 @@ fn main() {
         "settings",
         "set_setting",
         "change_password",
+        "card_swap_start",
+        "card_swap_finish",
+        "card_swap_cancel",
     ];
     let attributes = tauri_build::Attributes::new()
         .app_manifest(tauri_build::AppManifest::new().commands(COMMANDS));

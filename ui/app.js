@@ -210,6 +210,7 @@ async function refreshMe() {
   $('#set-pin').textContent = m.pin;
   $('#set-transport').textContent = m.transport === 'tor' ? 'Tor' : 'Direct (the relay sees your IP address)';
   $('#about-account').textContent = `Account ${m.accountId}`;
+  if (m.connected) netEvent({ type: 'connected' });
   const i = await backend.appInfo();
   $('#about-version').textContent = `${i.name} ${i.version}${i.commit ? ` (build ${i.commit})` : ''}, ${i.target}, ${i.profile}`;
 }
@@ -235,6 +236,51 @@ async function setSetting(name, value) {
   }
 }
 
+async function refreshCardState() {
+  try {
+    const readers = await backend.cardStatus();
+    const mine = readers.find((r) => r.card && r.enrolled_here);
+    $('#card-state').textContent = mine ? `This vault's card: ${mine.uid} on ${mine.reader}.`
+      : readers.some((r) => r.card) ? 'The card on the reader is not this vault\u2019s card.' : 'No card on the reader.';
+  } catch (err) {
+    $('#card-state').textContent = '';
+  }
+}
+
+function swapUi(stage) {
+  $('#swap-next').hidden = stage !== 'started';
+  $('#swap-finish').hidden = stage !== 'started';
+  $('#swap-cancel').hidden = stage !== 'started';
+  $('#swap-start').hidden = stage === 'started';
+}
+
+async function swapStart() {
+  showError('swap-error', null);
+  $('#swap-log').replaceChildren();
+  try {
+    await backend.cardSwapStart($('#swap-pw').value);
+    swapUi('started');
+  } catch (err) {
+    showError('swap-error', err);
+  } finally {
+    $('#swap-pw').value = '';
+  }
+}
+
+async function swapFinish() {
+  showError('swap-error', null);
+  const log = $('#swap-log');
+  log.replaceChildren();
+  try {
+    const uid = await backend.cardSwapFinish((p) => log.append(el('li', { dataset: { step: p.step } }, `${p.step}/${p.of} ${p.what}`)));
+    log.append(el('li', { class: 'done', id: 'swap-done' }, `The vault now opens with card ${uid}.`));
+    swapUi('done');
+    refreshCardState();
+  } catch (err) {
+    showError('swap-error', err);
+  }
+}
+
 async function changePassword(ev) {
   ev.preventDefault();
   showError('pw-error', null);
@@ -257,7 +303,7 @@ function showView(id) {
     else $(`#${nav}`).removeAttribute('aria-current');
   }
   if (id === 'view-contacts') refreshContacts();
-  if (id === 'view-settings') refreshSettings();
+  if (id === 'view-settings') { refreshSettings(); refreshCardState(); }
 }
 
 function wire() {
@@ -284,6 +330,9 @@ function wire() {
   $('#set-idle').addEventListener('change', (e) => setSetting('idle_lock_minutes', String(e.target.value || 0)));
   $('#set-theme').addEventListener('change', (e) => setSetting('theme', e.target.value));
   $('#pw-form').addEventListener('submit', changePassword);
+  $('#swap-start').addEventListener('click', swapStart);
+  $('#swap-finish').addEventListener('click', swapFinish);
+  $('#swap-cancel').addEventListener('click', async () => { await backend.cardSwapCancel(); swapUi('idle'); });
 }
 
 export async function openApp() {
@@ -299,7 +348,9 @@ export async function openApp() {
 /** Clears everything the unlocked page shows (called on lock, before the lock screen). */
 export function closeApp() {
   for (const id of ['#conv-list', '#search-results', '#chat-log', '#requests', '#contact-list']) $(id).replaceChildren();
-  for (const id of ['#my-invite', '#add-code', '#add-name', '#compose', '#search', '#pw-old', '#pw-new']) $(id).value = '';
+  for (const id of ['#my-invite', '#add-code', '#add-name', '#compose', '#search', '#pw-old', '#pw-new', '#swap-pw']) $(id).value = '';
+  $('#swap-log').replaceChildren();
+  swapUi('idle');
   for (const id of ['#me-name', '#set-relay', '#set-pin', '#set-transport', '#about-account', '#safety-digits', '#identity-banner']) $(id).textContent = '';
   for (const id of ['#invite-qr', '#safety-qr']) $(id).removeAttribute('src');
   $('#safety').hidden = true;

@@ -33,6 +33,8 @@ export const safetyNumber = (contact) => call('safety_number', { contact });
 export const verifyContact = (contact) => call('verify_contact', { contact });
 export const settings = () => call('settings');
 export const setSetting = (name, value) => call('set_setting', { name, value });
+export const cardSwapStart = (password) => call('card_swap_start', { password });
+export const cardSwapCancel = () => call('card_swap_cancel');
 export const changePassword = (old, next) => call('change_password', { old, new: next });
 
 /** Provisions the card on the reader; `onStep({step, of, what})` sees each step. */
@@ -40,6 +42,13 @@ export function provisionCard(reprovision, onStep) {
   const channel = new (core().Channel)();
   channel.onmessage = onStep;
   return call('provision_card', { reprovision, onProgress: channel });
+}
+
+/** Card replacement, step 2: `onStep({step, of, what})` sees each step; resolves to the UID. */
+export function cardSwapFinish(onStep) {
+  const channel = new (core().Channel)();
+  channel.onmessage = onStep;
+  return call('card_swap_finish', { onProgress: channel });
 }
 
 /** Engine events ({type: 'message'|'status'|'locked'|'contacts'|'tor'|…}) go to `onEvent`. */

@@ -29,6 +29,16 @@ pub struct App {
     engine: Mutex<Option<Engine>>,
     channels: Mutex<Vec<Channel<UiEvent>>>,
     activity: Mutex<Instant>,
+    /// A card replacement under way: the password and a fresh read of the enrolled card.
+    pub swap: Mutex<Option<PendingSwap>>,
+}
+
+/// What a card replacement keeps between its two steps (zeroized on drop).
+pub struct PendingSwap {
+    /// The vault password, checked at the first step.
+    pub password: zeroize::Zeroizing<Vec<u8>>,
+    /// The enrolled card's read from the first step.
+    pub old: tessera_core::CardFactor,
 }
 
 impl App {
@@ -39,6 +49,7 @@ impl App {
             engine: Mutex::new(None),
             channels: Mutex::new(Vec::new()),
             activity: Mutex::new(Instant::now()),
+            swap: Mutex::new(None),
         })
     }
 

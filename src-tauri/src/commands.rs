@@ -328,6 +328,8 @@ pub struct Me {
     relay_host: String,
     pin: String,
     transport: &'static str,
+    /// Logged in to the relay now.
+    connected: bool,
     invite: String,
     /// The invite as a QR code (SVG data URL).
     invite_qr: String,
@@ -360,6 +362,7 @@ pub fn me(app: AppState<'_>) -> UiResult<Me> {
         relay_host: relay.authority(),
         pin: relay.pin.to_string(),
         transport: e.transport_name()?,
+        connected: e.is_connected(),
         invite_qr: qr_data_url(&text)?,
         invite: text,
     })
@@ -568,4 +571,113 @@ pub async fn change_password(app: AppState<'_>, old: String, new: String) -> UiR
         .change_password(old, new, KdfParams::DEFAULT, tap.map(|t| t.factor))
         .await?;
     Ok(())
+}
+
+/// How long a card replacement may leave the reader empty before the app locks.
+const SWAP_TIME: std::time::Duration = std::time::Duration::from_secs(180);
+
+/// Card replacement, step 1: a fresh read of the enrolled card and the password, both checked
+/// (nothing changes yet). From now until step 2 or [`card_swap_cancel`] (at most three
+/// minutes), taking the card away does not lock.
+#[tauri::command]
+pub async fn card_swap_start(app: AppState<'_>, password: String) -> UiResult<()> {
+    let pw = self::password(password);
+    let engine = app.engine()?;
+    let dir = app.config.data_dir.clone();
+    let reader = app.config.reader.clone();
+    let check_pw = pw.clone();
+    let old = blocking(move || {
+        let tap = card_retry(|| card::tap_for_vault(&dir, &OsKeyring, reader.as_deref()))?
+            .ok_or(CoreError::Vault(tessera_store::VaultError::NoCardEnrolled))?;
+        Vault::check_factors(&dir, &check_pw, &OsKeyring, Some(&tap.factor))
+            .map_err(CoreError::from)?;
+        Ok(tap.factor)
+    })
+    .await?;
+    if let Ok(mut s) = app.swap.lock() {
+        *s = Some(crate::app::PendingSwap { password: pw, old });
+    }
+    engine.begin_card_swap(SWAP_TIME);
+    Ok(())
+}
+
+/// Card replacement, step 2: the card now on the reader is set up (a factory card is
+/// provisioned; a card this keyring already holds keys for is used as it is), read, and the
+/// vault rewrapped to it. Returns the new card's UID.
+#[tauri::command]
+pub async fn card_swap_finish(
+    app: AppState<'_>,
+    on_progress: Channel<UiEvent>,
+) -> UiResult<String> {
+    let engine = app.engine()?;
+    let pending = app
+        .swap
+        .lock()
+        .ok()
+        .and_then(|mut s| s.take())
+        .ok_or_else(|| UiError::new("no_swap", "start the card replacement first"))?;
+    let reader = app.config.reader.clone();
+    let step = move |step: u8, what: &str| {
+        let _ = on_progress.send(UiEvent::Provision {
+            step,
+            of: 3,
+            what: what.into(),
+        });
+    };
+    let old_uid = pending.old.uid;
+    let result = blocking(move || {
+        step(1, "Looking for the new card");
+        let found = card::status(&OsKeyring, None)?;
+        let st = found
+            .iter()
+            .find(|r| r.card && reader.as_deref().is_none_or(|w| w == r.reader.as_str()))
+            .ok_or_else(|| UiError::new("no_card", "no card on the reader"))?;
+        if st.uid.as_deref() == Some(hex::encode(old_uid).as_str()) {
+            return Err(CoreError::Vault(tessera_store::VaultError::SameCard).into());
+        }
+        match st.provisioning {
+            Some("factory") => {
+                step(2, "Writing a new secret and keys to the new card");
+                card_retry(|| Ok(card::provision(&OsKeyring, Some(&st.reader), how(false))?))?;
+            }
+            Some("provisioned") => step(2, "The new card is already set up on this computer"),
+            _ => {
+                return Err(UiError::new(
+                    "not_factory_fresh",
+                    "the new card is set up by someone else; use a new card",
+                ));
+            }
+        }
+        step(3, "Reading the new card");
+        let tap = card_retry(|| Ok(card::tap(&OsKeyring, Some(&st.reader))?))?;
+        Ok(tap.factor)
+    })
+    .await;
+    let new = match result {
+        Ok(f) => f,
+        Err(e) => {
+            // Keep the first step so the user can put the right card on and try again.
+            if let Ok(mut s) = app.swap.lock() {
+                *s = Some(pending);
+            }
+            return Err(e);
+        }
+    };
+    let uid = hex::encode(new.uid);
+    engine
+        .replace_card(pending.password.clone(), pending.old.clone(), new)
+        .await?;
+    engine.end_card_swap();
+    Ok(uid)
+}
+
+/// Ends a card replacement without changing anything; if the reader is empty, the app locks.
+#[tauri::command]
+pub fn card_swap_cancel(app: AppState<'_>) {
+    if let Ok(mut s) = app.swap.lock() {
+        s.take();
+    }
+    if let Ok(e) = app.engine() {
+        e.end_card_swap();
+    }
 }

@@ -104,6 +104,9 @@ pub fn builder<R: tauri::Runtime>(
             commands::settings,
             commands::set_setting,
             commands::change_password,
+            commands::card_swap_start,
+            commands::card_swap_finish,
+            commands::card_swap_cancel,
         ])
 }
 
@@ -133,6 +136,9 @@ pub const COMMANDS: &[&str] = &[
     "settings",
     "set_setting",
     "change_password",
+    "card_swap_start",
+    "card_swap_finish",
+    "card_swap_cancel",
 ];
 
 fn default_data_dir() -> PathBuf {

@@ -342,9 +342,50 @@ fn ui_two_apps_first_run_chat_search_lock_on_removal_and_refusals() {
     alice.wait_text("#chat-title", &bob_name);
     wait_incoming(&alice, "hello alice");
 
+    // Replace the card from Settings: a fresh read of the current card and the password, then
+    // the current card leaves (no lock during the swap) and a new factory card is set up.
+    alice.session.click("#nav-settings");
+    alice.wait_text("#card-state", "This vault's card");
+    alice.session.type_into("#swap-pw", "not the password");
+    alice.session.click("#swap-start");
+    alice.wait_text("#swap-error", "Wrong password");
+    alice.session.type_into("#swap-pw", password);
+    alice.session.click("#swap-start");
+    alice.session.wait_visible("#swap-finish", LONG);
+    sim_a.remove();
+    std::thread::sleep(Duration::from_millis(1500));
+    assert_eq!(
+        alice
+            .session
+            .js("return document.querySelector('#main').hidden;"),
+        false,
+        "the swap locked the window"
+    );
+    let card_c = dir.path().join("card-c.json");
+    let sim_c = Sim::insert(&card_c, 0);
+    alice.session.click("#swap-finish");
+    alice.wait_text("#swap-done", "now opens with card");
+    alice.screenshot("settings-card-replaced");
+    // Now the new card is the one: removing it locks, the old card is refused, the new opens.
+    sim_c.remove();
+    alice
+        .session
+        .wait_visible("#lock-screen", Duration::from_secs(10));
+    let old = Sim::insert(&card_a, 0);
+    alice.wait_text("#card-status", "not the card for this vault");
+    alice.session.type_into("#password", password);
+    alice.session.click("#unlock");
+    alice.wait_text("#unlock-error", "not the card for this vault");
+    old.remove();
+    let _sim_c = Sim::insert(&card_c, 0);
+    alice.wait_text("#card-status", "Card ready");
+    alice.session.type_into("#password", password);
+    alice.session.click("#unlock");
+    alice.session.wait_visible("#main", LONG);
+    wait_incoming(&alice, "hello alice");
+
     alice.session.end();
     bob.session.end();
-    drop(sim_a);
 }
 
 #[test]

@@ -287,6 +287,21 @@ pub fn status(
     Ok(out)
 }
 
+/// Waits until a card is on `reader` or `stop` returns true; returns whether one came.
+pub fn wait_for_insert(reader: &str, stop: &dyn Fn() -> bool) -> Result<bool, CardError> {
+    let readers = Readers::open()?;
+    loop {
+        if stop() {
+            return Ok(false);
+        }
+        match readers.wait_for(reader, true, Duration::from_millis(250)) {
+            Ok(true) => return Ok(true),
+            Ok(false) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
 /// Waits until the card leaves `reader` or `stop` returns true; returns whether it left.
 /// Polls PC/SC with a short timeout so `stop` is seen within a quarter second.
 pub fn wait_for_removal(reader: &str, stop: &dyn Fn() -> bool) -> Result<bool, CardError> {

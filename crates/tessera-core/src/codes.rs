@@ -44,6 +44,8 @@ pub fn vault_code(e: &V) -> &'static str {
         V::CardReplayed => "card_replayed",
         V::CardRequired => "card_required",
         V::CardAlreadyEnrolled => "card_already_enrolled",
+        V::NoCardEnrolled => "no_card_enrolled",
+        V::SameCard => "same_card",
         _ => "vault",
     }
 }

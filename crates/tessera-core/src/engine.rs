@@ -107,6 +107,8 @@ struct Inner {
     events: broadcast::Sender<Event>,
     /// One flush at a time: the outbox goes out in order, each entry once per flush.
     flushing: tokio::sync::Mutex<()>,
+    /// Until when a card swap (replacement) may leave the reader empty without locking.
+    card_swap: Mutex<Option<std::time::Instant>>,
 }
 
 /// The engine; cheap to clone.
@@ -375,6 +377,7 @@ impl Engine {
                 client: Mutex::new(None),
                 events,
                 flushing: tokio::sync::Mutex::new(()),
+                card_swap: Mutex::new(None),
             }),
         }
     }
@@ -664,28 +667,88 @@ impl Engine {
     /// [`Event::Locked`] with [`LockReason::CardRemoved`] is sent. The thread ends when the
     /// engine locks for any reason. If the card service fails, the engine locks too (fail
     /// closed: a watch that cannot watch must not leave the vault open).
+    ///
+    /// During a card swap ([`Engine::begin_card_swap`]) a removal does not lock: the watch waits
+    /// for a card to come back. If the swap ends (or expires) with the reader empty, it locks.
     pub fn watch_card(&self, reader: String) -> std::thread::JoinHandle<()> {
         let engine = self.clone();
         std::thread::spawn(move || {
-            let stop = || !engine.is_unlocked();
-            let removed = crate::card::wait_for_removal(&reader, &stop);
-            if !engine.is_unlocked() {
-                return;
-            }
-            match removed {
-                Ok(true) => {
-                    if engine.lock_on_card_removal().unwrap_or(true) {
-                        tracing::info!("card removed: locking");
-                        engine.lock_because(LockReason::CardRemoved);
-                    }
+            loop {
+                let stop = || !engine.is_unlocked();
+                let removed = crate::card::wait_for_removal(&reader, &stop);
+                if !engine.is_unlocked() {
+                    return;
                 }
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "card watch failed: locking");
-                    engine.lock_because(LockReason::CardRemoved);
+                match removed {
+                    Ok(true) if engine.card_swapping() => {
+                        let back = || !engine.is_unlocked() || !engine.card_swapping();
+                        match crate::card::wait_for_insert(&reader, &back) {
+                            Ok(true) => continue,
+                            Ok(false) if !engine.is_unlocked() => return,
+                            _ => {
+                                tracing::info!("card swap ended with no card: locking");
+                                engine.lock_because(LockReason::CardRemoved);
+                                return;
+                            }
+                        }
+                    }
+                    Ok(true) => {
+                        if engine.lock_on_card_removal().unwrap_or(true) {
+                            tracing::info!("card removed: locking");
+                            engine.lock_because(LockReason::CardRemoved);
+                        }
+                        return;
+                    }
+                    Ok(false) => return,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "card watch failed: locking");
+                        engine.lock_because(LockReason::CardRemoved);
+                        return;
+                    }
                 }
             }
         })
+    }
+
+    /// Lets the card leave the reader for at most `for_at_most` without locking (a card
+    /// replacement). [`Engine::end_card_swap`] ends it early.
+    pub fn begin_card_swap(&self, for_at_most: Duration) {
+        if let Ok(mut s) = self.inner.card_swap.lock() {
+            *s = Some(std::time::Instant::now() + for_at_most);
+        }
+    }
+
+    /// Ends a card swap: from now on a removal locks again.
+    pub fn end_card_swap(&self) {
+        if let Ok(mut s) = self.inner.card_swap.lock() {
+            *s = None;
+        }
+    }
+
+    fn card_swapping(&self) -> bool {
+        self.inner
+            .card_swap
+            .lock()
+            .map(|s| s.is_some_and(|until| std::time::Instant::now() < until))
+            .unwrap_or(false)
+    }
+
+    /// Moves the vault's card factor to another card; see [`Vault::replace_card`]. The engine
+    /// stays unlocked (the database key does not change).
+    pub async fn replace_card(
+        &self,
+        password: Zeroizing<Vec<u8>>,
+        old: CardFactor,
+        new: CardFactor,
+    ) -> Result<(), CoreError> {
+        let dir = self.inner.dir.clone();
+        let secrets = self.inner.secrets.clone();
+        tokio::task::spawn_blocking(move || {
+            Vault::replace_card(&dir, &password, secrets.as_ref(), &old, &new, &mut rng())
+        })
+        .await
+        .map_err(|_| CoreError::Busy)??;
+        Ok(())
     }
 
     /// Changes the vault password (rewraps the vault key; the database is not touched). A vault
@@ -713,6 +776,15 @@ impl Engine {
         .await
         .map_err(|_| CoreError::Busy)??;
         Ok(())
+    }
+
+    /// Whether a relay connection is up (logged in).
+    pub fn is_connected(&self) -> bool {
+        self.inner
+            .client
+            .lock()
+            .map(|c| c.is_some())
+            .unwrap_or(false)
     }
 
     /// Whether the engine is unlocked.

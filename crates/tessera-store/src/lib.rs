@@ -48,6 +48,13 @@ pub enum VaultError {
     /// The vault already has the card factor.
     #[error("this vault already has a card enrolled")]
     CardAlreadyEnrolled,
+    /// The vault has no card factor to replace.
+    #[error("this vault has no card enrolled")]
+    NoCardEnrolled,
+    /// A replacement card must be another card (re-keying the enrolled card in place would
+    /// change its secret before the vault could be rewrapped).
+    #[error("the replacement card is the card already enrolled")]
+    SameCard,
     /// The OS keyring has no device secret for this vault.
     #[error(
         "the device secret for this vault is missing from the OS keyring; the vault cannot be \

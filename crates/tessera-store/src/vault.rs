@@ -246,6 +246,65 @@ impl Vault {
         .store(&key_path)
     }
 
+    /// Checks the factors without opening anything or recording the card counter (the same
+    /// checks as [`Vault::open`], including the KDF). Used before a card replacement changes
+    /// anything.
+    pub fn check_factors(
+        dir: &Path,
+        password: &[u8],
+        secrets: &dyn SecretStore,
+        card: Option<&CardFactor>,
+    ) -> Result<(), VaultError> {
+        let file = KeyFile::load(&dir.join(KEY_FILE))?;
+        let device_secret = device_secret(secrets, &file)?;
+        file.unwrap_key(&Factors {
+            password,
+            device_secret: &device_secret,
+            card,
+        })
+        .map(drop)
+    }
+
+    /// Moves the card factor to another card: unwraps with the password, the device secret and
+    /// a fresh read of the enrolled card (UID and a rising counter checked as at unlock), then
+    /// rewraps with the new card's read (new salt and nonce; same database key and password).
+    /// From then on only the new card opens the vault. The new card must be another card.
+    pub fn replace_card<R: Rng + CryptoRng>(
+        dir: &Path,
+        password: &[u8],
+        secrets: &dyn SecretStore,
+        old: &CardFactor,
+        new: &CardFactor,
+        rng: &mut R,
+    ) -> Result<(), VaultError> {
+        let key_path = dir.join(KEY_FILE);
+        let file = KeyFile::load(&key_path)?;
+        if file.card.is_none() {
+            return Err(VaultError::NoCardEnrolled);
+        }
+        if new.uid == old.uid {
+            return Err(VaultError::SameCard);
+        }
+        let device_secret = device_secret(secrets, &file)?;
+        let unwrapped = file.unwrap_key(&Factors {
+            password,
+            device_secret: &device_secret,
+            card: Some(old),
+        })?;
+        KeyFile::wrap(
+            file.vault_id,
+            file.kdf,
+            &unwrapped.db_key,
+            &Factors {
+                password,
+                device_secret: &device_secret,
+                card: Some(new),
+            },
+            rng,
+        )?
+        .store(&key_path)
+    }
+
     /// An **unencrypted** database with the vault's schema, for measuring SQLCipher's overhead
     /// against plain SQLite on the same workload. Only built with the `bench-plain` feature,
     /// which the client never enables.

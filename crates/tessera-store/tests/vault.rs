@@ -719,4 +719,44 @@ fn the_card_factor_is_enrolled_required_and_its_counter_must_rise() {
     ));
     open(Some(&card(4, 6, 1)), b"new").unwrap();
     assert!(matches!(open(None, b"new"), Err(VaultError::CardRequired)));
+
+    // Replacing the card: the checks run first (nothing changes on a refusal), then only the
+    // new card opens the vault, with the same password and data.
+    let key = std::fs::read(dir.path().join(tessera_store::KEY_FILE)).unwrap();
+    let replace = |pw: &[u8], old: tessera_store::CardFactor, new: tessera_store::CardFactor| {
+        Vault::replace_card(dir.path(), pw, &secrets, &old, &new, &mut rng(11))
+    };
+    assert!(matches!(
+        replace(b"wrong", card(4, 7, 1), card(6, 1, 3)),
+        Err(VaultError::WrongFactor)
+    ));
+    assert!(matches!(
+        replace(b"new", card(5, 7, 1), card(6, 1, 3)),
+        Err(VaultError::WrongCard)
+    ));
+    assert!(matches!(
+        replace(b"new", card(4, 6, 1), card(6, 1, 3)),
+        Err(VaultError::CardReplayed)
+    ));
+    assert!(matches!(
+        replace(b"new", card(4, 7, 1), card(4, 8, 2)),
+        Err(VaultError::SameCard)
+    ));
+    assert!(Vault::check_factors(dir.path(), b"new", &secrets, Some(&card(4, 7, 1))).is_ok());
+    assert!(matches!(
+        Vault::check_factors(dir.path(), b"nope", &secrets, Some(&card(4, 7, 1))),
+        Err(VaultError::WrongFactor)
+    ));
+    assert_eq!(
+        std::fs::read(dir.path().join(tessera_store::KEY_FILE)).unwrap(),
+        key,
+        "refusals and checks left the key file as it was"
+    );
+    replace(b"new", card(4, 7, 1), card(6, 1, 3)).unwrap();
+    assert!(matches!(
+        open(Some(&card(4, 8, 1)), b"new"),
+        Err(VaultError::WrongCard)
+    ));
+    let v = open(Some(&card(6, 2, 3)), b"new").unwrap();
+    assert_eq!(v.setting("kept").unwrap().as_deref(), Some("yes"));
 }
