@@ -29,6 +29,7 @@ pub struct App {
     engine: Mutex<Option<Engine>>,
     channels: Mutex<Vec<Channel<UiEvent>>>,
     activity: Mutex<Instant>,
+    focused: std::sync::atomic::AtomicBool,
     /// A card replacement under way: the password and a fresh read of the enrolled card.
     pub swap: Mutex<Option<PendingSwap>>,
 }
@@ -49,6 +50,7 @@ impl App {
             engine: Mutex::new(None),
             channels: Mutex::new(Vec::new()),
             activity: Mutex::new(Instant::now()),
+            focused: std::sync::atomic::AtomicBool::new(true),
             swap: Mutex::new(None),
         })
     }
@@ -113,6 +115,9 @@ impl App {
                 match events.recv().await {
                     Ok(e) => {
                         let locked = matches!(e, Event::Locked { .. });
+                        if let Event::Message { contact, body, .. } = &e {
+                            app.notify(&mine, contact, body);
+                        }
                         if let Some(ui) = UiEvent::from_engine(&e) {
                             app.emit(&ui);
                         }
@@ -152,8 +157,47 @@ impl App {
         }
     }
 
+    /// The window gained focus.
+    pub fn focus_gained(&self) {
+        self.focused
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Posts an OS notification for a message that arrived while the window was in the
+    /// background: "New message" only, unless the user turned on `notification_content`.
+    fn notify(&self, engine: &Engine, contact: &[u8; 32], body: &str) {
+        if self.focused.load(std::sync::atomic::Ordering::Relaxed) {
+            return;
+        }
+        let show = engine
+            .app_setting("notification_content")
+            .ok()
+            .flatten()
+            .as_deref()
+            == Some("on");
+        let name = engine
+            .contacts()
+            .ok()
+            .and_then(|cs| cs.into_iter().find(|c| &c.account_id == contact))
+            .map(|c| c.name);
+        let (summary, text) = notification_text(show, name.as_deref(), body);
+        // The notification service may be slow or absent: never on the event path.
+        std::thread::spawn(move || {
+            if let Err(e) = notify_rust::Notification::new()
+                .appname("Tessera")
+                .summary(&summary)
+                .body(&text)
+                .show()
+            {
+                tracing::debug!(error = %e, "no notification posted");
+            }
+        });
+    }
+
     /// The window lost focus: locks if the user asked for that.
     pub fn focus_lost(&self) {
+        self.focused
+            .store(false, std::sync::atomic::Ordering::Relaxed);
         if let Ok(e) = self.engine()
             && e.app_setting("lock_on_focus_loss")
                 .ok()
@@ -179,5 +223,31 @@ impl App {
                 engine.lock_because(LockReason::Idle);
             }
         }
+    }
+}
+
+/// What a message notification says: the sender and the text only when the user asked for
+/// them, otherwise nothing but that a message came.
+pub fn notification_text(show_content: bool, sender: Option<&str>, body: &str) -> (String, String) {
+    if show_content {
+        let text: String = body.chars().take(200).collect();
+        (sender.unwrap_or("Tessera").to_string(), text)
+    } else {
+        ("Tessera".to_string(), "New message".to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::notification_text;
+
+    #[test]
+    fn notifications_hide_sender_and_text_unless_the_user_opted_in() {
+        let (s, b) = notification_text(false, Some("alice"), "meet at noon");
+        assert_eq!((s.as_str(), b.as_str()), ("Tessera", "New message"));
+        let (s, b) = notification_text(true, Some("alice"), "meet at noon");
+        assert_eq!((s.as_str(), b.as_str()), ("alice", "meet at noon"));
+        let long = "x".repeat(1000);
+        assert_eq!(notification_text(true, None, &long).1.len(), 200);
     }
 }

@@ -74,10 +74,10 @@ pub fn builder<R: tauri::Runtime>(
     let on_focus = app.clone();
     builder
         .manage(app)
-        .on_window_event(move |_window, event| {
-            if let tauri::WindowEvent::Focused(false) = event {
-                on_focus.focus_lost();
-            }
+        .on_window_event(move |_window, event| match event {
+            tauri::WindowEvent::Focused(false) => on_focus.focus_lost(),
+            tauri::WindowEvent::Focused(true) => on_focus.focus_gained(),
+            _ => {}
         })
         .invoke_handler(tauri::generate_handler![
             commands::app_info,
