@@ -222,6 +222,9 @@ async function refreshSettings() {
   $('#set-focus').checked = s.lockOnFocusLoss;
   $('#set-notify').checked = s.notificationContent;
   $('#set-theme').value = s.theme;
+  $('#set-transport-next').value = s.transport;
+  $('#set-zoom').value = s.zoom;
+  if (s.zoom !== '1') await backend.setSetting('zoom', s.zoom).catch(() => {});
   window.dispatchEvent(new CustomEvent('tessera-theme', { detail: s.theme }));
 }
 
@@ -329,6 +332,8 @@ function wire() {
   $('#set-notify').addEventListener('change', (e) => setSetting('notification_content', e.target.checked ? 'on' : 'off'));
   $('#set-idle').addEventListener('change', (e) => setSetting('idle_lock_minutes', String(e.target.value || 0)));
   $('#set-theme').addEventListener('change', (e) => setSetting('theme', e.target.value));
+  $('#set-transport-next').addEventListener('change', (e) => setSetting('transport', e.target.value));
+  $('#set-zoom').addEventListener('change', (e) => setSetting('zoom', e.target.value));
   $('#pw-form').addEventListener('submit', changePassword);
   $('#swap-start').addEventListener('click', swapStart);
   $('#swap-finish').addEventListener('click', swapFinish);

@@ -493,6 +493,10 @@ pub struct Settings {
     lock_on_focus_loss: bool,
     notification_content: bool,
     theme: String,
+    /// Transport for the next unlock (`tor` or `direct`).
+    transport: &'static str,
+    /// Page zoom (1 = 100 %).
+    zoom: String,
 }
 
 #[tauri::command]
@@ -508,11 +512,21 @@ pub fn settings(app: AppState<'_>) -> UiResult<Settings> {
             "" => "system".into(),
             t => t.into(),
         },
+        transport: e.configured_transport()?,
+        zoom: match get("zoom")?.as_str() {
+            "" => "1".into(),
+            z => z.into(),
+        },
     })
 }
 
 #[tauri::command]
-pub fn set_setting(app: AppState<'_>, name: String, value: String) -> UiResult<()> {
+pub fn set_setting<R: tauri::Runtime>(
+    app: AppState<'_>,
+    webview: tauri::Webview<R>,
+    name: String,
+    value: String,
+) -> UiResult<()> {
     let e = app.engine()?;
     let bool_value = || match value.as_str() {
         "on" | "off" => Ok(()),
@@ -535,6 +549,22 @@ pub fn set_setting(app: AppState<'_>, name: String, value: String) -> UiResult<(
                 .ok_or_else(|| UiError::new("bad_setting", "minutes from 0 (never) to 1440"))?;
             e.set_app_setting(&name, &m.to_string())?;
         }
+        "zoom" => {
+            let z: f64 = value
+                .parse()
+                .ok()
+                .filter(|z| (0.5..=3.0).contains(z))
+                .ok_or_else(|| UiError::new("bad_setting", "zoom from 0.5 to 3"))?;
+            webview
+                .set_zoom(z)
+                .map_err(|e| UiError::new("internal", format!("zoom: {e}")))?;
+            e.set_app_setting(&name, &value)?;
+        }
+        "transport" => match value.as_str() {
+            "tor" => e.set_transport(true)?,
+            "direct" => e.set_transport(false)?,
+            _ => return Err(UiError::new("bad_setting", "transport is tor or direct")),
+        },
         "theme" => {
             if !["system", "light", "dark"].contains(&value.as_str()) {
                 return Err(UiError::new(

@@ -281,6 +281,50 @@ fn ui_two_apps_first_run_chat_search_lock_on_removal_and_refusals() {
         .js("return document.querySelector('#set-lock-removal').checked;");
     assert_eq!(on, true);
     alice.screenshot("settings");
+    // Dark theme, and 200 % zoom: the layout reflows (no sideways scrolling).
+    let set = |css: &str, value: &str| {
+        alice.session.js(&format!(
+            "const s = document.querySelector({css:?}); s.value = {value:?}; \
+             s.dispatchEvent(new Event('change'));"
+        ));
+    };
+    set("#set-theme", "dark");
+    alice.session.wait_js(
+        "a dark background",
+        "return document.documentElement.dataset.theme === 'dark' && \
+         getComputedStyle(document.body).backgroundColor === 'rgb(17, 26, 36)';",
+        LONG,
+    );
+    let width = alice
+        .session
+        .js("return window.innerWidth;")
+        .as_f64()
+        .unwrap();
+    set("#set-zoom", "2");
+    alice.session.wait_js(
+        "the page at 200 %",
+        &format!("return window.innerWidth <= {} / 1.9;", width),
+        LONG,
+    );
+    alice.screenshot("settings-dark-200");
+    alice.session.click("#nav-chats");
+    open_chat(&alice, &bob_name);
+    let overflow = alice
+        .session
+        .js("return document.documentElement.scrollWidth - document.documentElement.clientWidth;");
+    assert!(
+        overflow.as_f64().unwrap() <= 1.0,
+        "sideways overflow at 200 %: {overflow}"
+    );
+    alice.screenshot("chat-dark-200");
+    alice.session.click("#nav-settings");
+    set("#set-zoom", "1");
+    set("#set-theme", "system");
+    alice.session.wait_js(
+        "the page at 100 %",
+        &format!("return window.innerWidth >= {width} - 1;"),
+        LONG,
+    );
     alice.session.click("#nav-chats");
     open_chat(&alice, &bob_name);
 

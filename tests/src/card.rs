@@ -71,7 +71,7 @@ impl Sim {
         // The slot must be empty first (a previous card fully removed).
         assert!(
             readers
-                .wait_for(&reader, false, Duration::from_secs(10))
+                .wait_for(&reader, false, Duration::from_secs(30))
                 .unwrap()
         );
         let child = std::process::Command::new(crate::bin_path("tessera-cli"))
@@ -88,7 +88,7 @@ impl Sim {
         let guard = Guard::new("card sim", child);
         assert!(
             readers
-                .wait_for(&reader, true, Duration::from_secs(10))
+                .wait_for(&reader, true, Duration::from_secs(30))
                 .unwrap(),
             "the virtual card did not appear on {reader}"
         );
@@ -106,7 +106,7 @@ impl Sim {
         let readers = Readers::open().unwrap();
         assert!(
             readers
-                .wait_for(&self.reader, false, Duration::from_secs(10))
+                .wait_for(&self.reader, false, Duration::from_secs(30))
                 .unwrap()
         );
     }

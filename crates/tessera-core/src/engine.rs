@@ -59,6 +59,7 @@ pub const APP_SETTINGS: &[&str] = &[
     "lock_on_focus_loss",
     "notification_content",
     "theme",
+    "zoom",
 ];
 
 /// What is needed to create an account.
@@ -419,6 +420,26 @@ impl Engine {
         })
         .ok()
         .flatten()
+    }
+
+    /// Chooses the transport for the next unlock (`tor` or `direct`); the running connection
+    /// keeps the transport it was opened with. A Tor configuration file stays recorded.
+    pub fn set_transport(&self, tor: bool) -> Result<(), CoreError> {
+        self.with(|u| {
+            u.vault
+                .set_setting("transport", if tor { "tor" } else { "direct" })?;
+            Ok(())
+        })
+    }
+
+    /// The transport recorded for the next unlock: `direct` or `tor`.
+    pub fn configured_transport(&self) -> Result<&'static str, CoreError> {
+        self.with(|u| {
+            Ok(match transport_config(&u.vault)? {
+                TransportConfig::Direct => "direct",
+                TransportConfig::Tor { .. } => "tor",
+            })
+        })
     }
 
     /// The transport in use: `direct` or `tor`.
