@@ -19,6 +19,7 @@ fn main() {
         "cargo:rustc-env=TESSERA_BUILD_PROFILE={}",
         std::env::var("PROFILE").unwrap_or_default()
     );
+    println!("cargo:rerun-if-changed=src/command_names.rs");
     for path in ["../.git/HEAD", "../.git/refs/heads"] {
         if std::path::Path::new(path).exists() {
             println!("cargo:rerun-if-changed={path}");
@@ -26,35 +27,7 @@ fn main() {
     }
 
     // Every app command is listed here; capabilities/main.json grants them to the main window.
-    const COMMANDS: &[&str] = &[
-        "app_info",
-        "app_state",
-        "activity",
-        "subscribe",
-        "card_status",
-        "password_strength",
-        "provision_card",
-        "create_account",
-        "unlock",
-        "lock",
-        "me",
-        "conversations",
-        "history",
-        "send_message",
-        "mark_read",
-        "search",
-        "contacts",
-        "add_contact",
-        "answer_request",
-        "safety_number",
-        "verify_contact",
-        "settings",
-        "set_setting",
-        "change_password",
-        "card_swap_start",
-        "card_swap_finish",
-        "card_swap_cancel",
-    ];
+    const COMMANDS: &[&str] = include!("src/command_names.rs");
     let attributes = tauri_build::Attributes::new()
         .app_manifest(tauri_build::AppManifest::new().commands(COMMANDS));
     if let Err(e) = tauri_build::try_build(attributes) {

@@ -45,6 +45,29 @@ fn card_retry<T>(mut f: impl FnMut() -> Result<T, CoreError>) -> Result<T, CoreE
     }
 }
 
+/// Reads the card for the vault in the data dir, if the vault has the card factor.
+async fn tap_for_vault(app: &App) -> UiResult<Option<card::Tap>> {
+    let dir = app.config.data_dir.clone();
+    let reader = app.config.reader.clone();
+    blocking(move || {
+        Ok(card_retry(|| {
+            card::tap_for_vault(&dir, &OsKeyring, reader.as_deref())
+        })?)
+    })
+    .await
+}
+
+/// Reports the steps of a card operation on the page's channel.
+fn progress(channel: Channel<UiEvent>, of: u8) -> impl Fn(u8, &str) + Send + 'static {
+    move |step, what| {
+        let _ = channel.send(UiEvent::Provision {
+            step,
+            of,
+            what: what.into(),
+        });
+    }
+}
+
 fn password(p: String) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(p.into_bytes())
 }
@@ -161,13 +184,7 @@ pub async fn provision_card(
     on_progress: Channel<UiEvent>,
 ) -> UiResult<String> {
     let reader = app.config.reader.clone();
-    let step = move |step: u8, what: &str| {
-        let _ = on_progress.send(UiEvent::Provision {
-            step,
-            of: 4,
-            what: what.into(),
-        });
-    };
+    let step = progress(on_progress, 4);
     blocking(move || {
         step(1, "Looking for your card");
         let found = card::status(&OsKeyring, None)?;
@@ -296,14 +313,7 @@ pub async fn create_account(app: AppState<'_>, form: NewAccount) -> UiResult<()>
 #[tauri::command]
 pub async fn unlock(app: AppState<'_>, password: String) -> UiResult<()> {
     let pw = self::password(password);
-    let dir = app.config.data_dir.clone();
-    let reader = app.config.reader.clone();
-    let tap = blocking(move || {
-        Ok(card_retry(|| {
-            card::tap_for_vault(&dir, &OsKeyring, reader.as_deref())
-        })?)
-    })
-    .await?;
+    let tap = tap_for_vault(&app).await?;
     let (reader, factor) = match tap {
         Some(t) => (Some(t.reader), Some(t.factor)),
         None => (None, None),
@@ -589,14 +599,7 @@ pub async fn change_password(app: AppState<'_>, old: String, new: String) -> UiR
             "the password is too easy to guess",
         ));
     }
-    let dir = app.config.data_dir.clone();
-    let reader = app.config.reader.clone();
-    let tap = blocking(move || {
-        Ok(card_retry(|| {
-            card::tap_for_vault(&dir, &OsKeyring, reader.as_deref())
-        })?)
-    })
-    .await?;
+    let tap = tap_for_vault(&app).await?;
     engine
         .change_password(old, new, KdfParams::DEFAULT, tap.map(|t| t.factor))
         .await?;
@@ -647,13 +650,7 @@ pub async fn card_swap_finish(
         .and_then(|mut s| s.take())
         .ok_or_else(|| UiError::new("no_swap", "start the card replacement first"))?;
     let reader = app.config.reader.clone();
-    let step = move |step: u8, what: &str| {
-        let _ = on_progress.send(UiEvent::Provision {
-            step,
-            of: 3,
-            what: what.into(),
-        });
-    };
+    let step = progress(on_progress, 3);
     let old_uid = pending.old.uid;
     let result = blocking(move || {
         step(1, "Looking for the new card");

@@ -56,6 +56,15 @@ impl App {
         );
     }
 
+    /// On the lock screen with another account's card: the status says so, and unlocking with
+    /// the right password is refused with the same message.
+    fn refused_as_wrong_card(&self, password: &str) {
+        self.wait_text("#card-status", "not the card for this vault");
+        self.session.type_into("#password", password);
+        self.session.click("#unlock");
+        self.wait_text("#unlock-error", "not the card for this vault");
+    }
+
     fn value(&self, css: &str) -> String {
         self.session
             .js(&format!("return document.querySelector({css:?}).value;"))
@@ -351,10 +360,7 @@ fn ui_two_apps_first_run_chat_search_lock_on_removal_and_refusals() {
     bob.session
         .wait_visible("#lock-screen", Duration::from_secs(10));
     let wrong = Sim::insert(&card_b, 0);
-    alice.wait_text("#card-status", "not the card for this vault");
-    alice.session.type_into("#password", password);
-    alice.session.click("#unlock");
-    alice.wait_text("#unlock-error", "not the card for this vault");
+    alice.refused_as_wrong_card(password);
     assert!(
         !alice
             .session
@@ -416,10 +422,7 @@ fn ui_two_apps_first_run_chat_search_lock_on_removal_and_refusals() {
         .session
         .wait_visible("#lock-screen", Duration::from_secs(10));
     let old = Sim::insert(&card_a, 0);
-    alice.wait_text("#card-status", "not the card for this vault");
-    alice.session.type_into("#password", password);
-    alice.session.click("#unlock");
-    alice.wait_text("#unlock-error", "not the card for this vault");
+    alice.refused_as_wrong_card(password);
     old.remove();
     let _sim_c = Sim::insert(&card_c, 0);
     alice.wait_text("#card-status", "Card ready");

@@ -188,27 +188,16 @@ impl Vault {
         card: Option<&CardFactor>,
         rng: &mut R,
     ) -> Result<(), VaultError> {
-        let key_path = dir.join(KEY_FILE);
-        let file = KeyFile::load(&key_path)?;
-        let device_secret = device_secret(secrets, &file)?;
-        let unwrapped = file.unwrap_key(&Factors {
-            password: old,
-            device_secret: &device_secret,
-            card,
-        })?;
-        let card = if file.card.is_some() { card } else { None };
-        let new_file = KeyFile::wrap(
-            file.vault_id,
-            kdf,
-            &unwrapped.db_key,
-            &Factors {
-                password: new,
-                device_secret: &device_secret,
-                card,
+        rewrap(
+            dir,
+            secrets,
+            |file| {
+                // A vault without the card factor keeps none (a card read given anyway is unused).
+                let card = if file.card.is_some() { card } else { None };
+                Ok((old, card, kdf, new, card))
             },
             rng,
-        )?;
-        new_file.store(&key_path)
+        )
     }
 
     /// Adds the card factor to a vault that has none: unwraps with the password and device
@@ -221,29 +210,17 @@ impl Vault {
         card: &CardFactor,
         rng: &mut R,
     ) -> Result<(), VaultError> {
-        let key_path = dir.join(KEY_FILE);
-        let file = KeyFile::load(&key_path)?;
-        if file.card.is_some() {
-            return Err(VaultError::CardAlreadyEnrolled);
-        }
-        let device_secret = device_secret(secrets, &file)?;
-        let unwrapped = file.unwrap_key(&Factors {
-            password,
-            device_secret: &device_secret,
-            card: None,
-        })?;
-        KeyFile::wrap(
-            file.vault_id,
-            file.kdf,
-            &unwrapped.db_key,
-            &Factors {
-                password,
-                device_secret: &device_secret,
-                card: Some(card),
+        rewrap(
+            dir,
+            secrets,
+            |file| {
+                if file.card.is_some() {
+                    return Err(VaultError::CardAlreadyEnrolled);
+                }
+                Ok((password, None, file.kdf, password, Some(card)))
             },
             rng,
-        )?
-        .store(&key_path)
+        )
     }
 
     /// Checks the factors without opening anything or recording the card counter (the same
@@ -277,32 +254,20 @@ impl Vault {
         new: &CardFactor,
         rng: &mut R,
     ) -> Result<(), VaultError> {
-        let key_path = dir.join(KEY_FILE);
-        let file = KeyFile::load(&key_path)?;
-        if file.card.is_none() {
-            return Err(VaultError::NoCardEnrolled);
-        }
-        if new.uid == old.uid {
-            return Err(VaultError::SameCard);
-        }
-        let device_secret = device_secret(secrets, &file)?;
-        let unwrapped = file.unwrap_key(&Factors {
-            password,
-            device_secret: &device_secret,
-            card: Some(old),
-        })?;
-        KeyFile::wrap(
-            file.vault_id,
-            file.kdf,
-            &unwrapped.db_key,
-            &Factors {
-                password,
-                device_secret: &device_secret,
-                card: Some(new),
+        rewrap(
+            dir,
+            secrets,
+            |file| {
+                if file.card.is_none() {
+                    return Err(VaultError::NoCardEnrolled);
+                }
+                if new.uid == old.uid {
+                    return Err(VaultError::SameCard);
+                }
+                Ok((password, Some(old), file.kdf, password, Some(new)))
             },
             rng,
-        )?
-        .store(&key_path)
+        )
     }
 
     /// An **unencrypted** database with the vault's schema, for measuring SQLCipher's overhead
@@ -369,4 +334,46 @@ impl Vault {
             }
         }
     }
+}
+
+/// What a rewrap unwraps with and wraps to: (old password, old card read, new KDF cost, new
+/// password, new card read).
+type Rewrap<'a> = (
+    &'a [u8],
+    Option<&'a CardFactor>,
+    KdfParams,
+    &'a [u8],
+    Option<&'a CardFactor>,
+);
+
+/// Unwraps the key file in `dir` with the old factors `plan` chooses (after any refusal of its
+/// own), then wraps the same database key to the new factors with a fresh salt and nonce and
+/// replaces the file atomically. Nothing is written on any error.
+fn rewrap<'a, R: Rng + CryptoRng>(
+    dir: &Path,
+    secrets: &dyn SecretStore,
+    plan: impl FnOnce(&KeyFile) -> Result<Rewrap<'a>, VaultError>,
+    rng: &mut R,
+) -> Result<(), VaultError> {
+    let key_path = dir.join(KEY_FILE);
+    let file = KeyFile::load(&key_path)?;
+    let (old_password, old_card, kdf, new_password, new_card) = plan(&file)?;
+    let device_secret = device_secret(secrets, &file)?;
+    let unwrapped = file.unwrap_key(&Factors {
+        password: old_password,
+        device_secret: &device_secret,
+        card: old_card,
+    })?;
+    KeyFile::wrap(
+        file.vault_id,
+        kdf,
+        &unwrapped.db_key,
+        &Factors {
+            password: new_password,
+            device_secret: &device_secret,
+            card: new_card,
+        },
+        rng,
+    )?
+    .store(&key_path)
 }
