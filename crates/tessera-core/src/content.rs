@@ -61,6 +61,71 @@ pub enum Content {
         /// The message ids.
         ids: Vec<String>,
     },
+    /// A call signal (`docs/calls.md`): handed to the call layer, never stored.
+    Call {
+        /// Call id (32 hex digits).
+        call: String,
+        /// Sender's clock, ms since the epoch (an offer older than a minute is not rung).
+        sent: u64,
+        /// What.
+        signal: CallSignal,
+    },
+}
+
+/// Longest SDP in a call signal, in bytes.
+pub const MAX_SDP: usize = 16 * 1024;
+/// Longest ICE candidate line, in bytes.
+pub const MAX_CANDIDATE: usize = 1024;
+
+/// A call signal's body (the call layer's `Signal`, in wire form).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "k", rename_all = "snake_case", deny_unknown_fields)]
+pub enum CallSignal {
+    /// The caller's SDP offer and frame secret (64 hex digits).
+    Offer {
+        /// SDP.
+        sdp: String,
+        /// Video wanted.
+        video: bool,
+        /// The caller's frame secret.
+        secret: String,
+    },
+    /// The callee's device is alerting.
+    Ringing,
+    /// The callee's SDP answer and frame secret.
+    Answer {
+        /// SDP.
+        sdp: String,
+        /// The callee's frame secret.
+        secret: String,
+    },
+    /// One ICE candidate.
+    Ice {
+        /// The candidate line.
+        candidate: String,
+    },
+    /// Declined.
+    Reject,
+    /// In another call.
+    Busy,
+    /// Ended or cancelled.
+    Hangup,
+}
+
+fn is_secret(s: &str) -> bool {
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+impl CallSignal {
+    fn within_limits(&self) -> bool {
+        match self {
+            Self::Offer { sdp, secret, .. } | Self::Answer { sdp, secret } => {
+                sdp.len() <= MAX_SDP && is_secret(secret)
+            }
+            Self::Ice { candidate } => candidate.len() <= MAX_CANDIDATE,
+            Self::Ringing | Self::Reject | Self::Busy | Self::Hangup => true,
+        }
+    }
 }
 
 /// 16 bytes as 32 lowercase hex digits.
@@ -102,6 +167,9 @@ impl Content {
             Content::Receipt { ids, .. } => {
                 ids.len() <= MAX_RECEIPT_IDS && ids.iter().all(|i| parse_id(i).is_some())
             }
+            Content::Call { call, signal, .. } => {
+                parse_id(call).is_some() && signal.within_limits()
+            }
         };
         if ok {
             Ok(c)
@@ -136,5 +204,58 @@ mod tests {
         };
         assert!(Content::from_bytes(&long.to_bytes()).is_err());
         assert_eq!(parse_id(&id_hex(&[1; 16])), Some([1; 16]));
+    }
+
+    #[test]
+    fn call_signals_round_trip_and_their_limits_hold() {
+        let offer = Content::Call {
+            call: id_hex(&[3; 16]),
+            sent: 9,
+            signal: CallSignal::Offer {
+                sdp: "v=0".into(),
+                video: true,
+                secret: "ab".repeat(32),
+            },
+        };
+        assert_eq!(
+            Content::from_bytes(&offer.to_bytes()).expect("parse"),
+            offer
+        );
+        let hangup = Content::Call {
+            call: id_hex(&[3; 16]),
+            sent: 9,
+            signal: CallSignal::Hangup,
+        };
+        assert_eq!(
+            Content::from_bytes(&hangup.to_bytes()).expect("parse"),
+            hangup
+        );
+        for bad in [
+            Content::Call {
+                call: "12".into(),
+                sent: 1,
+                signal: CallSignal::Ringing,
+            },
+            Content::Call {
+                call: id_hex(&[3; 16]),
+                sent: 1,
+                signal: CallSignal::Answer {
+                    sdp: "x".repeat(MAX_SDP + 1),
+                    secret: "ab".repeat(32),
+                },
+            },
+            Content::Call {
+                call: id_hex(&[3; 16]),
+                sent: 1,
+                signal: CallSignal::Offer {
+                    sdp: "v=0".into(),
+                    video: false,
+                    secret: "short".into(),
+                },
+            },
+        ] {
+            assert!(Content::from_bytes(&bad.to_bytes()).is_err(), "{bad:?}");
+        }
+        assert!(Content::from_bytes(br#"{"t":"call","call":"03030303030303030303030303030303","sent":1,"signal":{"k":"dial_everyone"}}"#).is_err());
     }
 }

@@ -1164,6 +1164,35 @@ impl Engine {
         Ok(id)
     }
 
+    /// Sends a call signal to an accepted contact (`docs/calls.md`). It travels like a
+    /// message (Signal session, envelope), but nothing is stored in the conversation.
+    pub async fn send_call_signal(
+        &self,
+        contact: &[u8; 32],
+        call: &[u8; 16],
+        signal: crate::CallSignal,
+    ) -> Result<(), CoreError> {
+        let content = Content::Call {
+            call: id_hex(call),
+            sent: now_ms(),
+            signal,
+        };
+        // The same limits a receiver applies (SDP size, secret form).
+        Content::from_bytes(&content.to_bytes())?;
+        self.with(|u| {
+            let me = &u.me;
+            u.vault.transaction(|v| -> Result<(), CoreError> {
+                let c = v.contact(contact)?.ok_or(CoreError::UnknownContact)?;
+                if c.state != ContactState::Accepted {
+                    return Err(CoreError::UnknownContact);
+                }
+                queue(v, me, &AccountId(*contact), &content, None)
+            })
+        })?;
+        self.flush_outbox().await?;
+        Ok(())
+    }
+
     /// Messages with a contact, `limit` at a time, older than row `before`.
     pub fn history(
         &self,
@@ -1277,6 +1306,9 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
         .decode(text)
         .ok()
 }
+
+/// An offer older than this when it arrives is not rung.
+const STALE_OFFER_MS: u64 = 60_000;
 
 fn process(u: &mut Unlocked, bytes: &[u8]) -> Result<Processed, CoreError> {
     let now = now_ms();
@@ -1424,6 +1456,21 @@ fn process(u: &mut Unlocked, bytes: &[u8]) -> Result<Processed, CoreError> {
                         ids: vec![id],
                     };
                     queue(v, me, &sender, &receipt, None)?;
+                }
+                Content::Call { call, sent, signal } => {
+                    // Calls only between accepted contacts. An offer that waited in the
+                    // mailbox for more than a minute is not rung (the caller gave up long ago).
+                    let accepted = contact.is_some_and(|c| c.state == ContactState::Accepted);
+                    let stale = matches!(signal, crate::CallSignal::Offer { .. })
+                        && now.saturating_sub(sent) > STALE_OFFER_MS;
+                    if accepted && !stale {
+                        let call = parse_id(&call).ok_or(CoreError::BadContent)?;
+                        events.push(Event::Call {
+                            contact: sender.0,
+                            call,
+                            signal,
+                        });
+                    }
                 }
                 Content::Receipt { kind, ids } => {
                     let status = match kind {

@@ -8,7 +8,7 @@ mod invite;
 mod transport;
 
 pub use codes::{card_code, net_code, vault_code};
-pub use content::{Content, MAX_TEXT, ReceiptKind, id_hex, parse_id};
+pub use content::{CallSignal, Content, MAX_TEXT, ReceiptKind, id_hex, parse_id};
 pub use engine::{APP_SETTINGS, CreateOptions, Engine};
 pub use invite::Invite;
 pub use tessera_store::CardFactor;
@@ -80,6 +80,15 @@ pub enum Event {
         ready: bool,
         /// Why it is stuck, if Arti knows.
         blocked: Option<String>,
+    },
+    /// A call signal from a contact (`docs/calls.md`); the call layer acts on it.
+    Call {
+        /// From.
+        contact: [u8; 32],
+        /// The call.
+        call: [u8; 16],
+        /// What.
+        signal: CallSignal,
     },
     /// An envelope could not be used and was dropped.
     Dropped {
