@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use tessera_calls::call::{Call, CallId, EndReason, Input, Output, Signal, State};
 use tessera_calls::frame::{Dropped, FrameOpener, FrameSealer, FrameSecret};
-use tessera_calls::wire::{from_wire, to_wire};
 use tessera_core::{CreateOptions, Engine, Event, KdfParams, OsKeyring, TransportConfig};
 use tessera_e2e::relay::Relay;
 use tokio::sync::broadcast;
@@ -52,7 +51,7 @@ async fn next<T>(rx: &mut broadcast::Receiver<Event>, f: impl Fn(&Event) -> Opti
 /// The next call signal from the peer.
 async fn signal(rx: &mut broadcast::Receiver<Event>) -> (CallId, Signal) {
     next(rx, |e| match e {
-        Event::Call { call, signal, .. } => Some((CallId(*call), from_wire(signal).unwrap())),
+        Event::Call { call, signal, .. } => Some((*call, signal.clone())),
         _ => None,
     })
     .await
@@ -62,7 +61,7 @@ async fn signal(rx: &mut broadcast::Receiver<Event>) -> (CallId, Signal) {
 async fn send(from: &Engine, to: &[u8; 32], id: CallId, out: &[Output]) {
     for o in out {
         if let Output::Send(s) = o {
-            from.send_call_signal(to, &id.0, to_wire(s)).await.unwrap();
+            from.send_call_signal(to, id, s).await.unwrap();
         }
     }
 }

@@ -16,9 +16,9 @@ pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 pub struct CallId(pub [u8; 16]);
 
 /// A call message between the two devices, sent as encrypted content through the Signal
-/// session (never readable by the relay).
+/// session (never readable by the relay). Exhaustive on purpose: a new signal must be handled
+/// wherever it is mapped to the wire.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[non_exhaustive]
 pub enum Signal {
     /// The caller's SDP offer and frame secret.
     Offer {

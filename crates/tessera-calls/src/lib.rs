@@ -2,4 +2,3 @@
 
 pub mod call;
 pub mod frame;
-pub mod wire;

@@ -1169,13 +1169,13 @@ impl Engine {
     pub async fn send_call_signal(
         &self,
         contact: &[u8; 32],
-        call: &[u8; 16],
-        signal: crate::CallSignal,
+        call: crate::calls::CallId,
+        signal: &crate::calls::Signal,
     ) -> Result<(), CoreError> {
         let content = Content::Call {
-            call: id_hex(call),
+            call: id_hex(&call.0),
             sent: now_ms(),
-            signal,
+            signal: crate::calls::to_wire(signal),
         };
         // The same limits a receiver applies (SDP size, secret form).
         Content::from_bytes(&content.to_bytes())?;
@@ -1461,13 +1461,15 @@ fn process(u: &mut Unlocked, bytes: &[u8]) -> Result<Processed, CoreError> {
                     // Calls only between accepted contacts. An offer that waited in the
                     // mailbox for more than a minute is not rung (the caller gave up long ago).
                     let accepted = contact.is_some_and(|c| c.state == ContactState::Accepted);
-                    let stale = matches!(signal, crate::CallSignal::Offer { .. })
+                    let stale = matches!(signal, crate::content::CallSignal::Offer { .. })
                         && now.saturating_sub(sent) > STALE_OFFER_MS;
                     if accepted && !stale {
                         let call = parse_id(&call).ok_or(CoreError::BadContent)?;
+                        let signal =
+                            crate::calls::from_wire(&signal).ok_or(CoreError::BadContent)?;
                         events.push(Event::Call {
                             contact: sender.0,
-                            call,
+                            call: crate::calls::CallId(call),
                             signal,
                         });
                     }

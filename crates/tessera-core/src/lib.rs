@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod calls;
 pub mod card;
 mod codes;
 mod content;
@@ -8,7 +9,7 @@ mod invite;
 mod transport;
 
 pub use codes::{card_code, net_code, vault_code};
-pub use content::{CallSignal, Content, MAX_TEXT, ReceiptKind, id_hex, parse_id};
+pub use content::{Content, MAX_TEXT, ReceiptKind, id_hex, parse_id};
 pub use engine::{APP_SETTINGS, CreateOptions, Engine};
 pub use invite::Invite;
 pub use tessera_store::CardFactor;
@@ -86,9 +87,9 @@ pub enum Event {
         /// From.
         contact: [u8; 32],
         /// The call.
-        call: [u8; 16],
+        call: calls::CallId,
         /// What.
-        signal: CallSignal,
+        signal: calls::Signal,
     },
     /// An envelope could not be used and was dropped.
     Dropped {

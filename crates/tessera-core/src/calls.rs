@@ -1,9 +1,9 @@
-//! The call layer's [`Signal`] to and from the engine's wire form
-//! ([`tessera_core::CallSignal`], sent through the Signal session).
+//! Calls in the engine (`docs/calls.md`): the call layer's [`Signal`] to and from its wire form
+//! in [`Content::Call`](crate::Content::Call), sent through the Signal session.
 
-use tessera_core::CallSignal;
+pub use tessera_calls::call::{CallId, Signal};
 
-use crate::call::Signal;
+use crate::content::CallSignal;
 
 fn hex32(b: &[u8; 32]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
@@ -21,7 +21,7 @@ fn unhex32(s: &str) -> Option<[u8; 32]> {
 }
 
 /// The wire form of a signal.
-pub fn to_wire(s: &Signal) -> CallSignal {
+pub(crate) fn to_wire(s: &Signal) -> CallSignal {
     match s {
         Signal::Offer { sdp, video, secret } => CallSignal::Offer {
             sdp: sdp.clone(),
@@ -44,7 +44,7 @@ pub fn to_wire(s: &Signal) -> CallSignal {
 
 /// A signal from its wire form (`None` if a secret is not 64 hex digits; the engine already
 /// refuses those).
-pub fn from_wire(s: &CallSignal) -> Option<Signal> {
+pub(crate) fn from_wire(s: &CallSignal) -> Option<Signal> {
     Some(match s {
         CallSignal::Offer { sdp, video, secret } => Signal::Offer {
             sdp: sdp.clone(),
