@@ -87,8 +87,18 @@ async function create(ev, done) {
   }
 }
 
+/** A relay on this machine cannot be reached through Tor (exits refuse loopback). */
+function loopbackRelay(address) {
+  return /^tessera:\/\/(127\.|localhost[:/]|\[::1\])/.test(address.trim());
+}
+
+function suggestTransport() {
+  if (loopbackRelay($('#fr-relay').value)) $('#fr-transport').value = 'direct';
+}
+
 export function startFirstRun(state, done) {
   if (state.suggestedRelay && !$('#fr-relay').value) $('#fr-relay').value = state.suggestedRelay;
+  suggestTransport();
   refreshCard();
   if (started) return;
   started = true;
@@ -98,6 +108,7 @@ export function startFirstRun(state, done) {
     timer = setTimeout(() => strength().catch(() => {}), 150);
   });
   $('#fr-provision').addEventListener('click', provision);
+  $('#fr-relay').addEventListener('change', suggestTransport);
   $('#fr-form').addEventListener('submit', (ev) => create(ev, done));
   setInterval(() => { if (!$('#first-run').hidden) refreshCard(); }, 2000);
 }
