@@ -15,7 +15,8 @@ const call = (cmd, args) => core().invoke(cmd, args);
 export const appInfo = () => call('app_info');
 export const appState = () => call('app_state');
 export const activity = () => call('activity');
-export const cardStatus = () => call('card_status');
+/** Readers and cards; `probe` (once per card, not in a loop) also tells factory from foreign. */
+export const cardStatus = (probe = false) => call('card_status', { probe });
 export const passwordStrength = (password, name) => call('password_strength', { password, name });
 export const createAccount = (form) => call('create_account', { form });
 export const unlock = (password) => call('unlock', { password });

@@ -5,11 +5,23 @@ import { $, el, showError, errorText } from './util.js';
 let started = false;
 let cardReady = false;
 
+// A card's provisioning state, probed once per card (a probe authenticates with the factory
+// key; repeated failures count on a real card). Provisioning clears it.
+const probed = new Map();
+
 async function refreshCard() {
   const status = $('#fr-card-status');
   try {
-    const readers = await backend.cardStatus();
-    const withCard = readers.find((r) => r.card);
+    let readers = await backend.cardStatus();
+    let withCard = readers.find((r) => r.card);
+    if (withCard && withCard.uid && !withCard.provisioning) {
+      if (!probed.has(withCard.uid)) {
+        readers = await backend.cardStatus(true);
+        const again = readers.find((r) => r.card);
+        if (again && again.uid) probed.set(again.uid, again.provisioning);
+      }
+      withCard = { ...withCard, provisioning: probed.get(withCard.uid) };
+    }
     if (readers.length === 0) status.textContent = 'No card reader found. Plug one in.';
     else if (!withCard) status.textContent = `Reader ${readers[0].reader}: put your card on it.`;
     else status.textContent = `Card ${withCard.uid || ''} on ${withCard.reader}: ${
@@ -44,6 +56,7 @@ async function provision() {
       log.append(el('li', { dataset: { step: p.step } }, `${p.step}/${p.of} ${p.what}`));
     });
     log.append(el('li', { class: 'done', id: 'fr-provision-done' }, `Card ${uid} is ready.`));
+    probed.delete(uid);
     cardReady = true;
   } catch (err) {
     showError('fr-error', err);

@@ -124,20 +124,41 @@ pub fn subscribe(app: AppState<'_>, on_event: Channel<UiEvent>) {
     app.subscribe(on_event);
 }
 
-/// Readers and cards (the lock screen polls this).
+/// The readers this app uses: the one named by `--reader`, or all.
+fn readers(
+    dir: Option<&std::path::Path>,
+    reader: Option<&str>,
+    probe: bool,
+) -> UiResult<Vec<card::ReaderStatus>> {
+    let mut all = card::status(&OsKeyring, dir, probe)?;
+    if let Some(want) = reader {
+        all.retain(|r| r.reader == want);
+    }
+    Ok(all)
+}
+
+/// The card on this app's reader, probed (factory or not), or why there is none.
+fn card_on_reader(reader: Option<&str>) -> UiResult<card::ReaderStatus> {
+    let found = readers(None, reader, true)?;
+    if found.is_empty() {
+        return Err(UiError::new("no_reader", "no card reader"));
+    }
+    found
+        .into_iter()
+        .find(|r| r.card)
+        .ok_or_else(|| UiError::new("no_card", "no card on the reader"))
+}
+
+/// Readers and cards. The lock screen polls this without `probe` (no authentication, no
+/// signature read); the first-run screen asks with `probe` once per new card.
 #[tauri::command]
-pub async fn card_status(app: AppState<'_>) -> UiResult<Vec<card::ReaderStatus>> {
+pub async fn card_status(
+    app: AppState<'_>,
+    probe: Option<bool>,
+) -> UiResult<Vec<card::ReaderStatus>> {
     let dir = app.config.data_dir.clone();
     let reader = app.config.reader.clone();
-    blocking(move || {
-        let mut all = card::status(&OsKeyring, Some(&dir))?;
-        // With a reader chosen (--reader), the others are not this app's business.
-        if let Some(want) = reader {
-            all.retain(|r| r.reader == want);
-        }
-        Ok(all)
-    })
-    .await
+    blocking(move || readers(Some(&dir), reader.as_deref(), probe.unwrap_or(false))).await
 }
 
 /// Strength feedback for a new password.
@@ -187,20 +208,7 @@ pub async fn provision_card(
     let step = progress(on_progress, 4);
     blocking(move || {
         step(1, "Looking for your card");
-        let found = card::status(&OsKeyring, None)?;
-        let on_reader = found.iter().find(|r| {
-            r.card
-                && reader
-                    .as_deref()
-                    .is_none_or(|want| want == r.reader.as_str())
-        });
-        let Some(st) = on_reader else {
-            return Err(if found.is_empty() {
-                UiError::new("no_reader", "no card reader")
-            } else {
-                UiError::new("no_card", "no card on the reader")
-            });
-        };
+        let st = card_on_reader(reader.as_deref())?;
         step(2, "Checking that the card is new");
         if st.provisioning != Some("factory") && !reprovision {
             return Err(UiError::new(
@@ -411,7 +419,10 @@ pub async fn send_message(app: AppState<'_>, contact: String, body: String) -> U
     match engine.send_text(&c, &body).await {
         Ok(id) => Ok(tessera_core::id_hex(&id)),
         // Stored and queued; it goes out when the relay is reachable again.
-        Err(CoreError::Net(_)) => Ok(String::new()),
+        Err(CoreError::Net(e)) => {
+            tracing::info!(error = %e, "relay not reachable: the message waits in the outbox");
+            Ok(String::new())
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -423,7 +434,10 @@ pub async fn mark_read(app: AppState<'_>, contact: String) -> UiResult<usize> {
     match engine.mark_read(&c).await {
         Ok(n) => Ok(n),
         // Marked here; the receipts wait in the outbox.
-        Err(CoreError::Net(_)) => Ok(0),
+        Err(CoreError::Net(e)) => {
+            tracing::info!(error = %e, "relay not reachable: read receipts wait in the outbox");
+            Ok(0)
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -654,11 +668,7 @@ pub async fn card_swap_finish(
     let old_uid = pending.old.uid;
     let result = blocking(move || {
         step(1, "Looking for the new card");
-        let found = card::status(&OsKeyring, None)?;
-        let st = found
-            .iter()
-            .find(|r| r.card && reader.as_deref().is_none_or(|w| w == r.reader.as_str()))
-            .ok_or_else(|| UiError::new("no_card", "no card on the reader"))?;
+        let st = card_on_reader(reader.as_deref())?;
         if st.uid.as_deref() == Some(hex::encode(old_uid).as_str()) {
             return Err(CoreError::Vault(tessera_store::VaultError::SameCard).into());
         }

@@ -156,10 +156,7 @@ impl UiEvent {
             Event::Connected => Self::Connected,
             Event::Disconnected => Self::Disconnected,
             Event::Locked { reason } => Self::Locked {
-                reason: serde_json::to_value(reason)
-                    .ok()
-                    .and_then(|v| v.as_str().map(str::to_string))
-                    .unwrap_or_default(),
+                reason: reason.as_str().into(),
             },
             Event::Message { contact, .. } => Self::Message {
                 contact: AccountId(*contact).to_string(),

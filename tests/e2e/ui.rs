@@ -65,6 +65,14 @@ impl App {
         self.wait_text("#unlock-error", "not the card for this vault");
     }
 
+    /// The lock screen is still what the window shows.
+    fn assert_locked(&self) {
+        let hidden = self
+            .session
+            .js("return document.querySelector('#lock-screen').hidden;");
+        assert_eq!(hidden, false, "{} is not on the lock screen", self.name);
+    }
+
     fn value(&self, css: &str) -> String {
         self.session
             .js(&format!("return document.querySelector({css:?}).value;"))
@@ -362,13 +370,7 @@ fn ui_two_apps_first_run_chat_search_lock_on_removal_and_refusals() {
         .wait_visible("#lock-screen", Duration::from_secs(10));
     let wrong = Sim::insert(&card_b, 0);
     alice.refused_as_wrong_card(password);
-    assert!(
-        !alice
-            .session
-            .js("return document.querySelector('#lock-screen').hidden;")
-            .as_bool()
-            .unwrap()
-    );
+    alice.assert_locked();
     wrong.remove();
 
     // Alice's card again, a wrong password: refused, still locked.
@@ -378,13 +380,7 @@ fn ui_two_apps_first_run_chat_search_lock_on_removal_and_refusals() {
     alice.session.click("#unlock");
     alice.wait_text("#unlock-error", "Wrong password");
     alice.screenshot("lock-wrong-password");
-    assert!(
-        !alice
-            .session
-            .js("return document.querySelector('#lock-screen').hidden;")
-            .as_bool()
-            .unwrap()
-    );
+    alice.assert_locked();
 
     // Card and the right password: back in the same conversation.
     alice.session.type_into("#password", password);

@@ -484,7 +484,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Card(CardCommand::Status) => {
             let dir = data_dir(&cli).ok();
             let list =
-                tokio::task::spawn_blocking(move || card::status(&OsKeyring, dir.as_deref()))
+                tokio::task::spawn_blocking(move || card::status(&OsKeyring, dir.as_deref(), true))
                     .await
                     .map_err(|e| CliError::Usage(e.to_string()))?;
             let list = match list {

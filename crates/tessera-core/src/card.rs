@@ -233,7 +233,8 @@ pub struct ReaderStatus {
     /// The card's UID (hex), when one answered.
     pub uid: Option<String>,
     /// `factory` (default keys), `provisioned` (Tessera's key for it is in this keyring),
-    /// `foreign` (not factory, no key here), or `unknown` (the card did not answer).
+    /// `foreign` (not factory, no key here), or `unknown` (the card did not answer); `None`
+    /// when no card answered, or when a status without `probe` found no key here.
     pub provisioning: Option<&'static str>,
     /// Whether NXP's originality signature verifies (`None` if the card gave none).
     pub originality: Option<bool>,
@@ -242,9 +243,17 @@ pub struct ReaderStatus {
 }
 
 /// Readers, cards and their provisioning state.
+///
+/// With `probe` off only the reader answers (UID by GET DATA, whether this keyring holds the
+/// card's key, whether it is the vault's card): nothing is authenticated and the originality
+/// signature is not read, so it can be polled. With `probe` on, a card whose key this keyring
+/// lacks is also tried with the factory key (`factory` or `foreign`) and its originality
+/// signature checked; call that once per card, not in a loop (failed authentications count on
+/// a real card).
 pub fn status(
     secrets: &dyn SecretStore,
     dir: Option<&Path>,
+    probe: bool,
 ) -> Result<Vec<ReaderStatus>, CardError> {
     let readers = Readers::open()?;
     let binding = dir.and_then(|d| Vault::card_binding(d).ok().flatten());
@@ -263,20 +272,24 @@ pub fn status(
             match tag::reader_uid(&mut c) {
                 Ok(uid) => {
                     st.uid = Some(uid.iter().map(|b| format!("{b:02x}")).collect());
-                    st.originality = tag::originality(&mut c, &uid).ok();
+                    if probe {
+                        st.originality = tag::originality(&mut c, &uid).ok();
+                    }
                     // A card whose key this keyring holds is not probed with the factory key:
                     // every failed authentication counts on a real card (and repeated ones
                     // slow it down).
                     let keyed = secrets.get(&card_entry(&uid))?.is_some();
-                    st.provisioning = Some(if keyed {
-                        "provisioned"
-                    } else {
-                        match tag::probe(&mut c, &mut rng()) {
+                    st.provisioning = if keyed {
+                        Some("provisioned")
+                    } else if probe {
+                        Some(match tag::probe(&mut c, &mut rng()) {
                             Ok(p) if p.factory => "factory",
                             Ok(_) => "foreign",
                             Err(_) => "unknown",
-                        }
-                    });
+                        })
+                    } else {
+                        None
+                    };
                     st.enrolled_here = binding.map(|b| b.uid == uid);
                 }
                 Err(_) => st.provisioning = Some("unknown"),
@@ -289,32 +302,30 @@ pub fn status(
 
 /// Waits until a card is on `reader` or `stop` returns true; returns whether one came.
 pub fn wait_for_insert(reader: &str, stop: &dyn Fn() -> bool) -> Result<bool, CardError> {
-    let readers = Readers::open()?;
-    loop {
-        if stop() {
-            return Ok(false);
-        }
-        match readers.wait_for(reader, true, Duration::from_millis(250)) {
-            Ok(true) => return Ok(true),
-            Ok(false) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
+    wait_until(reader, true, stop)
 }
 
 /// Waits until the card leaves `reader` or `stop` returns true; returns whether it left.
-/// Polls PC/SC with a short timeout so `stop` is seen within a quarter second.
 pub fn wait_for_removal(reader: &str, stop: &dyn Fn() -> bool) -> Result<bool, CardError> {
+    wait_until(reader, false, stop)
+}
+
+/// Polls PC/SC with a short timeout until a card is (`present`) or is not on `reader`, or
+/// `stop` returns true (seen within a quarter second); returns whether the state was reached.
+/// Waiting for removal, a reader that went away (unplugged) or a stopped service counts as
+/// removed.
+fn wait_until(reader: &str, present: bool, stop: &dyn Fn() -> bool) -> Result<bool, CardError> {
     let readers = Readers::open()?;
     loop {
         if stop() {
             return Ok(false);
         }
-        match readers.wait_for(reader, false, Duration::from_millis(250)) {
+        match readers.wait_for(reader, present, Duration::from_millis(250)) {
             Ok(true) => return Ok(true),
             Ok(false) => {}
-            // The reader itself went away (unplugged) or the service stopped: the card is gone.
-            Err(ReaderError::NoReader | ReaderError::NoService | ReaderError::CardRemoved) => {
+            Err(ReaderError::NoReader | ReaderError::NoService | ReaderError::CardRemoved)
+                if !present =>
+            {
                 return Ok(true);
             }
             Err(e) => return Err(e.into()),

@@ -114,6 +114,18 @@ pub enum LockReason {
     FocusLost,
 }
 
+impl LockReason {
+    /// The reason's name (`requested`, `card_removed`, `idle`, `focus_lost`), as serialised.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requested => "requested",
+            Self::CardRemoved => "card_removed",
+            Self::Idle => "idle",
+            Self::FocusLost => "focus_lost",
+        }
+    }
+}
+
 /// Why an engine operation failed. Nothing here carries a key or message text.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -166,4 +178,21 @@ pub enum CoreError {
     /// An internal operation could not complete.
     #[error("internal error")]
     Busy,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LockReason;
+
+    #[test]
+    fn lock_reason_names_match_their_serialisation() {
+        for r in [
+            LockReason::Requested,
+            LockReason::CardRemoved,
+            LockReason::Idle,
+            LockReason::FocusLost,
+        ] {
+            assert_eq!(serde_json::to_value(r).ok(), Some(r.as_str().into()));
+        }
+    }
 }

@@ -6,7 +6,7 @@ use rand::{CryptoRng, Rng};
 use rusqlite::Connection;
 use zeroize::Zeroizing;
 
-use crate::keyfile::{CardBinding, CardFactor, Factors, KdfParams, KeyFile};
+use crate::keyfile::{CardBinding, CardFactor, Factors, KdfParams, KeyFile, Unwrapped};
 use crate::secrets::{SecretStore, vault_entry};
 use crate::{VaultError, schema};
 
@@ -67,6 +67,23 @@ fn open_database(path: &Path, key: &[u8; 32]) -> Result<Connection, VaultError> 
 }
 
 /// The device secret of the vault `file` belongs to, from the keyring.
+/// The device secret from the keyring and the key file unwrapped with it and the given
+/// factors (all of `KeyFile::unwrap_key`'s checks).
+fn unwrap_with(
+    file: &KeyFile,
+    secrets: &dyn SecretStore,
+    password: &[u8],
+    card: Option<&CardFactor>,
+) -> Result<(Zeroizing<[u8; 32]>, Unwrapped), VaultError> {
+    let device_secret = device_secret(secrets, file)?;
+    let unwrapped = file.unwrap_key(&Factors {
+        password,
+        device_secret: &device_secret,
+        card,
+    })?;
+    Ok((device_secret, unwrapped))
+}
+
 fn device_secret(
     secrets: &dyn SecretStore,
     file: &KeyFile,
@@ -154,12 +171,7 @@ impl Vault {
     ) -> Result<Self, VaultError> {
         let key_path = dir.join(KEY_FILE);
         let file = KeyFile::load(&key_path)?;
-        let device_secret = device_secret(secrets, &file)?;
-        let unwrapped = file.unwrap_key(&Factors {
-            password,
-            device_secret: &device_secret,
-            card,
-        })?;
+        let (_, unwrapped) = unwrap_with(&file, secrets, password, card)?;
         if let (Some(_), Some(read)) = (&file.card, card) {
             file.with_counter(&unwrapped, read.counter, rng)?
                 .store(&key_path)?;
@@ -233,13 +245,7 @@ impl Vault {
         card: Option<&CardFactor>,
     ) -> Result<(), VaultError> {
         let file = KeyFile::load(&dir.join(KEY_FILE))?;
-        let device_secret = device_secret(secrets, &file)?;
-        file.unwrap_key(&Factors {
-            password,
-            device_secret: &device_secret,
-            card,
-        })
-        .map(drop)
+        unwrap_with(&file, secrets, password, card).map(drop)
     }
 
     /// Moves the card factor to another card: unwraps with the password, the device secret and
@@ -358,12 +364,7 @@ fn rewrap<'a, R: Rng + CryptoRng>(
     let key_path = dir.join(KEY_FILE);
     let file = KeyFile::load(&key_path)?;
     let (old_password, old_card, kdf, new_password, new_card) = plan(&file)?;
-    let device_secret = device_secret(secrets, &file)?;
-    let unwrapped = file.unwrap_key(&Factors {
-        password: old_password,
-        device_secret: &device_secret,
-        card: old_card,
-    })?;
+    let (device_secret, unwrapped) = unwrap_with(&file, secrets, old_password, old_card)?;
     KeyFile::wrap(
         file.vault_id,
         kdf,
