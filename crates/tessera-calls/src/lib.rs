@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
 pub mod call;
+pub mod codec;
 pub mod frame;
 pub mod media;
