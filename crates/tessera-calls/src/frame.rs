@@ -53,6 +53,25 @@ impl FrameSecret {
     pub fn as_bytes(&self) -> &[u8; 32] {
         &self.0
     }
+
+    /// The secret of one media track of this direction (BLAKE3 key derivation with the track's
+    /// name), so audio and video have independent keys, counters and replay windows.
+    pub fn for_track(&self, track: Track) -> Self {
+        let context = match track {
+            Track::Audio => "tessera call frame key v1 audio",
+            Track::Video => "tessera call frame key v1 video",
+        };
+        Self(Zeroizing::new(blake3::derive_key(context, self.0.as_ref())))
+    }
+}
+
+/// A media track of a call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Track {
+    /// Opus audio.
+    Audio,
+    /// VP8 video.
+    Video,
 }
 
 impl std::fmt::Debug for FrameSecret {

@@ -4,3 +4,4 @@ pub mod call;
 pub mod codec;
 pub mod frame;
 pub mod media;
+pub mod session;

@@ -67,6 +67,27 @@ impl ClientError {
     }
 }
 
+/// Credentials for the relay's TURN service.
+pub struct TurnCredentials {
+    /// `turn:` URLs.
+    pub urls: Vec<String>,
+    /// Time-limited username.
+    pub username: String,
+    /// Its credential.
+    pub credential: zeroize::Zeroizing<String>,
+    /// How long they stay valid.
+    pub ttl: std::time::Duration,
+}
+
+impl std::fmt::Debug for TurnCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TurnCredentials")
+            .field("urls", &self.urls)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
 /// Something the relay pushed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -344,6 +365,34 @@ impl RelayClient {
             })
             .await?,
         )
+    }
+
+    /// Short-lived credentials for the relay's TURN service (calls); `None` when the relay
+    /// runs none.
+    pub async fn turn_credentials(&self) -> Result<Option<TurnCredentials>, ClientError> {
+        let Body::Turn {
+            urls,
+            username,
+            credential,
+            ttl_secs,
+        } = self.request(Body::TurnCredentials).await?
+        else {
+            return Err(ClientError::Protocol(
+                "TurnCredentials answered without credentials",
+            ));
+        };
+        if urls.is_empty() {
+            return Ok(None);
+        }
+        if urls.iter().any(|u| !(u.starts_with("turn:") || u.starts_with("turns:"))) {
+            return Err(ClientError::Protocol("a TURN URL that is not turn:"));
+        }
+        Ok(Some(TurnCredentials {
+            urls,
+            username,
+            credential: zeroize::Zeroizing::new(credential),
+            ttl: std::time::Duration::from_secs(u64::from(ttl_secs)),
+        }))
     }
 
     /// Fetches a device's bundle and verifies everything in it: the account keys must hash to

@@ -6,7 +6,7 @@ mod error;
 mod pin;
 pub mod tor;
 
-pub use client::{ClientError, FetchedBundle, Pushed, Pushes, RelayClient};
+pub use client::{ClientError, FetchedBundle, Pushed, Pushes, RelayClient, TurnCredentials};
 pub use connect::{
     Carrier, RelayStream, RelayWebSocket, Transport, connect_tls, connect_websocket,
 };

@@ -18,6 +18,10 @@ const MAX_SIGNED_PREKEYS: usize = 32 * 1024;
 const MAX_PREKEY_PUBLIC: usize = 64;
 const MAX_PROOF_PATH: usize = 11 * 32;
 const MAX_DETAIL: usize = 256;
+/// TURN URLs in one `Turn` reply.
+const MAX_TURN_URLS: usize = 4;
+/// A TURN URL, username or credential.
+const MAX_TURN_TEXT: usize = 256;
 
 /// An account id on the wire (32 bytes; `tessera-crypto` defines what it is).
 pub type WireAccountId = [u8; 32];
@@ -214,6 +218,8 @@ pub enum Body {
         /// From [`Body::Deliver`].
         delivery_id: u64,
     },
+    /// 0x30: short-lived credentials for the relay's TURN service (calls).
+    TurnCredentials,
     /// 0x80: the connection's login challenge.
     Challenge {
         /// Random nonce.
@@ -261,6 +267,17 @@ pub enum Body {
         /// How many are left.
         remaining: u32,
     },
+    /// 0x87: TURN credentials (reply to [`Body::TurnCredentials`]).
+    Turn {
+        /// `turn:` URLs of the service (empty: the relay offers none).
+        urls: Vec<String>,
+        /// Time-limited username.
+        username: String,
+        /// The credential for `username`.
+        credential: String,
+        /// Seconds the credentials stay valid.
+        ttl_secs: u32,
+    },
 }
 
 impl Body {
@@ -273,6 +290,7 @@ impl Body {
             Self::FetchBundle { .. } => 0x11,
             Self::Send { .. } => 0x20,
             Self::Ack { .. } => 0x21,
+            Self::TurnCredentials => 0x30,
             Self::Challenge { .. } => 0x80,
             Self::Ok => 0x81,
             Self::Error { .. } => 0x82,
@@ -280,6 +298,7 @@ impl Body {
             Self::Accepted { .. } => 0x84,
             Self::Deliver { .. } => 0x85,
             Self::PrekeysLow { .. } => 0x86,
+            Self::Turn { .. } => 0x87,
         }
     }
 }
@@ -360,6 +379,9 @@ impl<'a> Reader<'a> {
         }
         Ok(self.take(len, field)?.to_vec())
     }
+    fn text(&mut self, max: usize, field: &'static str) -> Result<String, ProtoError> {
+        String::from_utf8(self.blob(max, field)?).map_err(|_| ProtoError::Malformed { field })
+    }
     fn finish(&self) -> Result<(), ProtoError> {
         if self.0.is_empty() {
             Ok(())
@@ -435,6 +457,7 @@ impl Frame {
                 w.blob(envelope, MAX_ENVELOPE_LEN, "envelope")?;
             }
             Body::Ack { delivery_id } => w.u64(*delivery_id),
+            Body::TurnCredentials => {}
             Body::Challenge { nonce, expires_at } => {
                 w.raw(nonce);
                 w.u64(*expires_at);
@@ -478,6 +501,27 @@ impl Frame {
                 w.blob(envelope, MAX_ENVELOPE_LEN, "envelope")?;
             }
             Body::PrekeysLow { remaining } => w.u32(*remaining),
+            Body::Turn {
+                urls,
+                username,
+                credential,
+                ttl_secs,
+            } => {
+                if urls.len() > MAX_TURN_URLS {
+                    return Err(ProtoError::TooLarge {
+                        field: "turn urls",
+                        len: urls.len(),
+                        max: MAX_TURN_URLS,
+                    });
+                }
+                w.u8(urls.len() as u8);
+                for u in urls {
+                    w.blob(u.as_bytes(), MAX_TURN_TEXT, "turn url")?;
+                }
+                w.blob(username.as_bytes(), MAX_TURN_TEXT, "turn username")?;
+                w.blob(credential.as_bytes(), MAX_TURN_TEXT, "turn credential")?;
+                w.u32(*ttl_secs);
+            }
         }
         if w.0.len() > MAX_FRAME_LEN {
             return Err(ProtoError::TooLarge {
@@ -548,6 +592,7 @@ impl Frame {
             0x21 => Body::Ack {
                 delivery_id: r.u64("delivery_id")?,
             },
+            0x30 => Body::TurnCredentials,
             0x80 => Body::Challenge {
                 nonce: r.array("nonce")?,
                 expires_at: r.u64("expires_at")?,
@@ -599,6 +644,26 @@ impl Frame {
             0x86 => Body::PrekeysLow {
                 remaining: r.u32("remaining")?,
             },
+            0x87 => {
+                let count = usize::from(r.u8("turn url count")?);
+                if count > MAX_TURN_URLS {
+                    return Err(ProtoError::TooLarge {
+                        field: "turn urls",
+                        len: count,
+                        max: MAX_TURN_URLS,
+                    });
+                }
+                let mut urls = Vec::with_capacity(count);
+                for _ in 0..count {
+                    urls.push(r.text(MAX_TURN_TEXT, "turn url")?);
+                }
+                Body::Turn {
+                    urls,
+                    username: r.text(MAX_TURN_TEXT, "turn username")?,
+                    credential: r.text(MAX_TURN_TEXT, "turn credential")?,
+                    ttl_secs: r.u32("ttl_secs")?,
+                }
+            }
             other => return Err(ProtoError::UnknownKind(other)),
         };
         r.finish()?;
@@ -718,6 +783,19 @@ mod tests {
             Frame {
                 request_id: 0,
                 body: Body::PrekeysLow { remaining: 12 },
+            },
+            Frame {
+                request_id: 13,
+                body: Body::TurnCredentials,
+            },
+            Frame {
+                request_id: 13,
+                body: Body::Turn {
+                    urls: vec!["turn:relay.example:3478?transport=udp".into()],
+                    username: "1795000000".into(),
+                    credential: "q1w2e3".into(),
+                    ttl_secs: 600,
+                },
             },
         ]
     }

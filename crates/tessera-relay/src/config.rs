@@ -26,6 +26,10 @@ pub struct FileConfig {
     pub metrics_listen: Option<SocketAddr>,
     /// `"full"` (fsync every commit, default) or `"normal"` (survives a relay crash only).
     pub durability: Option<Durability>,
+    /// UDP address of the TURN service for calls (off unless set).
+    pub turn_listen: Option<SocketAddr>,
+    /// The IP clients reach the TURN service by (default: the TURN listening IP).
+    pub turn_public_ip: Option<std::net::IpAddr>,
     /// Mailbox settings.
     #[serde(default)]
     pub mailbox: MailboxSettings,
@@ -122,6 +126,8 @@ pub struct Config {
     pub mailbox: MailboxSettings,
     /// Abuse limits.
     pub limits: Limits,
+    /// The TURN service for calls: where it listens (UDP) and the IP clients reach it by.
+    pub turn: Option<(SocketAddr, std::net::IpAddr)>,
 }
 
 /// The listening address when neither a flag nor the file sets one.
@@ -135,6 +141,7 @@ impl Config {
         flag_public_host: Option<String>,
         flag_public_port: Option<u16>,
         flag_metrics_listen: Option<SocketAddr>,
+        flag_turn: (Option<SocketAddr>, Option<std::net::IpAddr>),
         file: FileConfig,
     ) -> Result<Self, RelayError> {
         let listen = match flag_listen.or(file.listen) {
@@ -179,7 +186,29 @@ impl Config {
                 "limits requests_per_second and idle_timeout_secs must be at least 1".into(),
             ));
         }
+        let turn = match flag_turn.0.or(file.turn_listen) {
+            None => None,
+            Some(turn_listen) => {
+                let public_ip = match flag_turn.1.or(file.turn_public_ip) {
+                    Some(ip) => ip,
+                    None if turn_listen.ip().is_unspecified() => {
+                        return Err(RelayError::ConfigInvalid(format!(
+                            "TURN listening on {turn_listen} (all interfaces): pass \
+                             --turn-public-ip with the IP users reach this host by"
+                        )));
+                    }
+                    None => turn_listen.ip(),
+                };
+                if public_ip.is_unspecified() {
+                    return Err(RelayError::ConfigInvalid(
+                        "the TURN public IP must be a real address".into(),
+                    ));
+                }
+                Some((turn_listen, public_ip))
+            }
+        };
         Ok(Self {
+            turn,
             listen,
             data_dir,
             public_host,
@@ -224,6 +253,7 @@ mod tests {
             None,
             None,
             None,
+            (None, None),
             f,
         )
         .unwrap();
@@ -237,6 +267,7 @@ mod tests {
             None,
             None,
             None,
+            (None, None),
             FileConfig::default(),
         )
         .unwrap();
@@ -258,7 +289,7 @@ mod tests {
         let f = file(
             "durability = \"normal\"\n[mailbox]\nttl_days = 7\n[limits]\nconnections_per_ip = 0\n",
         );
-        let c = Config::resolve(None, Some("/d".into()), None, None, None, f).unwrap();
+        let c = Config::resolve(None, Some("/d".into()), None, None, None, (None, None), f).unwrap();
         assert_eq!(c.durability, Durability::Normal);
         assert_eq!(c.mailbox.ttl_days, 7);
         assert_eq!(
@@ -268,13 +299,13 @@ mod tests {
         assert_eq!(c.limits.connections_per_ip, 0);
         assert_eq!(c.limits.request_burst, Limits::default().request_burst);
         let zero = file("[mailbox]\nmax_messages = 0\n");
-        assert!(Config::resolve(None, Some("/d".into()), None, None, None, zero).is_err());
+        assert!(Config::resolve(None, Some("/d".into()), None, None, None, (None, None), zero).is_err());
         assert!(toml::from_str::<FileConfig>("durability = \"sometimes\"").is_err());
     }
 
     #[test]
     fn missing_data_dir_is_a_clear_error() {
-        let e = Config::resolve(None, None, None, None, None, FileConfig::default()).unwrap_err();
+        let e = Config::resolve(None, None, None, None, None, (None, None), FileConfig::default()).unwrap_err();
         assert!(e.to_string().contains("--data-dir"), "{e}");
     }
 
@@ -287,6 +318,7 @@ mod tests {
             None,
             None,
             None,
+            (None, None),
             FileConfig::default(),
         )
         .unwrap_err();
@@ -297,6 +329,7 @@ mod tests {
             Some("[::1]".into()),
             Some(443),
             None,
+            (None, None),
             FileConfig::default(),
         )
         .unwrap();
@@ -308,6 +341,28 @@ mod tests {
     }
 
     #[test]
+    fn turn_needs_a_public_ip_when_listening_everywhere() {
+        let d = || Some(std::path::PathBuf::from("/d"));
+        let c = Config::resolve(None, d(), None, None, None, (None, None), FileConfig::default())
+            .unwrap();
+        assert_eq!(c.turn, None);
+        let any = Some("0.0.0.0:3478".parse().unwrap());
+        let e = Config::resolve(None, d(), None, None, None, (any, None), FileConfig::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("--turn-public-ip"), "{e}");
+        let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap();
+        let c = Config::resolve(None, d(), None, None, None, (any, Some(ip)), FileConfig::default())
+            .unwrap();
+        assert_eq!(c.turn, Some(("0.0.0.0:3478".parse().unwrap(), ip)));
+        let f = file("turn_listen = \"127.0.0.1:3478\"\n");
+        let c = Config::resolve(None, d(), None, None, None, (None, None), f).unwrap();
+        assert_eq!(
+            c.turn,
+            Some(("127.0.0.1:3478".parse().unwrap(), "127.0.0.1".parse().unwrap()))
+        );
+    }
+
+    #[test]
     fn bad_public_host_is_rejected() {
         let e = Config::resolve(
             None,
@@ -315,6 +370,7 @@ mod tests {
             Some("not a host".into()),
             None,
             None,
+            (None, None),
             FileConfig::default(),
         )
         .unwrap_err();

@@ -55,6 +55,9 @@ pub enum RelayError {
     /// The TLS configuration was rejected.
     #[error("TLS configuration: {0}")]
     Tls(String),
+    /// The TURN service could not start or answer.
+    #[error("TURN service: {0}")]
+    Turn(String),
     /// The listening socket could not be opened.
     #[error("cannot listen on {addr}: {source}")]
     Listen {

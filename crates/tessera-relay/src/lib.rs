@@ -7,6 +7,7 @@ mod metrics;
 mod server;
 mod session;
 mod store;
+mod turn;
 
 pub use config::{Config, FileConfig, Limits, MailboxSettings};
 pub use error::RelayError;
@@ -14,3 +15,4 @@ pub use identity::RelayIdentity;
 pub use metrics::Metrics;
 pub use server::{BoundRelay, bind};
 pub use store::{Durability, SCHEMA_VERSION};
+pub use turn::{TurnService, CREDENTIAL_TTL};

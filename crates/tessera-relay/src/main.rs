@@ -16,6 +16,8 @@ CONFIG FILE (--config FILE), TOML; every key optional, a flag wins over the file
   public_port    = 443                # port users reach it by, if forwarded
   metrics_listen = \"127.0.0.1:9464\"   # plain-HTTP /metrics (off unless set; keep it private)
   durability     = \"full\"             # \"full\": fsync each commit; \"normal\": crash-safe only
+  turn_listen    = \"0.0.0.0:3478\"      # UDP TURN service for calls (off unless set)
+  turn_public_ip = \"203.0.113.5\"       # the IP users reach it by (default: turn_listen's IP)
   [mailbox]
   max_messages = 10000                # envelopes waiting per device
   max_bytes    = 268435456            # bytes waiting per device
@@ -55,6 +57,12 @@ struct Cli {
     /// Serve Prometheus metrics over plain HTTP at ADDR/metrics (e.g. 127.0.0.1:9464)
     #[arg(long, value_name = "ADDR")]
     metrics_listen: Option<SocketAddr>,
+    /// Run the TURN service for calls on this UDP address (e.g. 0.0.0.0:3478)
+    #[arg(long, value_name = "ADDR")]
+    turn_listen: Option<SocketAddr>,
+    /// The IP users reach the TURN service by [default: the TURN listening IP]
+    #[arg(long, value_name = "IP")]
+    turn_public_ip: Option<std::net::IpAddr>,
     /// Log format on standard error: text, or json (one object per line)
     #[arg(long, value_name = "FORMAT", default_value = "text", value_parser = ["text", "json"])]
     log_format: String,
@@ -116,6 +124,7 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         cli.public_host,
         cli.public_port,
         cli.metrics_listen,
+        (cli.turn_listen, cli.turn_public_ip),
         file,
     )?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -137,6 +146,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
             if let Some(metrics) = relay.metrics_addr() {
                 writeln!(out, "metrics address: http://{metrics}/metrics")
                     .context("cannot write to stdout")?;
+            }
+            if let Some(turn) = relay.turn_url() {
+                writeln!(out, "turn address: {turn}").context("cannot write to stdout")?;
             }
             writeln!(out, "relay address: {}", relay.address())
                 .context("cannot write to stdout")?;

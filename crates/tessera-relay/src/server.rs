@@ -21,6 +21,7 @@ use tower::ServiceExt as _;
 use crate::metrics::Metrics;
 use crate::session::{Registry, Shared};
 use crate::store::{Store, StoreConfig, StoreThreads};
+use crate::turn::TurnService;
 use crate::{Config, RelayError, RelayIdentity};
 
 /// A client that has not finished its TLS handshake by then is dropped (slow-client defence).
@@ -86,12 +87,17 @@ pub async fn bind(config: &Config) -> Result<BoundRelay, RelayError> {
         port: config.public_port.unwrap_or(local.port()),
         pin,
     };
+    let turn = match config.turn {
+        Some((listen, public_ip)) => Some(Arc::new(TurnService::start(listen, public_ip).await?)),
+        None => None,
+    };
     let shared = Arc::new(Shared::new(
         store,
         metrics,
         registry,
         config.limits,
         *pin.as_bytes(),
+        turn,
     ));
     Ok(BoundRelay {
         listener,
@@ -116,6 +122,11 @@ impl BoundRelay {
     /// The address users put in their clients.
     pub fn address(&self) -> &RelayAddress {
         &self.address
+    }
+
+    /// The TURN service's URL, if it runs.
+    pub fn turn_url(&self) -> Option<&str> {
+        self.shared.turn.as_deref().map(TurnService::url)
     }
 
     /// The socket address actually bound (useful with port 0).
@@ -187,6 +198,7 @@ impl BoundRelay {
         });
         drop(shared);
 
+        let shared_for_turn = state.shared.turn.clone();
         tokio::pin!(shutdown);
         loop {
             tokio::select! {
@@ -208,6 +220,9 @@ impl BoundRelay {
         }
 
         tracing::info!("shutting down: no new connections");
+        if let Some(turn) = &shared_for_turn {
+            turn.close().await;
+        }
         drop(listener);
         drop(router);
         drop(state);

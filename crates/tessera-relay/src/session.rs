@@ -56,6 +56,8 @@ pub struct Shared {
     pub limits: Limits,
     /// SHA-256 of the relay's SPKI, as bound into login proofs.
     pub pin: [u8; 32],
+    /// The TURN service for calls, if configured.
+    pub turn: Option<Arc<crate::turn::TurnService>>,
     rates: Mutex<HashMap<[u8; 32], Bucket>>,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
 }
@@ -68,6 +70,7 @@ impl Shared {
         registry: Arc<Registry>,
         limits: Limits,
         pin: [u8; 32],
+        turn: Option<Arc<crate::turn::TurnService>>,
     ) -> Self {
         Self {
             store,
@@ -75,6 +78,7 @@ impl Shared {
             registry,
             limits,
             pin,
+            turn,
             rates: Mutex::new(HashMap::new()),
             per_ip: Mutex::new(HashMap::new()),
         }
@@ -612,7 +616,8 @@ impl Session {
                 Body::PublishPrekeys { .. }
                 | Body::FetchBundle { .. }
                 | Body::Send { .. }
-                | Body::Ack { .. },
+                | Body::Ack { .. }
+                | Body::TurnCredentials,
             ) => {
                 self.feed(&error(id, ErrorCode::Unauthenticated, 0, "log in first"))
                     .await
@@ -751,6 +756,34 @@ impl Session {
             }),
             Body::PublishPrekeys { signed, one_time } => {
                 Box::pin(async move { publish(store, device, id, signed, one_time).await })
+            }
+            Body::TurnCredentials => {
+                let body = match self.shared.turn.as_deref().map(|t| t.credentials()) {
+                    None => Body::Turn {
+                        urls: Vec::new(),
+                        username: String::new(),
+                        credential: String::new(),
+                        ttl_secs: 0,
+                    },
+                    Some(Ok(c)) => Body::Turn {
+                        urls: vec![c.url],
+                        username: c.username,
+                        credential: c.credential.to_string(),
+                        ttl_secs: crate::turn::CREDENTIAL_TTL.as_secs() as u32,
+                    },
+                    Some(Err(e)) => {
+                        tracing::error!(error = %e, "TURN credentials");
+                        return self
+                            .feed(&error(
+                                id,
+                                ErrorCode::Internal,
+                                INTERNAL_RETRY_MS,
+                                "TURN credentials unavailable",
+                            ))
+                            .await;
+                    }
+                };
+                Box::pin(std::future::ready(Frame::reply(id, body)))
             }
             _ => {
                 return Err(End::Error(error(
