@@ -18,6 +18,8 @@ pub struct Relay {
     pub data_dir: PathBuf,
     /// Where it serves `/metrics`, if it was asked to.
     pub metrics: Option<String>,
+    /// Its TURN service's URL, if it was asked to run one (`--turn-listen`).
+    pub turn: Option<String>,
     /// The process; dropping it stops the relay.
     pub process: Guard,
 }
@@ -58,20 +60,27 @@ impl Relay {
                 if let Some(addr) = line.strip_prefix("metrics address: ") {
                     let _ = tx.send(format!("metrics {addr}"));
                 }
+                if let Some(addr) = line.strip_prefix("turn address: ") {
+                    let _ = tx.send(format!("turn {addr}"));
+                }
                 if let Some(addr) = line.strip_prefix("relay address: ") {
                     let _ = tx.send(addr.to_string());
                 }
             }
         });
         let mut metrics = None;
+        let mut turn = None;
         let text = loop {
             let Ok(text) = rx.recv_timeout(Duration::from_secs(30)) else {
                 let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 panic!("the relay printed no address within 30 s; its log:\n{log}");
             };
-            match text.strip_prefix("metrics ") {
-                Some(m) => metrics = Some(m.to_string()),
-                None => break text,
+            if let Some(m) = text.strip_prefix("metrics ") {
+                metrics = Some(m.to_string());
+            } else if let Some(t) = text.strip_prefix("turn ") {
+                turn = Some(t.to_string());
+            } else {
+                break text;
             }
         };
         let address = text
@@ -81,6 +90,7 @@ impl Relay {
             address,
             data_dir: data_dir.to_path_buf(),
             metrics,
+            turn,
             process,
         }
     }

@@ -190,6 +190,142 @@ pub fn find_bar(frame: &VideoFrame) -> Option<u32> {
     (best > mean_band + (bw * h) as u64 * 40).then_some(best_x as u32)
 }
 
+/// An audio sink that keeps the last `keep` samples it was given, with the time the first
+/// non-silent frame arrived, readable from another thread (tests, benchmarks, the level meter).
+#[derive(Debug, Clone)]
+pub struct AudioTap {
+    inner: std::sync::Arc<std::sync::Mutex<TapState>>,
+    keep: usize,
+}
+
+#[derive(Debug, Default)]
+struct TapState {
+    samples: std::collections::VecDeque<i16>,
+    frames: u64,
+    first_sound: Option<std::time::Instant>,
+}
+
+impl AudioTap {
+    /// A tap that keeps `keep` samples.
+    pub fn new(keep: usize) -> Self {
+        Self {
+            inner: Default::default(),
+            keep,
+        }
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, TapState> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The samples kept, oldest first.
+    pub fn samples(&self) -> Vec<i16> {
+        self.state().samples.iter().copied().collect()
+    }
+
+    /// Frames written so far.
+    pub fn frames(&self) -> u64 {
+        self.state().frames
+    }
+
+    /// When the first frame louder than −30 dBFS arrived.
+    pub fn first_sound(&self) -> Option<std::time::Instant> {
+        self.state().first_sound
+    }
+
+    /// Forgets what was kept (the next check starts fresh).
+    pub fn clear(&self) {
+        let mut s = self.state();
+        s.samples.clear();
+        s.first_sound = None;
+    }
+}
+
+impl AudioSink for AudioTap {
+    fn write(&mut self, samples: &[i16]) {
+        let keep = self.keep;
+        let mut s = self.state();
+        s.frames += 1;
+        if s.first_sound.is_none() && samples.iter().any(|&x| x.unsigned_abs() > 1_000) {
+            s.first_sound = Some(std::time::Instant::now());
+        }
+        s.samples.extend(samples);
+        while s.samples.len() > keep {
+            s.samples.pop_front();
+        }
+    }
+}
+
+/// A video sink that keeps the last picture and where the test pattern's bar was in each
+/// picture, readable from another thread.
+#[derive(Debug, Clone, Default)]
+pub struct VideoTap {
+    inner: std::sync::Arc<std::sync::Mutex<VideoTapState>>,
+}
+
+#[derive(Debug, Default)]
+struct VideoTapState {
+    last: Option<VideoFrame>,
+    bars: Vec<Option<u32>>,
+}
+
+impl VideoTap {
+    /// An empty tap.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, VideoTapState> {
+        self.inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The newest picture.
+    pub fn last(&self) -> Option<VideoFrame> {
+        self.state().last.clone()
+    }
+
+    /// For each picture so far: where [`find_bar`] saw the bar.
+    pub fn bars(&self) -> Vec<Option<u32>> {
+        self.state().bars.clone()
+    }
+}
+
+impl VideoSink for VideoTap {
+    fn show(&mut self, frame: &VideoFrame) {
+        let bar = find_bar(frame);
+        let mut s = self.state();
+        s.bars.push(bar);
+        s.last = Some(frame.clone());
+    }
+}
+
+/// Silence forever (a muted or missing microphone).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silence;
+
+impl AudioSource for Silence {
+    fn read(&mut self, out: &mut [i16]) -> usize {
+        out.fill(0);
+        out.len()
+    }
+}
+
+/// Discards what it is given (no speaker, no video view).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Discard;
+
+impl AudioSink for Discard {
+    fn write(&mut self, _samples: &[i16]) {}
+}
+
+impl VideoSink for Discard {
+    fn show(&mut self, _frame: &VideoFrame) {}
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,35 +16,33 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
-use webrtc::api::interceptor_registry::register_default_interceptors;
-use webrtc::api::media_engine::{MediaEngine, MIME_TYPE_OPUS, MIME_TYPE_VP8};
-use webrtc::api::setting_engine::SettingEngine;
 use webrtc::api::APIBuilder;
+use webrtc::api::interceptor_registry::register_default_interceptors;
+use webrtc::api::media_engine::{MIME_TYPE_OPUS, MIME_TYPE_VP8, MediaEngine};
+use webrtc::api::setting_engine::SettingEngine;
 use webrtc::ice::mdns::MulticastDnsMode;
 use webrtc::ice::network_type::NetworkType;
 use webrtc::ice_transport::ice_candidate::RTCIceCandidateInit;
 use webrtc::ice_transport::ice_server::RTCIceServer;
 use webrtc::interceptor::registry::Registry;
-use webrtc::media::io::sample_builder::SampleBuilder;
 use webrtc::media::Sample;
+use webrtc::media::io::sample_builder::SampleBuilder;
+use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::peer_connection::configuration::RTCConfiguration;
 use webrtc::peer_connection::peer_connection_state::RTCPeerConnectionState;
 use webrtc::peer_connection::policy::ice_transport_policy::RTCIceTransportPolicy;
 use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
-use webrtc::peer_connection::RTCPeerConnection;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtp::codecs::opus::OpusPacket;
 use webrtc::rtp::codecs::vp8::Vp8Packet;
 use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
-use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 use webrtc::track::track_local::TrackLocal;
+use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
 use webrtc::track::track_remote::TrackRemote;
 
-use crate::codec::{
-    CodecError, OpusDecoder, OpusEncoder, VideoFormat, Vp8Decoder, Vp8Encoder,
-};
+use crate::codec::{CodecError, OpusDecoder, OpusEncoder, VideoFormat, Vp8Decoder, Vp8Encoder};
 use crate::frame::{FrameError, FrameOpener, FrameSealer, FrameSecret, FrameStats, Track};
-use crate::media::{AudioSink, AudioSource, VideoSink, VideoSource, FRAME_SAMPLES};
+use crate::media::{AudioSink, AudioSource, FRAME_SAMPLES, VideoSink, VideoSource};
 
 /// Which ICE candidates a call uses (`docs/calls.md` §ICE policy).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -350,11 +348,9 @@ impl MediaSession {
             tasks.push(tokio::spawn(async move {
                 while let Ok((packets, _)) = sender.read_rtcp().await {
                     if i == 1
-                        && packets.iter().any(|p| {
-                            p.as_any()
-                                .downcast_ref::<PictureLossIndication>()
-                                .is_some()
-                        })
+                        && packets
+                            .iter()
+                            .any(|p| p.as_any().downcast_ref::<PictureLossIndication>().is_some())
                     {
                         shared.key_frame_wanted.store(true, Ordering::Relaxed);
                     }
@@ -399,6 +395,16 @@ impl MediaSession {
         self.config.policy
     }
 
+    /// This side's SDP, once set.
+    pub async fn local_sdp(&self) -> Option<String> {
+        self.pc.local_description().await.map(|d| d.sdp)
+    }
+
+    /// The peer's SDP, once set.
+    pub async fn remote_sdp(&self) -> Option<String> {
+        self.pc.remote_description().await.map(|d| d.sdp)
+    }
+
     /// Caller: the offer SDP, with every candidate gathered.
     pub async fn offer(&self) -> Result<String, SessionError> {
         let offer = self.pc.create_offer(None).await.map_err(webrtc_err)?;
@@ -421,7 +427,9 @@ impl MediaSession {
     /// relay candidate).
     pub async fn add_candidate(&self, candidate: &str) -> Result<(), SessionError> {
         if self.config.policy == IcePolicy::RelayOnly && !candidate.contains(" typ relay") {
-            return Err(SessionError::BadRemote("a non-relay candidate in a relay-only call"));
+            return Err(SessionError::BadRemote(
+                "a non-relay candidate in a relay-only call",
+            ));
         }
         self.pc
             .add_ice_candidate(RTCIceCandidateInit {
@@ -469,7 +477,9 @@ impl MediaSession {
             && candidates(sdp).any(|c| !c.contains(" typ relay"))
         {
             // The peer broke the policy: its host addresses must not even be tried.
-            return Err(SessionError::BadRemote("a non-relay candidate in a relay-only call"));
+            return Err(SessionError::BadRemote(
+                "a non-relay candidate in a relay-only call",
+            ));
         }
         *lock(&self.shared.remote_secret) = Some(FrameSecret::from_bytes(secret));
         let desc = if is_offer {
@@ -791,7 +801,10 @@ async fn receive_audio(
             shared.flowing.send_replace(true);
             match decoder.decode(&packet) {
                 Ok(pcm) => {
-                    shared.counters.audio_received.fetch_add(1, Ordering::Relaxed);
+                    shared
+                        .counters
+                        .audio_received
+                        .fetch_add(1, Ordering::Relaxed);
                     if let Some(sink) = sink.as_mut() {
                         sink.write(pcm);
                     }
@@ -830,7 +843,10 @@ async fn receive_video(
             match decoder.decode(&data) {
                 Ok(pictures) => {
                     for picture in pictures {
-                        shared.counters.video_received.fetch_add(1, Ordering::Relaxed);
+                        shared
+                            .counters
+                            .video_received
+                            .fetch_add(1, Ordering::Relaxed);
                         if let Some(sink) = sink.as_mut() {
                             sink.show(&picture);
                         }

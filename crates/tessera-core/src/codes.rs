@@ -26,8 +26,21 @@ impl CoreError {
             CoreError::Rejected => "rejected",
             CoreError::TooLong => "too_long",
             CoreError::IdentityChanged(_) => "identity_changed",
+            CoreError::Call(c) => call_code(c),
             _ => "engine",
         }
+    }
+}
+
+/// The stable name of a call error.
+pub fn call_code(e: &crate::phone::CallError) -> &'static str {
+    use crate::phone::CallError as C;
+    match e {
+        C::InProgress => "call_in_progress",
+        C::NoCall => "no_call",
+        C::NoTurn => "no_turn",
+        C::OutsideTor => "calls_outside_tor",
+        _ => "call_media",
     }
 }
 

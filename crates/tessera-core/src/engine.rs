@@ -55,6 +55,8 @@ fn rng() -> StdRng {
 /// Settings an interface may keep in the vault with [`Engine::set_app_setting`] (encrypted
 /// like everything else in it). The engine's own settings are not in this list.
 pub const APP_SETTINGS: &[&str] = &[
+    crate::phone::ICE_POLICY_SETTING,
+    crate::phone::OUTSIDE_TOR_SETTING,
     "idle_lock_minutes",
     "lock_on_focus_loss",
     "notification_content",

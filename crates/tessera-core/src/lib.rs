@@ -6,6 +6,7 @@ mod codes;
 mod content;
 mod engine;
 mod invite;
+pub mod phone;
 mod transport;
 
 pub use codes::{card_code, net_code, vault_code};
@@ -172,6 +173,9 @@ pub enum CoreError {
     /// The card (reader, protocol, keys).
     #[error(transparent)]
     Card(#[from] card::CardError),
+    /// A call could not be placed, answered or carried.
+    #[error(transparent)]
+    Call(#[from] phone::CallError),
     /// Not a setting an interface may read or write.
     #[error("unknown setting")]
     UnknownSetting,

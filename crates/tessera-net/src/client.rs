@@ -384,7 +384,10 @@ impl RelayClient {
         if urls.is_empty() {
             return Ok(None);
         }
-        if urls.iter().any(|u| !(u.starts_with("turn:") || u.starts_with("turns:"))) {
+        if urls
+            .iter()
+            .any(|u| !(u.starts_with("turn:") || u.starts_with("turns:")))
+        {
             return Err(ClientError::Protocol("a TURN URL that is not turn:"));
         }
         Ok(Some(TurnCredentials {

@@ -289,7 +289,8 @@ mod tests {
         let f = file(
             "durability = \"normal\"\n[mailbox]\nttl_days = 7\n[limits]\nconnections_per_ip = 0\n",
         );
-        let c = Config::resolve(None, Some("/d".into()), None, None, None, (None, None), f).unwrap();
+        let c =
+            Config::resolve(None, Some("/d".into()), None, None, None, (None, None), f).unwrap();
         assert_eq!(c.durability, Durability::Normal);
         assert_eq!(c.mailbox.ttl_days, 7);
         assert_eq!(
@@ -299,13 +300,33 @@ mod tests {
         assert_eq!(c.limits.connections_per_ip, 0);
         assert_eq!(c.limits.request_burst, Limits::default().request_burst);
         let zero = file("[mailbox]\nmax_messages = 0\n");
-        assert!(Config::resolve(None, Some("/d".into()), None, None, None, (None, None), zero).is_err());
+        assert!(
+            Config::resolve(
+                None,
+                Some("/d".into()),
+                None,
+                None,
+                None,
+                (None, None),
+                zero
+            )
+            .is_err()
+        );
         assert!(toml::from_str::<FileConfig>("durability = \"sometimes\"").is_err());
     }
 
     #[test]
     fn missing_data_dir_is_a_clear_error() {
-        let e = Config::resolve(None, None, None, None, None, (None, None), FileConfig::default()).unwrap_err();
+        let e = Config::resolve(
+            None,
+            None,
+            None,
+            None,
+            None,
+            (None, None),
+            FileConfig::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("--data-dir"), "{e}");
     }
 
@@ -343,22 +364,49 @@ mod tests {
     #[test]
     fn turn_needs_a_public_ip_when_listening_everywhere() {
         let d = || Some(std::path::PathBuf::from("/d"));
-        let c = Config::resolve(None, d(), None, None, None, (None, None), FileConfig::default())
-            .unwrap();
+        let c = Config::resolve(
+            None,
+            d(),
+            None,
+            None,
+            None,
+            (None, None),
+            FileConfig::default(),
+        )
+        .unwrap();
         assert_eq!(c.turn, None);
         let any = Some("0.0.0.0:3478".parse().unwrap());
-        let e = Config::resolve(None, d(), None, None, None, (any, None), FileConfig::default())
-            .unwrap_err();
+        let e = Config::resolve(
+            None,
+            d(),
+            None,
+            None,
+            None,
+            (any, None),
+            FileConfig::default(),
+        )
+        .unwrap_err();
         assert!(e.to_string().contains("--turn-public-ip"), "{e}");
         let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap();
-        let c = Config::resolve(None, d(), None, None, None, (any, Some(ip)), FileConfig::default())
-            .unwrap();
+        let c = Config::resolve(
+            None,
+            d(),
+            None,
+            None,
+            None,
+            (any, Some(ip)),
+            FileConfig::default(),
+        )
+        .unwrap();
         assert_eq!(c.turn, Some(("0.0.0.0:3478".parse().unwrap(), ip)));
         let f = file("turn_listen = \"127.0.0.1:3478\"\n");
         let c = Config::resolve(None, d(), None, None, None, (None, None), f).unwrap();
         assert_eq!(
             c.turn,
-            Some(("127.0.0.1:3478".parse().unwrap(), "127.0.0.1".parse().unwrap()))
+            Some((
+                "127.0.0.1:3478".parse().unwrap(),
+                "127.0.0.1".parse().unwrap()
+            ))
         );
     }
 

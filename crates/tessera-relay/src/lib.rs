@@ -15,4 +15,4 @@ pub use identity::RelayIdentity;
 pub use metrics::Metrics;
 pub use server::{BoundRelay, bind};
 pub use store::{Durability, SCHEMA_VERSION};
-pub use turn::{TurnService, CREDENTIAL_TTL};
+pub use turn::{CREDENTIAL_TTL, TurnService};

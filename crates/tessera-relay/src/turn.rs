@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::net::UdpSocket;
-use turn::auth::{generate_long_term_credentials, LongTermAuthHandler};
+use turn::auth::{LongTermAuthHandler, generate_long_term_credentials};
 use turn::relay::relay_static::RelayAddressGeneratorStatic;
-use turn::server::config::{ConnConfig, ServerConfig};
 use turn::server::Server;
+use turn::server::config::{ConnConfig, ServerConfig};
 use zeroize::Zeroizing;
 
 use crate::RelayError;
