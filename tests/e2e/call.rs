@@ -3,32 +3,14 @@
 //! with real WebRTC media (Opus, VP8, DTLS-SRTP, the relay's TURN service) and frame
 //! encryption, with synthetic sources and analysing sinks in place of devices.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use tessera_calls::call::{Call, CallId, EndReason, Input, Output, Signal, State};
 use tessera_calls::frame::{Dropped, FrameOpener, FrameSealer, FrameSecret};
-use tessera_core::{CreateOptions, Engine, Event, KdfParams, OsKeyring, TransportConfig};
+use tessera_core::{Engine, Event};
+use tessera_e2e::calls::{SMALL_VIDEO, Synthetic, account, call_event, pair};
 use tessera_e2e::relay::Relay;
 use tokio::sync::broadcast;
-use zeroize::Zeroizing;
-
-async fn account(dir: &std::path::Path, relay: &Relay, name: &str) -> Engine {
-    Engine::create(
-        CreateOptions {
-            dir: dir.join(name),
-            password: Zeroizing::new(format!("{name}'s password").into_bytes()),
-            relay: relay.address.clone(),
-            name: name.into(),
-            transport: TransportConfig::Direct,
-            kdf: KdfParams::MINIMUM,
-            card: None,
-        },
-        Arc::new(OsKeyring),
-    )
-    .await
-    .unwrap()
-}
 
 /// The next event matching `f`, within 20 s.
 async fn next<T>(rx: &mut broadcast::Receiver<Event>, f: impl Fn(&Event) -> Option<T>) -> T {
@@ -219,119 +201,9 @@ async fn call_signaling_through_the_relay_sets_up_frame_keys_and_ends_on_both_si
 
 // ---- Whole calls through the phone: real WebRTC media ------------------------------------
 
-use tessera_calls::codec::VideoFormat;
-use tessera_calls::media::{AudioTap, BAR_STEP, TestPattern, Tone, VideoTap, dominant_frequency};
-use tessera_calls::session::{IcePolicy, Media, candidates};
-use tessera_core::phone::{CallEvent, MediaProvider, Phone, PhoneOptions};
-
-/// A device with a tone for a microphone and taps for a speaker and a screen.
-struct Synthetic {
-    tone: f64,
-    heard: AudioTap,
-    seen: VideoTap,
-    format: VideoFormat,
-}
-
-impl Synthetic {
-    fn new(tone: f64) -> Arc<Self> {
-        Arc::new(Self {
-            tone,
-            heard: AudioTap::new(48_000),
-            seen: VideoTap::new(),
-            format: SMALL_VIDEO,
-        })
-    }
-}
-
-/// Video for the checks: small enough for a debug build on two cores.
-const SMALL_VIDEO: VideoFormat = VideoFormat {
-    width: 320,
-    height: 180,
-    fps: 30,
-    kbps: 400,
-};
-
-impl MediaProvider for Synthetic {
-    fn media(&self, video: bool) -> Media {
-        Media {
-            audio_in: Box::new(Tone::new(self.tone)),
-            audio_out: Box::new(self.heard.clone()),
-            video_in: video
-                .then(|| Box::new(TestPattern::new(self.format.width, self.format.height)) as _),
-            video_out: Some(Box::new(self.seen.clone())),
-        }
-    }
-}
-
-struct Pair {
-    _dir: tempfile::TempDir,
-    relay: Relay,
-    alice: Engine,
-    bob: Engine,
-    b_id: [u8; 32],
-}
-
-/// Two accounts that are each other's contacts, both running, on a relay with TURN.
-async fn pair() -> Pair {
-    let dir = tempfile::tempdir().unwrap();
-    let relay = Relay::start_with(&dir.path().join("relay"), &["--turn-listen", "127.0.0.1:0"]);
-    assert!(
-        relay
-            .turn
-            .as_deref()
-            .is_some_and(|t| t.starts_with("turn:127.0.0.1:"))
-    );
-    let alice = account(dir.path(), &relay, "alice").await;
-    let bob = account(dir.path(), &relay, "bob").await;
-    let (a_id, b_id) = (alice.account_id().unwrap().0, bob.account_id().unwrap().0);
-    let (mut a_rx, mut b_rx) = (alice.subscribe(), bob.subscribe());
-    for e in [alice.clone(), bob.clone()] {
-        tokio::spawn(async move { e.run().await });
-    }
-    alice
-        .add_contact(&bob.invite().unwrap(), Some("bob"))
-        .await
-        .unwrap();
-    next(&mut b_rx, |e| {
-        matches!(e, Event::ContactRequest { .. }).then_some(())
-    })
-    .await;
-    bob.answer_request(&a_id, true).await.unwrap();
-    next(&mut a_rx, |e| {
-        matches!(e, Event::ContactAccepted { .. }).then_some(())
-    })
-    .await;
-    Pair {
-        _dir: dir,
-        relay,
-        alice,
-        bob,
-        b_id,
-    }
-}
-
-/// The next call event matching `f`, within `secs`.
-async fn call_event<T>(
-    rx: &mut broadcast::Receiver<CallEvent>,
-    secs: u64,
-    f: impl Fn(&CallEvent) -> Option<T>,
-) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), async {
-        loop {
-            match rx.recv().await {
-                Ok(e) => {
-                    if let Some(t) = f(&e) {
-                        return t;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("call events ended: {e}"),
-            }
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("no such call event within {secs} s"))
-}
+use tessera_calls::media::{AudioTap, BAR_STEP, dominant_frequency};
+use tessera_calls::session::{IcePolicy, candidates};
+use tessera_core::phone::{CallEvent, Phone, PhoneOptions};
 
 /// Waits until `f` holds, polling every 100 ms, for at most `secs`.
 async fn until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {

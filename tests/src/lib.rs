@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![allow(clippy::unwrap_used)] // test support: a failed set-up step should stop the test loudly
 
+pub mod calls;
 pub mod card;
 pub mod cli;
 pub mod device;

@@ -385,10 +385,10 @@ mod tests {
         let mut hits = 0;
         for (n, bar) in &seen {
             let want = pattern.bar_x(*n);
-            if let Some(x) = bar {
-                if x.abs_diff(want) <= 2 {
-                    hits += 1;
-                }
+            if let Some(x) = bar
+                && x.abs_diff(want) <= 2
+            {
+                hits += 1;
             }
         }
         assert!(

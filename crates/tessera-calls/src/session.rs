@@ -230,6 +230,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// The capture side, until the send loops take it.
+type Sources = (Box<dyn AudioSource>, Option<Box<dyn VideoSource>>);
+
 /// One call's media path.
 pub struct MediaSession {
     pc: Arc<RTCPeerConnection>,
@@ -237,7 +240,7 @@ pub struct MediaSession {
     video: Option<(Arc<TrackLocalStaticSample>, VideoFormat)>,
     local_secret: FrameSecret,
     shared: Arc<Shared>,
-    sources: Mutex<Option<(Box<dyn AudioSource>, Option<Box<dyn VideoSource>>)>>,
+    sources: Mutex<Option<Sources>>,
     config: SessionConfig,
     tasks: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -507,20 +510,20 @@ impl MediaSession {
         let secret = self.local_secret.for_track(Track::Audio);
         let bitrate = self.config.audio_bitrate;
         tasks.push(tokio::spawn(async move {
-            if wait_connected(&shared).await {
-                if let Err(e) = send_audio(track, secret, bitrate, audio_in, &shared).await {
-                    tracing::warn!(error = %e, "call audio stopped");
-                }
+            if wait_connected(&shared).await
+                && let Err(e) = send_audio(track, secret, bitrate, audio_in, &shared).await
+            {
+                tracing::warn!(error = %e, "call audio stopped");
             }
         }));
         if let (Some((track, format)), Some(video_in)) = (self.video.clone(), video_in) {
             let shared = self.shared.clone();
             let secret = self.local_secret.for_track(Track::Video);
             tasks.push(tokio::spawn(async move {
-                if wait_connected(&shared).await {
-                    if let Err(e) = send_video(track, secret, format, video_in, &shared).await {
-                        tracing::warn!(error = %e, "call video stopped");
-                    }
+                if wait_connected(&shared).await
+                    && let Err(e) = send_video(track, secret, format, video_in, &shared).await
+                {
+                    tracing::warn!(error = %e, "call video stopped");
                 }
             }));
         }
@@ -662,10 +665,10 @@ async fn send_audio(
         }
         let packet = encoder.encode(&pcm[..n])?;
         let mut sealed = sealer.seal(shared.started.elapsed(), packet)?.to_vec();
-        if shared.tamper_next_audio.swap(false, Ordering::Relaxed) {
-            if let Some(last) = sealed.last_mut() {
-                *last ^= 0x01;
-            }
+        if shared.tamper_next_audio.swap(false, Ordering::Relaxed)
+            && let Some(last) = sealed.last_mut()
+        {
+            *last ^= 0x01;
         }
         let len = sealed.len() as u64;
         if track

@@ -260,10 +260,8 @@ impl Phone {
         };
         let mut config = SessionConfig::new(policy, ice_servers, video);
         config.loopback = self.inner.options.loopback;
-        if video {
-            if let Some(f) = self.inner.options.video_format {
-                config.video = Some(f);
-            }
+        if video && let Some(f) = self.inner.options.video_format {
+            config.video = Some(f);
         }
         Ok(config)
     }
@@ -421,17 +419,17 @@ impl Phone {
     /// Ends the call without asking the state machine (the engine locked).
     async fn end_now(&self, reason: EndReason) {
         let mut current = self.inner.current.lock().await;
-        if let Some(c) = current.as_mut() {
-            if !is_ended(c.call.state()) {
-                let out = c.call.handle(Input::HangUp, self.now());
-                // The hang-up may not get out (the engine is locked): the peer's connection
-                // times out instead.
-                let out: Vec<Output> = out
-                    .into_iter()
-                    .filter(|o| !matches!(o, Output::Send(_)))
-                    .collect();
-                self.apply(&mut current, out).await;
-            }
+        if let Some(c) = current.as_mut()
+            && !is_ended(c.call.state())
+        {
+            let out = c.call.handle(Input::HangUp, self.now());
+            // The hang-up may not get out (the engine is locked): the peer's connection
+            // times out instead.
+            let out: Vec<Output> = out
+                .into_iter()
+                .filter(|o| !matches!(o, Output::Send(_)))
+                .collect();
+            self.apply(&mut current, out).await;
         }
         if let Some(c) = current.take() {
             if let Some(s) = c.session {
@@ -564,10 +562,10 @@ impl Phone {
                     }
                 }
                 Output::AddCandidate(candidate) => {
-                    if let Some(s) = &c.session {
-                        if let Err(e) = s.add_candidate(&candidate).await {
-                            tracing::info!(error = %e, "remote candidate refused");
-                        }
+                    if let Some(s) = &c.session
+                        && let Err(e) = s.add_candidate(&candidate).await
+                    {
+                        tracing::info!(error = %e, "remote candidate refused");
                     }
                 }
                 Output::Active => c.active_since = Some(Instant::now()),
@@ -582,14 +580,14 @@ impl Phone {
             }
         }
         // Every change of state reaches the screen once.
-        if let Some(c) = current.as_mut() {
-            if c.call.state() != c.shown {
-                c.shown = c.call.state();
-                self.emit(CallEvent::State {
-                    call: c.call.id(),
-                    state: c.shown,
-                });
-            }
+        if let Some(c) = current.as_mut()
+            && c.call.state() != c.shown
+        {
+            c.shown = c.call.state();
+            self.emit(CallEvent::State {
+                call: c.call.id(),
+                state: c.shown,
+            });
         }
     }
 }
