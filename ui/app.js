@@ -2,6 +2,7 @@
 // text and field the page holds, so nothing of the vault stays in the page after a lock.
 import * as backend from './backend.js';
 import { $, el, showError, showOnly, time, day, shortTime } from './util.js';
+import { dial, wireCalls, closeCall, onCallEvent } from './call.js';
 
 const VIEWS = ['view-chats', 'view-contacts', 'view-settings'];
 const NAV = { 'view-chats': 'nav-chats', 'view-contacts': 'nav-contacts', 'view-settings': 'nav-settings' };
@@ -66,6 +67,7 @@ async function openConversation(contact, name) {
   showView('view-chats');
   $('#chat-title').textContent = name;
   $('#composer').hidden = false;
+  $('#call-buttons').hidden = false;
   showError('chat-error', null);
   const msgs = await backend.history(contact, null, PAGE);
   oldestRow = msgs.length ? msgs[0].row : null;
@@ -224,6 +226,8 @@ async function refreshSettings() {
   $('#set-theme').value = s.theme;
   $('#set-transport-next').value = s.transport;
   $('#set-zoom').value = s.zoom;
+  $('#set-call-policy').value = s.callIcePolicy;
+  $('#set-calls-tor').checked = s.callsOutsideTor;
   if (s.zoom !== '1') await backend.setSetting('zoom', s.zoom).catch(() => {});
   window.dispatchEvent(new CustomEvent('tessera-theme', { detail: s.theme }));
 }
@@ -334,6 +338,11 @@ function wire() {
   $('#set-theme').addEventListener('change', (e) => setSetting('theme', e.target.value));
   $('#set-transport-next').addEventListener('change', (e) => setSetting('transport', e.target.value));
   $('#set-zoom').addEventListener('change', (e) => setSetting('zoom', e.target.value));
+  $('#set-call-policy').addEventListener('change', (e) => setSetting('call_ice_policy', e.target.value));
+  $('#set-calls-tor').addEventListener('change', (e) => setSetting('calls_outside_tor', e.target.checked ? 'on' : 'off'));
+  $('#call-audio').addEventListener('click', () => { if (open) dial(open, false); });
+  $('#call-video').addEventListener('click', () => { if (open) dial(open, true); });
+  wireCalls();
   $('#pw-form').addEventListener('submit', changePassword);
   $('#swap-start').addEventListener('click', swapStart);
   $('#swap-finish').addEventListener('click', swapFinish);
@@ -361,7 +370,9 @@ export function closeApp() {
   $('#safety').hidden = true;
   $('#identity-banner').hidden = true;
   $('#composer').hidden = true;
+  $('#call-buttons').hidden = true;
   $('#chat-title').textContent = 'Choose a conversation';
+  closeCall();
 }
 
 export function onEngineEvent(e) {
@@ -389,6 +400,9 @@ export function onEngineEvent(e) {
     case 'contacts':
       refreshContacts();
       refreshConversations();
+      break;
+    case 'call':
+      onCallEvent(e);
       break;
     case 'identityChanged': {
       const b = $('#identity-banner');

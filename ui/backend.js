@@ -52,6 +52,21 @@ export function cardSwapFinish(onStep) {
   return call('card_swap_finish', { onProgress: channel });
 }
 
+export const callStart = (contact, video) => call('call_start', { contact, video });
+export const callAccept = () => call('call_accept');
+export const callReject = () => call('call_reject');
+export const callHangUp = () => call('call_hang_up');
+export const callMute = (muted) => call('call_mute', { muted });
+export const callCamera = (on) => call('call_camera', { on });
+export const callStatus = () => call('call_status');
+
+/** The peer's pictures during a call: `onPicture(ArrayBuffer)`, `u16 w, u16 h, RGBA…`. */
+export function callVideo(onPicture) {
+  const channel = new (core().Channel)();
+  channel.onmessage = onPicture;
+  return call('call_video', { channel });
+}
+
 /** Engine events ({type: 'message'|'status'|'locked'|'contacts'|'tor'|…}) go to `onEvent`. */
 export function subscribe(onEvent) {
   const channel = new (core().Channel)();

@@ -58,6 +58,11 @@ const MESSAGES = {
   same_card: 'That is the card already in use. Put a different card on the reader.',
   no_card_enrolled: 'This vault has no card to replace.',
   no_swap: 'Start the replacement with the current card first.',
+  call_in_progress: 'You are already in a call.',
+  no_call: 'There is no call to do that with.',
+  no_turn: 'This relay offers no call service (TURN), so relay-only calls are not possible. Ask its operator, or allow direct calls in Settings.',
+  calls_outside_tor: 'Calls use UDP, which Tor does not carry. Allow calls outside Tor in Settings to call; your relay will then see your IP address.',
+  call_media: 'The call\u2019s media connection failed.',
 };
 
 export function errorText(err) {

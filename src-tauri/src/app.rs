@@ -5,10 +5,12 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use tauri::ipc::Channel;
+use tauri::ipc::{Channel, InvokeResponseBody};
+use tessera_core::phone::{CallEvent, Phone, PhoneOptions};
 use tessera_core::{Engine, Event, LockReason};
 use tessera_proto::RelayAddress;
 
+use crate::devices::{Devices, Ringtone};
 use crate::view::UiEvent;
 
 /// Start-up settings shared with the commands.
@@ -32,6 +34,9 @@ pub struct App {
     focused: std::sync::atomic::AtomicBool,
     /// A card replacement under way: the password and a fresh read of the enrolled card.
     pub swap: Mutex<Option<PendingSwap>>,
+    phone: Mutex<Option<(Phone, Arc<Devices>)>>,
+    video: Mutex<Option<Channel<InvokeResponseBody>>>,
+    ringtone: Mutex<Option<Ringtone>>,
 }
 
 /// What a card replacement keeps between its two steps (zeroized on drop).
@@ -52,7 +57,43 @@ impl App {
             activity: Mutex::new(Instant::now()),
             focused: std::sync::atomic::AtomicBool::new(true),
             swap: Mutex::new(None),
+            phone: Mutex::new(None),
+            video: Mutex::new(None),
+            ringtone: Mutex::new(None),
         })
+    }
+
+    /// The phone of the unlocked account, with its devices.
+    pub fn phone(&self) -> Result<(Phone, Arc<Devices>), tessera_core::CoreError> {
+        self.engine()?;
+        self.phone
+            .lock()
+            .ok()
+            .and_then(|p| p.clone())
+            .ok_or(tessera_core::CoreError::Locked)
+    }
+
+    /// Where the peer's pictures go (the page's call screen).
+    pub fn set_video_channel(&self, channel: Channel<InvokeResponseBody>) {
+        if let Ok(mut v) = self.video.lock() {
+            *v = Some(channel);
+        }
+    }
+
+    /// Sends one picture to the page.
+    pub fn send_video(&self, rgba: &[u8]) {
+        if let Ok(mut v) = self.video.lock()
+            && let Some(c) = v.as_ref()
+            && c.send(InvokeResponseBody::Raw(rgba.to_vec())).is_err()
+        {
+            v.take();
+        }
+    }
+
+    fn ring(&self, on: bool) {
+        if let Ok(mut r) = self.ringtone.lock() {
+            *r = if on { Ringtone::start() } else { None };
+        }
     }
 
     /// The unlocked engine.
@@ -133,11 +174,36 @@ impl App {
         });
         let runner = engine.clone();
         tauri::async_runtime::spawn(async move { runner.run().await });
+        self.start_phone(&engine);
         if let Some(reader) = reader {
             engine.watch_card(reader);
         }
         let app = self.clone();
         tauri::async_runtime::spawn(async move { app.idle_watch(engine).await });
+    }
+
+    /// The phone for `engine`: its events go to the page, an incoming call rings.
+    fn start_phone(self: &Arc<Self>, engine: &Engine) {
+        let devices = Devices::new(self);
+        let phone = Phone::new(engine.clone(), devices.clone(), PhoneOptions::default());
+        let mut events = phone.subscribe();
+        if let Ok(mut p) = self.phone.lock() {
+            *p = Some((phone, devices));
+        }
+        let app = self.clone();
+        tauri::async_runtime::spawn(async move {
+            loop {
+                match events.recv().await {
+                    Ok(e) => {
+                        app.ring(matches!(e, CallEvent::Incoming { .. }));
+                        app.emit(&UiEvent::from_call(&e));
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+                }
+            }
+            app.ring(false);
+        });
     }
 
     /// Drops the engine if it is still `engine` (a newer unlock is kept).
@@ -147,6 +213,10 @@ impl App {
                 .is_some_and(|cur| cur.dir() == engine.dir() && !cur.is_unlocked())
         {
             e.take();
+            if let Ok(mut p) = self.phone.lock() {
+                p.take();
+            }
+            self.ring(false);
         }
     }
 

@@ -28,4 +28,12 @@
     "card_swap_start",
     "card_swap_finish",
     "card_swap_cancel",
+    "call_start",
+    "call_accept",
+    "call_reject",
+    "call_hang_up",
+    "call_mute",
+    "call_camera",
+    "call_status",
+    "call_video",
 ]

@@ -521,6 +521,10 @@ pub struct Settings {
     transport: &'static str,
     /// Page zoom (1 = 100 %).
     zoom: String,
+    /// Calls: `relay_only` or `direct`.
+    call_ice_policy: &'static str,
+    /// Calls may leave Tor (their UDP goes straight to the relay's TURN service).
+    calls_outside_tor: bool,
 }
 
 #[tauri::command]
@@ -541,6 +545,8 @@ pub fn settings(app: AppState<'_>) -> UiResult<Settings> {
             "" => "1".into(),
             z => z.into(),
         },
+        call_ice_policy: app.phone()?.0.policy()?.as_str(),
+        calls_outside_tor: get(tessera_core::phone::OUTSIDE_TOR_SETTING)? == "on",
     })
 }
 
@@ -561,7 +567,16 @@ pub fn set_setting<R: tauri::Runtime>(
             bool_value()?;
             e.set_lock_on_card_removal(value == "on")?;
         }
-        "lock_on_focus_loss" | "notification_content" => {
+        "call_ice_policy" => {
+            if tessera_calls::session::IcePolicy::parse(&value).is_none() {
+                return Err(UiError::new(
+                    "bad_setting",
+                    "call_ice_policy is relay_only or direct",
+                ));
+            }
+            e.set_app_setting(&name, &value)?;
+        }
+        "lock_on_focus_loss" | "notification_content" | "calls_outside_tor" => {
             bool_value()?;
             e.set_app_setting(&name, &value)?;
         }
@@ -717,4 +732,114 @@ pub fn card_swap_cancel(app: AppState<'_>) {
     if let Ok(e) = app.engine() {
         e.end_card_swap();
     }
+}
+
+/// The call screen's view of the call going on.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CallView {
+    call: String,
+    contact: String,
+    contact_name: String,
+    outgoing: bool,
+    state: &'static str,
+    video: bool,
+    /// `relay_only` or `direct`.
+    policy: &'static str,
+    muted: bool,
+    camera: bool,
+    duration_secs: Option<u64>,
+    /// `good`, `fair` or `poor`.
+    quality: &'static str,
+    /// Frames the frame layer dropped (tampered, replayed, unknown key).
+    dropped: u64,
+    /// The safety number was compared and marked verified.
+    verified: bool,
+    /// The contact's identity changed since it was verified or first seen.
+    identity_changed: bool,
+    devices: crate::devices::DeviceReport,
+}
+
+/// How the call sounds, from what the frame layer and the connection say.
+fn quality(connection: &str, stats: &tessera_calls::session::SessionStats) -> &'static str {
+    let opened = stats.audio_frames.opened + stats.video_frames.opened;
+    let dropped = stats.dropped() + stats.undecodable;
+    if connection != "connected" {
+        "poor"
+    } else if dropped * 100 > (opened + dropped).max(1) * 5 {
+        "fair"
+    } else {
+        "good"
+    }
+}
+
+#[tauri::command]
+pub async fn call_start(app: AppState<'_>, contact: String, video: bool) -> UiResult<String> {
+    let c = account(&contact)?;
+    let (phone, _) = app.phone()?;
+    let id = phone.dial(&c, video).await?;
+    Ok(hex::encode(id.0))
+}
+
+#[tauri::command]
+pub async fn call_accept(app: AppState<'_>) -> UiResult<()> {
+    Ok(app.phone()?.0.accept().await?)
+}
+
+#[tauri::command]
+pub async fn call_reject(app: AppState<'_>) -> UiResult<()> {
+    Ok(app.phone()?.0.reject().await?)
+}
+
+#[tauri::command]
+pub async fn call_hang_up(app: AppState<'_>) -> UiResult<()> {
+    Ok(app.phone()?.0.hang_up().await?)
+}
+
+#[tauri::command]
+pub async fn call_mute(app: AppState<'_>, muted: bool) -> UiResult<()> {
+    Ok(app.phone()?.0.set_muted(muted).await?)
+}
+
+#[tauri::command]
+pub async fn call_camera(app: AppState<'_>, on: bool) -> UiResult<()> {
+    Ok(app.phone()?.0.set_camera(on).await?)
+}
+
+#[tauri::command]
+pub async fn call_status(app: AppState<'_>) -> UiResult<Option<CallView>> {
+    let engine = app.engine()?;
+    let (phone, devices) = app.phone()?;
+    let Some(s) = phone.status().await else {
+        return Ok(None);
+    };
+    let name = engine
+        .contacts()?
+        .into_iter()
+        .find(|c| c.account_id == s.contact)
+        .map(|c| c.name)
+        .unwrap_or_default();
+    let (_, verified, identity_changed) = engine.safety_number(&s.contact)?;
+    Ok(Some(CallView {
+        call: hex::encode(s.call.0),
+        contact: AccountId(s.contact).to_string(),
+        contact_name: name,
+        outgoing: s.role == tessera_calls::call::Role::Caller,
+        state: crate::view::state_name(s.state),
+        video: s.video,
+        policy: s.policy.as_str(),
+        muted: s.muted,
+        camera: s.camera,
+        duration_secs: s.duration.map(|d| d.as_secs()),
+        quality: quality(&s.connection, &s.stats),
+        dropped: s.stats.dropped(),
+        verified,
+        identity_changed,
+        devices: devices.report(),
+    }))
+}
+
+#[tauri::command]
+pub fn call_video(app: AppState<'_>, channel: Channel<tauri::ipc::InvokeResponseBody>) {
+    app.set_video_channel(channel);
 }

@@ -2,6 +2,7 @@
 
 mod app;
 mod commands;
+mod devices;
 mod error;
 mod view;
 
@@ -107,6 +108,14 @@ pub fn builder<R: tauri::Runtime>(
             commands::card_swap_start,
             commands::card_swap_finish,
             commands::card_swap_cancel,
+            commands::call_start,
+            commands::call_accept,
+            commands::call_reject,
+            commands::call_hang_up,
+            commands::call_mute,
+            commands::call_camera,
+            commands::call_status,
+            commands::call_video,
         ])
 }
 

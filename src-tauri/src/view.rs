@@ -127,6 +127,21 @@ pub enum UiEvent {
         /// Account id text.
         contact: String,
     },
+    /// A call: incoming, a new state, or its end.
+    Call {
+        /// Call id (hex).
+        call: String,
+        /// `incoming`, `state`, `ended`.
+        what: &'static str,
+        /// The caller (incoming only).
+        contact: Option<String>,
+        /// With video (incoming only).
+        video: bool,
+        /// `incoming`, `dialing`, `ringing`, `connecting`, `active`, `ended`.
+        state: &'static str,
+        /// Why it ended.
+        reason: Option<&'static str>,
+    },
     /// Tor bootstrap progress.
     Tor {
         /// 0–100.
@@ -150,6 +165,41 @@ pub enum UiEvent {
 }
 
 impl UiEvent {
+    /// The page's view of a call event.
+    pub fn from_call(e: &tessera_core::phone::CallEvent) -> Self {
+        use tessera_core::phone::CallEvent as C;
+        match e {
+            C::Incoming {
+                call,
+                contact,
+                video,
+            } => Self::Call {
+                call: hex::encode(call.0),
+                what: "incoming",
+                contact: Some(AccountId(*contact).to_string()),
+                video: *video,
+                state: "incoming",
+                reason: None,
+            },
+            C::State { call, state } => Self::Call {
+                call: hex::encode(call.0),
+                what: "state",
+                contact: None,
+                video: false,
+                state: state_name(*state),
+                reason: None,
+            },
+            C::Ended { call, reason } => Self::Call {
+                call: hex::encode(call.0),
+                what: "ended",
+                contact: None,
+                video: false,
+                state: "ended",
+                reason: Some(end_name(*reason)),
+            },
+        }
+    }
+
     /// The page's view of an engine event (`None`: nothing the page shows).
     pub fn from_engine(e: &Event) -> Option<Self> {
         Some(match e {
@@ -184,6 +234,34 @@ impl UiEvent {
             },
             _ => return None,
         })
+    }
+}
+
+/// A call state's name for the page.
+pub fn state_name(s: tessera_calls::call::State) -> &'static str {
+    use tessera_calls::call::State as S;
+    match s {
+        S::Dialing => "dialing",
+        S::Ringing => "ringing",
+        S::Incoming => "incoming",
+        S::Connecting => "connecting",
+        S::Active => "active",
+        S::Ended(_) => "ended",
+    }
+}
+
+/// Why a call ended, for the page.
+pub fn end_name(r: tessera_calls::call::EndReason) -> &'static str {
+    use tessera_calls::call::EndReason as R;
+    match r {
+        R::HungUp => "hung_up",
+        R::RemoteHungUp => "remote_hung_up",
+        R::Cancelled => "cancelled",
+        R::Rejected => "rejected",
+        R::Busy => "busy",
+        R::Unavailable => "unavailable",
+        R::NoAnswer => "no_answer",
+        R::Failed => "failed",
     }
 }
 

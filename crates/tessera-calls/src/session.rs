@@ -269,6 +269,11 @@ impl MediaSession {
         // mDNS names would announce this host on the local network; relay-only hides
         // addresses instead.
         settings.set_ice_multicast_dns_mode(MulticastDnsMode::Disabled);
+        if config.policy == IcePolicy::RelayOnly {
+            // Only relay pairs exist: waiting (2 s by default) for a better pair to show up
+            // would only delay the call.
+            settings.set_relay_acceptance_min_wait(Some(Duration::ZERO));
+        }
         if config.loopback {
             settings.set_include_loopback_candidate(true);
             settings.set_ip_filter(Box::new(|ip: IpAddr| ip.is_loopback()));
