@@ -33,17 +33,31 @@ function clock(secs) {
   return `${m}:${s}`;
 }
 
+// One message per picture: kind (0 the contact, 1 your camera), width u16 LE, height u16 LE,
+// RGBA. A lone kind byte: that picture stopped.
 function drawPicture(buf) {
   const bytes = new Uint8Array(buf);
-  if (bytes.length < 4) return;
-  const w = bytes[0] | (bytes[1] << 8);
-  const h = bytes[2] | (bytes[3] << 8);
-  if (!w || !h || bytes.length < 4 + w * h * 4) return;
-  const canvas = $('#call-remote');
+  if (bytes.length < 1) return;
+  const canvas = bytes[0] === 1 ? $('#call-preview') : $('#call-remote');
+  if (bytes.length === 1) {
+    clearCanvas(canvas);
+    if (bytes[0] === 1) canvas.hidden = true;
+    return;
+  }
+  if (bytes.length < 5) return;
+  const w = bytes[1] | (bytes[2] << 8);
+  const h = bytes[3] | (bytes[4] << 8);
+  if (!w || !h || bytes.length < 5 + w * h * 4) return;
   if (canvas.width !== w) canvas.width = w;
   if (canvas.height !== h) canvas.height = h;
-  canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(buf, 4, w * h * 4), w, h), 0, 0);
+  canvas.getContext('2d').putImageData(new ImageData(new Uint8ClampedArray(buf, 5, w * h * 4), w, h), 0, 0);
   canvas.dataset.pictures = String(Number(canvas.dataset.pictures || 0) + 1);
+  canvas.hidden = false;
+}
+
+function clearCanvas(canvas) {
+  canvas.getContext('2d').clearRect(0, 0, canvas.width, canvas.height);
+  delete canvas.dataset.pictures;
 }
 
 function render(v) {
@@ -76,12 +90,25 @@ function render(v) {
   $('#call-camera').textContent = v.camera ? 'Camera off' : 'Camera on';
   $('#call-remote').hidden = !v.video;
   const notes = [];
-  if (v.devices.microphone) notes.push(`No microphone (${v.devices.microphone}): the contact hears silence.`);
-  if (v.devices.speaker) notes.push(`No speaker (${v.devices.speaker}).`);
-  if (v.video && v.devices.camera) notes.push(`No camera: ${v.devices.camera}.`);
+  const details = [];
+  if (v.devices.microphone) {
+    notes.push('No microphone: the contact hears silence.');
+    details.push(`Microphone: ${v.devices.microphone}`);
+  }
+  if (v.devices.speaker) {
+    notes.push('No speaker: you hear nothing.');
+    details.push(`Speaker: ${v.devices.speaker}`);
+  }
+  if (v.video && v.devices.camera) {
+    notes.push('No camera: the contact sees no picture.');
+    details.push(`Camera: ${v.devices.camera}`);
+  }
   $('#call-devices').textContent = notes.join(' ');
-  $('#call-preview').textContent = v.video ? (v.devices.camera ? 'No camera' : 'Camera') : '';
-  $('#call-preview').hidden = !v.video;
+  $('#call-devices').title = details.join('\n');
+  const previewing = v.video && v.camera && !v.devices.camera && !$('#call-preview').hidden;
+  $('#call-preview-note').textContent = !v.video || previewing ? ''
+    : v.devices.camera ? 'No camera' : v.camera ? 'Starting camera…' : 'Camera off';
+  $('#call-preview-box').hidden = !v.video;
 }
 
 async function refresh() {
@@ -113,9 +140,9 @@ function hide() {
   stop();
   $('#call-screen').hidden = true;
   delete $('#call-screen').dataset.state;
-  const canvas = $('#call-remote');
-  canvas.getContext('2d').clearRect(0, 0, canvas.width, canvas.height);
-  delete canvas.dataset.pictures;
+  clearCanvas($('#call-remote'));
+  clearCanvas($('#call-preview'));
+  $('#call-preview').hidden = true;
   for (const id of ['#call-name', '#call-state', '#call-duration', '#call-quality', '#call-devices', '#call-policy', '#call-safety']) $(id).textContent = '';
 }
 

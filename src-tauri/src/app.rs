@@ -10,6 +10,7 @@ use tessera_core::phone::{CallEvent, Phone, PhoneOptions};
 use tessera_core::{Engine, Event, LockReason};
 use tessera_proto::RelayAddress;
 
+use crate::camera::CameraChoice;
 use crate::devices::{Devices, Ringtone};
 use crate::view::UiEvent;
 
@@ -22,6 +23,8 @@ pub struct AppConfig {
     pub data_dir: PathBuf,
     /// The card reader to use (`None`: the first reader with a card).
     pub reader: Option<String>,
+    /// What video calls film.
+    pub camera: CameraChoice,
 }
 
 /// Everything the commands share.
@@ -80,11 +83,15 @@ impl App {
         }
     }
 
-    /// Sends one picture to the page.
-    pub fn send_video(&self, rgba: &[u8]) {
+    /// Sends one picture to the page: `kind u8` (0 the contact, 1 the local preview), then
+    /// [`crate::devices::rgba`]'s bytes; a lone kind byte clears that picture.
+    pub fn send_video(&self, kind: u8, rgba: &[u8]) {
+        let mut message = Vec::with_capacity(1 + rgba.len());
+        message.push(kind);
+        message.extend_from_slice(rgba);
         if let Ok(mut v) = self.video.lock()
             && let Some(c) = v.as_ref()
-            && c.send(InvokeResponseBody::Raw(rgba.to_vec())).is_err()
+            && c.send(InvokeResponseBody::Raw(message)).is_err()
         {
             v.take();
         }
@@ -184,7 +191,7 @@ impl App {
 
     /// The phone for `engine`: its events go to the page, an incoming call rings.
     fn start_phone(self: &Arc<Self>, engine: &Engine) {
-        let devices = Devices::new(self);
+        let devices = Devices::new(self, self.config.camera);
         let phone = Phone::new(engine.clone(), devices.clone(), PhoneOptions::default());
         let mut events = phone.subscribe();
         if let Ok(mut p) = self.phone.lock() {

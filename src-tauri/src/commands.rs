@@ -803,7 +803,10 @@ pub async fn call_mute(app: AppState<'_>, muted: bool) -> UiResult<()> {
 
 #[tauri::command]
 pub async fn call_camera(app: AppState<'_>, on: bool) -> UiResult<()> {
-    Ok(app.phone()?.0.set_camera(on).await?)
+    let (phone, devices) = app.phone()?;
+    phone.set_camera(on).await?;
+    devices.set_camera(on);
+    Ok(())
 }
 
 #[tauri::command]

@@ -1,5 +1,6 @@
 //! The app's call devices (`docs/calls.md` §Media): microphone and speaker through cpal, the
-//! peer's video to the page, and the ringtone. A missing or failing device is reported, not
+//! camera (`crate::camera`), the peer's video and the local preview to the page, and the
+//! ringtone. A missing or failing device is reported, not
 //! fatal: the call goes on with silence in its place.
 //!
 //! cpal streams are not `Send` on every platform, so each lives on its own thread and talks
@@ -11,13 +12,15 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use cpal::traits::{DeviceTrait, HostTrait, StreamTrait};
+use tessera_calls::codec::VideoFormat;
 use tessera_calls::media::{
-    AudioSink, AudioSource, Discard, SAMPLE_RATE, Silence, Tone, VideoFrame, VideoSink,
+    AudioSink, AudioSource, Discard, SAMPLE_RATE, Silence, Tone, VideoFrame, VideoSink, VideoSource,
 };
 use tessera_calls::session::Media;
 use tessera_core::phone::MediaProvider;
 
 use crate::app::App;
+use crate::camera::{Camera, CameraChoice, PatternCamera, Preview};
 
 /// The most audio held between a device and the call.
 const MAX_BUFFERED: usize = SAMPLE_RATE as usize / 5;
@@ -285,7 +288,7 @@ impl VideoSink for RemoteVideo {
         }
         self.last = Some(Instant::now());
         if let Some(app) = self.app.upgrade() {
-            app.send_video(&rgba(frame, 640));
+            app.send_video(VIDEO_REMOTE, &rgba(frame, 640));
         }
     }
 }
@@ -321,18 +324,51 @@ pub fn rgba(frame: &VideoFrame, max_width: u32) -> Vec<u8> {
     out
 }
 
+/// [`App::send_video`] kinds.
+const VIDEO_REMOTE: u8 = 0;
+const VIDEO_PREVIEW: u8 = 1;
+
 /// The app's devices for calls.
 pub struct Devices {
     app: Weak<App>,
     report: Mutex<DeviceReport>,
+    camera_on: Arc<AtomicBool>,
+    camera_choice: CameraChoice,
 }
 
 impl Devices {
     /// Devices that send the peer's video to `app`'s page.
-    pub fn new(app: &Arc<App>) -> Arc<Self> {
+    pub fn new(app: &Arc<App>, camera_choice: CameraChoice) -> Arc<Self> {
         Arc::new(Self {
             app: Arc::downgrade(app),
             report: Mutex::default(),
+            camera_on: Arc::new(AtomicBool::new(true)),
+            camera_choice,
+        })
+    }
+
+    /// Switches the camera of the current call (off closes the device).
+    pub fn set_camera(&self, on: bool) {
+        self.camera_on.store(on, Ordering::Relaxed);
+    }
+
+    fn camera(&self) -> Result<Box<dyn VideoSource>, String> {
+        self.camera_on.store(true, Ordering::Relaxed);
+        let app = self.app.clone();
+        let preview: Preview = Box::new(move |frame| {
+            if let Some(app) = app.upgrade() {
+                match frame {
+                    Some(f) => app.send_video(VIDEO_PREVIEW, &rgba(f, 320)),
+                    None => app.send_video(VIDEO_PREVIEW, &[]),
+                }
+            }
+        });
+        let on = self.camera_on.clone();
+        Ok(match self.camera_choice {
+            CameraChoice::Device => Box::new(Camera::open(VideoFormat::CALL, on, preview)?),
+            CameraChoice::TestPattern => {
+                Box::new(PatternCamera::new(VideoFormat::CALL, on, preview))
+            }
         })
     }
 
@@ -343,7 +379,7 @@ impl Devices {
 }
 
 impl MediaProvider for Devices {
-    fn media(&self, _video: bool) -> Media {
+    fn media(&self, video: bool) -> Media {
         let mut report = DeviceReport::default();
         let audio_in: Box<dyn AudioSource> = match Microphone::open() {
             Ok(m) => Box::new(m),
@@ -361,14 +397,25 @@ impl MediaProvider for Devices {
                 Box::new(Discard)
             }
         };
-        report.camera = Some("camera capture is not available in this build".into());
+        let video_in: Option<Box<dyn VideoSource>> = if video {
+            match self.camera() {
+                Ok(c) => Some(c),
+                Err(e) => {
+                    tracing::info!(error = %e, "no camera: sending no video");
+                    report.camera = Some(e);
+                    None
+                }
+            }
+        } else {
+            None
+        };
         if let Ok(mut r) = self.report.lock() {
             *r = report;
         }
         Media {
             audio_in,
             audio_out,
-            video_in: None,
+            video_in,
             video_out: Some(Box::new(RemoteVideo {
                 app: self.app.clone(),
                 last: None,

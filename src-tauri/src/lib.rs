@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod app;
+mod camera;
 mod commands;
 mod devices;
 mod error;
@@ -14,6 +15,7 @@ use serde::Serialize;
 use tessera_proto::RelayAddress;
 
 pub use app::{App, AppConfig};
+pub use camera::CameraChoice;
 pub use error::UiError;
 
 /// Command line of the desktop app.
@@ -29,6 +31,10 @@ struct Args {
     /// Card reader to use (PC/SC name) [default: the first reader with a card]
     #[arg(long, env = "TESSERA_READER", value_name = "NAME")]
     reader: Option<String>,
+    /// What video calls film: the system's camera, or a moving test pattern (for
+    /// demonstrations and tests on machines without a camera)
+    #[arg(long, env = "TESSERA_CAMERA", value_enum, default_value_t = CameraChoice::Device)]
+    camera: CameraChoice,
     /// Set by WebKitWebDriver when it starts the app for UI tests; ignored.
     #[arg(long, hide = true)]
     automation: bool,
@@ -137,6 +143,7 @@ pub fn run() -> ExitCode {
         relay: args.relay,
         data_dir: args.data_dir.unwrap_or_else(default_data_dir),
         reader: args.reader,
+        camera: args.camera,
     };
     match builder(tauri::Builder::default(), config).run(tauri::generate_context!()) {
         Ok(()) => ExitCode::SUCCESS,

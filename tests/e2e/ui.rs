@@ -157,6 +157,38 @@ fn wait_incoming(app: &App, text: &str) {
     );
 }
 
+/// Invites: Bob pastes Alice's code; Alice accepts the request; both see the other accepted.
+fn befriend(alice: &App, bob: &App, shot: bool) {
+    alice.session.click("#nav-contacts");
+    alice.session.wait_js(
+        "the invite QR code",
+        "return document.querySelector('#invite-qr').src.startsWith('data:image/svg+xml');",
+        LONG,
+    );
+    let invite = alice.value("#my-invite");
+    assert!(invite.len() > 20, "invite: {invite:?}");
+    if shot {
+        alice.screenshot("contacts");
+    }
+    bob.session.click("#nav-contacts");
+    bob.session.type_into("#add-code", &invite);
+    bob.session.type_into("#add-name", "alice");
+    bob.session.click("#add-contact");
+    bob.wait_text("#add-done", "Request sent to alice");
+    alice.session.wait_visible("#requests button.accept", LONG);
+    alice.session.click("#requests button.accept");
+    alice.session.wait_js(
+        "bob accepted in the contact list",
+        "return !!document.querySelector('#contact-list li[data-state=\"accepted\"]');",
+        LONG,
+    );
+    bob.session.wait_js(
+        "alice accepted on bob's side",
+        "return !!document.querySelector('#contact-list li[data-state=\"accepted\"]');",
+        LONG,
+    );
+}
+
 #[test]
 fn ui_two_apps_first_run_chat_search_lock_on_removal_and_refusals() {
     tools();
@@ -182,33 +214,7 @@ fn ui_two_apps_first_run_chat_search_lock_on_removal_and_refusals() {
     alice.wait_text("#net-status", "Connected to the relay");
     alice.screenshot("conversations-empty");
 
-    // Invites: Bob pastes Alice's code; Alice accepts the request.
-    alice.session.click("#nav-contacts");
-    alice.session.wait_js(
-        "the invite QR code",
-        "return document.querySelector('#invite-qr').src.startsWith('data:image/svg+xml');",
-        LONG,
-    );
-    let invite = alice.value("#my-invite");
-    assert!(invite.len() > 20, "invite: {invite:?}");
-    alice.screenshot("contacts");
-    bob.session.click("#nav-contacts");
-    bob.session.type_into("#add-code", &invite);
-    bob.session.type_into("#add-name", "alice");
-    bob.session.click("#add-contact");
-    bob.wait_text("#add-done", "Request sent to alice");
-    alice.session.wait_visible("#requests button.accept", LONG);
-    alice.session.click("#requests button.accept");
-    alice.session.wait_js(
-        "bob accepted in the contact list",
-        "return !!document.querySelector('#contact-list li[data-state=\"accepted\"]');",
-        LONG,
-    );
-    bob.session.wait_js(
-        "alice accepted on bob's side",
-        "return !!document.querySelector('#contact-list li[data-state=\"accepted\"]');",
-        LONG,
-    );
+    befriend(&alice, &bob, true);
 
     // Chat both ways; the unread count, then the read mark.
     let alice_sees = bob
@@ -477,4 +483,135 @@ fn ui_first_run_screen_and_the_capability_refuses_other_commands() {
     assert_eq!(locked, "locked");
     app.screenshot("first-run-empty");
     app.session.end();
+}
+
+/// JavaScript: how many pictures the canvas `css` has drawn.
+fn pictures(css: &str) -> String {
+    format!("Number(document.querySelector({css:?}).dataset.pictures || 0)")
+}
+
+/// A video call between two windows, relay-only through the relay's TURN service. Both apps
+/// film the moving test pattern (Xvfb has no camera) and have no sound devices: the call goes
+/// on with silence and says so.
+#[test]
+fn ui_video_call_rings_is_answered_shows_both_pictures_and_hangs_up_on_both() {
+    tools();
+    let _slots = slots();
+    let _pcscd = pcscd();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start_with(&dir.path().join("relay"), &["--turn-listen", "127.0.0.1:0"]);
+    let sim_a = Sim::insert(&dir.path().join("card-a.json"), 0);
+    let sim_b = Sim::insert(&dir.path().join("card-b.json"), 1);
+    let password = "ochre lantern quietly folds 91 maps";
+    let with_pattern = |name: &str, reader: &str| {
+        let mut a = args(&dir.path().join(name), reader, &relay);
+        a.extend(["--camera".into(), "test-pattern".into()]);
+        a
+    };
+    let alice = App::start("alice", &with_pattern("alice", &sim_a.reader));
+    let bob = App::start("bob", &with_pattern("bob", &sim_b.reader));
+    first_run(&alice, &relay, password, false);
+    first_run(&bob, &relay, password, false);
+    befriend(&alice, &bob, false);
+
+    // Bob places a video call from the chat with Alice; Alice's window rings.
+    open_chat(&bob, "alice");
+    bob.session.wait_visible("#call-buttons", LONG);
+    bob.session.click("#call-video");
+    bob.session.wait_visible("#call-screen", LONG);
+    alice.session.wait_js(
+        "the incoming-call screen",
+        "const s = document.querySelector('#call-screen'); return !s.hidden && s.dataset.state === 'incoming';",
+        LONG,
+    );
+    alice.session.wait_visible("#call-accept", LONG);
+    let caller = alice.session.text("#call-name");
+    assert!(!caller.is_empty(), "the incoming screen names the caller");
+    alice.screenshot("call-incoming");
+    alice.session.click("#call-accept");
+
+    for app in [&alice, &bob] {
+        app.session.wait_js(
+            "the call to be active",
+            "return document.querySelector('#call-screen').dataset.state === 'active';",
+            LONG,
+        );
+        // What the call screen promises: end-to-end encrypted, relay only, safety number.
+        assert_eq!(app.session.text("#call-e2ee"), "End-to-end encrypted");
+        let policy = app
+            .session
+            .js("return document.querySelector('#call-policy').dataset.policy;");
+        assert_eq!(policy, "relay_only", "{}: policy badge", app.name);
+        let safety = app
+            .session
+            .js("return document.querySelector('#call-safety').dataset.safety;");
+        assert_eq!(safety, "unverified", "{}: safety badge", app.name);
+        // The contact's pictures arrive and are drawn; the preview shows the own camera.
+        app.session.wait_js(
+            "the contact's video on the canvas",
+            &format!("return {} >= 10;", pictures("#call-remote")),
+            LONG,
+        );
+        app.session.wait_js(
+            "the local preview",
+            &format!("return {} >= 3;", pictures("#call-preview")),
+            LONG,
+        );
+        // The drawn picture is the pattern: a bright bar on grey, not a blank canvas.
+        let spread = app.session.js(
+            "const c = document.querySelector('#call-remote');
+             const d = c.getContext('2d').getImageData(0, c.height >> 1, c.width, 1).data;
+             let lo = 255, hi = 0;
+             for (let i = 0; i < d.length; i += 4) { lo = Math.min(lo, d[i + 1]); hi = Math.max(hi, d[i + 1]); }
+             return hi - lo;",
+        );
+        assert!(
+            spread.as_f64().unwrap_or(0.0) > 60.0,
+            "{}: the remote picture has no bar (spread {spread})",
+            app.name
+        );
+        app.wait_text("#call-quality", "Connection:");
+        app.session.wait_js(
+            "the call duration",
+            "return /^\\d+:\\d\\d$/.test(document.querySelector('#call-duration').textContent);",
+            LONG,
+        );
+        // No sound devices under Xvfb: said on the screen, the call goes on.
+        app.wait_text("#call-devices", "No microphone");
+    }
+    bob.screenshot("call-active");
+
+    // Mute, then the camera off: the preview goes and the screen says so.
+    bob.session.click("#call-mute");
+    bob.session.wait_js(
+        "the mute button pressed",
+        "return document.querySelector('#call-mute').getAttribute('aria-pressed') === 'true';",
+        LONG,
+    );
+    bob.session.click("#call-camera");
+    bob.session.wait_js(
+        "the preview gone",
+        "return document.querySelector('#call-preview').hidden;",
+        LONG,
+    );
+    bob.wait_text("#call-preview-note", "Camera off");
+    bob.wait_text("#call-camera", "Camera on");
+
+    // Alice hangs up: the call ends on both screens, and they close.
+    alice.session.click("#call-hangup");
+    for app in [&alice, &bob] {
+        app.session.wait_js(
+            "the call to end",
+            "const s = document.querySelector('#call-screen'); return s.hidden || s.dataset.state === 'ended';",
+            LONG,
+        );
+        app.session.wait_js(
+            "the call screen closed",
+            "return document.querySelector('#call-screen').hidden;",
+            LONG,
+        );
+    }
+    drop((sim_a, sim_b));
+    alice.session.end();
+    bob.session.end();
 }

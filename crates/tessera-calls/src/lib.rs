@@ -4,4 +4,5 @@ pub mod call;
 pub mod codec;
 pub mod frame;
 pub mod media;
+pub mod picture;
 pub mod session;
