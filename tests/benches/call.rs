@@ -19,8 +19,8 @@ use tessera_calls::media::{
     AudioSource, AudioTap, TestPattern, Tone, VideoFrame, VideoSource, VideoTap,
 };
 use tessera_calls::session::Media;
-use tessera_core::phone::{CallEvent, MediaProvider, Phone, PhoneOptions};
-use tessera_e2e::calls::{call_event, pair};
+use tessera_core::phone::{MediaProvider, Phone, PhoneOptions};
+use tessera_e2e::calls::{ended, incoming, pair, reaches};
 
 /// A microphone that is silent until the gate opens, then plays a tone.
 struct Gated {
@@ -142,22 +142,9 @@ async fn run() {
     for round in 0..5 {
         let t0 = Instant::now();
         alice.dial(&p.b_id, false).await.unwrap();
-        call_event(&mut b_ev, 20, |e| {
-            matches!(e, CallEvent::Incoming { .. }).then_some(())
-        })
-        .await;
+        incoming(&mut b_ev).await;
         bob.accept().await.unwrap();
-        call_event(&mut a_ev, 30, |e| {
-            matches!(
-                e,
-                CallEvent::State {
-                    state: State::Active,
-                    ..
-                }
-            )
-            .then_some(())
-        })
-        .await;
+        reaches(&mut a_ev, 30, State::Active).await;
         setups.push(t0.elapsed().as_secs_f64() * 1000.0);
 
         // 2. One-way audio latency: the gate opens at t; Bob's speaker gets the first loud
@@ -181,14 +168,8 @@ async fn run() {
             tokio::time::sleep(Duration::from_millis(300)).await;
         }
         alice.hang_up().await.unwrap();
-        call_event(&mut b_ev, 20, |e| {
-            matches!(e, CallEvent::Ended { .. }).then_some(())
-        })
-        .await;
-        call_event(&mut a_ev, 20, |e| {
-            matches!(e, CallEvent::Ended { .. }).then_some(())
-        })
-        .await;
+        ended(&mut b_ev, 20).await;
+        ended(&mut a_ev, 20).await;
         println!("round {round}: setup {:.0} ms", setups[round]);
     }
     println!(
@@ -220,22 +201,9 @@ async fn run() {
         let bob = Phone::new(p.bob.clone(), b.clone(), options);
         let (mut a_ev, mut b_ev) = (alice.subscribe(), bob.subscribe());
         alice.dial(&p.b_id, true).await.unwrap();
-        call_event(&mut b_ev, 20, |e| {
-            matches!(e, CallEvent::Incoming { .. }).then_some(())
-        })
-        .await;
+        incoming(&mut b_ev).await;
         bob.accept().await.unwrap();
-        call_event(&mut a_ev, 30, |e| {
-            matches!(
-                e,
-                CallEvent::State {
-                    state: State::Active,
-                    ..
-                }
-            )
-            .then_some(())
-        })
-        .await;
+        reaches(&mut a_ev, 30, State::Active).await;
         tokio::time::sleep(Duration::from_secs(2)).await;
         let session = alice.session().await.unwrap();
         let (s0, c0, t0) = (session.stats(), cpu_time(), Instant::now());
@@ -257,10 +225,7 @@ async fn run() {
             cpu / 2.0,
         );
         alice.hang_up().await.unwrap();
-        call_event(&mut a_ev, 20, |e| {
-            matches!(e, CallEvent::Ended { .. }).then_some(())
-        })
-        .await;
+        ended(&mut a_ev, 20).await;
     }
     drop(p);
 }

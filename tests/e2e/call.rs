@@ -8,32 +8,12 @@ use std::time::Duration;
 use tessera_calls::call::{Call, CallId, EndReason, Input, Output, Signal, State};
 use tessera_calls::frame::{Dropped, FrameOpener, FrameSealer, FrameSecret};
 use tessera_core::{Engine, Event};
-use tessera_e2e::calls::{SMALL_VIDEO, Synthetic, account, call_event, pair};
-use tessera_e2e::relay::Relay;
+use tessera_e2e::calls::{SMALL_VIDEO, Synthetic, ended, incoming, next_event, pair, reaches};
 use tokio::sync::broadcast;
-
-/// The next event matching `f`, within 20 s.
-async fn next<T>(rx: &mut broadcast::Receiver<Event>, f: impl Fn(&Event) -> Option<T>) -> T {
-    tokio::time::timeout(Duration::from_secs(20), async {
-        loop {
-            match rx.recv().await {
-                Ok(e) => {
-                    if let Some(t) = f(&e) {
-                        return t;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("event stream ended: {e}"),
-            }
-        }
-    })
-    .await
-    .expect("no such event within 20 s")
-}
 
 /// The next call signal from the peer.
 async fn signal(rx: &mut broadcast::Receiver<Event>) -> (CallId, Signal) {
-    next(rx, |e| match e {
+    next_event(rx, |e| match e {
         Event::Call { call, signal, .. } => Some((*call, signal.clone())),
         _ => None,
     })
@@ -51,28 +31,9 @@ async fn send(from: &Engine, to: &[u8; 32], id: CallId, out: &[Output]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn call_signaling_through_the_relay_sets_up_frame_keys_and_ends_on_both_sides() {
-    let dir = tempfile::tempdir().unwrap();
-    let relay = Relay::start(&dir.path().join("relay"));
-    let alice = account(dir.path(), &relay, "alice").await;
-    let bob = account(dir.path(), &relay, "bob").await;
-    let (a_id, b_id) = (alice.account_id().unwrap().0, bob.account_id().unwrap().0);
+    let p = pair().await;
+    let (alice, bob, a_id, b_id) = (&p.alice, &p.bob, p.a_id, p.b_id);
     let (mut a_rx, mut b_rx) = (alice.subscribe(), bob.subscribe());
-    for e in [alice.clone(), bob.clone()] {
-        tokio::spawn(async move { e.run().await });
-    }
-    alice
-        .add_contact(&bob.invite().unwrap(), Some("bob"))
-        .await
-        .unwrap();
-    next(&mut b_rx, |e| {
-        matches!(e, Event::ContactRequest { .. }).then_some(())
-    })
-    .await;
-    bob.answer_request(&a_id, true).await.unwrap();
-    next(&mut a_rx, |e| {
-        matches!(e, Event::ContactAccepted { .. }).then_some(())
-    })
-    .await;
 
     // Alice dials with video; her frame secret goes inside the offer.
     let mut rng = rand::rng();
@@ -80,7 +41,7 @@ async fn call_signaling_through_the_relay_sets_up_frame_keys_and_ends_on_both_si
     let a_secret = FrameSecret::random(&mut rng);
     let t = Duration::ZERO;
     let (mut a_call, out) = Call::dial(id, "v=0 alice-offer".into(), true, *a_secret.as_bytes(), t);
-    send(&alice, &b_id, id, &out).await;
+    send(alice, &b_id, id, &out).await;
 
     // Bob's device rings and says so.
     let (got, offer) = signal(&mut b_rx).await;
@@ -91,7 +52,7 @@ async fn call_signaling_through_the_relay_sets_up_frame_keys_and_ends_on_both_si
     assert_eq!((sdp.as_str(), video), ("v=0 alice-offer", true));
     let (mut b_call, out) = Call::incoming(id, video, t);
     assert!(out.contains(&Output::Ring));
-    send(&bob, &a_id, id, &out).await;
+    send(bob, &a_id, id, &out).await;
     let (_, ringing) = signal(&mut a_rx).await;
     assert!(a_call.handle_remote(id, ringing, t).is_empty());
     assert_eq!(a_call.state(), State::Ringing);
@@ -105,7 +66,7 @@ async fn call_signaling_through_the_relay_sets_up_frame_keys_and_ends_on_both_si
         },
         t,
     );
-    send(&bob, &a_id, id, &out).await;
+    send(bob, &a_id, id, &out).await;
     let (_, answer) = signal(&mut a_rx).await;
     let connect = a_call.handle_remote(id, answer, t);
     let [
@@ -138,7 +99,7 @@ async fn call_signaling_through_the_relay_sets_up_frame_keys_and_ends_on_both_si
 
     // Bob hangs up: the call ends on both sides.
     let out = b_call.handle(Input::HangUp, t);
-    send(&bob, &a_id, id, &out).await;
+    send(bob, &a_id, id, &out).await;
     let (_, bye) = signal(&mut a_rx).await;
     assert_eq!(
         a_call.handle_remote(id, bye, t),
@@ -162,7 +123,7 @@ async fn call_signaling_through_the_relay_sets_up_frame_keys_and_ends_on_both_si
         *secret2.as_bytes(),
         t,
     );
-    send(&alice, &b_id, id2, &out).await;
+    send(alice, &b_id, id2, &out).await;
     assert!(
         call2
             .handle(Input::Tick, Duration::from_secs(10))
@@ -176,13 +137,13 @@ async fn call_signaling_through_the_relay_sets_up_frame_keys_and_ends_on_both_si
             Output::Ended(EndReason::Unavailable)
         ]
     );
-    send(&alice, &b_id, id2, &out).await;
+    send(alice, &b_id, id2, &out).await;
     let secret_hex: String = secret2
         .as_bytes()
         .iter()
         .map(|b| format!("{b:02x}"))
         .collect();
-    for entry in std::fs::read_dir(dir.path().join("relay"))
+    for entry in std::fs::read_dir(p.dir.path().join("relay"))
         .unwrap()
         .flatten()
     {
@@ -203,7 +164,7 @@ async fn call_signaling_through_the_relay_sets_up_frame_keys_and_ends_on_both_si
 
 use tessera_calls::media::{AudioTap, BAR_STEP, dominant_frequency};
 use tessera_calls::session::{IcePolicy, candidates};
-use tessera_core::phone::{CallEvent, Phone, PhoneOptions};
+use tessera_core::phone::{Phone, PhoneOptions};
 
 /// Waits until `f` holds, polling every 100 ms, for at most `secs`.
 async fn until(secs: u64, what: &str, mut f: impl FnMut() -> bool) {
@@ -240,36 +201,11 @@ async fn call_relay_only_audio_440_one_way_880_back_tampered_frame_dropped_hang_
     assert_eq!(alice.policy().unwrap(), IcePolicy::RelayOnly, "the default");
 
     let id = alice.dial(&p.b_id, false).await.unwrap();
-    let (got, video) = call_event(&mut b_ev, 20, |e| match e {
-        CallEvent::Incoming { call, video, .. } => Some((*call, *video)),
-        _ => None,
-    })
-    .await;
-    assert_eq!((got, video), (id, false));
-    call_event(&mut a_ev, 20, |e| {
-        matches!(
-            e,
-            CallEvent::State {
-                state: State::Ringing,
-                ..
-            }
-        )
-        .then_some(())
-    })
-    .await;
+    assert_eq!(incoming(&mut b_ev).await, (id, false));
+    reaches(&mut a_ev, 20, State::Ringing).await;
     bob.accept().await.unwrap();
     for ev in [&mut a_ev, &mut b_ev] {
-        call_event(ev, 30, |e| {
-            matches!(
-                e,
-                CallEvent::State {
-                    state: State::Active,
-                    ..
-                }
-            )
-            .then_some(())
-        })
-        .await;
+        reaches(ev, 30, State::Active).await;
     }
 
     // Relay-only: both descriptions carry relay candidates and nothing else.
@@ -313,16 +249,8 @@ async fn call_relay_only_audio_440_one_way_880_back_tampered_frame_dropped_hang_
 
     // Bob hangs up: the call ends on both sides.
     bob.hang_up().await.unwrap();
-    let b_end = call_event(&mut b_ev, 10, |e| match e {
-        CallEvent::Ended { reason, .. } => Some(*reason),
-        _ => None,
-    })
-    .await;
-    let a_end = call_event(&mut a_ev, 20, |e| match e {
-        CallEvent::Ended { reason, .. } => Some(*reason),
-        _ => None,
-    })
-    .await;
+    let b_end = ended(&mut b_ev, 10).await;
+    let a_end = ended(&mut a_ev, 20).await;
     assert_eq!((b_end, a_end), (EndReason::HungUp, EndReason::RemoteHungUp));
     assert!(alice.status().await.is_none() && bob.status().await.is_none());
     assert!(a_session.failed(), "Alice's media connection is closed");
@@ -348,24 +276,9 @@ async fn call_video_direct_test_pattern_arrives_in_order_and_offline_contact_is_
     let (mut a_ev, mut b_ev) = (alice.subscribe(), bob.subscribe());
 
     let id = alice.dial(&p.b_id, true).await.unwrap();
-    let video = call_event(&mut b_ev, 20, |e| match e {
-        CallEvent::Incoming { call, video, .. } if *call == id => Some(*video),
-        _ => None,
-    })
-    .await;
-    assert!(video);
+    assert_eq!(incoming(&mut b_ev).await, (id, true));
     bob.accept().await.unwrap();
-    call_event(&mut a_ev, 30, |e| {
-        matches!(
-            e,
-            CallEvent::State {
-                state: State::Active,
-                ..
-            }
-        )
-        .then_some(())
-    })
-    .await;
+    reaches(&mut a_ev, 30, State::Active).await;
     let a_session = alice.session().await.unwrap();
     let offer = a_session.local_sdp().await.unwrap();
     assert!(
@@ -424,28 +337,16 @@ async fn call_video_direct_test_pattern_arrives_in_order_and_offline_contact_is_
 
     // Alice hangs up: both end.
     alice.hang_up().await.unwrap();
-    let b_end = call_event(&mut b_ev, 20, |e| match e {
-        CallEvent::Ended { reason, .. } => Some(*reason),
-        _ => None,
-    })
-    .await;
+    let b_end = ended(&mut b_ev, 20).await;
     assert_eq!(b_end, EndReason::RemoteHungUp);
-    let a_end = call_event(&mut a_ev, 10, |e| match e {
-        CallEvent::Ended { reason, .. } => Some(*reason),
-        _ => None,
-    })
-    .await;
+    let a_end = ended(&mut a_ev, 10).await;
     assert_eq!(a_end, EndReason::HungUp);
 
     // Bob's device goes offline (locked): Alice's next call ends as unavailable.
     p.bob.lock();
     let started = std::time::Instant::now();
     alice.dial(&p.b_id, false).await.unwrap();
-    let reason = call_event(&mut a_ev, 40, |e| match e {
-        CallEvent::Ended { reason, .. } => Some(*reason),
-        _ => None,
-    })
-    .await;
+    let reason = ended(&mut a_ev, 40).await;
     assert_eq!(reason, EndReason::Unavailable);
     println!("unavailable after {:?}", started.elapsed());
     drop(p.relay);

@@ -5,6 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use tessera_calls::call::{CallId, EndReason, State};
 use tessera_calls::codec::VideoFormat;
 use tessera_calls::media::{AudioTap, TestPattern, Tone, VideoTap};
 use tessera_calls::session::Media;
@@ -33,12 +34,13 @@ pub async fn account(dir: &std::path::Path, relay: &Relay, name: &str) -> Engine
     .unwrap()
 }
 
-/// The next engine event matching `f`, within 20 s.
-pub async fn next_event<T>(
-    rx: &mut broadcast::Receiver<Event>,
-    f: impl Fn(&Event) -> Option<T>,
+/// The next item of `rx` matching `f`, within `secs` (a lagging receiver skips on).
+async fn next_matching<E: Clone, T>(
+    rx: &mut broadcast::Receiver<E>,
+    secs: u64,
+    f: impl Fn(&E) -> Option<T>,
 ) -> T {
-    tokio::time::timeout(Duration::from_secs(20), async {
+    tokio::time::timeout(Duration::from_secs(secs), async {
         loop {
             match rx.recv().await {
                 Ok(e) => {
@@ -47,12 +49,20 @@ pub async fn next_event<T>(
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("event stream ended: {e}"),
+                Err(e) => panic!("the event stream ended: {e}"),
             }
         }
     })
     .await
-    .expect("no such event within 20 s")
+    .unwrap_or_else(|_| panic!("no such event within {secs} s"))
+}
+
+/// The next engine event matching `f`, within 20 s.
+pub async fn next_event<T>(
+    rx: &mut broadcast::Receiver<Event>,
+    f: impl Fn(&Event) -> Option<T>,
+) -> T {
+    next_matching(rx, 20, f).await
 }
 
 /// A device with a tone for a microphone and taps for a speaker and a screen.
@@ -108,6 +118,8 @@ pub struct Pair {
     pub alice: Engine,
     /// The callee.
     pub bob: Engine,
+    /// Alice's account id.
+    pub a_id: [u8; 32],
     /// Bob's account id.
     pub b_id: [u8; 32],
 }
@@ -147,6 +159,7 @@ pub async fn pair() -> Pair {
         relay,
         alice,
         bob,
+        a_id,
         b_id,
     }
 }
@@ -157,19 +170,31 @@ pub async fn call_event<T>(
     secs: u64,
     f: impl Fn(&CallEvent) -> Option<T>,
 ) -> T {
-    tokio::time::timeout(Duration::from_secs(secs), async {
-        loop {
-            match rx.recv().await {
-                Ok(e) => {
-                    if let Some(t) = f(&e) {
-                        return t;
-                    }
-                }
-                Err(broadcast::error::RecvError::Lagged(_)) => {}
-                Err(e) => panic!("call events ended: {e}"),
-            }
-        }
+    next_matching(rx, secs, f).await
+}
+
+/// Waits (up to `secs`) until the call is in `state`.
+pub async fn reaches(rx: &mut broadcast::Receiver<CallEvent>, secs: u64, state: State) {
+    call_event(rx, secs, |e| {
+        matches!(e, CallEvent::State { state: s, .. } if *s == state).then_some(())
+    })
+    .await;
+}
+
+/// Waits (up to 20 s) for an incoming call: its id and whether it has video.
+pub async fn incoming(rx: &mut broadcast::Receiver<CallEvent>) -> (CallId, bool) {
+    call_event(rx, 20, |e| match e {
+        CallEvent::Incoming { call, video, .. } => Some((*call, *video)),
+        _ => None,
     })
     .await
-    .unwrap_or_else(|_| panic!("no such call event within {secs} s"))
+}
+
+/// Waits (up to `secs`) for the call to end: why it ended.
+pub async fn ended(rx: &mut broadcast::Receiver<CallEvent>, secs: u64) -> EndReason {
+    call_event(rx, secs, |e| match e {
+        CallEvent::Ended { reason, .. } => Some(*reason),
+        _ => None,
+    })
+    .await
 }

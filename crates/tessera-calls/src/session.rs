@@ -35,6 +35,7 @@ use webrtc::peer_connection::sdp::session_description::RTCSessionDescription;
 use webrtc::rtcp::payload_feedbacks::picture_loss_indication::PictureLossIndication;
 use webrtc::rtp::codecs::opus::OpusPacket;
 use webrtc::rtp::codecs::vp8::Vp8Packet;
+use webrtc::rtp::packetizer::Depacketizer;
 use webrtc::rtp_transceiver::rtp_codec::RTCRtpCodecCapability;
 use webrtc::track::track_local::TrackLocal;
 use webrtc::track::track_local::track_local_static_sample::TrackLocalStaticSample;
@@ -788,38 +789,64 @@ fn record(shared: &Shared, kind: Track, stats: FrameStats) {
     *lock(slot) = stats;
 }
 
+/// Authentic frames of one remote track: RTP reassembled by the sample builder, then opened.
+/// Bytes and open results are counted; a frame that does not open is never returned.
+struct Frames<D: Depacketizer> {
+    builder: SampleBuilder<D>,
+    kind: Track,
+}
+
+impl<D: Depacketizer> Frames<D> {
+    /// The next authentic frame (`None`: the track ended).
+    async fn next(
+        &mut self,
+        track: &TrackRemote,
+        shared: &Shared,
+        opener: &mut FrameOpener,
+    ) -> Option<Vec<u8>> {
+        loop {
+            while let Some(sample) = self.builder.pop() {
+                shared
+                    .counters
+                    .bytes_received
+                    .fetch_add(sample.data.len() as u64, Ordering::Relaxed);
+                let opened = opener.open(&sample.data).map(<[u8]>::to_vec);
+                record(shared, self.kind, opener.stats());
+                if let Ok(frame) = opened {
+                    shared.flowing.send_replace(true);
+                    return Some(frame);
+                }
+            }
+            let (packet, _) = track.read_rtp().await.ok()?;
+            self.builder.push(packet);
+        }
+    }
+}
+
 async fn receive_audio(
     track: &TrackRemote,
     shared: &Shared,
     opener: &mut FrameOpener,
 ) -> Result<(), SessionError> {
     let mut decoder = OpusDecoder::new()?;
-    let mut builder = SampleBuilder::new(64, OpusPacket, 48_000);
     let mut sink = lock(&shared.audio_out).take();
-    while let Ok((packet, _)) = track.read_rtp().await {
-        builder.push(packet);
-        while let Some(sample) = builder.pop() {
-            shared
-                .counters
-                .bytes_received
-                .fetch_add(sample.data.len() as u64, Ordering::Relaxed);
-            let opened = opener.open(&sample.data).map(<[u8]>::to_vec);
-            record(shared, Track::Audio, opener.stats());
-            let Ok(packet) = opened else { continue };
-            shared.flowing.send_replace(true);
-            match decoder.decode(&packet) {
-                Ok(pcm) => {
-                    shared
-                        .counters
-                        .audio_received
-                        .fetch_add(1, Ordering::Relaxed);
-                    if let Some(sink) = sink.as_mut() {
-                        sink.write(pcm);
-                    }
+    let mut frames = Frames {
+        builder: SampleBuilder::new(64, OpusPacket, 48_000),
+        kind: Track::Audio,
+    };
+    while let Some(packet) = frames.next(track, shared, opener).await {
+        match decoder.decode(&packet) {
+            Ok(pcm) => {
+                shared
+                    .counters
+                    .audio_received
+                    .fetch_add(1, Ordering::Relaxed);
+                if let Some(sink) = sink.as_mut() {
+                    sink.write(pcm);
                 }
-                Err(_) => {
-                    shared.counters.undecodable.fetch_add(1, Ordering::Relaxed);
-                }
+            }
+            Err(_) => {
+                shared.counters.undecodable.fetch_add(1, Ordering::Relaxed);
             }
         }
     }
@@ -833,46 +860,38 @@ async fn receive_video(
     pc: std::sync::Weak<RTCPeerConnection>,
 ) -> Result<(), SessionError> {
     let mut decoder = Vp8Decoder::new()?;
-    let mut builder = SampleBuilder::new(256, Vp8Packet::default(), 90_000);
     let mut sink = lock(&shared.video_out).take();
     let mut last_pli = Instant::now() - Duration::from_secs(10);
-    while let Ok((packet, _)) = track.read_rtp().await {
-        builder.push(packet);
-        while let Some(sample) = builder.pop() {
-            shared
-                .counters
-                .bytes_received
-                .fetch_add(sample.data.len() as u64, Ordering::Relaxed);
-            let opened = opener.open(&sample.data).map(<[u8]>::to_vec);
-            record(shared, Track::Video, opener.stats());
-            // Dropped frames are counted by the opener; nothing of them reaches the decoder.
-            let Ok(data) = opened else { continue };
-            shared.flowing.send_replace(true);
-            match decoder.decode(&data) {
-                Ok(pictures) => {
-                    for picture in pictures {
-                        shared
-                            .counters
-                            .video_received
-                            .fetch_add(1, Ordering::Relaxed);
-                        if let Some(sink) = sink.as_mut() {
-                            sink.show(&picture);
-                        }
+    let mut frames = Frames {
+        builder: SampleBuilder::new(256, Vp8Packet::default(), 90_000),
+        kind: Track::Video,
+    };
+    // Dropped frames are counted by the opener; nothing of them reaches the decoder.
+    while let Some(data) = frames.next(track, shared, opener).await {
+        match decoder.decode(&data) {
+            Ok(pictures) => {
+                for picture in pictures {
+                    shared
+                        .counters
+                        .video_received
+                        .fetch_add(1, Ordering::Relaxed);
+                    if let Some(sink) = sink.as_mut() {
+                        sink.show(&picture);
                     }
                 }
-                Err(_) => {
-                    shared.counters.undecodable.fetch_add(1, Ordering::Relaxed);
-                    // Ask for a key frame, at most once a second.
-                    if last_pli.elapsed() > Duration::from_secs(1) {
-                        last_pli = Instant::now();
-                        if let Some(pc) = pc.upgrade() {
-                            let pli = PictureLossIndication {
-                                sender_ssrc: 0,
-                                media_ssrc: track.ssrc(),
-                            };
-                            if let Err(e) = pc.write_rtcp(&[Box::new(pli)]).await {
-                                tracing::debug!(error = %e, "picture loss request");
-                            }
+            }
+            Err(_) => {
+                shared.counters.undecodable.fetch_add(1, Ordering::Relaxed);
+                // Ask for a key frame, at most once a second.
+                if last_pli.elapsed() > Duration::from_secs(1) {
+                    last_pli = Instant::now();
+                    if let Some(pc) = pc.upgrade() {
+                        let pli = PictureLossIndication {
+                            sender_ssrc: 0,
+                            media_ssrc: track.ssrc(),
+                        };
+                        if let Err(e) = pc.write_rtcp(&[Box::new(pli)]).await {
+                            tracing::debug!(error = %e, "picture loss request");
                         }
                     }
                 }

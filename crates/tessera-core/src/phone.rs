@@ -373,23 +373,30 @@ impl Phone {
 
     /// Mutes or unmutes the microphone.
     pub async fn set_muted(&self, muted: bool) -> Result<(), CoreError> {
-        let mut current = self.inner.current.lock().await;
-        let c = current.as_mut().ok_or(CallError::NoCall)?;
-        c.muted = muted;
-        if let Some(s) = &c.session {
-            s.set_muted(muted);
-        }
-        Ok(())
+        self.with_call(|c| {
+            c.muted = muted;
+            if let Some(s) = &c.session {
+                s.set_muted(muted);
+            }
+        })
+        .await
     }
 
     /// Turns the camera on or off.
     pub async fn set_camera(&self, on: bool) -> Result<(), CoreError> {
+        self.with_call(|c| {
+            c.camera = on;
+            if let Some(s) = &c.session {
+                s.set_camera(on);
+            }
+        })
+        .await
+    }
+
+    /// Applies `f` to the call going on (`NoCall` if there is none).
+    async fn with_call(&self, f: impl FnOnce(&mut Current)) -> Result<(), CoreError> {
         let mut current = self.inner.current.lock().await;
-        let c = current.as_mut().ok_or(CallError::NoCall)?;
-        c.camera = on;
-        if let Some(s) = &c.session {
-            s.set_camera(on);
-        }
+        f(current.as_mut().ok_or(CallError::NoCall)?);
         Ok(())
     }
 
