@@ -84,7 +84,7 @@ impl App {
     }
 
     /// Sends one picture to the page: `kind u8` (0 the contact, 1 the local preview), then
-    /// [`crate::devices::rgba`]'s bytes; a lone kind byte clears that picture.
+    /// the picture as `devices::rgba` lays it out; a lone kind byte clears that picture.
     pub fn send_video(&self, kind: u8, rgba: &[u8]) {
         let mut message = Vec::with_capacity(1 + rgba.len());
         message.push(kind);
