@@ -76,18 +76,23 @@ pub fn to_i420(
     let mut out = Planes::new(ew, eh);
     match format {
         PixelFormat::Yuyv => {
-            for y in 0..eh {
-                let row = &data[y * w * 2..];
-                for x in 0..ew {
-                    out.y[y * ew + x] = row[x * 2];
+            let rows = data.chunks_exact(w * 2);
+            for (dst, row) in out.y.chunks_exact_mut(ew).zip(rows) {
+                for (d, px) in dst.iter_mut().zip(row.chunks_exact(2)) {
+                    *d = px[0];
                 }
             }
-            for cy in 0..eh / 2 {
-                let (a, b) = (&data[2 * cy * w * 2..], &data[(2 * cy + 1) * w * 2..]);
-                for cx in 0..ew / 2 {
-                    let i = cx * 4;
-                    out.u[cy * ew / 2 + cx] = avg2(a[i + 1], b[i + 1]);
-                    out.v[cy * ew / 2 + cx] = avg2(a[i + 3], b[i + 3]);
+            let pairs = data.chunks_exact(w * 4);
+            let chroma = out
+                .u
+                .chunks_exact_mut(ew / 2)
+                .zip(out.v.chunks_exact_mut(ew / 2));
+            for ((u, v), rows) in chroma.zip(pairs) {
+                let (a, b) = rows.split_at(w * 2);
+                let macro_pixels = a.chunks_exact(4).zip(b.chunks_exact(4));
+                for ((u, v), (a, b)) in u.iter_mut().zip(v.iter_mut()).zip(macro_pixels) {
+                    *u = avg2(a[1], b[1]);
+                    *v = avg2(a[3], b[3]);
                 }
             }
         }
