@@ -133,29 +133,40 @@ pub struct Config {
 /// The listening address when neither a flag nor the file sets one.
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:4443";
 
+/// What the command line set (`None`: not given; the file or the default decides).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Flags {
+    /// `--listen`.
+    pub listen: Option<SocketAddr>,
+    /// `--data-dir`.
+    pub data_dir: Option<PathBuf>,
+    /// `--public-host`.
+    pub public_host: Option<String>,
+    /// `--public-port`.
+    pub public_port: Option<u16>,
+    /// `--metrics-listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// `--turn-listen`.
+    pub turn_listen: Option<SocketAddr>,
+    /// `--turn-public-ip`.
+    pub turn_public_ip: Option<std::net::IpAddr>,
+}
+
 impl Config {
     /// Combines flag values (`Some` wins) with the file's values and the defaults.
-    pub fn resolve(
-        flag_listen: Option<SocketAddr>,
-        flag_data_dir: Option<PathBuf>,
-        flag_public_host: Option<String>,
-        flag_public_port: Option<u16>,
-        flag_metrics_listen: Option<SocketAddr>,
-        flag_turn: (Option<SocketAddr>, Option<std::net::IpAddr>),
-        file: FileConfig,
-    ) -> Result<Self, RelayError> {
-        let listen = match flag_listen.or(file.listen) {
+    pub fn resolve(flags: Flags, file: FileConfig) -> Result<Self, RelayError> {
+        let listen = match flags.listen.or(file.listen) {
             Some(a) => a,
             None => DEFAULT_LISTEN
                 .parse()
                 .map_err(|_| RelayError::ConfigInvalid("bad default listen address".into()))?,
         };
-        let data_dir = flag_data_dir.or(file.data_dir).ok_or_else(|| {
+        let data_dir = flags.data_dir.or(file.data_dir).ok_or_else(|| {
             RelayError::ConfigInvalid(
                 "no data directory: pass --data-dir DIR or set data_dir in the config file".into(),
             )
         })?;
-        let public_host = match flag_public_host.or(file.public_host) {
+        let public_host = match flags.public_host.or(file.public_host) {
             Some(text) => parse_host(&text)?,
             None if listen.ip().is_unspecified() => {
                 return Err(RelayError::ConfigInvalid(format!(
@@ -168,7 +179,7 @@ impl Config {
                 std::net::IpAddr::V6(ip) => RelayHost::Ipv6(ip),
             },
         };
-        let public_port = flag_public_port.or(file.public_port);
+        let public_port = flags.public_port.or(file.public_port);
         if public_port == Some(0) {
             return Err(RelayError::ConfigInvalid(
                 "public port must not be 0".into(),
@@ -186,10 +197,10 @@ impl Config {
                 "limits requests_per_second and idle_timeout_secs must be at least 1".into(),
             ));
         }
-        let turn = match flag_turn.0.or(file.turn_listen) {
+        let turn = match flags.turn_listen.or(file.turn_listen) {
             None => None,
             Some(turn_listen) => {
-                let public_ip = match flag_turn.1.or(file.turn_public_ip) {
+                let public_ip = match flags.turn_public_ip.or(file.turn_public_ip) {
                     Some(ip) => ip,
                     None if turn_listen.ip().is_unspecified() => {
                         return Err(RelayError::ConfigInvalid(format!(
@@ -213,7 +224,7 @@ impl Config {
             data_dir,
             public_host,
             public_port,
-            metrics_listen: flag_metrics_listen.or(file.metrics_listen),
+            metrics_listen: flags.metrics_listen.or(file.metrics_listen),
             durability: file.durability.unwrap_or(Durability::Full),
             mailbox,
             limits,
@@ -248,12 +259,10 @@ mod tests {
             "listen = \"127.0.0.1:9000\"\ndata_dir = \"/from/file\"\npublic_host = \"relay.example\"\n",
         );
         let c = Config::resolve(
-            Some("127.0.0.2:1".parse().unwrap()),
-            None,
-            None,
-            None,
-            None,
-            (None, None),
+            Flags {
+                listen: Some("127.0.0.2:1".parse().unwrap()),
+                ..Flags::default()
+            },
             f,
         )
         .unwrap();
@@ -262,12 +271,10 @@ mod tests {
         assert_eq!(c.public_host, RelayHost::Name("relay.example".into()));
 
         let c = Config::resolve(
-            None,
-            Some("/d".into()),
-            None,
-            None,
-            None,
-            (None, None),
+            Flags {
+                data_dir: Some("/d".into()),
+                ..Flags::default()
+            },
             FileConfig::default(),
         )
         .unwrap();
@@ -289,8 +296,14 @@ mod tests {
         let f = file(
             "durability = \"normal\"\n[mailbox]\nttl_days = 7\n[limits]\nconnections_per_ip = 0\n",
         );
-        let c =
-            Config::resolve(None, Some("/d".into()), None, None, None, (None, None), f).unwrap();
+        let c = Config::resolve(
+            Flags {
+                data_dir: Some("/d".into()),
+                ..Flags::default()
+            },
+            f,
+        )
+        .unwrap();
         assert_eq!(c.durability, Durability::Normal);
         assert_eq!(c.mailbox.ttl_days, 7);
         assert_eq!(
@@ -302,12 +315,10 @@ mod tests {
         let zero = file("[mailbox]\nmax_messages = 0\n");
         assert!(
             Config::resolve(
-                None,
-                Some("/d".into()),
-                None,
-                None,
-                None,
-                (None, None),
+                Flags {
+                    data_dir: Some("/d".into()),
+                    ..Flags::default()
+                },
                 zero
             )
             .is_err()
@@ -317,16 +328,7 @@ mod tests {
 
     #[test]
     fn missing_data_dir_is_a_clear_error() {
-        let e = Config::resolve(
-            None,
-            None,
-            None,
-            None,
-            None,
-            (None, None),
-            FileConfig::default(),
-        )
-        .unwrap_err();
+        let e = Config::resolve(Flags::default(), FileConfig::default()).unwrap_err();
         assert!(e.to_string().contains("--data-dir"), "{e}");
     }
 
@@ -334,23 +336,23 @@ mod tests {
     fn wildcard_listen_needs_a_public_host() {
         let any = Some("0.0.0.0:4443".parse().unwrap());
         let e = Config::resolve(
-            any,
-            Some("/d".into()),
-            None,
-            None,
-            None,
-            (None, None),
+            Flags {
+                listen: any,
+                data_dir: Some("/d".into()),
+                ..Flags::default()
+            },
             FileConfig::default(),
         )
         .unwrap_err();
         assert!(e.to_string().contains("--public-host"), "{e}");
         let c = Config::resolve(
-            any,
-            Some("/d".into()),
-            Some("[::1]".into()),
-            Some(443),
-            None,
-            (None, None),
+            Flags {
+                listen: any,
+                data_dir: Some("/d".into()),
+                public_host: Some("[::1]".into()),
+                public_port: Some(443),
+                ..Flags::default()
+            },
             FileConfig::default(),
         )
         .unwrap();
@@ -365,42 +367,46 @@ mod tests {
     fn turn_needs_a_public_ip_when_listening_everywhere() {
         let d = || Some(std::path::PathBuf::from("/d"));
         let c = Config::resolve(
-            None,
-            d(),
-            None,
-            None,
-            None,
-            (None, None),
+            Flags {
+                data_dir: d(),
+                ..Flags::default()
+            },
             FileConfig::default(),
         )
         .unwrap();
         assert_eq!(c.turn, None);
         let any = Some("0.0.0.0:3478".parse().unwrap());
         let e = Config::resolve(
-            None,
-            d(),
-            None,
-            None,
-            None,
-            (any, None),
+            Flags {
+                data_dir: d(),
+                turn_listen: any,
+                ..Flags::default()
+            },
             FileConfig::default(),
         )
         .unwrap_err();
         assert!(e.to_string().contains("--turn-public-ip"), "{e}");
         let ip: std::net::IpAddr = "192.0.2.7".parse().unwrap();
         let c = Config::resolve(
-            None,
-            d(),
-            None,
-            None,
-            None,
-            (any, Some(ip)),
+            Flags {
+                data_dir: d(),
+                turn_listen: any,
+                turn_public_ip: Some(ip),
+                ..Flags::default()
+            },
             FileConfig::default(),
         )
         .unwrap();
         assert_eq!(c.turn, Some(("0.0.0.0:3478".parse().unwrap(), ip)));
         let f = file("turn_listen = \"127.0.0.1:3478\"\n");
-        let c = Config::resolve(None, d(), None, None, None, (None, None), f).unwrap();
+        let c = Config::resolve(
+            Flags {
+                data_dir: d(),
+                ..Flags::default()
+            },
+            f,
+        )
+        .unwrap();
         assert_eq!(
             c.turn,
             Some((
@@ -413,12 +419,11 @@ mod tests {
     #[test]
     fn bad_public_host_is_rejected() {
         let e = Config::resolve(
-            None,
-            Some("/d".into()),
-            Some("not a host".into()),
-            None,
-            None,
-            (None, None),
+            Flags {
+                data_dir: Some("/d".into()),
+                public_host: Some("not a host".into()),
+                ..Flags::default()
+            },
             FileConfig::default(),
         )
         .unwrap_err();

@@ -9,7 +9,7 @@ mod session;
 mod store;
 mod turn;
 
-pub use config::{Config, FileConfig, Limits, MailboxSettings};
+pub use config::{Config, FileConfig, Flags, Limits, MailboxSettings};
 pub use error::RelayError;
 pub use identity::RelayIdentity;
 pub use metrics::Metrics;

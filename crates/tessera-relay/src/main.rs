@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser;
-use tessera_relay::{Config, FileConfig};
+use tessera_relay::{Config, FileConfig, Flags};
 
 const CONFIG_HELP: &str = "\
 CONFIG FILE (--config FILE), TOML; every key optional, a flag wins over the file:
@@ -118,15 +118,16 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         Some(path) => FileConfig::load(path)?,
         None => FileConfig::default(),
     };
-    let config = Config::resolve(
-        cli.listen,
-        cli.data_dir,
-        cli.public_host,
-        cli.public_port,
-        cli.metrics_listen,
-        (cli.turn_listen, cli.turn_public_ip),
-        file,
-    )?;
+    let flags = Flags {
+        listen: cli.listen,
+        data_dir: cli.data_dir,
+        public_host: cli.public_host,
+        public_port: cli.public_port,
+        metrics_listen: cli.metrics_listen,
+        turn_listen: cli.turn_listen,
+        turn_public_ip: cli.turn_public_ip,
+    };
+    let config = Config::resolve(flags, file)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
