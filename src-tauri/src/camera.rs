@@ -8,9 +8,7 @@ use std::sync::mpsc::sync_channel;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use nokhwa::utils::{
-    ApiBackend, CameraFormat, FrameFormat, RequestedFormat, RequestedFormatType, Resolution,
-};
+use nokhwa::utils::{ApiBackend, FrameFormat, RequestedFormat, RequestedFormatType};
 use tessera_calls::codec::VideoFormat;
 use tessera_calls::media::{TestPattern, VideoFrame, VideoSource};
 use tessera_calls::picture::{Mode, PixelFormat, choose_mode, to_i420};
@@ -191,20 +189,16 @@ fn open_device(want: VideoFormat) -> Result<nokhwa::Camera, String> {
         fps: want.fps,
         format: PixelFormat::Yuyv,
     };
-    if let Some(mode) = choose_mode(&modes, wanted)
-        && let Some(format) = formats.iter().zip(&modes).find(|(_, m)| **m == mode)
-    {
-        let format = CameraFormat::new(
-            Resolution::new(format.0.width(), format.0.height()),
-            format.0.format(),
-            format.0.frame_rate(),
-        );
-        if let Err(e) = device.set_camera_requset(RequestedFormat::with_formats(
+    let chosen = choose_mode(&modes, wanted)
+        .and_then(|mode| modes.iter().position(|m| *m == mode))
+        .and_then(|i| formats.get(i).copied());
+    if let Some(format) = chosen
+        && let Err(e) = device.set_camera_requset(RequestedFormat::with_formats(
             RequestedFormatType::Exact(format),
             &ALL_FORMATS,
-        )) {
-            tracing::info!(error = %e, "camera mode refused; using the camera's own");
-        }
+        ))
+    {
+        tracing::info!(error = %e, "camera mode refused; using the camera's own");
     }
     Ok(device)
 }

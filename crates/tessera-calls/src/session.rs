@@ -676,21 +676,33 @@ async fn send_audio(
         {
             *last ^= 0x01;
         }
-        let len = sealed.len() as u64;
-        if track
-            .write_sample(&Sample {
-                data: Bytes::from(sealed),
-                duration: Duration::from_millis(20),
-                ..Default::default()
-            })
-            .await
-            .is_err()
-        {
+        let sent = &shared.counters.audio_sent;
+        if !write_frame(&track, sealed, Duration::from_millis(20), shared, sent).await {
             return Ok(());
         }
-        shared.counters.audio_sent.fetch_add(1, Ordering::Relaxed);
-        shared.counters.bytes_sent.fetch_add(len, Ordering::Relaxed);
     }
+}
+
+/// Sends one sealed frame and counts it; `false` when the track is closed (the call is over).
+async fn write_frame(
+    track: &TrackLocalStaticSample,
+    sealed: Vec<u8>,
+    duration: Duration,
+    shared: &Shared,
+    sent: &AtomicU64,
+) -> bool {
+    let len = sealed.len() as u64;
+    let sample = Sample {
+        data: Bytes::from(sealed),
+        duration,
+        ..Default::default()
+    };
+    if track.write_sample(&sample).await.is_err() {
+        return false;
+    }
+    sent.fetch_add(1, Ordering::Relaxed);
+    shared.counters.bytes_sent.fetch_add(len, Ordering::Relaxed);
+    true
 }
 
 async fn send_video(
@@ -727,20 +739,10 @@ async fn send_video(
         }
         for data in encoder.encode(&picture)? {
             let sealed = sealer.seal(shared.started.elapsed(), &data)?.to_vec();
-            let len = sealed.len() as u64;
-            if track
-                .write_sample(&Sample {
-                    data: Bytes::from(sealed),
-                    duration: period,
-                    ..Default::default()
-                })
-                .await
-                .is_err()
-            {
+            let sent = &shared.counters.video_sent;
+            if !write_frame(&track, sealed, period, shared, sent).await {
                 return Ok(());
             }
-            shared.counters.video_sent.fetch_add(1, Ordering::Relaxed);
-            shared.counters.bytes_sent.fetch_add(len, Ordering::Relaxed);
         }
     }
 }

@@ -141,20 +141,22 @@ impl TurnService {
 
 /// Whether a client may exchange packets with `peer` through an allocation: public unicast
 /// addresses, or one of this service's live relayed addresses (`live`).
-pub fn peer_allowed(peer: SocketAddr, live: &HashSet<SocketAddr>) -> bool {
-    if live.contains(&peer) {
-        return true;
-    }
-    if peer.port() == 0 {
-        return false;
-    }
-    match peer.ip() {
-        IpAddr::V4(ip) => public_v4(ip),
-        IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
-            Some(v4) => public_v4(v4),
-            None => public_v6(ip),
-        },
-    }
+/// The lock is taken only for a non-public peer: public peers are the common case, and this
+/// runs for every packet.
+pub fn peer_allowed(peer: SocketAddr, live: &Mutex<HashSet<SocketAddr>>) -> bool {
+    is_public(peer) || live_set(live).contains(&peer)
+}
+
+/// A public unicast address with a real port.
+fn is_public(peer: SocketAddr) -> bool {
+    peer.port() != 0
+        && match peer.ip() {
+            IpAddr::V4(ip) => public_v4(ip),
+            IpAddr::V6(ip) => match ip.to_ipv4_mapped() {
+                Some(v4) => public_v4(v4),
+                None => public_v6(ip),
+            },
+        }
 }
 
 fn public_v4(ip: Ipv4Addr) -> bool {
@@ -187,7 +189,7 @@ fn public_v6(ip: Ipv6Addr) -> bool {
 
 type Live = Arc<Mutex<HashSet<SocketAddr>>>;
 
-fn live_set(live: &Live) -> std::sync::MutexGuard<'_, HashSet<SocketAddr>> {
+fn live_set(live: &Mutex<HashSet<SocketAddr>>) -> std::sync::MutexGuard<'_, HashSet<SocketAddr>> {
     live.lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
@@ -223,7 +225,7 @@ impl RelayAddressGenerator for FilteredRelays {
 }
 
 /// One allocation's relayed socket: packets to or from a peer [`peer_allowed`] refuses are
-/// dropped (and counted in the log at debug level).
+/// dropped (each noted in the log at debug level).
 struct FilteredConn {
     inner: Arc<dyn Conn + Send + Sync>,
     relayed: SocketAddr,
@@ -232,7 +234,7 @@ struct FilteredConn {
 
 impl FilteredConn {
     fn allowed(&self, peer: SocketAddr) -> bool {
-        let ok = peer_allowed(peer, &live_set(&self.live));
+        let ok = peer_allowed(peer, &self.live);
         if !ok {
             tracing::debug!("TURN packet for a refused peer dropped");
         }
@@ -318,7 +320,7 @@ mod tests {
 
     #[test]
     fn only_public_peers_and_own_allocations_are_allowed() {
-        let none = HashSet::new();
+        let none = Mutex::new(HashSet::new());
         for ok in [
             "93.184.216.34:3478",
             "[2a00:1450:4001::1]:443",
@@ -351,7 +353,7 @@ mod tests {
         ] {
             assert!(!peer_allowed(addr(refused), &none), "{refused}");
         }
-        let live = HashSet::from([addr("127.0.0.1:40000")]);
+        let live = Mutex::new(HashSet::from([addr("127.0.0.1:40000")]));
         assert!(peer_allowed(addr("127.0.0.1:40000"), &live));
         assert!(!peer_allowed(addr("127.0.0.1:40001"), &live));
     }
