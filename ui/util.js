@@ -39,6 +39,7 @@ const MESSAGES = {
   card_keys_missing: 'This card was set up on another computer; its keys are not in this keyring.',
   not_factory_fresh: 'This card is already set up. Re-provision it to use it again.',
   wrong_current_key: 'The card did not accept the key Tessera has for it.',
+  not_ntag424: 'This card is not an NTAG 424 DNA. Tessera works with NXP NTAG 424 DNA cards.',
   card_refused: 'The card refused the operation.',
   keyring_unavailable: 'The system keyring is not available.',
   device_secret_missing: 'This computer\u2019s keyring lacks the vault\u2019s secret.',

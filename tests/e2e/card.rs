@@ -302,3 +302,87 @@ fn card_removal_locks_a_listening_engine_within_a_second() {
         .expect("listen kept running");
     assert!(status.success());
 }
+
+/// A phone's read of Tessera's card, through pcscd: `tessera-cli card read-ndef` runs the NFC
+/// Forum Type 4 Tag NDEF procedure on the virtual card (select application, CC, NDEF file,
+/// ReadBinary with offsets), the SUN it returns verifies with `tessera-cli card verify-sun`,
+/// and the counter advances exactly once per read.
+#[test]
+fn card_sun_read_as_a_phone_reads_it_verifies_and_counts_once_per_read() {
+    use rand::SeedableRng as _;
+    use tessera_nfc::tag::{self, CardMasterKey};
+    let _slots = slots();
+    let _pcscd = pcscd();
+    let dir = tempfile::tempdir().unwrap();
+    let sim = Sim::insert(&dir.path().join("card.json"), 0);
+    let cli = Cli::new(&dir.path().join("phone"));
+
+    // A factory card holds an empty NDEF message.
+    let empty = cli.ok(&["--reader", &sim.reader, "card", "read-ndef"]);
+    assert_eq!(empty["ndef"], "", "{empty}");
+    assert!(empty["sun"].is_null());
+
+    // Provisioned as Tessera does it, with a master key this test holds.
+    let master = CardMasterKey::from_bytes(&[0x5A; 32]);
+    let mut rng = rand::rngs::StdRng::seed_from_u64(11);
+    let first = {
+        let readers = Readers::open().unwrap();
+        let mut c = readers.connect(&sim.reader).unwrap();
+        tag::provision(&mut c, &[], &master, &[7; 32], &mut rng).unwrap()
+    };
+    let hex = |k: &[u8]| k.iter().map(|b| format!("{b:02x}")).collect::<String>();
+    let mut last = u64::from(first.counter);
+    for _ in 0..3 {
+        let read = cli.ok(&["--reader", &sim.reader, "card", "read-ndef"]);
+        assert_eq!(read["records"][0]["type"], "tessera.app:sun", "{read}");
+        let sun = &read["sun"];
+        let verified = cli.ok(&[
+            "card",
+            "verify-sun",
+            "--meta-key",
+            &hex(&master.key(tag::KEY_SDM_META)[..]),
+            "--file-key",
+            &hex(&master.key(tag::KEY_READ)[..]),
+            "--picc",
+            sun["picc"].as_str().unwrap(),
+            "--cmac",
+            sun["cmac"].as_str().unwrap(),
+        ]);
+        assert_eq!(verified["valid"], true, "{verified}");
+        assert_eq!(verified["uid"], hex(&first.uid), "{verified}");
+        assert_eq!(
+            verified["counter"].as_u64().unwrap(),
+            last + 1,
+            "one read, one count"
+        );
+        last += 1;
+    }
+    // With another card's keys the same SUN does not verify.
+    let read = cli.ok(&["--reader", &sim.reader, "card", "read-ndef"]);
+    let other = CardMasterKey::from_bytes(&[0x11; 32]);
+    let refused = cli.run(&[
+        "card",
+        "verify-sun",
+        "--meta-key",
+        &hex(&master.key(tag::KEY_SDM_META)[..]),
+        "--file-key",
+        &hex(&other.key(tag::KEY_READ)[..]),
+        "--picc",
+        read["sun"]["picc"].as_str().unwrap(),
+        "--cmac",
+        read["sun"]["cmac"].as_str().unwrap(),
+    ]);
+    assert!(!refused.ok, "{}", refused.stdout);
+    assert!(
+        refused.stdout.contains("\"valid\":false"),
+        "{}",
+        refused.stdout
+    );
+    // Tessera's own unlock read of the same card is the next count.
+    let readers = Readers::open().unwrap();
+    let mut c = readers.connect(&sim.reader).unwrap();
+    let unlock = tag::read(&mut c, &master, &mut rng).unwrap();
+    assert_eq!(u64::from(unlock.counter), last + 2);
+    drop(c);
+    sim.remove();
+}

@@ -63,17 +63,24 @@ pub struct Sim {
     pub reader: String,
 }
 
+/// How long a card may take to appear or disappear. pcscd notices within its polling
+/// interval (0.4 s); this only bounds a machine under heavy load.
+const CARD_WAIT: Duration = Duration::from_secs(60);
+
 impl Sim {
-    /// Puts the card whose state is in `state` into vpcd slot `slot` and waits until PC/SC sees it.
+    /// Puts the card whose state is in `state` into vpcd slot `slot` and waits, on pcscd's
+    /// reader events, until PC/SC sees it. If it does not, the panic says what pcscd reported
+    /// for the reader and what the card process did.
     pub fn insert(state: &std::path::Path, slot: u16) -> Self {
         let readers = Readers::open().unwrap();
         let reader = slot_reader(&readers, slot);
         // The slot must be empty first (a previous card fully removed).
         assert!(
-            readers
-                .wait_for(&reader, false, Duration::from_secs(30))
-                .unwrap()
+            readers.wait_for(&reader, false, CARD_WAIT).unwrap(),
+            "{reader} still holds a card after {CARD_WAIT:?}: {}",
+            readers.describe(&reader)
         );
+        let log = state.with_extension("sim.log");
         let child = std::process::Command::new(crate::bin_path("tessera-cli"))
             .args(["card", "sim", "--state"])
             .arg(state)
@@ -82,16 +89,24 @@ impl Sim {
                 &format!("127.0.0.1:{}", tessera_nfc::vpcd::DEFAULT_PORT + slot),
             ])
             .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .unwrap();
-        let guard = Guard::new("card sim", child);
-        assert!(
-            readers
-                .wait_for(&reader, true, Duration::from_secs(30))
-                .unwrap(),
-            "the virtual card did not appear on {reader}"
-        );
+        let mut guard = Guard::new("card sim", child);
+        let started = Instant::now();
+        if !readers.wait_for(&reader, true, CARD_WAIT).unwrap() {
+            let process = match guard.wait_timeout(Duration::ZERO) {
+                Some(status) => format!("exited ({status})"),
+                None => "still running".into(),
+            };
+            panic!(
+                "the virtual card did not appear on {reader} within {:?}: pcscd reports {}; the \
+                 card process is {process}; its log:\n{}",
+                started.elapsed(),
+                readers.describe(&reader),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
+        }
         Self { guard, reader }
     }
 
@@ -105,9 +120,10 @@ impl Sim {
         self.guard.stop_with("KILL");
         let readers = Readers::open().unwrap();
         assert!(
-            readers
-                .wait_for(&self.reader, false, Duration::from_secs(30))
-                .unwrap()
+            readers.wait_for(&self.reader, false, CARD_WAIT).unwrap(),
+            "the card stayed on {} after its process ended: {}",
+            self.reader,
+            readers.describe(&self.reader)
         );
     }
 }

@@ -156,6 +156,10 @@ enum CardCommand {
         #[arg(value_parser = ["on", "off"])]
         setting: String,
     },
+    /// Read the card as a phone does (the NFC Forum Type 4 Tag NDEF procedure, no key) and print
+    /// its NDEF records; a SUN record's `picc` and `cmac` are what verify-sun checks. Each read
+    /// advances the card's SUN counter once.
+    ReadNdef,
     /// Check a SUN (the encrypted PICC data and SDMMAC an NTAG 424 DNA mirrors into its URL);
     /// prints the UID, the read counter and whether the MAC is valid
     VerifySun {
@@ -578,6 +582,37 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             out(
                 json!({"ok": true, "lock_on_card_removal": setting == "on"}),
                 format!("lock on card removal: {setting}"),
+            );
+        }
+        Command::Card(CardCommand::ReadNdef) => {
+            let reader = cli.reader.clone();
+            let (reader, read) =
+                tokio::task::spawn_blocking(move || card::read_ndef(reader.as_deref()))
+                    .await
+                    .map_err(|e| CliError::Usage(e.to_string()))??;
+            let records = tessera_nfc::ndef::parse_message(&read.message)
+                .map_err(|e| CliError::Usage(format!("the card's NDEF message: {e}")))?;
+            let mut list = Vec::new();
+            let mut sun = Value::Null;
+            for r in &records {
+                let text = String::from_utf8(r.payload.clone()).ok();
+                if sun.is_null()
+                    && let Some((picc, cmac)) =
+                        text.as_deref().and_then(tessera_nfc::ndef::sun_parameters)
+                {
+                    sun = json!({"picc": picc, "cmac": cmac});
+                }
+                list.push(json!({
+                    "tnf": r.tnf,
+                    "type": String::from_utf8_lossy(&r.record_type),
+                    "payload": hex(&r.payload),
+                    "text": text,
+                }));
+            }
+            // Always JSON, like verify-sun: this command exists for scripts that check tags.
+            println!(
+                "{}",
+                json!({"reader": reader, "ndef": hex(&read.message), "records": list, "sun": sun})
             );
         }
         Command::Card(CardCommand::VerifySun {

@@ -73,6 +73,16 @@ fn connect(readers: &Readers, wanted: Option<&str>) -> Result<Found, CardError> 
     Ok(Found { reader, connection })
 }
 
+/// Reads the card on `reader` (or the first reader with a card) the way a phone does: the
+/// NFC Forum Type 4 Tag NDEF procedure, no key needed. On a Tessera card every such read
+/// advances the card's SUN counter once. Returns the reader used and what was read.
+pub fn read_ndef(reader: Option<&str>) -> Result<(String, tessera_nfc::ndef::NdefRead), CardError> {
+    let readers = Readers::open()?;
+    let mut found = connect(&readers, reader)?;
+    let read = tessera_nfc::ndef::read(&mut found.connection)?;
+    Ok((found.reader, read))
+}
+
 /// What provisioning did.
 #[derive(Debug, Clone)]
 pub struct Provisioned {

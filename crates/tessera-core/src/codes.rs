@@ -85,6 +85,7 @@ pub fn card_code(e: &CardError) -> &'static str {
         CardError::Tag(T::NotFactoryFresh) => "not_factory_fresh",
         CardError::Tag(T::WrongCurrentKey) => "wrong_current_key",
         CardError::Tag(T::WrongCard) => "wrong_card",
+        CardError::Tag(T::NotNtag424) => "not_ntag424",
         CardError::Tag(T::Card(tessera_nfc::NfcError::Card(_))) => "card_refused",
         CardError::NotProvisioned => "card_not_provisioned",
         CardError::KeysMissing => "card_keys_missing",

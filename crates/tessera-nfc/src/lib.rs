@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod card;
+pub mod ndef;
 pub mod protocol;
 pub mod reader;
 pub mod tag;

@@ -94,7 +94,9 @@ impl Readers {
     }
 
     /// Waits (up to `timeout`) until the card on `reader` is present (`true`) or absent
-    /// (`false`); returns whether that state was reached.
+    /// (`false`); returns whether that state was reached. It sleeps in pcscd's
+    /// `SCardGetStatusChange`, woken by the reader's events (no polling of its own); a card
+    /// that is there but did not answer with an ATR (`MUTE`) is not present yet.
     pub fn wait_for(
         &self,
         reader: &str,
@@ -102,25 +104,45 @@ impl Readers {
         timeout: std::time::Duration,
     ) -> Result<bool, ReaderError> {
         let deadline = std::time::Instant::now() + timeout;
+        let name = std::ffi::CString::new(reader).map_err(|_| ReaderError::NoReader)?;
+        let mut states = [pcsc::ReaderState::new(name, pcsc::State::UNAWARE)];
         loop {
-            if self.card_present(reader)? == present {
-                return Ok(true);
-            }
             let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Ok(false);
-            }
-            let name = std::ffi::CString::new(reader).map_err(|_| ReaderError::NoReader)?;
-            let current = if present {
-                pcsc::State::EMPTY
-            } else {
-                pcsc::State::PRESENT
-            };
-            let mut states = [pcsc::ReaderState::new(name, current)];
             match self.ctx.get_status_change(left, &mut states) {
                 Ok(()) | Err(pcsc::Error::Timeout) => {}
                 Err(e) => return Err(map(e)),
             }
+            let event = states[0].event_state();
+            if event.contains(pcsc::State::UNKNOWN) {
+                return Err(ReaderError::NoReader);
+            }
+            let usable = event.contains(pcsc::State::PRESENT) && !event.contains(pcsc::State::MUTE);
+            if usable == present {
+                return Ok(true);
+            }
+            if std::time::Instant::now() >= deadline {
+                return Ok(false);
+            }
+            states[0].sync_current_state();
+        }
+    }
+
+    /// What pcscd reports for `reader` now, in words (`PRESENT | INUSE`, `EMPTY`, …), and its
+    /// ATR: for diagnostics when a card does not show up.
+    pub fn describe(&self, reader: &str) -> String {
+        let Ok(name) = std::ffi::CString::new(reader) else {
+            return "no such reader".into();
+        };
+        let mut states = [pcsc::ReaderState::new(name, pcsc::State::UNAWARE)];
+        match self
+            .ctx
+            .get_status_change(std::time::Duration::from_millis(0), &mut states)
+        {
+            Ok(()) | Err(pcsc::Error::Timeout) => {
+                let atr: Vec<String> = states[0].atr().iter().map(|b| format!("{b:02X}")).collect();
+                format!("{:?}, ATR [{}]", states[0].event_state(), atr.join(" "))
+            }
+            Err(e) => format!("status unavailable: {e}"),
         }
     }
 }

@@ -81,6 +81,9 @@ pub enum TagError {
     /// Not the card this vault was enrolled with (another UID, or keys it does not hold).
     #[error("this is not the card enrolled for this vault")]
     WrongCard,
+    /// The card on the reader is not an NTAG 424 DNA (its GetVersion says otherwise).
+    #[error("this card is not an NTAG 424 DNA")]
+    NotNtag424,
 }
 
 /// The 32-byte secret all of a card's AES keys derive from. Kept in the OS keyring, never in a
@@ -158,6 +161,68 @@ fn tx(t: &mut dyn Transport, c: &[u8]) -> Result<Vec<u8>, TagError> {
     Ok(t.transmit(c)?)
 }
 
+/// The most response frames [`transceive`] collects (a 256-byte file in Full mode is two).
+const MAX_FRAMES: usize = 8;
+
+/// Sends a native command and collects its whole response: while the card answers `91 AF`
+/// (more frames), asks for the next one with `90 AF 00 00 00`. Returns the data of all frames
+/// followed by the last status word, as one R-APDU.
+pub fn transceive(t: &mut dyn Transport, c: &[u8]) -> Result<Vec<u8>, TagError> {
+    let mut r = tx(t, c)?;
+    let mut data = Vec::new();
+    for _ in 0..MAX_FRAMES {
+        let (d, status) = apdu::split(&r)?;
+        data.extend_from_slice(d);
+        if status != Status::AdditionalFrame {
+            data.extend_from_slice(&r[r.len() - 2..]);
+            return Ok(data);
+        }
+        r = tx(t, &[0x90, 0xAF, 0x00, 0x00, 0x00])?;
+    }
+    Err(NfcError::Malformed("response chained over too many frames").into())
+}
+
+/// What GetVersion reports (datasheet §10.5.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CardVersion {
+    /// Vendor, type, subtype, major, minor, storage size, protocol of the hardware.
+    pub hardware: [u8; 7],
+    /// The same of the software.
+    pub software: [u8; 7],
+    /// The UID (all zero with random ID).
+    pub uid: [u8; 7],
+    /// Batch number, fab key, week and year of production (BCD).
+    pub production: [u8; 7],
+}
+
+impl CardVersion {
+    /// An NXP NTAG (type 04) with the NTAG 424 DNA's storage size (11h: 256–512 bytes).
+    pub fn is_ntag424(&self) -> bool {
+        self.hardware[0] == 0x04 && self.hardware[1] == 0x04 && self.hardware[5] == 0x11
+    }
+}
+
+/// GetVersion, plain (outside a session: select first): three frames, hardware, software and
+/// production data.
+pub fn get_version(t: &mut dyn Transport) -> Result<CardVersion, TagError> {
+    let r = transceive(t, &[0x90, 0x60, 0x00, 0x00, 0x00])?;
+    let data = apdu::expect(&r, Status::Ok)?;
+    if data.len() < 28 {
+        return Err(NfcError::Malformed("GetVersion data shorter than 28 bytes").into());
+    }
+    let part = |i: usize| -> [u8; 7] {
+        let mut p = [0u8; 7];
+        p.copy_from_slice(&data[i * 7..i * 7 + 7]);
+        p
+    };
+    Ok(CardVersion {
+        hardware: part(0),
+        software: part(1),
+        uid: part(2),
+        production: part(3),
+    })
+}
+
 /// The UID through the reader's GET DATA pseudo-APDU.
 pub fn reader_uid(t: &mut dyn Transport) -> Result<[u8; 7], TagError> {
     let r = tx(t, &[0xFF, 0xCA, 0x00, 0x00, 0x00])?;
@@ -170,7 +235,12 @@ pub fn reader_uid(t: &mut dyn Transport) -> Result<[u8; 7], TagError> {
 }
 
 fn select(t: &mut dyn Transport) -> Result<(), TagError> {
-    let r = tx(t, &apdu::select_ndef_application())?;
+    let mut r = tx(t, &apdu::select_ndef_application())?;
+    if r.ends_with(&[0x69, 0x85]) {
+        // An exchange left unfinished (an interrupted authentication or chained response) is
+        // abandoned by the card with 6985: select again.
+        r = tx(t, &apdu::select_ndef_application())?;
+    }
     apdu::expect(&r, Status::Ok)?;
     Ok(())
 }
@@ -204,7 +274,7 @@ fn run(
     mode: CommMode,
 ) -> Result<Vec<u8>, TagError> {
     let (c, p) = s.command(ins, header, data, mode)?;
-    let r = tx(t, &c)?;
+    let r = transceive(t, &c)?;
     Ok(s.response(p, &r)?)
 }
 
@@ -301,7 +371,11 @@ pub fn provision(
     rng: &mut dyn RngCore,
 ) -> Result<CardRead, TagError> {
     let uid = reader_uid(t)?;
+    // Selecting ends any session left from before: GetVersion goes in plain.
     select(t)?;
+    if !get_version(t)?.is_ntag424() {
+        return Err(TagError::NotNtag424);
+    }
     let mut old: Vec<Zeroizing<Key>> = Vec::with_capacity(5);
     for no in 0..5u8 {
         let mut candidates = vec![Zeroizing::new([0u8; 16])];
@@ -394,7 +468,7 @@ pub fn read(
     rng: &mut dyn RngCore,
 ) -> Result<CardRead, TagError> {
     select(t)?;
-    let r = tx(t, &apdu::native(0xAD, &file_range(NDEF_FILE, 0, NDEF_LEN))?)?;
+    let r = transceive(t, &apdu::native(0xAD, &file_range(NDEF_FILE, 0, NDEF_LEN))?)?;
     let file = apdu::expect(&r, Status::Ok)?;
     if file.len() != NDEF_LEN || file[PICC_OFFSET - 2..PICC_OFFSET] != *b"e=" {
         // Not Tessera's NDEF layout: not provisioned by Tessera.
@@ -540,7 +614,7 @@ mod tests {
         );
         // Cut the transport after each possible number of commands; a second run that knows
         // the interrupted run's key finishes the job (with another new key, even).
-        for cut in 1..40 {
+        for cut in 1..50 {
             let mut c = card();
             let mut cutting = Cutting {
                 inner: t(&mut c),

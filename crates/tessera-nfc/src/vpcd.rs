@@ -137,14 +137,34 @@ fn quick_ack(s: &TcpStream) {
     let _ = s;
 }
 
-fn read_message(s: &mut TcpStream) -> std::io::Result<Vec<u8>> {
-    let mut len = [0u8; 2];
-    quick_ack(s);
-    s.read_exact(&mut len)?;
-    let mut buf = vec![0u8; usize::from(u16::from_be_bytes(len))];
-    quick_ack(s);
-    s.read_exact(&mut buf)?;
-    Ok(buf)
+/// Reassembles vpcd's messages from the bytes the socket delivers, however they are split.
+///
+/// vpcd writes a message's length and its payload with two `send` calls, so the payload can
+/// arrive well after the length (a delayed ACK holds it back for up to 200 ms). The socket is
+/// read with a timeout (to notice a removal request), so bytes received before a timeout must
+/// be kept: reading the length, timing out, and then reading the payload as the next length
+/// desynchronised the stream, vpcd waited for an answer forever, and the card never appeared.
+#[derive(Debug, Default)]
+pub struct Framer {
+    buf: Vec<u8>,
+}
+
+impl Framer {
+    /// Adds bytes read from the socket.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.buf.extend_from_slice(bytes);
+    }
+
+    /// The next complete message (its payload), if one has arrived.
+    pub fn next_message(&mut self) -> Option<Vec<u8>> {
+        let len = usize::from(u16::from_be_bytes([*self.buf.first()?, *self.buf.get(1)?]));
+        if self.buf.len() < 2 + len {
+            return None;
+        }
+        let message = self.buf[2..2 + len].to_vec();
+        self.buf.drain(..2 + len);
+        Some(message)
+    }
 }
 
 fn write_message(s: &mut TcpStream, payload: &[u8]) -> std::io::Result<()> {
@@ -160,22 +180,27 @@ pub fn serve(addr: &str, state_path: &Path, removed: &dyn Fn() -> bool) -> Resul
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(std::time::Duration::from_millis(200)))?;
     let mut rng = rand::rng();
+    let mut framer = Framer::default();
+    let mut chunk = [0u8; 4096];
     loop {
         if removed() {
             return Ok(());
         }
-        let msg = match read_message(&mut stream) {
-            Ok(m) => m,
-            Err(e)
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
-                ) =>
-            {
-                continue;
+        let Some(msg) = framer.next_message() else {
+            quick_ack(&stream);
+            match stream.read(&mut chunk) {
+                Ok(0) => return Ok(()),
+                Ok(n) => framer.push(&chunk[..n]),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock
+                            | std::io::ErrorKind::TimedOut
+                            | std::io::ErrorKind::Interrupted
+                    ) => {}
+                Err(e) => return Err(e.into()),
             }
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(()),
-            Err(e) => return Err(e.into()),
+            continue;
         };
         let before = card.state.clone();
         let reply = answer(&mut card, &msg, &mut || {
@@ -189,5 +214,80 @@ pub fn serve(addr: &str, state_path: &Path, removed: &dyn Fn() -> bool) -> Resul
         if let Some(reply) = reply {
             write_message(&mut stream, &reply)?;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_framer_reassembles_messages_split_anywhere() {
+        let stream = [
+            frame(&[4]).unwrap(),
+            frame(&[0x00, 0xA4, 0x04, 0x0C, 0x01, 0xD2]).unwrap(),
+            frame(&[1]).unwrap(),
+        ]
+        .concat();
+        for split in 0..stream.len() {
+            let mut f = Framer::default();
+            let mut got = Vec::new();
+            for part in [&stream[..split], &stream[split..]] {
+                // Byte by byte, as the slowest socket could deliver them.
+                for b in part {
+                    f.push(&[*b]);
+                    while let Some(m) = f.next_message() {
+                        got.push(m);
+                    }
+                }
+            }
+            assert_eq!(
+                got,
+                vec![vec![4], vec![0x00, 0xA4, 0x04, 0x0C, 0x01, 0xD2], vec![1]],
+                "split at {split}"
+            );
+        }
+    }
+
+    /// Regression: vpcd's length arrived, the 200 ms read timeout passed, then its payload
+    /// came; the payload was read as the next length and the card never answered.
+    #[test]
+    fn a_message_split_across_the_read_timeout_is_answered() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let dir = std::env::temp_dir().join(format!("tessera-vpcd-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let state = dir.join("card.json");
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let card = {
+            let stop = stop.clone();
+            let state = state.clone();
+            std::thread::spawn(move || {
+                serve(&addr, &state, &|| {
+                    stop.load(std::sync::atomic::Ordering::SeqCst)
+                })
+            })
+        };
+        let (mut vpcd, _) = listener.accept().unwrap();
+        vpcd.set_read_timeout(Some(std::time::Duration::from_secs(10)))
+            .unwrap();
+        // "Get ATR": the length, a pause longer than the card's read timeout, the payload.
+        vpcd.write_all(&[0x00, 0x01]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(450));
+        vpcd.write_all(&[0x04]).unwrap();
+        let mut reply = [0u8; 2 + ATR.len()];
+        vpcd.read_exact(&mut reply).unwrap();
+        assert_eq!(reply[2..], ATR);
+        // The stream is still in step: an APDU split the same way is answered too.
+        let select = frame(&crate::protocol::apdu::select_ndef_application()).unwrap();
+        vpcd.write_all(&select[..3]).unwrap();
+        std::thread::sleep(std::time::Duration::from_millis(450));
+        vpcd.write_all(&select[3..]).unwrap();
+        let mut reply = [0u8; 4];
+        vpcd.read_exact(&mut reply).unwrap();
+        assert_eq!(reply, [0x00, 0x02, 0x90, 0x00]);
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        card.join().unwrap().unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -114,11 +114,16 @@ fn provision_then_read_the_secret_and_check_suns() {
     let uid = rig.run(&mut s2, 0x51, &[], &[], CommMode::Full).unwrap();
     assert_eq!(uid, vec![0x04, 0x11, 0x22, 0x33, 0x44, 0x55, 0x66]);
 
-    // Unauthenticated reads of the NDEF file carry a fresh SUN with an increasing counter.
+    // Unauthenticated reads of the NDEF file carry a fresh SUN with an increasing counter: one
+    // per tap (the NDEF file selected again, then read).
     rig.card.reset();
     rig.select();
     let mut last = 0;
     for expected in 1..=3u32 {
+        assert_eq!(
+            rig.tx(&[0x00, 0xA4, 0x00, 0x0C, 0x02, 0xE1, 0x04]),
+            [0x90, 0x00]
+        );
         let r = rig.tx(&[0x00, 0xB0, 0x00, 0x00, 0x00]);
         let (file, status) = apdu::split(&r).unwrap();
         assert_eq!(status, Status::Ok);
@@ -140,16 +145,17 @@ fn the_secret_file_refuses_unauthenticated_and_wrong_key_reads() {
     provision(&mut rig);
     rig.card.reset();
     rig.select();
+    // Without authentication: the datasheet's AUTHENTICATION_ERROR (the file has read keys).
     let plain = apdu::native(0xAD, &[3, 0, 0, 0, 32, 0, 0]).unwrap();
     assert_eq!(
         apdu::split(&rig.tx(&plain)).unwrap().1,
-        Status::PermissionDenied
+        Status::AuthenticationError
     );
     // Authenticated with key 4: not a read key for file 3.
     let mut s4 = rig.auth(&NEW[4], 4).unwrap();
     assert_eq!(
         rig.run(&mut s4, 0xAD, &[3, 0, 0, 0, 32, 0, 0], &[], CommMode::Full),
-        Err(NfcError::Card(Status::PermissionDenied))
+        Err(NfcError::Card(Status::AuthenticationError))
     );
 }
 

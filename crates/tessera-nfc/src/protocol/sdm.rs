@@ -36,24 +36,47 @@ pub fn decrypt_picc_data(meta_key: &Key, enc: &[u8]) -> Result<PiccData, NfcErro
     Ok(PiccData { uid, counter })
 }
 
-/// `(KSesSDMFileReadENC, KSesSDMFileReadMAC)` for a UID and counter.
+/// `(KSesSDMFileReadENC, KSesSDMFileReadMAC)` for a UID and counter (both mirrored).
 pub fn session_keys(
     file_key: &Key,
     uid: &[u8; 7],
     counter: u32,
 ) -> (Zeroizing<Key>, Zeroizing<Key>) {
-    let sv = |label: [u8; 2]| {
-        let mut v = [0u8; 16];
-        v[..2].copy_from_slice(&label);
-        v[2..6].copy_from_slice(&[0x00, 0x01, 0x00, 0x80]);
-        v[6..13].copy_from_slice(uid);
-        v[13..16].copy_from_slice(&counter.to_le_bytes()[..3]);
-        v
-    };
     (
-        Zeroizing::new(cmac(file_key, &sv([0xC3, 0x3C]))),
-        Zeroizing::new(cmac(file_key, &sv([0x3C, 0xC3]))),
+        Zeroizing::new(cmac(
+            file_key,
+            &session_vector([0xC3, 0x3C], Some(uid), Some(counter)),
+        )),
+        Zeroizing::new(cmac(
+            file_key,
+            &session_vector([0x3C, 0xC3], Some(uid), Some(counter)),
+        )),
     )
+}
+
+/// KSesSDMFileReadMAC when only some of UID and counter are mirrored (datasheet §9.3.9: SV2
+/// holds what is mirrored, zero-padded to 16 bytes).
+pub fn mac_session_key(
+    file_key: &Key,
+    uid: Option<&[u8; 7]>,
+    counter: Option<u32>,
+) -> Zeroizing<Key> {
+    Zeroizing::new(cmac(file_key, &session_vector([0x3C, 0xC3], uid, counter)))
+}
+
+fn session_vector(label: [u8; 2], uid: Option<&[u8; 7]>, counter: Option<u32>) -> [u8; 16] {
+    let mut v = [0u8; 16];
+    v[..2].copy_from_slice(&label);
+    v[2..6].copy_from_slice(&[0x00, 0x01, 0x00, 0x80]);
+    let mut at = 6;
+    if let Some(uid) = uid {
+        v[at..at + 7].copy_from_slice(uid);
+        at += 7;
+    }
+    if let Some(counter) = counter {
+        v[at..at + 3].copy_from_slice(&counter.to_le_bytes()[..3]);
+    }
+    v
 }
 
 /// SDMMAC over `mac_input` (the ASCII file bytes from SDMMACInputOffset to SDMMACOffset).
