@@ -589,9 +589,15 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let (reader, read) =
                 tokio::task::spawn_blocking(move || card::read_ndef(reader.as_deref()))
                     .await
-                    .map_err(|e| CliError::Usage(e.to_string()))??;
-            let records = tessera_nfc::ndef::parse_message(&read.message)
-                .map_err(|e| CliError::Usage(format!("the card's NDEF message: {e}")))?;
+                    .map_err(|e| CliError::Usage(e.to_string()))?
+                    .map_err(CoreError::Card)?;
+            // NLEN 0: the tag holds no NDEF message (a factory card).
+            let records = if read.message.is_empty() {
+                Vec::new()
+            } else {
+                tessera_nfc::ndef::parse_message(&read.message)
+                    .map_err(|e| CliError::Usage(format!("the card's NDEF message: {e}")))?
+            };
             let mut list = Vec::new();
             let mut sun = Value::Null;
             for r in &records {

@@ -172,11 +172,11 @@ impl Card {
     /// Processes one C-APDU. `random` supplies the card's random numbers (RndB, TI, PICC data
     /// padding).
     pub fn process(&mut self, apdu: &[u8], random: &mut dyn FnMut() -> [u8; 16]) -> Vec<u8> {
+        // A run of SDM reads continues only while reads of the same kind follow each other.
+        let run = self.run.take();
         if apdu.len() < 4 {
             return vec![0x67, 0x00];
         }
-        // A run of SDM reads continues only while reads of the same kind follow each other.
-        let run = self.run.take();
         let Some(c) = Apdu::parse(apdu) else {
             return if apdu[0] == 0x90 {
                 sw(Status::LengthError)
