@@ -31,10 +31,11 @@ async fn blocking<T: Send + 'static>(
         .map_err(|_| UiError::new("internal", "a background task failed"))?
 }
 
-/// Runs a card operation, trying again for up to two seconds while another connection (the
-/// lock screen's status poll, another app) holds the card exclusively.
+/// Runs a card operation, trying again for up to five seconds while another connection (the
+/// lock screen's status poll, another program) holds the card exclusively. A poll holds it
+/// for a few milliseconds; the margin is for a heavily loaded machine.
 fn card_retry<T>(mut f: impl FnMut() -> Result<T, CoreError>) -> Result<T, CoreError> {
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(2);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         match f() {
             Err(e) if e.code() == "card_busy" && std::time::Instant::now() < deadline => {
@@ -130,11 +131,7 @@ fn readers(
     reader: Option<&str>,
     probe: bool,
 ) -> UiResult<Vec<card::ReaderStatus>> {
-    let mut all = card::status(&OsKeyring, dir, probe)?;
-    if let Some(want) = reader {
-        all.retain(|r| r.reader == want);
-    }
-    Ok(all)
+    Ok(card::status(&OsKeyring, dir, probe, reader)?)
 }
 
 /// The card on this app's reader, probed (factory or not), or why there is none.

@@ -114,7 +114,21 @@ fn first_run(app: &App, relay: &Relay, password: &str, shot: bool) {
     s.type_into("#fr-password2", password);
     app.wait_text("#fr-card-status", "factory");
     s.click("#fr-provision");
-    app.wait_text("#fr-provision-done", "is ready");
+    // Done, or refused: either way say what the window shows.
+    let outcome = s.wait_js(
+        "the card provisioned or a provisioning error",
+        "const d = document.querySelector('#fr-provision-done'); \
+         const e = document.querySelector('#fr-error'); \
+         return d ? d.textContent : (e && !e.hidden && e.textContent) ? 'error: ' + e.textContent : '';",
+        LONG,
+    );
+    let outcome = outcome.as_str().unwrap_or_default().to_string();
+    assert!(
+        outcome.contains("is ready"),
+        "{}: provisioning the card did not finish: {outcome}; steps shown: {}",
+        app.name,
+        s.js("return Array.from(document.querySelectorAll('#fr-provision-log li')).map(l => l.textContent).join(' | ');")
+    );
     let steps = s.js("return document.querySelectorAll('#fr-provision-log li[data-step]').length;");
     assert_eq!(steps, 4, "each provisioning step is shown");
     s.type_into("#fr-name", app.name);

@@ -45,15 +45,23 @@ pub fn vpcd_reader(readers: &Readers) -> String {
     slot_reader(readers, 0)
 }
 
-/// The PC/SC name of vpcd slot `slot` ("Virtual PCD 00 00", "Virtual PCD 00 01").
+/// The PC/SC name of vpcd slot `slot` ("Virtual PCD 00 00", "Virtual PCD 00 01"). pcscd
+/// attaches the slots one after the other when it starts: wait for this one to be listed.
 pub fn slot_reader(readers: &Readers, slot: u16) -> String {
     let suffix = format!("00 {slot:02}");
     readers
-        .list()
+        .wait_for_reader(
+            &|r| r.starts_with("Virtual PCD") && r.ends_with(&suffix),
+            Duration::from_secs(20),
+        )
         .unwrap()
-        .into_iter()
-        .find(|r| r.starts_with("Virtual PCD") && r.ends_with(&suffix))
-        .expect("the vpcd reader (package vsmartcard-vpcd) is not configured in pcscd")
+        .unwrap_or_else(|| {
+            panic!(
+                "vpcd slot {slot} is not among pcscd's readers ({:?}); is the vpcd driver \
+                 (package vsmartcard-vpcd) configured?",
+                readers.list()
+            )
+        })
 }
 
 /// A virtual card run as a user runs it: `tessera-cli card sim` in vpcd slot `slot`.

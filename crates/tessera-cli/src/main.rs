@@ -487,10 +487,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Card(CardCommand::Status) => {
             let dir = data_dir(&cli).ok();
-            let list =
-                tokio::task::spawn_blocking(move || card::status(&OsKeyring, dir.as_deref(), true))
-                    .await
-                    .map_err(|e| CliError::Usage(e.to_string()))?;
+            let reader = cli.reader.clone();
+            let list = tokio::task::spawn_blocking(move || {
+                card::status(&OsKeyring, dir.as_deref(), true, reader.as_deref())
+            })
+            .await
+            .map_err(|e| CliError::Usage(e.to_string()))?;
             let list = match list {
                 Ok(l) => l,
                 Err(CardError::Tag(tessera_nfc::tag::TagError::Reader(

@@ -260,15 +260,23 @@ pub struct ReaderStatus {
 /// lacks is also tried with the factory key (`factory` or `foreign`) and its originality
 /// signature checked; call that once per card, not in a loop (failed authentications count on
 /// a real card).
+///
+/// With `only`, just that reader is looked at: the cards on other readers are not touched
+/// (they may be another program's, or another app instance's in the middle of its own
+/// exchange, and every connection holds the card exclusively while it lasts).
 pub fn status(
     secrets: &dyn SecretStore,
     dir: Option<&Path>,
     probe: bool,
+    only: Option<&str>,
 ) -> Result<Vec<ReaderStatus>, CardError> {
     let readers = Readers::open()?;
     let binding = dir.and_then(|d| Vault::card_binding(d).ok().flatten());
     let mut out = Vec::new();
     for reader in readers.list()? {
+        if only.is_some_and(|o| o != reader) {
+            continue;
+        }
         let card = readers.card_present(&reader)?;
         let mut st = ReaderStatus {
             reader: reader.clone(),

@@ -73,6 +73,45 @@ impl Readers {
         Ok(out)
     }
 
+    /// Waits (up to `timeout`) until a reader whose name satisfies `wanted` is attached, on
+    /// pcscd's reader-list notifications; returns its name, or `None` on timeout.
+    pub fn wait_for_reader(
+        &self,
+        wanted: &dyn Fn(&str) -> bool,
+        timeout: std::time::Duration,
+    ) -> Result<Option<String>, ReaderError> {
+        let deadline = std::time::Instant::now() + timeout;
+        let mut pnp = [pcsc::ReaderState::new(
+            pcsc::PNP_NOTIFICATION(),
+            pcsc::State::UNAWARE,
+        )];
+        loop {
+            match self.list() {
+                Ok(names) => {
+                    if let Some(n) = names.into_iter().find(|n| wanted(n)) {
+                        return Ok(Some(n));
+                    }
+                }
+                Err(ReaderError::NoReader) => {}
+                Err(e) => return Err(e),
+            }
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Ok(None);
+            }
+            // Sleeps until the reader list changes (or a second passes: not every PC/SC
+            // implementation reports the list through the notification).
+            match self
+                .ctx
+                .get_status_change(left.min(std::time::Duration::from_secs(1)), &mut pnp)
+            {
+                Ok(()) | Err(pcsc::Error::Timeout) | Err(pcsc::Error::UnknownReader) => {}
+                Err(e) => return Err(map(e)),
+            }
+            pnp[0].sync_current_state();
+        }
+    }
+
     /// Connects to the card on `reader` (exclusively: no other program talks to it meanwhile).
     pub fn connect(&self, reader: &str) -> Result<CardConnection, ReaderError> {
         let name = std::ffi::CString::new(reader).map_err(|_| ReaderError::NoReader)?;

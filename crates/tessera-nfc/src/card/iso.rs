@@ -97,8 +97,17 @@ impl Card {
 
     /// The file an ISOReadBinary/ISOUpdateBinary targets and the offset: P1 bit 7 set means a
     /// short file id in bits 4–0 (which also selects the file) and the offset in P2, otherwise
-    /// a 15-bit offset in P1–P2 on the selected file.
+    /// a 15-bit offset in P1–P2 on the selected file. Both commands are plain only: refused in
+    /// an authenticated state.
     fn binary_target(&mut self, c: &Apdu<'_>) -> Result<(u8, usize), [u8; 2]> {
+        let target = self.binary_file(c)?;
+        if self.authenticated() {
+            return Err(SECURITY);
+        }
+        Ok(target)
+    }
+
+    fn binary_file(&mut self, c: &Apdu<'_>) -> Result<(u8, usize), [u8; 2]> {
         if self.level != Level::App {
             return Err(CONDITIONS);
         }
@@ -141,9 +150,6 @@ impl Card {
             Ok(t) => t,
             Err(sw) => return sw.to_vec(),
         };
-        if self.authenticated() {
-            return SECURITY.to_vec();
-        }
         let Some(file) = self.state.file(no).cloned() else {
             return NOT_FOUND.to_vec();
         };
@@ -216,9 +222,6 @@ impl Card {
             Ok(t) => t,
             Err(sw) => return sw.to_vec(),
         };
-        if self.authenticated() {
-            return SECURITY.to_vec();
-        }
         let Some(file) = self.state.files.iter_mut().find(|f| f.no == no) else {
             return NOT_FOUND.to_vec();
         };
