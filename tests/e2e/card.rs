@@ -331,23 +331,28 @@ fn card_sun_read_as_a_phone_reads_it_verifies_and_counts_once_per_read() {
         tag::provision(&mut c, &[], &master, &[7; 32], &mut rng).unwrap()
     };
     let hex = |k: &[u8]| k.iter().map(|b| format!("{b:02x}")).collect::<String>();
-    let mut last = u64::from(first.counter);
-    for _ in 0..3 {
-        let read = cli.ok(&["--reader", &sim.reader, "card", "read-ndef"]);
-        assert_eq!(read["records"][0]["type"], "tessera.app:sun", "{read}");
-        let sun = &read["sun"];
-        let verified = cli.ok(&[
+    // `card verify-sun` with the meta key of `master` and the file key of `file`.
+    let verify = |file: &CardMasterKey, sun: &serde_json::Value| {
+        cli.run(&[
             "card",
             "verify-sun",
             "--meta-key",
             &hex(&master.key(tag::KEY_SDM_META)[..]),
             "--file-key",
-            &hex(&master.key(tag::KEY_READ)[..]),
+            &hex(&file.key(tag::KEY_READ)[..]),
             "--picc",
             sun["picc"].as_str().unwrap(),
             "--cmac",
             sun["cmac"].as_str().unwrap(),
-        ]);
+        ])
+    };
+    let mut last = u64::from(first.counter);
+    for _ in 0..3 {
+        let read = cli.ok(&["--reader", &sim.reader, "card", "read-ndef"]);
+        assert_eq!(read["records"][0]["type"], "tessera.app:sun", "{read}");
+        let outcome = verify(&master, &read["sun"]);
+        assert!(outcome.ok, "{}\n{}", outcome.stdout, outcome.stderr);
+        let verified = outcome.json;
         assert_eq!(verified["valid"], true, "{verified}");
         assert_eq!(verified["uid"], hex(&first.uid), "{verified}");
         assert_eq!(
@@ -360,18 +365,7 @@ fn card_sun_read_as_a_phone_reads_it_verifies_and_counts_once_per_read() {
     // With another card's keys the same SUN does not verify.
     let read = cli.ok(&["--reader", &sim.reader, "card", "read-ndef"]);
     let other = CardMasterKey::from_bytes(&[0x11; 32]);
-    let refused = cli.run(&[
-        "card",
-        "verify-sun",
-        "--meta-key",
-        &hex(&master.key(tag::KEY_SDM_META)[..]),
-        "--file-key",
-        &hex(&other.key(tag::KEY_READ)[..]),
-        "--picc",
-        read["sun"]["picc"].as_str().unwrap(),
-        "--cmac",
-        read["sun"]["cmac"].as_str().unwrap(),
-    ]);
+    let refused = verify(&other, &read["sun"]);
     assert!(!refused.ok, "{}", refused.stdout);
     assert!(
         refused.stdout.contains("\"valid\":false"),

@@ -386,17 +386,27 @@ impl Card {
         }
     }
 
-    /// GetFileSettings (§10.7.2): MAC in a session.
-    fn get_file_settings(&mut self, data: &[u8]) -> Result<Vec<u8>, Status> {
+    /// Opens a command whose data is one header byte, sent plain outside a session and with a
+    /// MAC inside one (GetFileSettings, GetKeyVersion); returns the byte and the mode.
+    fn open_mac_header(&mut self, ins: u8, data: &[u8]) -> Result<(u8, CommMode), Status> {
         let mode = self.session_mode(CommMode::Mac);
         let (header, body) = data.split_at(data.len().min(1));
-        if header.is_empty() || (mode == CommMode::Plain && !body.is_empty()) {
+        let Some(&byte) = header.first() else {
+            return Err(Status::LengthError);
+        };
+        if mode == CommMode::Plain && !body.is_empty() {
             return Err(Status::LengthError);
         }
-        self.open(0xF5, header, body, mode)?;
+        self.open(ins, header, body, mode)?;
+        Ok((byte, mode))
+    }
+
+    /// GetFileSettings (§10.7.2): MAC in a session.
+    fn get_file_settings(&mut self, data: &[u8]) -> Result<Vec<u8>, Status> {
+        let (file_no, mode) = self.open_mac_header(0xF5, data)?;
         let settings = self
             .state
-            .file_settings(header[0])
+            .file_settings(file_no)
             .ok_or(Status::FileNotFound)?;
         let out = self.seal(settings, mode, 0x00);
         Ok(self.respond(out))
@@ -484,19 +494,14 @@ impl Card {
 
     /// GetKeyVersion (§10.6.2): MAC in a session.
     fn get_key_version(&mut self, data: &[u8]) -> Result<Vec<u8>, Status> {
-        let mode = self.session_mode(CommMode::Mac);
-        let (header, body) = data.split_at(data.len().min(1));
-        if header.is_empty() || (mode == CommMode::Plain && !body.is_empty()) {
-            return Err(Status::LengthError);
-        }
-        self.open(0x64, header, body, mode)?;
-        if header[0] & 0xF0 != 0 {
+        let (key_no, mode) = self.open_mac_header(0x64, data)?;
+        if key_no & 0xF0 != 0 {
             return Err(Status::ParameterError);
         }
         let version = *self
             .state
             .key_versions
-            .get(usize::from(header[0]))
+            .get(usize::from(key_no))
             .ok_or(Status::NoSuchKey)?;
         let out = self.seal(vec![version], mode, 0x00);
         Ok(self.respond(out))
