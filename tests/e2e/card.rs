@@ -170,6 +170,7 @@ fn card_provision_unlock_and_every_refusal() {
     let wrong_pw = Cli {
         dir: alice.dir.clone(),
         password: "wrong horse".into(),
+        env: alice.env.clone(),
     };
     let o = wrong_pw.run(&["invite"]);
     assert_eq!(o.json["kind"], "wrong_password", "{}", o.stdout);

@@ -6,6 +6,7 @@
 mod call;
 mod card;
 mod chat;
+mod keys;
 mod loadgen;
 mod relay;
 mod relay_protocol;

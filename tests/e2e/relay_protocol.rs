@@ -803,3 +803,164 @@ async fn relay_a_silent_client_is_closed_with_timeout_and_others_are_unaffected(
         other => panic!("expected a delivery, got {other:?}"),
     }
 }
+
+/// A device certificate built byte by byte from `docs/keys.md` (version 1; the identity signs
+/// everything before the signature with label "tessera v1 device certificate"), so the relay
+/// can be shown certificates the client library refuses to issue.
+fn raw_certificate(
+    account: &tessera_e2e::device::TestAccount,
+    device: &tessera_e2e::device::TestDevice,
+    serial: u32,
+    window: (u64, u64),
+    r: &mut rand_chacha::ChaCha20Rng,
+) -> Vec<u8> {
+    let f = &device.certificate.fields;
+    let mut out = vec![1u8];
+    out.extend_from_slice(&account.public.account_id().0);
+    out.extend_from_slice(&f.device_id.to_be_bytes());
+    out.extend_from_slice(&serial.to_be_bytes());
+    out.extend_from_slice(&f.auth_key.to_bytes());
+    out.extend_from_slice(&f.envelope_key.to_bytes());
+    out.extend_from_slice(&window.0.to_be_bytes());
+    out.extend_from_slice(&window.1.to_be_bytes());
+    let sig = account
+        .identity
+        .sign("tessera v1 device certificate", &out, r)
+        .unwrap();
+    out.extend_from_slice(&sig.to_bytes());
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_accepts_renewals_signed_by_the_account_and_refuses_the_rest() {
+    use tessera_crypto::{DeviceCertificate, sign_relay_login};
+
+    const DAY: u64 = 86_400_000;
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let mut r = rng(77);
+    let account = TestAccount::new(&mut r);
+    let device = account.device(1, &mut r);
+    let (client, _pushes) = device.register(&relay.address).await;
+    let (signed, wire) = device.prekeys(10, &mut r);
+    client.publish_prekeys(&signed, wire).await.unwrap();
+    let id = account.public.account_id();
+
+    // Registers `cert` on a fresh connection; the relay's answer.
+    let register = |cert: Vec<u8>| {
+        let addr = relay.address.clone();
+        let public = account.public.to_bytes();
+        let auth = device.auth.clone();
+        async move {
+            let mut ws = tessera_net::connect_websocket(&addr, &Transport::Direct)
+                .await
+                .unwrap();
+            let next = async |ws: &mut tessera_net::RelayWebSocket| match ws.next().await {
+                Some(Ok(Message::Binary(b))) => Frame::decode(&b).unwrap().body,
+                other => panic!("expected a frame, got {other:?}"),
+            };
+            let nonce = match next(&mut ws).await {
+                Body::Challenge { nonce, .. } => nonce,
+                other => panic!("expected a challenge, got {other:?}"),
+            };
+            let proof =
+                sign_relay_login(&auth, &nonce, addr.pin.as_bytes(), &id, 1, &mut rng(9)).unwrap();
+            let frame = Frame {
+                request_id: 1,
+                body: Body::Register {
+                    account_public: public,
+                    device_certificate: cert,
+                    proof,
+                },
+            };
+            ws.send(Message::Binary(frame.encode().unwrap().into()))
+                .await
+                .unwrap();
+            next(&mut ws).await
+        }
+    };
+    let refused = |b: &Body| {
+        matches!(
+            b,
+            Body::Error {
+                code: ErrorCode::AuthFailed,
+                ..
+            }
+        )
+    };
+    let now = now_ms();
+
+    // A renewal (serial 2, 45 days) signed by the account identity replaces the certificate.
+    let renewed = raw_certificate(&account, &device, 2, (now - DAY, now + 45 * DAY), &mut r);
+    assert_eq!(register(renewed.clone()).await, Body::Ok);
+    // That registration replaced the device's session; log in again.
+    let (client, _pushes) = device.login(&relay.address).await;
+    let fetched = client
+        .fetch_certificate(&id, 1, &account.public, now)
+        .await
+        .unwrap();
+    assert_eq!(fetched.fields.serial, 2);
+    assert_eq!(fetched, DeviceCertificate::from_bytes(&renewed).unwrap());
+
+    // Too long a window (61 days), although correctly signed.
+    let long = raw_certificate(&account, &device, 3, (now - DAY, now + 60 * DAY), &mut r);
+    assert!(refused(&register(long).await));
+    // Already expired.
+    let expired = raw_certificate(
+        &account,
+        &device,
+        4,
+        (now - 50 * DAY, now - 5 * DAY),
+        &mut r,
+    );
+    assert!(refused(&register(expired).await));
+    // Signed by another account's identity, offered under this account's keys.
+    let mallory = TestAccount::new(&mut r);
+    let forged = raw_certificate(&mallory, &device, 5, (now - DAY, now + 45 * DAY), &mut r);
+    assert!(refused(&register(forged).await));
+    // None of them replaced the renewal.
+    let (client, _pushes) = device.login(&relay.address).await;
+    let fetched = client
+        .fetch_certificate(&id, 1, &account.public, now)
+        .await
+        .unwrap();
+    assert_eq!(fetched.fields.serial, 2);
+    // An unknown device has no certificate.
+    assert!(matches!(
+        client.fetch_certificate(&id, 9, &account.public, now).await,
+        Err(tessera_net::ClientError::Relay {
+            code: ErrorCode::NotFound,
+            ..
+        })
+    ));
+
+    // A signed-prekey rotation: a new statement for the same batch, without the one-time
+    // prekeys, keeps the ones the relay holds; a statement for a batch it does not hold is
+    // refused.
+    let mut rotated = signed.clone();
+    rotated.statement.signed_prekey_id = 2;
+    rotated.signature = rotated.statement.sign(&account.identity, &mut r).unwrap();
+    client.publish_prekeys(&rotated, Vec::new()).await.unwrap();
+    let bundle = client.fetch_bundle(&id, 1, now).await.unwrap();
+    assert_eq!(bundle.signed.statement.signed_prekey_id, 2);
+    assert!(
+        bundle.one_time.is_some(),
+        "the held one-time prekeys were dropped"
+    );
+    let mut other_batch = rotated.clone();
+    other_batch.statement.batch_id = 9;
+    other_batch.signature = other_batch
+        .statement
+        .sign(&account.identity, &mut r)
+        .unwrap();
+    assert!(matches!(
+        client.publish_prekeys(&other_batch, Vec::new()).await,
+        Err(tessera_net::ClientError::Relay {
+            code: ErrorCode::NotFound,
+            ..
+        })
+    ));
+    // That refusal keeps the connection: the client uploads a whole batch next.
+    let (signed, wire) = device.prekeys(10, &mut r);
+    client.publish_prekeys(&signed, wire).await.unwrap();
+}

@@ -11,6 +11,8 @@ pub struct Cli {
     pub dir: PathBuf,
     /// The password given through `TESSERA_PASSWORD`.
     pub password: String,
+    /// Extra environment for every command (e.g. a shifted clock).
+    pub env: Vec<(String, String)>,
 }
 
 /// What a command printed and how it exited.
@@ -32,6 +34,7 @@ impl Cli {
         Self {
             dir: dir.to_path_buf(),
             password: "correct horse battery".into(),
+            env: Vec::new(),
         }
     }
 
@@ -43,6 +46,7 @@ impl Cli {
             .arg(&self.dir)
             .args(args)
             .env("TESSERA_PASSWORD", &self.password)
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null());
         c
     }
@@ -50,6 +54,18 @@ impl Cli {
     /// Runs a command to completion.
     pub fn run(&self, args: &[&str]) -> Outcome {
         let out = self.command(args).output().unwrap();
+        if !out.stderr.is_empty() {
+            // Kept beside the account for diagnosis (e.g. with TESSERA_LOG in `env`).
+            use std::io::Write as _;
+            if let Ok(mut log) = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(self.dir.with_extension("stderr.log"))
+            {
+                let _ = writeln!(log, "$ tessera-cli {}", args.join(" "));
+                let _ = log.write_all(&out.stderr);
+            }
+        }
         let stdout = String::from_utf8_lossy(&out.stdout).to_string();
         let json = stdout
             .lines()

@@ -5,6 +5,7 @@ pub mod calls;
 pub mod card;
 pub mod cli;
 pub mod device;
+pub mod faketime;
 pub mod process;
 pub mod relay;
 pub mod webdriver;

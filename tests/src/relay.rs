@@ -38,6 +38,17 @@ impl Relay {
 
     /// As [`Relay::start_with`], on a given loopback port (for restarts at the same address).
     pub fn start_on(data_dir: &Path, port: u16, extra: &[&str]) -> Relay {
+        Self::start_env(data_dir, port, extra, &[])
+    }
+
+    /// As [`Relay::start_on`], with extra environment variables (e.g. a shifted clock from
+    /// [`crate::faketime::FakeTime::env`]).
+    pub fn start_env(
+        data_dir: &Path,
+        port: u16,
+        extra: &[&str],
+        env: &[(String, String)],
+    ) -> Relay {
         let listen = format!("127.0.0.1:{port}");
         let log_path = data_dir.with_extension("stderr.log");
         let log = std::fs::File::create(&log_path).unwrap();
@@ -45,6 +56,7 @@ impl Relay {
             .args(["--listen", &listen, "--data-dir"])
             .arg(data_dir)
             .args(extra)
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log)

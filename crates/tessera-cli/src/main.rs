@@ -114,6 +114,9 @@ enum Command {
     },
     /// Change the vault password (the new one from TESSERA_NEW_PASSWORD or a prompt)
     ChangePassword,
+    /// This device's certificate and how many private keys the vault holds (rotations due
+    /// now are done first, as at every unlock; docs/keys.md)
+    Keys,
     /// NTAG 424 DNA card tools
     #[command(subcommand)]
     Card(CardCommand),
@@ -226,6 +229,20 @@ enum RelayCommand {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Diagnostics on standard error when asked for, e.g. TESSERA_LOG=info (never secrets: the
+    // core logs ids, counts and errors only).
+    if let Ok(filter) = std::env::var("TESSERA_LOG") {
+        match tracing_subscriber::EnvFilter::try_new(&filter) {
+            Ok(f) => tracing_subscriber::fmt()
+                .with_env_filter(f)
+                .with_writer(std::io::stderr)
+                .init(),
+            Err(e) => {
+                eprintln!("tessera-cli: error: invalid TESSERA_LOG filter: {e}");
+                return ExitCode::from(2);
+            }
+        }
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -881,6 +898,27 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 .collect::<Vec<_>>()
                 .join("\n");
             out(json!({"messages": list}), text);
+        }
+        Command::Keys => {
+            let engine = unlock(&cli).await?;
+            let (serial, not_before, not_after) = engine.device_certificate()?;
+            let k = engine.key_inventory()?;
+            let days_left = not_after.saturating_sub(engine.now_ms()) / 86_400_000;
+            out(
+                json!({
+                    "certificate": {"serial": serial, "not_before": not_before,
+                                    "not_after": not_after, "days_left": days_left},
+                    "keys": {"signed_prekeys": k.signed_prekeys, "kyber_prekeys": k.kyber_prekeys,
+                             "one_time_prekeys": k.one_time_prekeys,
+                             "retired_envelope_keys": k.retired_envelope_keys,
+                             "seen_envelopes": k.seen_envelopes},
+                }),
+                format!(
+                    "device certificate #{serial}, {days_left} days left; {} signed prekeys, \
+                     {} one-time prekeys, {} retired envelope keys",
+                    k.signed_prekeys, k.one_time_prekeys, k.retired_envelope_keys
+                ),
+            );
         }
         Command::SafetyNumber { contact } => {
             let engine = unlock(&cli).await?;

@@ -12,19 +12,15 @@ use futures_util::FutureExt as _;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use tessera_crypto::signal::{
-    CiphertextMessage, CiphertextMessageType, DeviceId, GenericSignedPreKey as _, KeyPair,
-    KyberPreKeyRecord, PreKeyRecord, PreKeySignalMessage, ProtocolAddress, SignalMessage,
-    SignalProtocolError, SignedPreKeyRecord, Timestamp, kem, message_decrypt, message_encrypt,
-    process_prekey_bundle,
+    CiphertextMessage, CiphertextMessageType, DeviceId, PreKeySignalMessage, ProtocolAddress,
+    SignalMessage, SignalProtocolError, message_decrypt, message_encrypt, process_prekey_bundle,
 };
 use tessera_crypto::{
-    AccountId, AccountIdentity, AccountPublic, CryptoError, DeviceCertificate,
-    DeviceCertificateFields, EnvelopeKeyPair, EnvelopeKeyRing, EpochCertificate, EpochSigningKey,
-    HybridSigningKey, OneTimePrekeyBatch, PrekeyStatement, SafetyNumber, SealRequest,
-    SignedPrekeys, seal,
+    AccountId, AccountIdentity, AccountPublic, CryptoError, DeviceCertificate, EnvelopeKeyPair,
+    HybridSigningKey, SafetyNumber, SealRequest, seal,
 };
 use tessera_net::{ClientError, Pushed, Pushes, RelayClient, Transport};
-use tessera_proto::{ErrorCode, RelayAddress, WirePrekey};
+use tessera_proto::{ErrorCode, RelayAddress};
 use tessera_store::{
     CardFactor, Contact, ContactState, KdfParams, Message, MessageStatus, SecretStore, Vault,
     VaultError,
@@ -32,21 +28,10 @@ use tessera_store::{
 use tokio::sync::broadcast;
 use zeroize::Zeroizing;
 
+use crate::clock::{Clock, SystemClock};
 use crate::content::{Content, ReceiptKind, id_hex, parse_id};
+use crate::keys::{self, DEVICE_ID, Me, load_me};
 use crate::{CoreError, Event, Invite, LockReason, TransportConfig};
-
-const DAY_MS: u64 = 86_400_000;
-/// This build's device number (one device per account for now; libsignal allows 1–127).
-const DEVICE_ID: u32 = 1;
-/// One-time prekeys per uploaded batch.
-const PREKEY_BATCH: u32 = 100;
-
-fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0)
-}
 
 fn rng() -> StdRng {
     StdRng::from_os_rng()
@@ -83,20 +68,6 @@ pub struct CreateOptions {
     pub card: Option<CardFactor>,
 }
 
-/// This device's keys, in memory while unlocked.
-struct Me {
-    identity: AccountIdentity,
-    public: AccountPublic,
-    account_id: AccountId,
-    auth: HybridSigningKey,
-    ring: EnvelopeKeyRing,
-    epoch: EpochSigningKey,
-    certificate: DeviceCertificate,
-    relay: RelayAddress,
-    name: String,
-    transport: Transport,
-}
-
 struct Unlocked {
     vault: Vault,
     me: Me,
@@ -104,6 +75,12 @@ struct Unlocked {
 
 struct Inner {
     dir: PathBuf,
+    /// Every time the engine uses comes from here (`clock.rs`).
+    clock: Arc<dyn Clock>,
+    /// When each contact device's certificate was last fetched (at most once an hour).
+    refreshed: Mutex<std::collections::HashMap<([u8; 32], u32), u64>>,
+    /// Engine time of the last key maintenance (0: never).
+    maintained: std::sync::atomic::AtomicU64,
     secrets: Arc<dyn SecretStore>,
     state: Mutex<Option<Unlocked>>,
     client: Mutex<Option<Arc<RelayClient>>>,
@@ -118,19 +95,6 @@ struct Inner {
 #[derive(Clone)]
 pub struct Engine {
     inner: Arc<Inner>,
-}
-
-/// Reads a local secret of exactly `N` bytes.
-fn local_array<const N: usize>(v: &Vault, name: &str) -> Result<Zeroizing<[u8; N]>, CoreError> {
-    let bytes = v
-        .local(name)?
-        .ok_or(CoreError::Vault(VaultError::NotInitialised))?;
-    if bytes.len() != N {
-        return Err(CoreError::Vault(VaultError::Corrupt));
-    }
-    let mut out = Zeroizing::new([0u8; N]);
-    out.copy_from_slice(&bytes);
-    Ok(out)
 }
 
 fn setting(v: &Vault, name: &str) -> Result<String, CoreError> {
@@ -149,51 +113,6 @@ fn transport_config(v: &Vault) -> Result<TransportConfig, CoreError> {
     })
 }
 
-fn load_me(v: &Vault, transport: Transport) -> Result<Me, CoreError> {
-    let identity = v.local_identity()?;
-    let public = identity.public();
-    let auth = HybridSigningKey::from_parts(
-        local_array::<32>(v, "auth.curve")?,
-        local_array::<32>(v, "auth.mldsa")?,
-    )
-    .map_err(|_| CoreError::Vault(VaultError::Corrupt))?;
-    let envelope = EnvelopeKeyPair::from_seeds(
-        local_array::<32>(v, "envelope.x25519")?,
-        local_array::<64>(v, "envelope.mlkem")?,
-    );
-    let cert_bytes = v
-        .local("device.certificate")?
-        .ok_or(CoreError::Vault(VaultError::NotInitialised))?;
-    let certificate = DeviceCertificate::from_bytes(&cert_bytes)
-        .map_err(|_| CoreError::Vault(VaultError::Corrupt))?;
-    let epoch_cert = v
-        .local("epoch.certificate")?
-        .ok_or(CoreError::Vault(VaultError::NotInitialised))?;
-    let epoch = EpochSigningKey::from_parts(
-        local_array::<32>(v, "epoch.secret")?,
-        EpochCertificate::from_bytes(&epoch_cert)
-            .map_err(|_| CoreError::Vault(VaultError::Corrupt))?,
-    )
-    .map_err(|_| CoreError::Vault(VaultError::Corrupt))?;
-    let mut ring = EnvelopeKeyRing::new();
-    ring.insert(envelope, certificate.fields.not_after + 14 * DAY_MS);
-    let relay: RelayAddress = setting(v, "relay")?
-        .parse()
-        .map_err(|_| CoreError::Vault(VaultError::Corrupt))?;
-    Ok(Me {
-        account_id: public.account_id(),
-        public,
-        identity,
-        auth,
-        ring,
-        epoch,
-        certificate,
-        relay,
-        name: setting(v, "name")?,
-        transport,
-    })
-}
-
 fn address(account: &AccountId, device_id: u32) -> Result<ProtocolAddress, CoreError> {
     let device = u8::try_from(device_id)
         .ok()
@@ -202,132 +121,15 @@ fn address(account: &AccountId, device_id: u32) -> Result<ProtocolAddress, CoreE
     Ok(ProtocolAddress::new(account.to_string(), device))
 }
 
-/// Generates a signed prekey, a Kyber prekey and a batch of one-time prekeys, stores the private
-/// halves in the vault and returns what to upload.
-fn new_prekeys(
-    v: &Vault,
-    identity: &AccountIdentity,
-    batch_id: u32,
-) -> Result<(SignedPrekeys, Vec<WirePrekey>), CoreError> {
-    let mut r = rng();
-    let signal = identity.signal_identity()?;
-    let mut s = v.signal();
-    // The signed and Kyber prekeys are kept across refills; make them once.
-    let existing = v.local("prekeys.signed")?;
-    let (spk_id, spk_public, spk_sig, kyber_id, kyber_public, kyber_sig, registration_id) =
-        match existing.as_deref().map(|b| SignedPrekeys::from_bytes(b)) {
-            Some(Ok(old)) => (
-                old.statement.signed_prekey_id,
-                old.statement.signed_prekey,
-                old.signed_prekey_signature,
-                old.statement.kyber_prekey_id,
-                old.statement.kyber_prekey.clone(),
-                old.kyber_prekey_signature,
-                old.statement.registration_id,
-            ),
-            _ => {
-                let spk = KeyPair::generate(&mut r);
-                let kyber = kem::KeyPair::generate(kem::KeyType::Kyber1024, &mut r);
-                let spk_sig = signal
-                    .private_key()
-                    .calculate_signature(&spk.public_key.serialize(), &mut r)
-                    .map_err(|_| CoreError::Crypto(CryptoError::Signing))?;
-                let kyber_sig = signal
-                    .private_key()
-                    .calculate_signature(&kyber.public_key.serialize(), &mut r)
-                    .map_err(|_| CoreError::Crypto(CryptoError::Signing))?;
-                let now = Timestamp::from_epoch_millis(now_ms());
-                tessera_crypto::signal::SignedPreKeyStore::save_signed_pre_key(
-                    &mut s,
-                    1.into(),
-                    &SignedPreKeyRecord::new(1.into(), now, &spk, &spk_sig),
-                )
-                .now_or_never()
-                .ok_or(CoreError::Busy)??;
-                tessera_crypto::signal::KyberPreKeyStore::save_kyber_pre_key(
-                    &mut s,
-                    1.into(),
-                    &KyberPreKeyRecord::new(1.into(), now, &kyber, &kyber_sig),
-                )
-                .now_or_never()
-                .ok_or(CoreError::Busy)??;
-                let fixed = |sig: &[u8]| -> Result<[u8; 64], CoreError> {
-                    sig.try_into().map_err(|_| CoreError::BadContent)
-                };
-                let registration_id = {
-                    let v = v
-                        .local("registration_id")?
-                        .ok_or(CoreError::Vault(VaultError::NotInitialised))?;
-                    u32::from_be_bytes(
-                        v.as_slice()
-                            .try_into()
-                            .map_err(|_| CoreError::Vault(VaultError::Corrupt))?,
-                    )
-                };
-                (
-                    1,
-                    spk.public_key,
-                    fixed(&spk_sig)?,
-                    1,
-                    kyber.public_key.serialize().to_vec(),
-                    fixed(&kyber_sig)?,
-                    registration_id,
-                )
-            }
-        };
-    let first_id = 1 + (batch_id - 1) * PREKEY_BATCH;
-    let mut publics = Vec::with_capacity(PREKEY_BATCH as usize);
-    for id in first_id..first_id + PREKEY_BATCH {
-        let pair = KeyPair::generate(&mut r);
-        tessera_crypto::signal::PreKeyStore::save_pre_key(
-            &mut s,
-            id.into(),
-            &PreKeyRecord::new(id.into(), &pair),
-        )
-        .now_or_never()
-        .ok_or(CoreError::Busy)??;
-        publics.push((id, pair.public_key));
-    }
-    let batch = OneTimePrekeyBatch::new(publics.clone())?;
-    let statement = PrekeyStatement {
-        account_id: identity.public().account_id(),
-        device_id: DEVICE_ID,
-        registration_id,
-        signed_prekey_id: spk_id,
-        signed_prekey: spk_public,
-        kyber_prekey_id: kyber_id,
-        kyber_prekey: kyber_public,
-        batch_id,
-        batch_size: PREKEY_BATCH,
-        batch_root: batch.root(),
-    };
-    let signature = statement.sign(identity, &mut r)?;
-    let signed = SignedPrekeys {
-        statement,
-        signature,
-        signed_prekey_signature: spk_sig,
-        kyber_prekey_signature: kyber_sig,
-    };
-    v.set_local("prekeys.signed", &signed.to_bytes())?;
-    v.set_local("prekeys.batch", &batch_id.to_be_bytes())?;
-    let wire = publics
-        .iter()
-        .map(|(id, k)| WirePrekey {
-            id: *id,
-            public: k.serialize().to_vec(),
-        })
-        .collect();
-    Ok((signed, wire))
-}
-
-/// Encrypts `content` for every known device of `contact` and puts the envelopes in the outbox
-/// (in the caller's transaction).
+/// Encrypts `content` for every known device of `contact` and puts the Signal messages in the
+/// outbox (in the caller's transaction). They are sealed into envelopes when first sent
+/// ([`Engine::flush_outbox`]), to the envelope key the device has then.
 fn queue(
     v: &Vault,
-    me: &Me,
     contact: &AccountId,
     content: &Content,
     message: Option<&[u8; 16]>,
+    now: u64,
 ) -> Result<(), CoreError> {
     let devices = v.contact_devices(&contact.0)?;
     if devices.is_empty() {
@@ -335,30 +137,53 @@ fn queue(
     }
     let plain = content.to_bytes();
     let mut r = rng();
-    for (device_id, cert) in devices {
-        let cert = DeviceCertificate::from_bytes(&cert)?;
+    for (device_id, _) in devices {
         let addr = address(contact, device_id)?;
         let (mut s, mut i) = (v.signal(), v.signal());
-        let ct = message_encrypt(&plain, &addr, &mut s, &mut i, SystemTime::now(), &mut r)
+        let ct = message_encrypt(&plain, &addr, &mut s, &mut i, at(now), &mut r)
             .now_or_never()
             .ok_or(CoreError::Busy)??;
         let mut payload = vec![ct.message_type() as u8];
         payload.extend_from_slice(ct.serialize());
-        let sealed = seal(
-            &SealRequest {
-                recipient: &cert.fields.envelope_key,
-                sender: &me.epoch,
-                // Always: the recipient then never depends on an earlier envelope to know this
-                // epoch (costs ~7 KiB per envelope; see docs/engine.md).
-                include_certificate: true,
-                sent_at: now_ms(),
-                content: &payload,
-            },
-            &mut r,
-        )?;
-        v.outbox_push(&contact.0, device_id, &sealed.bytes, message)?;
+        v.outbox_push(&contact.0, device_id, &payload, message)?;
     }
     Ok(())
+}
+
+/// Seals a queued Signal message for `device` of `contact` with this device's current epoch.
+fn seal_queued(
+    v: &Vault,
+    me: &Me,
+    contact: &[u8; 32],
+    device: u32,
+    payload: &[u8],
+    now: u64,
+) -> Result<Vec<u8>, CoreError> {
+    let cert = v
+        .contact_devices(contact)?
+        .into_iter()
+        .find(|(d, _)| *d == device)
+        .ok_or(CoreError::UnknownContact)?
+        .1;
+    let cert = DeviceCertificate::from_bytes(&cert)?;
+    let sealed = seal(
+        &SealRequest {
+            recipient: &cert.fields.envelope_key,
+            sender: &me.epoch,
+            // Always: the recipient then never depends on an earlier envelope to know this
+            // epoch (costs ~7 KiB per envelope; see docs/engine.md).
+            include_certificate: true,
+            sent_at: now,
+            content: payload,
+        },
+        &mut rng(),
+    )?;
+    Ok(sealed.bytes)
+}
+
+/// `now` (ms) as the time libsignal takes.
+fn at(now: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(now)
 }
 
 /// What processing one delivered envelope did.
@@ -370,11 +195,19 @@ enum Processed {
 }
 
 impl Engine {
-    fn new(dir: &Path, secrets: Arc<dyn SecretStore>, unlocked: Unlocked) -> Self {
+    fn new(
+        dir: &Path,
+        secrets: Arc<dyn SecretStore>,
+        unlocked: Unlocked,
+        clock: Arc<dyn Clock>,
+    ) -> Self {
         let (events, _) = broadcast::channel(1024);
         Self {
             inner: Arc::new(Inner {
                 dir: dir.to_path_buf(),
+                clock,
+                refreshed: Mutex::new(std::collections::HashMap::new()),
+                maintained: std::sync::atomic::AtomicU64::new(0),
                 secrets,
                 state: Mutex::new(Some(unlocked)),
                 client: Mutex::new(None),
@@ -454,6 +287,11 @@ impl Engine {
         self.inner.events.subscribe()
     }
 
+    /// The engine's clock, ms since the Unix epoch.
+    pub fn now_ms(&self) -> u64 {
+        self.inner.clock.now_ms()
+    }
+
     fn emit(&self, e: Event) {
         let _ = self.inner.events.send(e);
     }
@@ -473,6 +311,15 @@ impl Engine {
     pub async fn create(
         opts: CreateOptions,
         secrets: Arc<dyn SecretStore>,
+    ) -> Result<Self, CoreError> {
+        Self::create_with_clock(opts, secrets, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Engine::create`], with the clock the engine uses from then on.
+    pub async fn create_with_clock(
+        opts: CreateOptions,
+        secrets: Arc<dyn SecretStore>,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, CoreError> {
         // The transport is started first and the relay contacted through it: with Tor, nothing
         // is ever sent outside Tor, and a relay that cannot be reached leaves nothing behind.
@@ -496,6 +343,7 @@ impl Engine {
             transport,
             client,
             pushes,
+            clock,
         )
         .await
         {
@@ -522,43 +370,24 @@ impl Engine {
         transport: Transport,
         client: RelayClient,
         pushes: Pushes,
+        clock: Arc<dyn Clock>,
     ) -> Result<Self, CoreError> {
         let mut r = rng();
         let identity = AccountIdentity::generate(&mut r);
         let auth = HybridSigningKey::generate(&mut r);
         let envelope = EnvelopeKeyPair::generate(&mut r);
-        let now = now_ms();
-        let certificate = DeviceCertificate::issue(
-            &identity,
-            DeviceCertificateFields {
-                device_id: DEVICE_ID,
-                serial: 1,
-                auth_key: auth.public().clone(),
-                envelope_key: envelope.public().clone(),
-                not_before: now - DAY_MS,
-                not_after: now + 45 * DAY_MS,
-            },
-            &mut r,
-        )?;
-        let epoch = EpochSigningKey::generate(
-            &identity,
-            DEVICE_ID,
-            now - DAY_MS,
-            now + 45 * DAY_MS,
-            &mut r,
-        )?;
+        let now = clock.now_ms();
+        let certificate = keys::issue_certificate(&identity, &auth, &envelope, 1, now, &mut r)?;
+        let epoch = keys::new_epoch(&identity, now, &mut r)?;
         let registration_id = 1 + rand::Rng::random_range(&mut r, 0..16000u32);
         vault.transaction(|v| -> Result<(), CoreError> {
             v.set_local_identity(&identity, registration_id)?;
             let (ac, am) = auth.to_parts();
             v.set_local("auth.curve", &ac[..])?;
             v.set_local("auth.mldsa", &am[..])?;
-            let (ex, em) = envelope.to_seeds();
-            v.set_local("envelope.x25519", &ex[..])?;
-            v.set_local("envelope.mlkem", &em[..])?;
-            v.set_local("device.certificate", &certificate.to_bytes())?;
-            v.set_local("epoch.secret", &epoch.secret()[..])?;
-            v.set_local("epoch.certificate", &epoch.certificate().to_bytes())?;
+            keys::store_device_keys(v, &envelope, &certificate, &epoch)?;
+            // Registered below; if that fails the vault is removed again.
+            keys::set_registered_serial(v, certificate.fields.serial)?;
             v.set_setting("relay", &opts.relay.to_string())?;
             v.set_setting("name", &opts.name)?;
             match &opts.transport {
@@ -573,9 +402,12 @@ impl Engine {
             Ok(())
         })?;
         let me = load_me(&vault, transport)?;
-        let engine = Self::new(&opts.dir, secrets, Unlocked { vault, me });
+        let engine = Self::new(&opts.dir, secrets, Unlocked { vault, me }, clock);
         engine.forward_tor_progress();
-        let (signed, wire) = engine.with(|u| new_prekeys(&u.vault, &u.me.identity, 1))?;
+        let (signed, wire) = engine.with(|u| {
+            u.vault
+                .transaction(|v| keys::new_batch(v, &u.me.identity, 1, now, &mut rng()))
+        })?;
         client
             .register(&identity.public(), &certificate, &auth, &mut rng())
             .await?;
@@ -592,6 +424,18 @@ impl Engine {
         secrets: Arc<dyn SecretStore>,
         card: Option<CardFactor>,
     ) -> Result<Self, CoreError> {
+        Self::unlock_with_clock(dir, password, secrets, card, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Engine::unlock`], with the clock the engine uses from then on. Keys due for
+    /// rotation are rotated here, before anything is sent (`docs/keys.md`).
+    pub async fn unlock_with_clock(
+        dir: &Path,
+        password: Zeroizing<Vec<u8>>,
+        secrets: Arc<dyn SecretStore>,
+        card: Option<CardFactor>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, CoreError> {
         let d = dir.to_path_buf();
         let s2 = secrets.clone();
         let vault = tokio::task::spawn_blocking(move || {
@@ -600,8 +444,9 @@ impl Engine {
         .await
         .map_err(|_| CoreError::Busy)??;
         let transport = transport_config(&vault)?.open(dir)?;
-        let me = load_me(&vault, transport)?;
-        let engine = Self::new(dir, secrets, Unlocked { vault, me });
+        let mut me = load_me(&vault, transport)?;
+        keys::maintain(&vault, &mut me, clock.now_ms(), &mut rng())?;
+        let engine = Self::new(dir, secrets, Unlocked { vault, me }, clock);
         engine.forward_tor_progress();
         Ok(engine)
     }
@@ -843,20 +688,170 @@ impl Engine {
     /// Connects to the relay and logs in (if not connected); deliveries are processed in the
     /// background from then on.
     pub async fn connect(&self) -> Result<Arc<RelayClient>, CoreError> {
-        if let Some(c) = self.inner.client.lock().ok().and_then(|c| c.clone()) {
-            return Ok(c);
+        // Rotations due now happen before the relay sees this device (a device offline for a
+        // year renews everything here, before it sends anything).
+        self.maybe_maintain()?;
+        let now = self.now_ms();
+        let current = self
+            .with(|u| Ok(keys::registered_serial(&u.vault)? == u.me.certificate.fields.serial))?;
+        if let Ok(mut held) = self.inner.client.lock()
+            && let Some(c) = held.clone()
+        {
+            if current {
+                return Ok(c);
+            }
+            // A renewed certificate: the next connection registers it (and replaces this one
+            // at the relay).
+            held.take();
         }
-        let (relay, transport, account, auth) = self.with(|u| {
-            Ok((
-                u.me.relay.clone(),
-                u.me.transport.clone(),
-                u.me.account_id,
-                u.me.auth.clone(),
-            ))
-        })?;
+        let (relay, transport, account, auth, public, certificate, registered) =
+            self.with(|u| {
+                Ok((
+                    u.me.relay.clone(),
+                    u.me.transport.clone(),
+                    u.me.account_id,
+                    u.me.auth.clone(),
+                    u.me.public.clone(),
+                    u.me.certificate.clone(),
+                    keys::registered_serial(&u.vault)?,
+                ))
+            })?;
         let (client, pushes) = RelayClient::connect(&relay, &transport).await?;
-        client.login(&account, DEVICE_ID, &auth, &mut rng()).await?;
+        if registered == certificate.fields.serial {
+            client.login(&account, DEVICE_ID, &auth, &mut rng()).await?;
+        } else {
+            // A renewed certificate: registering it is the login (the relay keeps the highest
+            // serial, signed by the account identity).
+            client
+                .register(&public, &certificate, &auth, &mut rng())
+                .await?;
+            let serial = certificate.fields.serial;
+            self.with(|u| keys::set_registered_serial(&u.vault, serial))?;
+            tracing::info!(serial, "registered a renewed device certificate");
+        }
+        let unpublished = self.with(|u| keys::unpublished_statement(&u.vault))?;
+        if let Some(signed) = unpublished {
+            match client.publish_prekeys(&signed, Vec::new()).await {
+                Ok(()) => {}
+                // The relay no longer holds the batch this statement names (an upload that
+                // never finished): publish a whole new batch instead.
+                Err(ClientError::Relay {
+                    code: ErrorCode::NotFound,
+                    ..
+                }) => {
+                    let (signed, wire) = self.with(|u| {
+                        let batch = keys::next_batch_id(&u.vault)?;
+                        u.vault.transaction(|v| {
+                            keys::new_batch(v, &u.me.identity, batch, now, &mut rng())
+                        })
+                    })?;
+                    client.publish_prekeys(&signed, wire).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.with(|u| keys::mark_published(&u.vault))?;
+        }
         Ok(self.attach(client, pushes))
+    }
+
+    /// Runs key maintenance now (rotations due at the engine clock's time, deletion of keys
+    /// whose grace ended) without connecting; the relay learns of renewals on the next connect.
+    pub fn maintain_keys(&self) -> Result<(), CoreError> {
+        let now = self.now_ms();
+        self.with(|u| keys::maintain(&u.vault, &mut u.me, now, &mut rng()).map(|_| ()))?;
+        self.inner
+            .maintained
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// [`Engine::maintain_keys`] at most once a minute of engine time: called before anything
+    /// is sealed or the relay is contacted, so nothing goes out under an expired key.
+    fn maybe_maintain(&self) -> Result<(), CoreError> {
+        let last = self
+            .inner
+            .maintained
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let now = self.now_ms();
+        if last != 0 && now >= last && now - last < 60_000 {
+            return Ok(());
+        }
+        self.maintain_keys()
+    }
+
+    /// How many private keys of each kind the vault holds (for diagnostics and tests).
+    pub fn key_inventory(&self) -> Result<tessera_store::KeyInventory, CoreError> {
+        self.with(|u| Ok(u.vault.key_inventory()?))
+    }
+
+    /// This device's current certificate: serial and validity window (ms).
+    pub fn device_certificate(&self) -> Result<(u32, u64, u64), CoreError> {
+        self.with(|u| {
+            let f = &u.me.certificate.fields;
+            Ok((f.serial, f.not_before, f.not_after))
+        })
+    }
+
+    /// Fetches again the certificates of `contact`'s devices that their owner has renewed by
+    /// now (the cached one is in its last 15 days), at most once an hour per device. Best
+    /// effort, over the current connection only: without one the cached certificate is used
+    /// (its envelope key stays usable for 90 days after it ends).
+    async fn refresh_contact(&self, contact: &[u8; 32]) {
+        let now = self.now_ms();
+        let Ok((stale, account)) = self.with(|u| {
+            let Some(c) = u.vault.contact(contact)? else {
+                return Ok((Vec::new(), None));
+            };
+            let mut stale = Vec::new();
+            for (device, cert) in u.vault.contact_devices(contact)? {
+                let Ok(cert) = DeviceCertificate::from_bytes(&cert) else {
+                    continue;
+                };
+                if keys::contact_certificate_stale(cert.fields.not_after, now) {
+                    stale.push((device, cert.fields.serial));
+                }
+            }
+            Ok((stale, AccountPublic::from_bytes(&c.account_public).ok()))
+        }) else {
+            return;
+        };
+        let Some(account) = account else { return };
+        // Only over a connection that is already up: this runs before sealing, and a send must
+        // not wait for a connection attempt (the flush after it connects).
+        let Some(client) = self.inner.client.lock().ok().and_then(|c| c.clone()) else {
+            return;
+        };
+        for (device, serial) in stale {
+            let due = self.inner.refreshed.lock().is_ok_and(|mut m| {
+                let last = m.entry((*contact, device)).or_insert(0);
+                if now.saturating_sub(*last) < 3_600_000 && *last != 0 {
+                    false
+                } else {
+                    *last = now;
+                    true
+                }
+            });
+            if !due {
+                continue;
+            }
+            match client
+                .fetch_certificate(&AccountId(*contact), device, &account, now)
+                .await
+            {
+                Ok(cert) if cert.fields.serial > serial => {
+                    let bytes = cert.to_bytes();
+                    let _ =
+                        self.with(|u| Ok(u.vault.put_contact_device(contact, device, &bytes)?));
+                    tracing::info!(
+                        device,
+                        serial = cert.fields.serial,
+                        "contact certificate refreshed"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::info!(error = %e, "contact certificate not refreshed"),
+            }
+        }
     }
 
     fn attach(&self, client: RelayClient, mut pushes: Pushes) -> Arc<RelayClient> {
@@ -890,12 +885,19 @@ impl Engine {
                     _ => {}
                 }
             }
-            if let Ok(mut c) = engine.inner.client.lock()
-                && c.as_ref().is_some_and(|c| Arc::as_ptr(c) == weak.as_ptr())
-            {
-                c.take();
+            // A connection replaced by a newer one (a renewed certificate registered) ends
+            // quietly; only the loss of the current connection is a disconnection.
+            let current = match engine.inner.client.lock() {
+                Ok(mut c) if c.as_ref().is_some_and(|c| Arc::as_ptr(c) == weak.as_ptr()) => {
+                    c.take();
+                    true
+                }
+                Ok(c) => c.is_none(),
+                Err(_) => true,
+            };
+            if current {
+                engine.emit(Event::Disconnected);
             }
-            engine.emit(Event::Disconnected);
         });
         client
     }
@@ -912,7 +914,18 @@ impl Engine {
                     // Receipts queued by incoming messages are flushed by `receive`.
                     let mut events = self.subscribe();
                     loop {
-                        match events.recv().await {
+                        let event = tokio::select! {
+                            e = events.recv() => e,
+                            // Hourly: rotations fall due while connected too; `connect`
+                            // maintains and registers a renewed certificate.
+                            () = tokio::time::sleep(Duration::from_secs(3600)) => {
+                                if self.connect().await.is_err() {
+                                    break;
+                                }
+                                continue;
+                            }
+                        };
+                        match event {
                             Ok(Event::Disconnected | Event::Locked { .. })
                             | Err(broadcast::error::RecvError::Closed) => break,
                             _ => {}
@@ -948,12 +961,48 @@ impl Engine {
     }
 
     /// Sends everything in the outbox, in order; stops at the first failure (kept for later).
+    /// A Signal message is sealed just before its first send, after the recipient's
+    /// certificate was refreshed if it is stale, so it goes to the envelope key the recipient
+    /// has now, however long it waited (docs/keys.md, "Rotation").
     pub async fn flush_outbox(&self) -> Result<usize, CoreError> {
         let client = self.connect().await?;
         let _one_at_a_time = self.inner.flushing.lock().await;
         let items = self.with(|u| Ok(u.vault.outbox()?))?;
+        let mut refreshed = std::collections::HashSet::new();
+        for item in items.iter().filter(|i| !i.sealed) {
+            if refreshed.insert(item.account_id) {
+                self.refresh_contact(&item.account_id).await;
+            }
+        }
+        if !refreshed.is_empty() {
+            self.maybe_maintain()?;
+        }
         let mut sent = 0;
-        for item in items {
+        for mut item in items {
+            if !item.sealed {
+                let now = self.now_ms();
+                let sealed = self.with(|u| {
+                    let bytes = seal_queued(
+                        &u.vault,
+                        &u.me,
+                        &item.account_id,
+                        item.device_id,
+                        &item.envelope,
+                        now,
+                    )?;
+                    u.vault.outbox_sealed(item.id, &bytes)?;
+                    Ok(bytes)
+                });
+                item.envelope = match sealed {
+                    Ok(bytes) => bytes,
+                    Err(CoreError::UnknownContact) => {
+                        // The contact or device is gone: nothing to deliver it to.
+                        self.with(|u| Ok(u.vault.outbox_remove(item.id)?))?;
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                };
+            }
             match client
                 .send(&AccountId(item.account_id), item.device_id, item.envelope)
                 .await
@@ -991,17 +1040,15 @@ impl Engine {
     }
 
     async fn refill_prekeys(&self) -> Result<(), CoreError> {
+        let now = self.now_ms();
         let (signed, wire) = self.with(|u| {
-            let batch = u
-                .vault
-                .local("prekeys.batch")?
-                .and_then(|b| b.as_slice().try_into().ok().map(u32::from_be_bytes))
-                .unwrap_or(1);
+            let batch = keys::next_batch_id(&u.vault)?;
             u.vault
-                .transaction(|v| new_prekeys(v, &u.me.identity, batch + 1))
+                .transaction(|v| keys::new_batch(v, &u.me.identity, batch, now, &mut rng()))
         })?;
         let client = self.connect().await?;
         client.publish_prekeys(&signed, wire).await?;
+        self.with(|u| keys::mark_published(&u.vault))?;
         self.emit(Event::PrekeysRefilled);
         Ok(())
     }
@@ -1031,7 +1078,7 @@ impl Engine {
         }
         let client = self.connect().await?;
         let bundle = client
-            .fetch_bundle(&invite.account_id, DEVICE_ID, now_ms())
+            .fetch_bundle(&invite.account_id, DEVICE_ID, self.now_ms())
             .await?;
         let name = name
             .map(str::to_string)
@@ -1041,6 +1088,8 @@ impl Engine {
         } else {
             name
         };
+        self.maybe_maintain()?;
+        let now = self.now_ms();
         let contact = self.with(|u| {
             let me = &u.me;
             let account = invite.account_id;
@@ -1051,7 +1100,7 @@ impl Engine {
                     account_public: bundle.account.to_bytes(),
                     relay: invite.relay.to_string(),
                     state: ContactState::Requested,
-                    created: now_ms() as i64,
+                    created: now as i64,
                 };
                 v.put_contact(&contact).map_err(|e| match e {
                     VaultError::Sqlite(_) => CoreError::NameTaken,
@@ -1064,7 +1113,7 @@ impl Engine {
                     .bundle(&bundle.account, bundle.one_time.as_ref())?;
                 let addr = address(&account, DEVICE_ID)?;
                 let (mut s, mut i) = (v.signal(), v.signal());
-                process_prekey_bundle(&addr, &mut s, &mut i, &lib, SystemTime::now(), &mut rng())
+                process_prekey_bundle(&addr, &mut s, &mut i, &lib, at(now), &mut rng())
                     .now_or_never()
                     .ok_or(CoreError::Busy)??;
                 let request = Content::ContactRequest {
@@ -1072,7 +1121,7 @@ impl Engine {
                     relay: me.relay.to_string(),
                     certificate: base64_encode(&me.certificate.to_bytes()),
                 };
-                queue(v, me, &account, &request, None)?;
+                queue(v, &account, &request, None, now)?;
                 Ok(contact)
             })
         })?;
@@ -1086,6 +1135,9 @@ impl Engine {
         account: &[u8; 32],
         accept: bool,
     ) -> Result<Contact, CoreError> {
+        self.refresh_contact(account).await;
+        self.maybe_maintain()?;
+        let now = self.now_ms();
         let contact = self.with(|u| {
             let me = &u.me;
             u.vault.transaction(|v| -> Result<Contact, CoreError> {
@@ -1100,7 +1152,7 @@ impl Engine {
                     Content::ContactReject
                 };
                 v.set_contact_state(account, c.state)?;
-                queue(v, me, &AccountId(*account), &content, None)?;
+                queue(v, &AccountId(*account), &content, None, now)?;
                 Ok(c)
             })
         })?;
@@ -1134,10 +1186,11 @@ impl Engine {
         if body.len() > crate::content::MAX_TEXT {
             return Err(CoreError::TooLong);
         }
+        self.refresh_contact(contact).await;
         let id: [u8; 16] = rand::random();
-        let sent = now_ms();
+        self.maybe_maintain()?;
+        let sent = self.now_ms();
         self.with(|u| {
-            let me = &u.me;
             u.vault.transaction(|v| -> Result<(), CoreError> {
                 let c = v.contact(contact)?.ok_or(CoreError::UnknownContact)?;
                 if c.state == ContactState::Rejected {
@@ -1159,7 +1212,7 @@ impl Engine {
                     sent,
                     body: body.to_string(),
                 };
-                queue(v, me, &AccountId(*contact), &content, Some(&id))
+                queue(v, &AccountId(*contact), &content, Some(&id), sent)
             })
         })?;
         self.flush_outbox().await?;
@@ -1174,21 +1227,23 @@ impl Engine {
         call: crate::calls::CallId,
         signal: &crate::calls::Signal,
     ) -> Result<(), CoreError> {
+        self.refresh_contact(contact).await;
+        self.maybe_maintain()?;
+        let now = self.now_ms();
         let content = Content::Call {
             call: id_hex(&call.0),
-            sent: now_ms(),
+            sent: now,
             signal: crate::calls::to_wire(signal),
         };
         // The same limits a receiver applies (SDP size, secret form).
         Content::from_bytes(&content.to_bytes())?;
         self.with(|u| {
-            let me = &u.me;
             u.vault.transaction(|v| -> Result<(), CoreError> {
                 let c = v.contact(contact)?.ok_or(CoreError::UnknownContact)?;
                 if c.state != ContactState::Accepted {
                     return Err(CoreError::UnknownContact);
                 }
-                queue(v, me, &AccountId(*contact), &content, None)
+                queue(v, &AccountId(*contact), &content, None, now)
             })
         })?;
         self.flush_outbox().await?;
@@ -1217,8 +1272,10 @@ impl Engine {
 
     /// Marks a conversation read and sends read receipts for what was unread.
     pub async fn mark_read(&self, contact: &[u8; 32]) -> Result<usize, CoreError> {
+        self.refresh_contact(contact).await;
+        self.maybe_maintain()?;
+        let now = self.now_ms();
         let n = self.with(|u| {
-            let me = &u.me;
             u.vault.transaction(|v| -> Result<usize, CoreError> {
                 let ids = v.mark_read(contact)?;
                 for chunk in ids.chunks(crate::content::MAX_RECEIPT_IDS) {
@@ -1226,7 +1283,7 @@ impl Engine {
                         kind: ReceiptKind::Read,
                         ids: chunk.iter().map(id_hex).collect(),
                     };
-                    queue(v, me, &AccountId(*contact), &receipt, None)?;
+                    queue(v, &AccountId(*contact), &receipt, None, now)?;
                 }
                 Ok(ids.len())
             })
@@ -1263,7 +1320,12 @@ impl Engine {
 
     /// Processes one delivered envelope; returns whether to keep it at the relay.
     fn receive(&self, bytes: &[u8]) -> bool {
-        let result = self.with(|u| process(u, bytes));
+        // Receipts sealed below use the current epoch.
+        if let Err(e) = self.maybe_maintain() {
+            tracing::warn!(error = %e, "key maintenance failed");
+        }
+        let now = self.now_ms();
+        let result = self.with(|u| process(u, bytes, now));
         match result {
             Ok(Processed::Done(events)) => {
                 let kick = !events.is_empty();
@@ -1312,8 +1374,7 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 /// An offer older than this when it arrives is not rung.
 const STALE_OFFER_MS: u64 = 60_000;
 
-fn process(u: &mut Unlocked, bytes: &[u8]) -> Result<Processed, CoreError> {
-    let now = now_ms();
+fn process(u: &mut Unlocked, bytes: &[u8], now: u64) -> Result<Processed, CoreError> {
     let opened = u.me.ring.open(bytes, now)?;
     let sender_public = opened
         .certificate
@@ -1324,7 +1385,6 @@ fn process(u: &mut Unlocked, bytes: &[u8]) -> Result<Processed, CoreError> {
         }))?;
     let (verified, _epoch) = u.me.ring.verify_with_certificate(opened, now)?;
     let sender = verified.sender.account_id;
-    let me = &u.me;
     u.vault
         .transaction(|v| -> Result<Processed, CoreError> {
             if !v.mark_seen(&verified.id.0, now as i64)? {
@@ -1457,7 +1517,7 @@ fn process(u: &mut Unlocked, bytes: &[u8]) -> Result<Processed, CoreError> {
                         kind: ReceiptKind::Delivered,
                         ids: vec![id],
                     };
-                    queue(v, me, &sender, &receipt, None)?;
+                    queue(v, &sender, &receipt, None, now)?;
                 }
                 Content::Call { call, sent, signal } => {
                     // Calls only between accepted contacts. An offer that waited in the

@@ -2,10 +2,12 @@
 
 pub mod calls;
 pub mod card;
+pub mod clock;
 mod codes;
 mod content;
 mod engine;
 mod invite;
+pub mod keys;
 pub mod phone;
 mod transport;
 

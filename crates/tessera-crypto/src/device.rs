@@ -20,6 +20,11 @@ const KEY_ID_CONTEXT: &str = "tessera v1 envelope key id";
 const DEVICE_CERT_LABEL: &str = "tessera v1 device certificate";
 const DEVICE_CERT_VERSION: u8 = 1;
 
+/// The longest validity window a device certificate may state (60 days): a device renews its
+/// certificate every 30 days and each one is valid for 45 (`docs/keys.md`), so a stolen or
+/// mistaken certificate with a longer window is refused by the relay and by contacts.
+pub const MAX_DEVICE_CERT_WINDOW_MS: u64 = 60 * 86_400_000;
+
 /// Identifies an envelope key: the first 16 bytes of its BLAKE3 derive-key hash.
 pub type EnvelopeKeyId = [u8; 16];
 
@@ -213,9 +218,11 @@ impl DeviceCertificate {
         fields: DeviceCertificateFields,
         rng: &mut R,
     ) -> Result<Self, CryptoError> {
-        if fields.not_after <= fields.not_before {
+        if fields.not_after <= fields.not_before
+            || fields.not_after - fields.not_before > MAX_DEVICE_CERT_WINDOW_MS
+        {
             return Err(CryptoError::Malformed {
-                what: "device certificate validity",
+                what: "device certificate validity window",
             });
         }
         let account_id = identity.public().account_id();
@@ -266,6 +273,26 @@ impl DeviceCertificate {
     /// Checks that `account` issued this certificate (both signatures, matching account id) and
     /// that it is valid at `now_ms`.
     pub fn verify(&self, account: &AccountPublic, now_ms: u64) -> Result<(), CryptoError> {
+        self.verify_signature(account)?;
+        if now_ms < self.fields.not_before || now_ms > self.fields.not_after {
+            return Err(CryptoError::Expired {
+                what: "device certificate",
+            });
+        }
+        Ok(())
+    }
+
+    /// Every check of [`DeviceCertificate::verify`] except the validity window: the window's
+    /// shape and length, the account, the signature. For a peer's newest certificate, which
+    /// may have expired while that device was offline (its envelope key still opens envelopes
+    /// until the owner's grace after renewal ends; `docs/keys.md`, "Rotation").
+    pub fn verify_signature(&self, account: &AccountPublic) -> Result<(), CryptoError> {
+        let f = &self.fields;
+        if f.not_after <= f.not_before || f.not_after - f.not_before > MAX_DEVICE_CERT_WINDOW_MS {
+            return Err(CryptoError::Malformed {
+                what: "device certificate validity window",
+            });
+        }
         if account.account_id() != self.account_id {
             return Err(CryptoError::BadSignature {
                 what: "device certificate",
@@ -276,12 +303,6 @@ impl DeviceCertificate {
             &signed_part(&self.account_id, &self.fields),
             &self.signature,
             "device certificate",
-        )?;
-        if now_ms < self.fields.not_before || now_ms > self.fields.not_after {
-            return Err(CryptoError::Expired {
-                what: "device certificate",
-            });
-        }
-        Ok(())
+        )
     }
 }

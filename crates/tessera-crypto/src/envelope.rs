@@ -34,6 +34,14 @@ pub const MIN_ENVELOPE_LEN: usize = HEADER_LEN + 64 + TAG_LEN;
 /// See [`MIN_ENVELOPE_LEN`].
 pub const MAX_ENVELOPE_LEN: usize = HEADER_LEN + MAX_PADDED_LEN + TAG_LEN;
 
+/// How far a sender's clock may run ahead of the recipient's (1 day, the slack certificates
+/// already carry at their start).
+pub const MAX_CLOCK_SKEW_MS: u64 = 86_400_000;
+/// The oldest envelope a recipient opens (90 days after its send time): the longest mailbox
+/// retention a relay may be configured with. Recipients keep retired envelope keys this long
+/// after their certificate ends, and seen envelope ids this long after they were seen.
+pub const MAX_ENVELOPE_AGE_MS: u64 = 90 * 86_400_000;
+
 const SENDER_FIXED_LEN: usize = 1 + 32 + 4 + 16 + 8;
 /// Length of the sender authentication tag (§5).
 const SENDER_TAG_LEN: usize = 32;
@@ -246,9 +254,28 @@ impl EnvelopeKeyRing {
         Self::default()
     }
 
-    /// Adds a key usable until `usable_until` ms (its certificate's end plus the grace period).
+    /// How many keys the ring holds (the current one and those in their grace period).
+    pub fn len(&self) -> usize {
+        self.keys.len()
+    }
+
+    /// Whether the ring holds no key.
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty()
+    }
+
+    /// Adds a key usable until `usable_until` ms (`u64::MAX` for the current key; a retired
+    /// key until its grace period ends). Inserting a key the ring holds sets its end instead.
     pub fn insert(&mut self, key: EnvelopeKeyPair, usable_until: u64) {
-        self.keys.push((key, usable_until));
+        let id = key.public().key_id();
+        match self
+            .keys
+            .iter_mut()
+            .find(|(k, _)| k.public().key_id() == id)
+        {
+            Some((_, until)) => *until = usable_until,
+            None => self.keys.push((key, usable_until)),
+        }
     }
 
     /// Drops (and thereby zeroizes) keys whose grace period ended before `now_ms`; returns how
@@ -342,7 +369,10 @@ impl EnvelopeKeyRing {
     }
 
     /// Verifies the sender tag with an epoch key the caller already trusts (cached from an
-    /// earlier certificate). The epoch must belong to the claimed sender and be valid at `now_ms`.
+    /// earlier certificate). The epoch must belong to the claimed sender, the envelope's
+    /// authenticated send time must lie inside the epoch's window, be at most
+    /// [`MAX_CLOCK_SKEW_MS`] ahead of `now_ms` and at most [`MAX_ENVELOPE_AGE_MS`] behind it
+    /// (`docs/envelope.md` §5).
     pub fn verify_sender(
         &self,
         opened: OpenedEnvelope,
@@ -358,15 +388,26 @@ impl EnvelopeKeyRing {
         {
             return Err(bad);
         }
-        if now_ms > epoch.not_after {
+        let pair = self.pair_key(&opened.key_id, &epoch.key, now_ms)?;
+        // blake3::Hash compares in constant time. The tag first: `sent_at` is only meaningful
+        // once it is authenticated.
+        if sender_tag(&pair, &opened.digest) != blake3::Hash::from_bytes(opened.tag) {
+            return Err(bad);
+        }
+        if opened.sent_at < epoch.not_before || opened.sent_at > epoch.not_after {
             return Err(CryptoError::Expired {
                 what: "epoch certificate",
             });
         }
-        let pair = self.pair_key(&opened.key_id, &epoch.key, now_ms)?;
-        // blake3::Hash compares in constant time.
-        if sender_tag(&pair, &opened.digest) != blake3::Hash::from_bytes(opened.tag) {
-            return Err(bad);
+        if opened.sent_at > now_ms.saturating_add(MAX_CLOCK_SKEW_MS) {
+            return Err(CryptoError::Expired {
+                what: "envelope send time (ahead of this clock)",
+            });
+        }
+        if now_ms > opened.sent_at.saturating_add(MAX_ENVELOPE_AGE_MS) {
+            return Err(CryptoError::Expired {
+                what: "envelope (older than the longest mailbox retention)",
+            });
         }
         Ok(VerifiedEnvelope {
             id: opened.id,
@@ -389,7 +430,9 @@ impl EnvelopeKeyRing {
             .ok_or(CryptoError::BadSignature {
                 what: "envelope sender (no certificate)",
             })?;
-        let epoch = cert.verify(now_ms)?;
+        // The window is checked at the authenticated send time in `verify_sender`; here the
+        // certificate's own signatures (and window length) at that same time.
+        let epoch = cert.verify(opened.sent_at)?;
         let verified = self.verify_sender(opened, &epoch, now_ms)?;
         Ok((verified, epoch))
     }

@@ -17,6 +17,10 @@ use crate::{CryptoError, HYBRID_PUBLIC_KEY_LEN, HYBRID_SIGNATURE_LEN};
 const EPOCH_CERT_LABEL: &str = "tessera v1 epoch certificate";
 const EPOCH_CERT_VERSION: u8 = 1;
 
+/// The longest validity window an epoch certificate may state (60 days). Epochs last 7 days
+/// (`docs/keys.md`); certificates made before rotation existed state 46.
+pub const MAX_EPOCH_CERT_WINDOW_MS: u64 = 60 * 86_400_000;
+
 /// Identifies an epoch key (random, chosen by the sending device).
 pub type EpochId = [u8; 16];
 
@@ -108,6 +112,8 @@ pub struct VerifiedEpoch {
     pub epoch_id: EpochId,
     /// The sender's X25519 key for this epoch.
     pub key: [u8; 32],
+    /// Start of validity (ms).
+    pub not_before: u64,
     /// End of validity (ms).
     pub not_after: u64,
 }
@@ -185,8 +191,28 @@ impl EpochCertificate {
         &self.account
     }
 
-    /// Checks both identity signatures and the validity window at `now_ms`.
-    pub fn verify(&self, now_ms: u64) -> Result<VerifiedEpoch, CryptoError> {
+    /// Start of the stated validity (ms), not yet verified.
+    pub fn not_before(&self) -> u64 {
+        self.not_before
+    }
+
+    /// End of the stated validity (ms), not yet verified.
+    pub fn not_after(&self) -> u64 {
+        self.not_after
+    }
+
+    /// Checks both identity signatures, that the window is at most
+    /// [`MAX_EPOCH_CERT_WINDOW_MS`] long, and that `at_ms` lies inside it. Envelopes pass their
+    /// authenticated send time (`docs/envelope.md` §5), so an envelope sealed inside its epoch
+    /// still opens after the epoch ended.
+    pub fn verify(&self, at_ms: u64) -> Result<VerifiedEpoch, CryptoError> {
+        if self.not_after <= self.not_before
+            || self.not_after - self.not_before > MAX_EPOCH_CERT_WINDOW_MS
+        {
+            return Err(CryptoError::Malformed {
+                what: "epoch certificate validity window",
+            });
+        }
         let data = self.signed_part();
         self.account.verify(
             EPOCH_CERT_LABEL,
@@ -194,7 +220,7 @@ impl EpochCertificate {
             &self.signature,
             "epoch certificate",
         )?;
-        if now_ms < self.not_before || now_ms > self.not_after {
+        if at_ms < self.not_before || at_ms > self.not_after {
             return Err(CryptoError::Expired {
                 what: "epoch certificate",
             });
@@ -204,6 +230,7 @@ impl EpochCertificate {
             device_id: self.device_id,
             epoch_id: self.epoch_id,
             key: self.epoch_key,
+            not_before: self.not_before,
             not_after: self.not_after,
         })
     }

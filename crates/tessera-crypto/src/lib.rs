@@ -15,14 +15,18 @@ pub use envelope::fuzzing;
 
 pub use device::{
     DEVICE_CERTIFICATE_LEN, DeviceCertificate, DeviceCertificateFields, EnvelopeKeyId,
-    EnvelopeKeyPair, EnvelopePublicKey, MLKEM1024_CT_LEN, MLKEM1024_EK_LEN,
+    EnvelopeKeyPair, EnvelopePublicKey, MAX_DEVICE_CERT_WINDOW_MS, MLKEM1024_CT_LEN,
+    MLKEM1024_EK_LEN,
 };
 pub use envelope::{
-    ENVELOPE_VERSION, EnvelopeId, EnvelopeKeyRing, HEADER_LEN, MAX_CONTENT_LEN, MAX_ENVELOPE_LEN,
-    MIN_ENVELOPE_LEN, OpenedEnvelope, SealRequest, SealedEnvelope, SeenIds, SenderClaim, TAG_LEN,
-    VerifiedEnvelope, padded_len, seal,
+    ENVELOPE_VERSION, EnvelopeId, EnvelopeKeyRing, HEADER_LEN, MAX_CLOCK_SKEW_MS, MAX_CONTENT_LEN,
+    MAX_ENVELOPE_AGE_MS, MAX_ENVELOPE_LEN, MIN_ENVELOPE_LEN, OpenedEnvelope, SealRequest,
+    SealedEnvelope, SeenIds, SenderClaim, TAG_LEN, VerifiedEnvelope, padded_len, seal,
 };
-pub use epoch::{EPOCH_CERTIFICATE_LEN, EpochCertificate, EpochId, EpochSigningKey, VerifiedEpoch};
+pub use epoch::{
+    EPOCH_CERTIFICATE_LEN, EpochCertificate, EpochId, EpochSigningKey, MAX_EPOCH_CERT_WINDOW_MS,
+    VerifiedEpoch,
+};
 pub use error::{CryptoError, ErrorKind};
 pub use hybrid::{
     HYBRID_PUBLIC_KEY_LEN, HYBRID_SIGNATURE_LEN, HybridPublicKey, HybridSignature,

@@ -116,6 +116,18 @@ fn oversized_content_is_refused_before_sealing() {
     assert!(w.ring.open(&bytes, NOW).is_ok());
 }
 
+fn sealed_at(sent_at: u64, seed: u64) -> Vec<u8> {
+    let w = world();
+    let request = SealRequest {
+        recipient: w.bob.envelope.public(),
+        sender: &w.alice.epoch,
+        include_certificate: true,
+        sent_at,
+        content: b"hi",
+    };
+    seal(&request, &mut rng(seed)).unwrap().bytes
+}
+
 #[test]
 fn expired_keys_and_epochs_are_refused() {
     let w = world();
@@ -125,10 +137,40 @@ fn expired_keys_and_epochs_are_refused() {
         w.ring.open(&bytes, late),
         Err(CryptoError::UnknownKey)
     ));
+    // Sealed inside the epoch (days 0–7), opened 20 days later: the send time counts, so it
+    // still opens (the recipient was offline; docs/envelope.md §5).
+    let opened = w.ring.open(&bytes, NOW).unwrap();
+    assert!(
+        w.ring
+            .verify_with_certificate(opened, NOW + 20 * common::DAY)
+            .is_ok()
+    );
+    // Sealed after the epoch ended (the sender did not rotate): refused at any time.
+    let after = sealed_at(NOW + 8 * common::DAY, 4);
+    let opened = w.ring.open(&after, NOW).unwrap();
+    assert!(matches!(
+        w.ring
+            .verify_with_certificate(opened, NOW + 8 * common::DAY),
+        Err(CryptoError::Expired { .. })
+    ));
+    // A send time further ahead of the recipient's clock than the allowed skew.
+    let ahead = sealed_at(NOW + 2 * common::DAY, 5);
+    let opened = w.ring.open(&ahead, NOW).unwrap();
+    assert!(matches!(
+        w.ring.verify_with_certificate(opened, NOW),
+        Err(CryptoError::Expired { .. })
+    ));
+    let opened = w.ring.open(&ahead, NOW).unwrap();
+    assert!(
+        w.ring
+            .verify_with_certificate(opened, NOW + common::DAY + 1)
+            .is_ok()
+    );
+    // Older than the longest mailbox retention.
     let opened = w.ring.open(&bytes, NOW).unwrap();
     assert!(matches!(
         w.ring
-            .verify_with_certificate(opened, NOW + 30 * common::DAY),
+            .verify_with_certificate(opened, NOW + tessera_crypto::MAX_ENVELOPE_AGE_MS + 1),
         Err(CryptoError::Expired { .. })
     ));
     // Pruning drops the key for good.

@@ -8,7 +8,7 @@ use common::{DAY, NOW, Person, rng};
 use tessera_crypto::signal::{KeyPair, kem};
 use tessera_crypto::{
     AccountId, AccountIdentity, AccountPublic, CryptoError, DeviceCertificate,
-    DeviceCertificateFields, EnvelopeKeyPair, EpochCertificate, HybridSignature,
+    DeviceCertificateFields, EnvelopeKeyPair, EpochCertificate, EpochSigningKey, HybridSignature,
     OneTimePrekeyBatch, PrekeySignature, PrekeyStatement, SafetyNumber, verified_bundle,
 };
 
@@ -220,6 +220,35 @@ fn epoch_certificate_verifies_and_rejects_tampering() {
             "byte {i}"
         );
     }
+}
+
+#[test]
+fn certificates_with_too_long_a_window_are_refused() {
+    let mut r = rng(17);
+    let p = Person::new(&mut r, 2);
+    let account = p.identity.public();
+    // An epoch key certified for 61 days: it signs, but nobody accepts it.
+    let long =
+        EpochSigningKey::generate(&p.identity, 2, NOW - DAY, NOW + 60 * DAY, &mut r).unwrap();
+    assert!(matches!(
+        long.certificate().verify(NOW),
+        Err(CryptoError::Malformed { .. })
+    ));
+    // A device certificate of 61 days is not even issued.
+    let fields = |not_after| DeviceCertificateFields {
+        device_id: 2,
+        serial: 9,
+        auth_key: p.auth.public().clone(),
+        envelope_key: p.envelope.public().clone(),
+        not_before: NOW - DAY,
+        not_after,
+    };
+    assert!(matches!(
+        DeviceCertificate::issue(&p.identity, fields(NOW + 60 * DAY), &mut r),
+        Err(CryptoError::Malformed { .. })
+    ));
+    let ok = DeviceCertificate::issue(&p.identity, fields(NOW + 59 * DAY), &mut r).unwrap();
+    assert!(ok.verify(&account, NOW).is_ok());
 }
 
 fn statement_for(

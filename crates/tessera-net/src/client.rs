@@ -228,7 +228,23 @@ impl RelayClient {
                         envelope,
                     },
                     Body::PrekeysLow { remaining } => Pushed::PrekeysLow { remaining },
-                    Body::Error { code, detail, .. } => Pushed::Closing { code, detail },
+                    Body::Error {
+                        code,
+                        retry_after_ms,
+                        detail,
+                    } => {
+                        // The relay is closing the connection: every request still waiting
+                        // fails with its reason rather than a bare "closed".
+                        let waiting = reader_waiters.lock().ok().and_then(|mut w| w.take());
+                        for (_, w) in waiting.into_iter().flatten() {
+                            let _ = w.send(Body::Error {
+                                code,
+                                retry_after_ms,
+                                detail: detail.clone(),
+                            });
+                        }
+                        Pushed::Closing { code, detail }
+                    }
                     _ => continue,
                 };
                 if push_tx.send(pushed).await.is_err() {
@@ -450,6 +466,46 @@ impl RelayClient {
             signed,
             one_time,
         })
+    }
+
+    /// Fetches the certificate the relay holds for a device and checks it against the account's
+    /// keys the caller already trusts: signed by `account`, for that device, and not starting
+    /// in the future (beyond the allowed clock skew) at `now_ms`. It may have expired: it is
+    /// the newest the device registered, and a device offline since still holds its key.
+    /// A relay can withhold a renewal this way, but not forge one.
+    pub async fn fetch_certificate(
+        &self,
+        account_id: &AccountId,
+        device_id: u32,
+        account: &AccountPublic,
+        now_ms: u64,
+    ) -> Result<DeviceCertificate, ClientError> {
+        if account.account_id() != *account_id {
+            return Err(ClientError::WrongAccount);
+        }
+        let Body::Certificate { device_certificate } = self
+            .request(Body::FetchCertificate {
+                account_id: account_id.0,
+                device_id,
+            })
+            .await?
+        else {
+            return Err(ClientError::Protocol(
+                "FetchCertificate answered without a certificate",
+            ));
+        };
+        let certificate = DeviceCertificate::from_bytes(&device_certificate)?;
+        certificate.verify_signature(account)?;
+        if certificate.fields.not_before > now_ms.saturating_add(tessera_crypto::MAX_CLOCK_SKEW_MS)
+        {
+            return Err(ClientError::Verify(tessera_crypto::CryptoError::Expired {
+                what: "device certificate (not yet valid)",
+            }));
+        }
+        if certificate.fields.device_id != device_id {
+            return Err(ClientError::Protocol("certificate is for another device"));
+        }
+        Ok(certificate)
     }
 
     /// Sends an envelope to a device; returns the relay's id once it is durably stored.

@@ -204,6 +204,13 @@ pub enum Body {
         /// Device.
         device_id: u32,
     },
+    /// 0x12: fetch a device's current certificate (to follow its renewals; no prekey is used).
+    FetchCertificate {
+        /// Account.
+        account_id: WireAccountId,
+        /// Device.
+        device_id: u32,
+    },
     /// 0x20: send an envelope to a device's mailbox.
     Send {
         /// Recipient account.
@@ -267,6 +274,11 @@ pub enum Body {
         /// How many are left.
         remaining: u32,
     },
+    /// 0x88: a device certificate (reply to [`Body::FetchCertificate`]).
+    Certificate {
+        /// The device certificate the relay holds (the highest serial registered).
+        device_certificate: Vec<u8>,
+    },
     /// 0x87: TURN credentials (reply to [`Body::TurnCredentials`]).
     Turn {
         /// `turn:` URLs of the service (empty: the relay offers none).
@@ -288,6 +300,7 @@ impl Body {
             Self::Login { .. } => 0x02,
             Self::PublishPrekeys { .. } => 0x10,
             Self::FetchBundle { .. } => 0x11,
+            Self::FetchCertificate { .. } => 0x12,
             Self::Send { .. } => 0x20,
             Self::Ack { .. } => 0x21,
             Self::TurnCredentials => 0x30,
@@ -299,6 +312,7 @@ impl Body {
             Self::Deliver { .. } => 0x85,
             Self::PrekeysLow { .. } => 0x86,
             Self::Turn { .. } => 0x87,
+            Self::Certificate { .. } => 0x88,
         }
     }
 }
@@ -443,6 +457,10 @@ impl Frame {
             Body::FetchBundle {
                 account_id,
                 device_id,
+            }
+            | Body::FetchCertificate {
+                account_id,
+                device_id,
             } => {
                 w.raw(account_id);
                 w.u32(*device_id);
@@ -471,6 +489,9 @@ impl Frame {
                 w.u16(code.to_u16());
                 w.u32(*retry_after_ms);
                 w.blob(detail.as_bytes(), MAX_DETAIL, "detail")?;
+            }
+            Body::Certificate { device_certificate } => {
+                w.blob(device_certificate, MAX_CERTIFICATE, "device_certificate")?;
             }
             Body::Bundle {
                 account_public,
@@ -584,6 +605,10 @@ impl Frame {
                 account_id: r.array("account_id")?,
                 device_id: r.u32("device_id")?,
             },
+            0x12 => Body::FetchCertificate {
+                account_id: r.array("account_id")?,
+                device_id: r.u32("device_id")?,
+            },
             0x20 => Body::Send {
                 account_id: r.array("account_id")?,
                 device_id: r.u32("device_id")?,
@@ -634,6 +659,9 @@ impl Frame {
                     one_time,
                 }
             }
+            0x88 => Body::Certificate {
+                device_certificate: r.blob(MAX_CERTIFICATE, "device_certificate")?,
+            },
             0x84 => Body::Accepted {
                 relay_id: r.u64("relay_id")?,
             },
@@ -711,6 +739,19 @@ mod tests {
                 body: Body::FetchBundle {
                     account_id: id,
                     device_id: 1,
+                },
+            },
+            Frame {
+                request_id: 41,
+                body: Body::FetchCertificate {
+                    account_id: id,
+                    device_id: 2,
+                },
+            },
+            Frame {
+                request_id: 42,
+                body: Body::Certificate {
+                    device_certificate: vec![3; 8973],
                 },
             },
             Frame {

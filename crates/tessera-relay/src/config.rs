@@ -9,6 +9,10 @@ use tessera_proto::RelayHost;
 use crate::RelayError;
 use crate::store::Durability;
 
+/// The longest mailbox retention a relay may be configured with: clients refuse envelopes older
+/// than this (`tessera_crypto::MAX_ENVELOPE_AGE_MS`).
+pub const MAX_TTL_DAYS: u64 = 90;
+
 /// Settings as they appear in the TOML file given with `--config`. Every key is optional; unknown
 /// keys are an error, so a typo does not silently fall back to a default.
 #[derive(Debug, Default, Deserialize, PartialEq, Eq)]
@@ -190,6 +194,12 @@ impl Config {
             return Err(RelayError::ConfigInvalid(
                 "mailbox max_messages, max_bytes and ttl_days must be at least 1".into(),
             ));
+        }
+        if mailbox.ttl_days > MAX_TTL_DAYS {
+            return Err(RelayError::ConfigInvalid(format!(
+                "mailbox ttl_days must be at most {MAX_TTL_DAYS}: clients do not open envelopes \
+                 older than that (docs/envelope.md §5)"
+            )));
         }
         let limits = file.limits;
         if limits.requests_per_second == 0 || limits.idle_timeout_secs == 0 {

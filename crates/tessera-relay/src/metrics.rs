@@ -30,9 +30,21 @@ const ERROR_NAMES: &[(ErrorCode, &str)] = &[
     (ErrorCode::ShuttingDown, "shutting_down"),
 ];
 
+/// Upper bounds (bytes, inclusive) of the accepted-envelope size histogram. 1843 is the
+/// 1.8 KiB a steady-state text should fit in (`docs/envelope.md` §7); the rest follow the
+/// envelope's size classes up to the largest envelope.
+pub const ENVELOPE_SIZE_BUCKETS: [u64; 11] = [
+    1024, 1843, 2048, 4096, 8192, 16384, 32768, 65536, 131072, 262144, 524288,
+];
+
 /// The relay's metrics.
 #[derive(Default)]
 pub struct Metrics {
+    /// Accepted envelopes by size: one count per bucket of [`ENVELOPE_SIZE_BUCKETS`] (not
+    /// cumulative), then those above the last.
+    envelope_sizes: [AtomicU64; ENVELOPE_SIZE_BUCKETS.len() + 1],
+    /// Sum of the sizes of accepted envelopes.
+    envelope_bytes: AtomicU64,
     /// Open WebSocket sessions.
     pub connections: AtomicI64,
     /// Sessions logged in as a device.
@@ -62,6 +74,19 @@ pub struct Metrics {
 }
 
 impl Metrics {
+    /// Counts an accepted envelope of `len` bytes in the size histogram.
+    pub fn envelope_accepted(&self, len: usize) {
+        let len = len as u64;
+        let i = ENVELOPE_SIZE_BUCKETS
+            .iter()
+            .position(|b| len <= *b)
+            .unwrap_or(ENVELOPE_SIZE_BUCKETS.len());
+        if let Some(slot) = self.envelope_sizes.get(i) {
+            slot.fetch_add(1, Ordering::Relaxed);
+        }
+        self.envelope_bytes.fetch_add(len, Ordering::Relaxed);
+    }
+
     /// Counts an error frame.
     pub fn error(&self, code: ErrorCode) {
         let i = ERROR_NAMES
@@ -184,6 +209,27 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
+            "# HELP tessera_relay_envelope_bytes Sizes of accepted envelopes.\n\
+             # TYPE tessera_relay_envelope_bytes histogram"
+        );
+        let mut cumulative = 0;
+        for (i, slot) in self.envelope_sizes.iter().enumerate() {
+            cumulative += c(slot);
+            let le = ENVELOPE_SIZE_BUCKETS
+                .get(i)
+                .map_or("+Inf".to_string(), u64::to_string);
+            let _ = writeln!(
+                out,
+                "tessera_relay_envelope_bytes_bucket{{le=\"{le}\"}} {cumulative}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "tessera_relay_envelope_bytes_sum {}\ntessera_relay_envelope_bytes_count {cumulative}",
+            c(&self.envelope_bytes)
+        );
+        let _ = writeln!(
+            out,
             "# HELP tessera_relay_errors_total Error frames sent, by code.\n\
              # TYPE tessera_relay_errors_total counter"
         );
@@ -211,7 +257,17 @@ mod tests {
         m.error(ErrorCode::MailboxFull);
         m.error(ErrorCode::Other(999));
         m.accepted.fetch_add(5, Ordering::Relaxed);
+        m.envelope_accepted(1700);
+        m.envelope_accepted(1843);
+        m.envelope_accepted(9329);
+        m.envelope_accepted(600_000);
         let text = m.render();
+        assert!(text.contains("tessera_relay_envelope_bytes_bucket{le=\"1024\"} 0\n"));
+        assert!(text.contains("tessera_relay_envelope_bytes_bucket{le=\"1843\"} 2\n"));
+        assert!(text.contains("tessera_relay_envelope_bytes_bucket{le=\"16384\"} 3\n"));
+        assert!(text.contains("tessera_relay_envelope_bytes_bucket{le=\"+Inf\"} 4\n"));
+        assert!(text.contains("tessera_relay_envelope_bytes_count 4\n"));
+        assert!(text.contains("tessera_relay_envelope_bytes_sum 612872\n"));
         assert!(text.contains("tessera_relay_errors_total{code=\"mailbox_full\"} 2\n"));
         assert!(text.contains("tessera_relay_errors_total{code=\"other\"} 1\n"));
         assert!(text.contains("tessera_relay_envelopes_accepted_total 5\n"));

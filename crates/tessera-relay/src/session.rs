@@ -473,8 +473,14 @@ impl Session {
                 )
             }
         };
-        if let Body::Error { code, .. } = &frame.body {
+        if let Body::Error { code, detail, .. } = &frame.body {
             self.shared.metrics.error(*code);
+            tracing::debug!(
+                ?code,
+                detail,
+                request = frame.request_id,
+                "closing a connection"
+            );
         }
         let close = match &frame.body {
             Body::Error {
@@ -615,6 +621,7 @@ impl Session {
                 Auth::Pending { .. },
                 Body::PublishPrekeys { .. }
                 | Body::FetchBundle { .. }
+                | Body::FetchCertificate { .. }
                 | Body::Send { .. }
                 | Body::Ack { .. }
                 | Body::TurnCredentials,
@@ -757,6 +764,21 @@ impl Session {
             Body::PublishPrekeys { signed, one_time } => {
                 Box::pin(async move { publish(store, device, id, signed, one_time).await })
             }
+            Body::FetchCertificate {
+                account_id,
+                device_id,
+            } => Box::pin(async move {
+                match store.device((account_id, device_id)).await {
+                    Ok(Some(r)) => Frame::reply(
+                        id,
+                        Body::Certificate {
+                            device_certificate: r.certificate,
+                        },
+                    ),
+                    Ok(None) => error(id, ErrorCode::NotFound, 0, "no such device"),
+                    Err(e) => internal(id, &e),
+                }
+            }),
             Body::TurnCredentials => {
                 let body = match self.shared.turn.as_deref().map(|t| t.credentials()) {
                     None => Body::Turn {
@@ -963,6 +985,30 @@ async fn publish(
     if parsed.verify(&account, None).is_err() {
         return rejected("prekey signatures do not verify");
     }
+    if one_time.is_empty() && st.batch_size > 0 {
+        // A rotation of the signed and Kyber prekeys: only for the batch the relay holds.
+        let held = record
+            .signed_prekeys
+            .as_deref()
+            .and_then(|b| SignedPrekeys::from_bytes(b).ok());
+        let same = held.is_some_and(|h| {
+            h.statement.batch_id == st.batch_id && h.statement.batch_root == st.batch_root
+        });
+        if !same {
+            // Not an attack but a client whose upload of a new batch never finished: it keeps
+            // the connection and uploads a whole batch.
+            return error(
+                id,
+                ErrorCode::NotFound,
+                0,
+                "the statement names a batch this relay does not hold",
+            );
+        }
+        return match store.publish(device, signed, None).await {
+            Ok(()) => Frame::reply(id, Body::Ok),
+            Err(e) => internal(id, &e),
+        };
+    }
     if one_time.len() != st.batch_size as usize {
         return rejected("prekey count differs from the signed batch size");
     }
@@ -993,7 +1039,7 @@ async fn publish(
             });
         }
     }
-    match store.publish(device, signed, stored).await {
+    match store.publish(device, signed, Some(stored)).await {
         Ok(()) => Frame::reply(id, Body::Ok),
         Err(e) => internal(id, &e),
     }

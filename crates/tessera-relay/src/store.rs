@@ -147,6 +147,8 @@ pub struct DeviceRecord {
     pub certificate: Vec<u8>,
     /// The account's public keys.
     pub account_public: Vec<u8>,
+    /// The signed prekey statement last published (`None` before the first).
+    pub signed_prekeys: Option<Vec<u8>>,
 }
 
 /// Outcome of an enqueue.
@@ -229,7 +231,7 @@ enum Op {
     Publish {
         device: DeviceKey,
         signed: Vec<u8>,
-        prekeys: Vec<StoredPrekey>,
+        prekeys: Option<Vec<StoredPrekey>>,
         reply: Reply<()>,
     },
     Bundle {
@@ -464,12 +466,13 @@ impl Store {
         self.call(|reply| Op::Certificate { device, reply }).await
     }
 
-    /// Replaces the device's signed prekeys and one-time prekeys.
+    /// Replaces the device's signed prekeys and, unless `prekeys` is `None`, its one-time
+    /// prekeys.
     pub async fn publish(
         &self,
         device: DeviceKey,
         signed: Vec<u8>,
-        prekeys: Vec<StoredPrekey>,
+        prekeys: Option<Vec<StoredPrekey>>,
     ) -> Result<(), StoreError> {
         self.call(|reply| Op::Publish {
             device,
@@ -725,6 +728,7 @@ impl Writer {
             Done::Enqueue(r, v, push) => {
                 if let Some((device, envelope, id)) = push {
                     self.metrics.accepted.fetch_add(1, Ordering::Relaxed);
+                    self.metrics.envelope_accepted(envelope.len());
                     self.metrics.queue_depth.fetch_add(1, Ordering::Relaxed);
                     self.metrics
                         .queue_bytes
@@ -807,7 +811,7 @@ impl Writer {
                 let r = self
                     .conn
                     .prepare_cached(
-                        "SELECT d.certificate, a.public FROM devices d
+                        "SELECT d.certificate, a.public, d.signed_prekeys FROM devices d
                          JOIN accounts a ON a.account_id = d.account_id
                          WHERE d.account_id = ?1 AND d.device_id = ?2",
                     )
@@ -816,6 +820,7 @@ impl Writer {
                             Ok(DeviceRecord {
                                 certificate: r.get(0)?,
                                 account_public: r.get(1)?,
+                                signed_prekeys: r.get(2)?,
                             })
                         })
                         .optional()
@@ -829,7 +834,7 @@ impl Writer {
                 prekeys,
                 reply,
             } => {
-                let r = self.savepoint(|w| w.publish(&device, &signed, &prekeys));
+                let r = self.savepoint(|w| w.publish(&device, &signed, prekeys.as_deref()));
                 Done::Unit(reply, r)
             }
             Op::Bundle { device, reply } => {
@@ -929,7 +934,7 @@ impl Writer {
         &mut self,
         device: &DeviceKey,
         signed: &[u8],
-        prekeys: &[StoredPrekey],
+        prekeys: Option<&[StoredPrekey]>,
     ) -> Result<(), StoreError> {
         let (a, d) = (&device.0[..], device.1);
         self.conn.execute(
@@ -937,6 +942,10 @@ impl Writer {
              WHERE account_id = ?1 AND device_id = ?2",
             params![a, d, signed, now_ms() as i64],
         )?;
+        // A statement for the batch already held (a signed-prekey rotation) keeps its keys.
+        let Some(prekeys) = prekeys else {
+            return Ok(());
+        };
         self.conn.execute(
             "DELETE FROM one_time_prekeys WHERE account_id = ?1 AND device_id = ?2",
             params![a, d],
@@ -1338,7 +1347,7 @@ mod tests {
             })
             .collect();
         store
-            .publish(B, b"signed".to_vec(), prekeys)
+            .publish(B, b"signed".to_vec(), Some(prekeys))
             .await
             .expect("publish");
         let fetches = (0..16).map(|_| {

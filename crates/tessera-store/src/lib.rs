@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod keyfile;
+mod keys;
 mod messages;
 mod schema;
 mod secrets;
@@ -8,6 +9,7 @@ mod signal;
 mod vault;
 
 pub use keyfile::{CardBinding, CardFactor, Factors, KEY_FILE_LEN, KdfParams, KeyFile, Unwrapped};
+pub use keys::{KeyInventory, NamedSecret, RetiredKey};
 pub use messages::{Contact, ContactState, Conversation, Message, MessageStatus, OutboxItem};
 pub use schema::SCHEMA_VERSION;
 pub use secrets::{

@@ -136,8 +136,11 @@ pub struct OutboxItem {
     pub account_id: [u8; 32],
     /// Recipient device.
     pub device_id: u32,
-    /// The sealed envelope.
+    /// The sealed envelope when `sealed`; otherwise the Signal message (type byte and
+    /// ciphertext) still to be sealed.
     pub envelope: Vec<u8>,
+    /// Whether `envelope` is sealed.
+    pub sealed: bool,
     /// The message it carries, if it is a user message.
     pub message_id: Option<[u8; 16]>,
 }
@@ -431,31 +434,44 @@ impl Vault {
         )?)
     }
 
-    /// Queues an envelope; returns its outbox id.
+    /// Queues a Signal message for a device, to be sealed when it is first sent; returns its
+    /// outbox id.
     pub fn outbox_push(
         &self,
         account_id: &[u8; 32],
         device_id: u32,
-        envelope: &[u8],
+        signal_message: &[u8],
         message_id: Option<&[u8; 16]>,
     ) -> Result<i64, VaultError> {
         self.conn.execute(
-            "INSERT INTO outbox (account_id, device_id, envelope, message_id, created)
-             VALUES (?1, ?2, ?3, ?4, strftime('%s','now') * 1000)",
+            "INSERT INTO outbox (account_id, device_id, envelope, message_id, created, sealed)
+             VALUES (?1, ?2, ?3, ?4, strftime('%s','now') * 1000, 0)",
             params![
                 &account_id[..],
                 device_id,
-                envelope,
+                signal_message,
                 message_id.map(|m| m.to_vec())
             ],
         )?;
         Ok(self.conn.last_insert_rowid())
     }
 
+    /// Replaces an entry's Signal message with the envelope that seals it (before the first
+    /// send attempt: a retry then sends the same envelope, which the recipient recognises as a
+    /// duplicate by its id).
+    pub fn outbox_sealed(&self, id: i64, envelope: &[u8]) -> Result<(), VaultError> {
+        self.conn.execute(
+            "UPDATE outbox SET envelope = ?2, sealed = 1 WHERE id = ?1",
+            params![id, envelope],
+        )?;
+        Ok(())
+    }
+
     /// Everything in the outbox, oldest first.
     pub fn outbox(&self) -> Result<Vec<OutboxItem>, VaultError> {
         let mut s = self.conn.prepare_cached(
-            "SELECT id, account_id, device_id, envelope, message_id FROM outbox ORDER BY id",
+            "SELECT id, account_id, device_id, envelope, message_id, sealed FROM outbox
+             ORDER BY id",
         )?;
         let rows = s.query_map([], |r| {
             Ok(OutboxItem {
@@ -464,6 +480,7 @@ impl Vault {
                 device_id: r.get(2)?,
                 envelope: r.get(3)?,
                 message_id: r.get::<_, Option<Vec<u8>>>(4)?.map(id16).transpose()?,
+                sealed: r.get(5)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)

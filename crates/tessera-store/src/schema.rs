@@ -5,7 +5,7 @@ use rusqlite::Connection;
 use crate::VaultError;
 
 /// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -106,6 +106,19 @@ const MIGRATIONS: &[&str] = &[
         envelope_id BLOB PRIMARY KEY,
         seen        INTEGER NOT NULL
      ) WITHOUT ROWID;",
+    // 2: key rotation (docs/keys.md): retired keys and when their grace ends; seen envelope ids
+    // by time, so they can be forgotten once no envelope that old is accepted.
+    "CREATE TABLE retired_keys (
+        kind         TEXT NOT NULL,
+        id           INTEGER NOT NULL,
+        delete_after INTEGER NOT NULL,
+        PRIMARY KEY (kind, id)
+     ) WITHOUT ROWID;
+     CREATE INDEX seen_envelopes_by_time ON seen_envelopes(seen);",
+    // 3: the outbox holds the Signal message until it is first sent and seals it then, to the
+    // recipient's envelope key as known at that moment (docs/engine.md, "Outbox"); rows from
+    // before were sealed when queued.
+    "ALTER TABLE outbox ADD COLUMN sealed INTEGER NOT NULL DEFAULT 1;",
 ];
 
 /// Applies the missing migrations, each in its own transaction.

@@ -43,8 +43,11 @@ fn hex(bytes: &[u8]) -> Zeroizing<String> {
 /// Connection settings. The 32 MiB page cache keeps decrypted pages in memory while the vault is
 /// open, so reads do not pay SQLCipher's page decryption again (the plaintext is in this
 /// process's memory while unlocked either way; it is freed when the vault closes).
+// secure_delete: rows of deleted keys are overwritten in the database pages, not left in
+// free pages (docs/keys.md, "Deletion").
 const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
-                       PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768;";
+                       PRAGMA foreign_keys = ON; PRAGMA cache_size = -32768; \
+                       PRAGMA secure_delete = ON;";
 
 /// Opens the SQLCipher database with a raw key and checks that it reads.
 fn open_database(path: &Path, key: &[u8; 32]) -> Result<Connection, VaultError> {

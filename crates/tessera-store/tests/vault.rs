@@ -413,6 +413,17 @@ fn messages_dedupe_page_search_and_receipts_only_move_forward() {
     let b = v.outbox_push(&[2; 32], 1, b"sealed-2", None).unwrap();
     let queued = v.outbox().unwrap();
     assert_eq!(queued.iter().map(|o| o.id).collect::<Vec<_>>(), vec![a, b]);
+    assert!(queued.iter().all(|o| !o.sealed));
+    v.outbox_sealed(b, b"envelope-2").unwrap();
+    let queued = v.outbox().unwrap();
+    assert_eq!(
+        (queued[1].sealed, &queued[1].envelope[..]),
+        (true, &b"envelope-2"[..])
+    );
+    assert_eq!(
+        (queued[0].sealed, &queued[0].envelope[..]),
+        (false, &b"sealed-1"[..])
+    );
     v.outbox_remove(a).unwrap();
     assert_eq!(v.outbox().unwrap().len(), 1);
 }
