@@ -15,6 +15,9 @@ use tokio::sync::broadcast;
 use zeroize::Zeroizing;
 
 const DAY: u64 = 86_400_000;
+/// Per contact device: 98 days of 7-day epochs (14), one more for each envelope-key rotation
+/// inside them (4), and one in transition.
+const MAX_INBOUND_LINKS: u32 = 19;
 
 /// Waits until `events` has shown every body in `want` as a message from `from`; returns the
 /// bodies in arrival order (each at most once is checked by the caller).
@@ -78,6 +81,13 @@ fn assert_bounded(engine: &Engine, who: &str, day: u64) {
     // The current batch and at most two retired ones (a refill retires one; the relay asks
     // for at most one refill per login here).
     assert!(k.one_time_prekeys <= 300, "{who} day {day}: {k:?}");
+    // One link of ours per contact device; theirs to us: one per (their epoch, our envelope
+    // key), kept until 90 days after the epoch ended (docs/envelope.md).
+    assert!(k.outbound_links <= 1, "{who} day {day}: {k:?}");
+    assert!(
+        k.inbound_links <= MAX_INBOUND_LINKS,
+        "{who} day {day}: {k:?}"
+    );
     assert!(k.retired_envelope_keys <= 4, "{who} day {day}: {k:?}");
 }
 
@@ -91,7 +101,12 @@ async fn keys_two_accounts_exchange_a_message_each_way_every_day_for_400_days() 
     let relay = Relay::start_env(
         &dir.path().join("relay"),
         0,
-        &["--config", config.to_str().unwrap()],
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ],
         &time.env(),
     );
     let start = SystemClock.now_ms();
@@ -188,6 +203,40 @@ async fn keys_two_accounts_exchange_a_message_each_way_every_day_for_400_days() 
     assert!(not_after - not_before <= DEVICE_CERT_LIFETIME_MS + DAY);
     let (serial, _, not_after) = bob.device_certificate().unwrap();
     assert!(serial > 1 && now < not_after, "Bob's certificate: {serial}");
+
+    // The wire cost, as the relay saw it: envelopes carry the KEM ciphertext and the epoch
+    // certificate only until the recipient acknowledged the link (a new one each epoch and each
+    // envelope-key rotation); the rest are short.
+    // One scrape: every envelope is short (<= 1024 bytes) or full (> 8192), none between.
+    let text = relay.metrics_text();
+    let sample = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in:\n{text}"))
+    };
+    let bucket = |le: &str| {
+        sample(&format!(
+            "tessera_relay_envelope_bytes_bucket{{le=\"{le}\"}}"
+        ))
+    };
+    let (short, all) = (bucket("1024"), sample("tessera_relay_envelope_bytes_count"));
+    eprintln!(
+        "400 days, 2 accounts, a text each way a day: {all} envelopes, {short} short (<= 1024 \
+         bytes), mean {:.0} bytes",
+        sample("tessera_relay_envelope_bytes_sum") / all
+    );
+    assert!(all >= 1400.0, "{all} envelopes");
+    assert_eq!(
+        bucket("8192"),
+        short,
+        "envelopes between the two kinds' sizes"
+    );
+    // Full envelopes: about two per link (the first text and, before the acknowledgement
+    // arrives, a receipt), a new link each week per direction and at each key rotation.
+    assert!(
+        short / all >= 0.75,
+        "only {short} of {all} envelopes were short"
+    );
 }
 
 #[test]

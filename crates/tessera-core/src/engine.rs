@@ -16,8 +16,9 @@ use tessera_crypto::signal::{
     SignalMessage, SignalProtocolError, message_decrypt, message_encrypt, process_prekey_bundle,
 };
 use tessera_crypto::{
-    AccountId, AccountIdentity, AccountPublic, CryptoError, DeviceCertificate, EnvelopeKeyPair,
-    HybridSigningKey, SafetyNumber, SealRequest, seal,
+    AccountId, AccountIdentity, AccountPublic, DeviceCertificate, EnvelopeKeyPair,
+    HybridSigningKey, InboundLink, InboundLinks, LinkId, LinkedSealRequest, OutboundLink,
+    SafetyNumber, seal_linked,
 };
 use tessera_net::{ClientError, Pushed, Pushes, RelayClient, Transport};
 use tessera_proto::{ErrorCode, RelayAddress};
@@ -150,7 +151,10 @@ fn queue(
     Ok(())
 }
 
-/// Seals a queued Signal message for `device` of `contact` with this device's current epoch.
+/// Seals a queued Signal message for `device` of `contact` with this device's current epoch, on
+/// the link to that device's current envelope key (made now if there is none): a full envelope
+/// until the device acknowledged the link, a short one after (`docs/envelope.md`). Carries the
+/// acknowledgement of the device's newest link to us. The caller runs it in a transaction.
 fn seal_queued(
     v: &Vault,
     me: &Me,
@@ -166,19 +170,51 @@ fn seal_queued(
         .ok_or(CoreError::UnknownContact)?
         .1;
     let cert = DeviceCertificate::from_bytes(&cert)?;
-    let sealed = seal(
-        &SealRequest {
-            recipient: &cert.fields.envelope_key,
+    let recipient = &cert.fields.envelope_key;
+    let mut r = rng();
+    let stored = v
+        .outbound_link(contact, device)?
+        .and_then(|b| OutboundLink::from_bytes(&b).ok())
+        .filter(|l| l.serves(recipient, &me.epoch));
+    let link = match stored {
+        Some(l) => l,
+        None => {
+            let l = OutboundLink::new(recipient, &me.epoch, &mut r);
+            v.put_outbound_link(contact, device, &l.to_bytes())?;
+            l
+        }
+    };
+    let sealed = seal_linked(
+        &LinkedSealRequest {
+            recipient,
             sender: &me.epoch,
-            // Always: the recipient then never depends on an earlier envelope to know this
-            // epoch (costs ~7 KiB per envelope; see docs/engine.md).
-            include_certificate: true,
+            link: &link,
+            ack: v.newest_inbound_link(contact, device)?,
             sent_at: now,
             content: payload,
         },
-        &mut rng(),
+        &mut r,
     )?;
     Ok(sealed.bytes)
+}
+
+/// The vault's inbound links, as the envelope ring looks them up. A vault failure reads as "no
+/// such link"; [`VaultLinks::failure`] tells it apart so the envelope is kept, not dropped.
+struct VaultLinks<'a> {
+    vault: &'a Vault,
+    failed: std::cell::Cell<bool>,
+}
+
+impl InboundLinks for VaultLinks<'_> {
+    fn inbound_link(&self, id: &LinkId) -> Option<InboundLink> {
+        match self.vault.inbound_link(id) {
+            Ok(found) => found.and_then(|b| InboundLink::from_bytes(&b).ok()),
+            Err(_) => {
+                self.failed.set(true);
+                None
+            }
+        }
+    }
 }
 
 /// `now` (ms) as the time libsignal takes.
@@ -982,16 +1018,18 @@ impl Engine {
             if !item.sealed {
                 let now = self.now_ms();
                 let sealed = self.with(|u| {
-                    let bytes = seal_queued(
-                        &u.vault,
-                        &u.me,
-                        &item.account_id,
-                        item.device_id,
-                        &item.envelope,
-                        now,
-                    )?;
-                    u.vault.outbox_sealed(item.id, &bytes)?;
-                    Ok(bytes)
+                    u.vault.transaction(|v| {
+                        let bytes = seal_queued(
+                            v,
+                            &u.me,
+                            &item.account_id,
+                            item.device_id,
+                            &item.envelope,
+                            now,
+                        )?;
+                        v.outbox_sealed(item.id, &bytes)?;
+                        Ok(bytes)
+                    })
                 });
                 item.envelope = match sealed {
                     Ok(bytes) => bytes,
@@ -1375,22 +1413,54 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
 const STALE_OFFER_MS: u64 = 60_000;
 
 fn process(u: &mut Unlocked, bytes: &[u8], now: u64) -> Result<Processed, CoreError> {
-    let opened = u.me.ring.open(bytes, now)?;
-    let sender_public = opened
-        .certificate
-        .as_ref()
-        .map(|c| c.account().clone())
-        .ok_or(CoreError::Crypto(CryptoError::BadSignature {
-            what: "envelope sender (no certificate)",
-        }))?;
-    let (verified, _epoch) = u.me.ring.verify_with_certificate(opened, now)?;
+    let links = VaultLinks {
+        vault: &u.vault,
+        failed: std::cell::Cell::new(false),
+    };
+    let received = match u.me.ring.receive(bytes, now, &links) {
+        Ok(r) => r,
+        Err(_) if links.failed.get() => return Err(CoreError::Vault(VaultError::Corrupt)),
+        Err(e) => return Err(e.into()),
+    };
+    let verified = received.envelope;
     let sender = verified.sender.account_id;
+    let device = verified.sender.device_id;
     u.vault
         .transaction(|v| -> Result<Processed, CoreError> {
             if !v.mark_seen(&verified.id.0, now as i64)? {
                 return Ok(Processed::Done(Vec::new()));
             }
-            let addr = address(&sender, verified.sender.device_id)?;
+            // Links change only with an envelope that was processed (this transaction).
+            if let Some(link) = &received.new_link {
+                v.put_inbound_link(
+                    &link.id(),
+                    &sender.0,
+                    device,
+                    &link.to_bytes(),
+                    now,
+                    link.usable_until(),
+                )?;
+            }
+            if let Some(ack) = received.ack
+                && let Some(mut link) = v
+                    .outbound_link(&sender.0, device)?
+                    .and_then(|b| OutboundLink::from_bytes(&b).ok())
+                && link.id() == ack
+                && !link.acked
+            {
+                link.acked = true;
+                v.put_outbound_link(&sender.0, device, &link.to_bytes())?;
+            }
+            // The sender's account keys: in a full envelope's certificate, else those stored
+            // with the contact (a short envelope comes on a link a full one made).
+            let sender_public = match &received.certificate {
+                Some(c) => c.account().clone(),
+                None => v
+                    .contact(&sender.0)?
+                    .and_then(|c| AccountPublic::from_bytes(&c.account_public).ok())
+                    .ok_or(CoreError::UnknownContact)?,
+            };
+            let addr = address(&sender, device)?;
             if v.identity_record(addr.name())?.is_none() {
                 // First contact: the identity is the one whose keys hash to the sender's account id
                 // (checked by the epoch certificate).

@@ -1,8 +1,8 @@
 //! This device's keys and their rotation (`docs/keys.md`, "Rotation").
 //!
 //! Everything here runs inside vault transactions and never awaits: the engine calls
-//! [`maintain`] with the injected clock's time before it logs in and before it seals, and it
-//! publishes what [`Maintained`] says changed. The schedule is a pure function ([`due`]) so it
+//! `maintain` with the injected clock's time before it logs in and before it seals, and it
+//! publishes what `Maintained` says changed. The schedule is a pure function ([`due`]) so it
 //! is tested without a vault.
 
 use futures_util::FutureExt as _;
@@ -329,6 +329,8 @@ pub(crate) fn maintain<R: Rng + CryptoRng>(
             out.prekeys_unpublished = true;
         }
         out.deleted = delete_due(v, now)?;
+        // Contacts' envelope links whose last envelope can no longer open (docs/envelope.md).
+        out.deleted += v.forget_inbound_links_before(now)?;
         // Replay detection needs ids only as long as envelopes that old are accepted.
         v.forget_seen_before(now.saturating_sub(MAX_ENVELOPE_AGE_MS + 2 * MAX_CLOCK_SKEW_MS))?;
         if v.local("prekeys.unpublished")?.is_some() {

@@ -17,6 +17,7 @@ use crate::epoch::{
     pair_key,
 };
 use crate::identity::AccountId;
+use crate::link::{LinkId, LinkState, SENDER_CONTEXT_V2, padded_len_v2};
 use crate::wire::Reader;
 
 /// The only version this build writes and reads.
@@ -46,6 +47,8 @@ const SENDER_FIXED_LEN: usize = 1 + 32 + 4 + 16 + 8;
 /// Length of the sender authentication tag (§5).
 const SENDER_TAG_LEN: usize = 32;
 const FLAG_CERTIFICATE: u8 = 0x01;
+/// v2 only: a 16-byte link acknowledgement follows the certificate part.
+const FLAG_ACK: u8 = 0x02;
 const TRANSCRIPT_CONTEXT: &str = "tessera v1 envelope transcript";
 const KEYS_CONTEXT: &str = "tessera v1 envelope keys";
 const SENDER_CONTEXT: &str = "tessera v1 envelope sender";
@@ -122,13 +125,94 @@ fn sender_tag(pair: &[u8; 32], digest: &[u8; 32]) -> blake3::Hash {
     blake3::keyed_hash(pair, digest)
 }
 
-fn sender_digest(header: &[u8], fixed: &[u8], cert_part: &[u8], content_part: &[u8]) -> [u8; 32] {
-    let mut h = blake3::Hasher::new_derive_key(SENDER_CONTEXT);
+/// `H(context, header || fixed || cert_part || ack_part || content_part)`: what the sender tag
+/// covers (§5); `ack_part` is empty in v1.
+fn sender_digest(
+    version: u8,
+    header: &[u8],
+    fixed: &[u8],
+    cert_part: &[u8],
+    ack_part: &[u8],
+    content_part: &[u8],
+) -> [u8; 32] {
+    let context = if version == ENVELOPE_VERSION {
+        SENDER_CONTEXT
+    } else {
+        SENDER_CONTEXT_V2
+    };
+    let mut h = blake3::Hasher::new_derive_key(context);
     h.update(header);
     h.update(fixed);
     h.update(cert_part);
+    h.update(ack_part);
     h.update(content_part);
     *h.finalize().as_bytes()
+}
+
+/// Everything in an envelope's plaintext but the padding, for [`build_body`].
+pub(crate) struct BodyParts<'a> {
+    pub version: u8,
+    pub sender: &'a EpochSigningKey,
+    pub sent_at: u64,
+    pub certificate: Option<&'a [u8]>,
+    pub ack: Option<&'a LinkId>,
+    pub content: &'a [u8],
+    pub pair: &'a [u8; 32],
+}
+
+/// The padded plaintext (§4) with its sender tag (§5), for either version.
+pub(crate) fn build_body(header: &[u8], parts: BodyParts<'_>) -> Zeroizing<Vec<u8>> {
+    let sender = parts.sender;
+    let mut flags = 0;
+    if parts.certificate.is_some() {
+        flags |= FLAG_CERTIFICATE;
+    }
+    if parts.ack.is_some() {
+        flags |= FLAG_ACK;
+    }
+    let mut fixed = Vec::with_capacity(SENDER_FIXED_LEN);
+    fixed.push(flags);
+    fixed.extend_from_slice(&sender.account_id().0);
+    fixed.extend_from_slice(&sender.device_id().to_be_bytes());
+    fixed.extend_from_slice(&sender.epoch_id());
+    fixed.extend_from_slice(&parts.sent_at.to_be_bytes());
+    let mut cert_part = Vec::new();
+    if let Some(cert) = parts.certificate {
+        cert_part.extend_from_slice(&(EPOCH_CERTIFICATE_LEN as u16).to_be_bytes());
+        cert_part.extend_from_slice(cert);
+    }
+    let ack_part: &[u8] = parts.ack.map_or(&[], |a| &a[..]);
+    let mut content_part = Vec::with_capacity(4 + parts.content.len());
+    content_part.extend_from_slice(&(parts.content.len() as u32).to_be_bytes());
+    content_part.extend_from_slice(parts.content);
+    let digest = sender_digest(
+        parts.version,
+        header,
+        &fixed,
+        &cert_part,
+        ack_part,
+        &content_part,
+    );
+    let tag = sender_tag(parts.pair, &digest);
+    let unpadded =
+        fixed.len() + SENDER_TAG_LEN + cert_part.len() + ack_part.len() + content_part.len();
+    let padded = padded_for(parts.version, unpadded);
+    let mut plaintext = Zeroizing::new(Vec::with_capacity(padded));
+    plaintext.extend_from_slice(&fixed);
+    plaintext.extend_from_slice(tag.as_bytes());
+    plaintext.extend_from_slice(&cert_part);
+    plaintext.extend_from_slice(ack_part);
+    plaintext.extend_from_slice(&content_part);
+    plaintext.resize(padded, 0);
+    plaintext
+}
+
+fn padded_for(version: u8, unpadded: usize) -> usize {
+    if version == ENVELOPE_VERSION {
+        padded_len(unpadded)
+    } else {
+        padded_len_v2(unpadded)
+    }
 }
 
 /// Seals `request.content` to the recipient (§2–§5).
@@ -173,41 +257,21 @@ pub fn seal<R: Rng + CryptoRng>(
 
     // Plaintext (§4).
     let sender = request.sender;
-    let mut fixed = Vec::with_capacity(SENDER_FIXED_LEN);
-    fixed.push(if request.include_certificate {
-        FLAG_CERTIFICATE
-    } else {
-        0
-    });
-    fixed.extend_from_slice(&sender.account_id().0);
-    fixed.extend_from_slice(&sender.device_id().to_be_bytes());
-    fixed.extend_from_slice(&sender.epoch_id());
-    fixed.extend_from_slice(&request.sent_at.to_be_bytes());
-    let cert_part = if request.include_certificate {
-        let cert = sender.certificate().to_bytes();
-        let mut part = Vec::with_capacity(2 + cert.len());
-        part.extend_from_slice(&(EPOCH_CERTIFICATE_LEN as u16).to_be_bytes());
-        part.extend_from_slice(&cert);
-        part
-    } else {
-        Vec::new()
-    };
-    let mut content_part = Vec::with_capacity(4 + request.content.len());
-    content_part.extend_from_slice(&(request.content.len() as u32).to_be_bytes());
-    content_part.extend_from_slice(request.content);
-    let pair = sender.pair_key(request.recipient)?;
-    let tag = sender_tag(
-        &pair,
-        &sender_digest(&header, &fixed, &cert_part, &content_part),
+    let certificate = request
+        .include_certificate
+        .then(|| sender.certificate().to_bytes());
+    let plaintext = build_body(
+        &header,
+        BodyParts {
+            version: ENVELOPE_VERSION,
+            sender,
+            sent_at: request.sent_at,
+            certificate: certificate.as_deref(),
+            ack: None,
+            content: request.content,
+            pair: &*sender.pair_key(request.recipient)?,
+        },
     );
-
-    let unpadded = fixed.len() + SENDER_TAG_LEN + cert_part.len() + content_part.len();
-    let mut plaintext = Zeroizing::new(Vec::with_capacity(padded_len(unpadded)));
-    plaintext.extend_from_slice(&fixed);
-    plaintext.extend_from_slice(tag.as_bytes());
-    plaintext.extend_from_slice(&cert_part);
-    plaintext.extend_from_slice(&content_part);
-    plaintext.resize(padded_len(unpadded), 0);
 
     let cipher = XChaCha20Poly1305::new(key.as_ref().into());
     let ciphertext = cipher
@@ -289,7 +353,7 @@ impl EnvelopeKeyRing {
         before - self.keys.len()
     }
 
-    fn find(&self, key_id: &EnvelopeKeyId, now_ms: u64) -> Option<&EnvelopeKeyPair> {
+    pub(crate) fn find(&self, key_id: &EnvelopeKeyId, now_ms: u64) -> Option<&EnvelopeKeyPair> {
         self.keys
             .iter()
             .find(|(k, until)| *until >= now_ms && k.public().key_id() == *key_id)
@@ -344,7 +408,7 @@ impl EnvelopeKeyRing {
                 )
                 .map_err(|_| CryptoError::Decrypt)?,
         );
-        let mut opened = parse_plaintext(header, id, &plaintext)?;
+        let mut opened = parse_body(ENVELOPE_VERSION, header, id, &plaintext)?;
         opened.key_id = key_id;
         Ok(opened)
     }
@@ -438,7 +502,10 @@ impl EnvelopeKeyRing {
     }
 }
 
-fn parse_plaintext(
+/// Parses a decrypted plaintext (§4) of envelope `version` and computes the digest its sender
+/// tag must match (§5).
+pub(crate) fn parse_body(
+    version: u8,
     header: &[u8],
     id: EnvelopeId,
     plaintext: &[u8],
@@ -449,7 +516,12 @@ fn parse_plaintext(
     let tag: [u8; SENDER_TAG_LEN] = r.array()?;
     let mut f = Reader::new(fixed, "envelope sender");
     let flags = f.u8()?;
-    if flags & !FLAG_CERTIFICATE != 0 {
+    let known = if version == ENVELOPE_VERSION {
+        FLAG_CERTIFICATE
+    } else {
+        FLAG_CERTIFICATE | FLAG_ACK
+    };
+    if flags & !known != 0 {
         return Err(malformed("envelope flags"));
     }
     let account_id = AccountId(f.array()?);
@@ -468,21 +540,30 @@ fn parse_plaintext(
     } else {
         (&plaintext[..0], None)
     };
+    let ack_start = start + cert_part.len();
+    let (ack_part, ack) = if flags & FLAG_ACK != 0 {
+        let ack: LinkId = r.array()?;
+        (&plaintext[ack_start..ack_start + 16], Some(ack))
+    } else {
+        (&plaintext[..0], None)
+    };
     let content_len = r.u32()? as usize;
     if content_len > MAX_CONTENT_LEN {
         return Err(malformed("envelope content length"));
     }
     let content = r.take(content_len)?.to_vec();
-    let unpadded = start + cert_part.len() + 4 + content_len;
+    let content_start = ack_start + ack_part.len();
+    let unpadded = content_start + 4 + content_len;
     let padding = r.rest();
-    if padded_len(unpadded) != plaintext.len() || padding.iter().any(|&b| b != 0) {
+    if padded_for(version, unpadded) != plaintext.len() || padding.iter().any(|&b| b != 0) {
         return Err(malformed("envelope padding"));
     }
-    let content_start = start + cert_part.len();
     let digest = sender_digest(
+        version,
         header,
         fixed,
         cert_part,
+        ack_part,
         &plaintext[content_start..content_start + 4 + content_len],
     );
     Ok(OpenedEnvelope {
@@ -498,6 +579,8 @@ fn parse_plaintext(
         key_id: [0; 16],
         digest,
         tag,
+        ack,
+        link: LinkState::None,
     })
 }
 
@@ -508,7 +591,10 @@ pub mod fuzzing {
     /// Parses `plaintext` as a decrypted envelope body behind an all-zero header.
     pub fn parse_plaintext(plaintext: &[u8]) -> Result<(), crate::CryptoError> {
         let header = [0u8; super::HEADER_LEN];
-        super::parse_plaintext(&header, super::EnvelopeId([0; 16]), plaintext).map(|_| ())
+        for version in [super::ENVELOPE_VERSION, crate::link::ENVELOPE_V2] {
+            super::parse_body(version, &header, super::EnvelopeId([0; 16]), plaintext)?;
+        }
+        Ok(())
     }
 }
 
@@ -534,9 +620,13 @@ pub struct OpenedEnvelope {
     /// The epoch certificate, if the sender included one.
     pub certificate: Option<EpochCertificate>,
     content: Vec<u8>,
-    key_id: EnvelopeKeyId,
+    pub(crate) key_id: EnvelopeKeyId,
     digest: [u8; 32],
     tag: [u8; SENDER_TAG_LEN],
+    /// v2: the link the sender acknowledges.
+    pub(crate) ack: Option<LinkId>,
+    /// v2: the link this envelope came on.
+    pub(crate) link: LinkState,
 }
 
 impl fmt::Debug for OpenedEnvelope {

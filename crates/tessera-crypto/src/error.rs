@@ -22,6 +22,9 @@ pub enum CryptoError {
     /// No envelope key with this key id, or the key is past its grace period.
     #[error("no usable envelope key for this envelope")]
     UnknownKey,
+    /// A short envelope names a link this device does not hold.
+    #[error("the envelope's link is unknown to this device")]
+    UnknownLink,
     /// Authenticated decryption failed: tampered, truncated, or encrypted to another key.
     #[error("envelope does not decrypt (tampered or not for this key)")]
     Decrypt,
@@ -78,7 +81,7 @@ impl CryptoError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             Self::Replayed => ErrorKind::Duplicate,
-            Self::UnknownKey => ErrorKind::StaleKey,
+            Self::UnknownKey | Self::UnknownLink => ErrorKind::StaleKey,
             Self::TooLarge { .. } | Self::Signing => ErrorKind::Local,
             _ => ErrorKind::Reject,
         }

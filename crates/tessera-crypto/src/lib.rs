@@ -6,6 +6,7 @@ mod epoch;
 mod error;
 mod hybrid;
 mod identity;
+mod link;
 mod prekeys;
 mod relay_auth;
 mod wire;
@@ -33,6 +34,11 @@ pub use hybrid::{
     HybridSigningKey, MLDSA87_SIG_LEN, MLDSA87_VK_LEN,
 };
 pub use identity::{AccountId, AccountIdentity, AccountPublic, SafetyNumber};
+pub use link::{
+    ENVELOPE_V2, FULL_HEADER_LEN, InboundLink, InboundLinks, LinkId, LinkedSealRequest,
+    MAX_ENVELOPE_LEN_V2, MAX_PADDED_LEN_V2, MIN_ENVELOPE_LEN_V2, MIN_PADDED_LEN_V2, OutboundLink,
+    PADDING_STEP_V2, Received, SHORT_HEADER_LEN, padded_len_v2, seal_linked,
+};
 pub use prekeys::{
     MAX_BATCH, OneTimePrekeyBatch, OneTimePrekeyProof, PrekeySignature, PrekeyStatement,
     SIGNAL_SIGNATURE_LEN, SignedPrekeys, verified_bundle,

@@ -269,6 +269,7 @@ fn the_relay_protocol_limit_matches_the_envelope_format() {
     // tessera-proto sits below this crate and cannot import the constant; keep them equal here.
     assert_eq!(
         tessera_proto::MAX_ENVELOPE_LEN,
-        tessera_crypto::MAX_ENVELOPE_LEN
+        tessera_crypto::MAX_ENVELOPE_LEN_V2
     );
+    const { assert!(tessera_crypto::MAX_ENVELOPE_LEN < tessera_crypto::MAX_ENVELOPE_LEN_V2) };
 }

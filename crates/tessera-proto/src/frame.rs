@@ -6,8 +6,9 @@ use crate::ProtoError;
 pub const FRAME_VERSION: u8 = 1;
 /// Largest frame (one WebSocket binary message).
 pub const MAX_FRAME_LEN: usize = 256 * 1024;
-/// Largest envelope (`docs/envelope.md` §2; `tessera-crypto` checks it is the same number).
-pub const MAX_ENVELOPE_LEN: usize = 136_817;
+/// Largest envelope: a full v2 envelope with the largest content (`docs/envelope.md` §2;
+/// `tessera-crypto` checks it is the same number). v1 envelopes (at most 136,817 bytes) fit.
+pub const MAX_ENVELOPE_LEN: usize = 149_106;
 /// Most one-time prekeys in one upload.
 pub const MAX_PREKEYS_PER_UPLOAD: usize = 1024;
 

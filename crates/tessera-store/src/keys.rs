@@ -29,6 +29,10 @@ pub struct KeyInventory {
     pub retired_envelope_keys: u32,
     /// Seen envelope ids kept for replay detection.
     pub seen_envelopes: u32,
+    /// Our envelope links to contact devices (one per device).
+    pub outbound_links: u32,
+    /// Contacts' envelope links to us, kept until no envelope on them can open.
+    pub inbound_links: u32,
 }
 
 /// A local value's name and its (secret) bytes.
@@ -43,10 +47,7 @@ impl Vault {
     }
 
     /// Local values whose name starts with `prefix`, in name order.
-    pub fn locals_with_prefix(
-        &self,
-        prefix: &str,
-    ) -> Result<Vec<NamedSecret>, VaultError> {
+    pub fn locals_with_prefix(&self, prefix: &str) -> Result<Vec<NamedSecret>, VaultError> {
         let mut s = self.conn.prepare(
             "SELECT name, value FROM local WHERE substr(name, 1, length(?1)) = ?1 ORDER BY name",
         )?;
@@ -150,6 +151,8 @@ impl Vault {
                 "SELECT count(*) FROM local WHERE substr(name, 1, 17) = 'envelope.retired.'",
             )?,
             seen_envelopes: count("SELECT count(*) FROM seen_envelopes")?,
+            outbound_links: count("SELECT count(*) FROM outbound_links")?,
+            inbound_links: count("SELECT count(*) FROM inbound_links")?,
         })
     }
 }

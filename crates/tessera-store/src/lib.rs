@@ -2,6 +2,7 @@
 
 mod keyfile;
 mod keys;
+mod links;
 mod messages;
 mod schema;
 mod secrets;

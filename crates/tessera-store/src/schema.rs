@@ -119,6 +119,23 @@ const MIGRATIONS: &[&str] = &[
     // recipient's envelope key as known at that moment (docs/engine.md, "Outbox"); rows from
     // before were sealed when queued.
     "ALTER TABLE outbox ADD COLUMN sealed INTEGER NOT NULL DEFAULT 1;",
+    // 4: envelope v2 links (docs/envelope.md): ours to each contact device, and theirs to us
+    // with when a full envelope on it last arrived (the newest is acknowledged).
+    "CREATE TABLE outbound_links (
+        account_id  BLOB NOT NULL,
+        device_id   INTEGER NOT NULL,
+        link        BLOB NOT NULL,
+        PRIMARY KEY (account_id, device_id)
+     ) WITHOUT ROWID;
+     CREATE TABLE inbound_links (
+        link_id      BLOB PRIMARY KEY,
+        account_id   BLOB NOT NULL,
+        device_id    INTEGER NOT NULL,
+        link         BLOB NOT NULL,
+        received     INTEGER NOT NULL,
+        delete_after INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     CREATE INDEX inbound_links_by_sender ON inbound_links(account_id, device_id, received);",
 ];
 
 /// Applies the missing migrations, each in its own transaction.
