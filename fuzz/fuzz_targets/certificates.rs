@@ -1,10 +1,11 @@
-//! Arbitrary bytes as device and epoch certificates, prekey signatures and public keys.
+//! Arbitrary bytes as device and epoch certificates, envelope links (as the vault stores them),
+//! prekey signatures and public keys.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use tessera_crypto::{
     AccountPublic, DeviceCertificate, EnvelopePublicKey, EpochCertificate, HybridSignature,
-    PrekeySignature,
+    InboundLink, OutboundLink, PrekeySignature,
 };
 
 fuzz_target!(|data: &[u8]| {
@@ -13,6 +14,12 @@ fuzz_target!(|data: &[u8]| {
     }
     if let Ok(c) = DeviceCertificate::from_bytes(data) {
         assert_eq!(c.to_bytes(), data, "device certificate encoding is canonical");
+    }
+    if let Ok(l) = OutboundLink::from_bytes(data) {
+        assert_eq!(&l.to_bytes()[..], data, "outbound link encoding is canonical");
+    }
+    if let Ok(l) = InboundLink::from_bytes(data) {
+        assert_eq!(&l.to_bytes()[..], data, "inbound link encoding is canonical");
     }
     let _ = AccountPublic::from_bytes(data);
     let _ = EnvelopePublicKey::from_bytes(data);

@@ -134,16 +134,26 @@ fn readers(
     Ok(card::status(&OsKeyring, dir, probe, reader)?)
 }
 
-/// The card on this app's reader, probed (factory or not), or why there is none.
+/// The card on this app's reader, probed (factory or not), or why there is none. While the
+/// card does not answer (another connection, such as the window's status poll, holds it for a
+/// moment) it is asked again for up to five seconds: a busy card is not a set-up card.
 fn card_on_reader(reader: Option<&str>) -> UiResult<card::ReaderStatus> {
-    let found = readers(None, reader, true)?;
-    if found.is_empty() {
-        return Err(UiError::new("no_reader", "no card reader"));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let found = readers(None, reader, true)?;
+        if found.is_empty() {
+            return Err(UiError::new("no_reader", "no card reader"));
+        }
+        let card = found
+            .into_iter()
+            .find(|r| r.card)
+            .ok_or_else(|| UiError::new("no_card", "no card on the reader"))?;
+        let answered = !matches!(card.provisioning, None | Some("unknown"));
+        if answered || std::time::Instant::now() >= deadline {
+            return Ok(card);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
-    found
-        .into_iter()
-        .find(|r| r.card)
-        .ok_or_else(|| UiError::new("no_card", "no card on the reader"))
 }
 
 /// Readers and cards. The lock screen polls this without `probe` (no authentication, no

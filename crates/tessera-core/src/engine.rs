@@ -90,6 +90,9 @@ struct Inner {
     flushing: tokio::sync::Mutex<()>,
     /// Until when a card swap (replacement) may leave the reader empty without locking.
     card_swap: Mutex<Option<std::time::Instant>>,
+    /// One connection attempt at a time: two would both log in and the second would replace
+    /// the first at the relay, failing whatever was in flight on it.
+    connecting: tokio::sync::Mutex<()>,
 }
 
 /// The engine; cheap to clone.
@@ -250,6 +253,7 @@ impl Engine {
                 events,
                 flushing: tokio::sync::Mutex::new(()),
                 card_swap: Mutex::new(None),
+                connecting: tokio::sync::Mutex::new(()),
             }),
         }
     }
@@ -724,6 +728,7 @@ impl Engine {
     /// Connects to the relay and logs in (if not connected); deliveries are processed in the
     /// background from then on.
     pub async fn connect(&self) -> Result<Arc<RelayClient>, CoreError> {
+        let _one_at_a_time = self.inner.connecting.lock().await;
         // Rotations due now happen before the relay sees this device (a device offline for a
         // year renews everything here, before it sends anything).
         self.maybe_maintain()?;
@@ -1001,8 +1006,8 @@ impl Engine {
     /// certificate was refreshed if it is stale, so it goes to the envelope key the recipient
     /// has now, however long it waited (docs/keys.md, "Rotation").
     pub async fn flush_outbox(&self) -> Result<usize, CoreError> {
-        let client = self.connect().await?;
         let _one_at_a_time = self.inner.flushing.lock().await;
+        let mut client = self.connect().await?;
         let items = self.with(|u| Ok(u.vault.outbox()?))?;
         let mut refreshed = std::collections::HashSet::new();
         for item in items.iter().filter(|i| !i.sealed) {
@@ -1041,10 +1046,30 @@ impl Engine {
                     Err(e) => return Err(e),
                 };
             }
-            match client
-                .send(&AccountId(item.account_id), item.device_id, item.envelope)
-                .await
-            {
+            let to = AccountId(item.account_id);
+            let mut result = client
+                .send(&to, item.device_id, item.envelope.clone())
+                .await;
+            if matches!(
+                result,
+                Err(ClientError::Closed
+                    | ClientError::Relay {
+                        code: ErrorCode::Replaced,
+                        ..
+                    })
+            ) {
+                // The connection went away under us (e.g. a renewed certificate was registered
+                // on a new one): once more on a fresh connection. The relay de-duplicates
+                // nothing, but the recipient drops a second copy by its envelope id.
+                if let Ok(mut held) = self.inner.client.lock()
+                    && held.as_ref().is_some_and(|h| Arc::ptr_eq(h, &client))
+                {
+                    held.take();
+                }
+                client = self.connect().await?;
+                result = client.send(&to, item.device_id, item.envelope).await;
+            }
+            match result {
                 Ok(_) => {
                     let changed = self.with(|u| {
                         u.vault.outbox_remove(item.id)?;
@@ -1427,7 +1452,8 @@ fn process(u: &mut Unlocked, bytes: &[u8], now: u64) -> Result<Processed, CoreEr
     let device = verified.sender.device_id;
     u.vault
         .transaction(|v| -> Result<Processed, CoreError> {
-            if !v.mark_seen(&verified.id.0, now as i64)? {
+            // Keyed on the sender too (docs/envelope.md §5).
+            if !v.mark_seen(&verified.replay_key().to_bytes(), now as i64)? {
                 return Ok(Processed::Done(Vec::new()));
             }
             // Links change only with an envelope that was processed (this transaction).

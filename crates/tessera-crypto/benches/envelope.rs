@@ -12,12 +12,15 @@ use common::{NOW, rng};
 use criterion::{BatchSize, BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::FutureExt as _;
 use rand_chacha::ChaCha20Rng;
+use std::collections::HashMap;
 use tessera_crypto::signal::{
     CiphertextMessage, InMemSignalProtocolStore, ProtocolAddress, SignalMessage,
     process_prekey_bundle,
 };
+
 use tessera_crypto::{
-    EnvelopeKeyRing, EnvelopePublicKey, SealRequest, VerifiedEpoch, padded_len, seal,
+    EnvelopeKeyRing, EnvelopePublicKey, InboundLink, LinkId, LinkedSealRequest, OutboundLink,
+    SealRequest, VerifiedEpoch, padded_len, seal, seal_linked,
 };
 
 const SIZES: [(usize, &str); 3] = [(64, "64B"), (1024, "1KiB"), (65536, "64KiB")];
@@ -132,6 +135,128 @@ fn paths(c: &mut Criterion) {
         });
     }
     g.finish();
+}
+
+/// Envelope v2 in steady state: a link acknowledged, short envelopes both ways.
+struct Linked {
+    link: OutboundLink,
+    links: HashMap<LinkId, InboundLink>,
+}
+
+fn linked(s: &Sender, rx: &Receiver, r: &mut ChaCha20Rng) -> Linked {
+    let mut link = OutboundLink::new(&s.bob_key, &s.alice.person.epoch, r);
+    let first = seal_linked(
+        &LinkedSealRequest {
+            recipient: &s.bob_key,
+            sender: &s.alice.person.epoch,
+            link: &link,
+            ack: None,
+            sent_at: NOW,
+            content: b"first",
+        },
+        r,
+    )
+    .unwrap();
+    let inbound = rx
+        .ring
+        .receive(&first.bytes, NOW, &HashMap::new())
+        .unwrap()
+        .new_link
+        .unwrap();
+    link.acked = true;
+    Linked {
+        link,
+        links: HashMap::from([(inbound.id(), inbound)]),
+    }
+}
+
+fn send_v2(s: &mut Sender, l: &Linked, payload: &[u8], r: &mut ChaCha20Rng) -> Vec<u8> {
+    let msg = s.alice.encrypt(&s.bob_address, payload, r);
+    let mut content = vec![msg.message_type() as u8];
+    content.extend_from_slice(msg.serialize());
+    let request = LinkedSealRequest {
+        recipient: &s.bob_key,
+        sender: &s.alice.person.epoch,
+        link: &l.link,
+        ack: Some([1; 16]),
+        sent_at: NOW,
+        content: &content,
+    };
+    seal_linked(&request, r).unwrap().bytes
+}
+
+fn receive_v2(rx: &mut Receiver, l: &Linked, bytes: &[u8], r: &mut ChaCha20Rng) -> Vec<u8> {
+    let got = rx.ring.receive(bytes, NOW, &l.links).unwrap();
+    let msg = CiphertextMessage::SignalMessage(
+        SignalMessage::try_from(&got.envelope.content[1..]).unwrap(),
+    );
+    rx.bob.decrypt(&rx.alice_address, &msg, r).unwrap()
+}
+
+fn paths_v2(c: &mut Criterion) {
+    let (mut s, mut rx) = established(140);
+    let mut r = rng(141);
+    let l = linked(&s, &rx, &mut r);
+    for (what, len) in [("one-word text", 5usize), ("1 KiB text", 1024)] {
+        let bytes = send_v2(&mut s, &l, &vec![b'x'; len], &mut r);
+        assert_eq!(receive_v2(&mut rx, &l, &bytes, &mut r).len(), len);
+        eprintln!(
+            "v2 short envelope, {what} ({len} B of Signal plaintext): {} B",
+            bytes.len()
+        );
+    }
+
+    let (mut s, rx) = established(150);
+    let mut r = rng(151);
+    let l = linked(&s, &rx, &mut r);
+    let mut g = c.benchmark_group("v2 send (short): signal encrypt + seal_linked");
+    for (size, name) in SIZES {
+        let payload = vec![0x42u8; size];
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter(|| black_box(send_v2(&mut s, &l, &payload, &mut r)))
+        });
+    }
+    g.finish();
+
+    let (mut s, mut rx) = established(160);
+    let mut r = rng(161);
+    let mut setup_rng = rng(162);
+    let l = linked(&s, &rx, &mut r);
+    let mut g = c.benchmark_group("v2 receive (short): receive + signal decrypt");
+    for (size, name) in SIZES {
+        let payload = vec![0x42u8; size];
+        g.throughput(Throughput::Bytes(size as u64));
+        g.bench_function(BenchmarkId::from_parameter(name), |b| {
+            b.iter_batched(
+                || send_v2(&mut s, &l, &payload, &mut setup_rng),
+                |bytes| black_box(receive_v2(&mut rx, &l, &bytes, &mut r)),
+                BatchSize::SmallInput,
+            )
+        });
+    }
+    g.finish();
+
+    // A full envelope (first on a link): the certificate's hybrid signatures are verified.
+    let (s, rx) = established(170);
+    let mut r = rng(171);
+    let link = OutboundLink::new(&s.bob_key, &s.alice.person.epoch, &mut r);
+    let full = seal_linked(
+        &LinkedSealRequest {
+            recipient: &s.bob_key,
+            sender: &s.alice.person.epoch,
+            link: &link,
+            ack: None,
+            sent_at: NOW,
+            content: &[0x42; 1024],
+        },
+        &mut r,
+    )
+    .unwrap()
+    .bytes;
+    c.bench_function("v2 receive (full, 1KiB): KEM + certificate + MAC", |b| {
+        b.iter(|| black_box(rx.ring.receive(&full, NOW, &HashMap::new()).unwrap()))
+    });
 }
 
 fn session_start(c: &mut Criterion) {
@@ -319,6 +444,7 @@ fn primitives(c: &mut Criterion) {
 criterion_group!(
     benches,
     paths,
+    paths_v2,
     components,
     primitives,
     session_start,

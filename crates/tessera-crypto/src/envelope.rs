@@ -652,23 +652,57 @@ pub struct VerifiedEnvelope {
     pub content: Vec<u8>,
 }
 
-/// Envelope ids already accepted (the caller persists them; `docs/envelope.md` §6).
-pub trait SeenIds {
-    /// Records `id`; returns `false` if it was already there.
-    fn insert_new(&mut self, id: EnvelopeId) -> bool;
+/// What replay detection is keyed on: the verified sender and the envelope id
+/// (`docs/envelope.md` §5). With the sender in the key, a peer who learns another sender's
+/// envelope id cannot pre-empt that envelope by sending one with the same id.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub struct ReplayKey {
+    /// Verified sender account.
+    pub account_id: AccountId,
+    /// Verified sender device.
+    pub device_id: u32,
+    /// The envelope id.
+    pub id: EnvelopeId,
 }
 
-impl SeenIds for HashSet<EnvelopeId> {
-    fn insert_new(&mut self, id: EnvelopeId) -> bool {
-        self.insert(id)
+impl ReplayKey {
+    /// `account id (32) || device id (4) || envelope id (16)`, as stored.
+    pub fn to_bytes(&self) -> [u8; 52] {
+        let mut out = [0u8; 52];
+        out[..32].copy_from_slice(&self.account_id.0);
+        out[32..36].copy_from_slice(&self.device_id.to_be_bytes());
+        out[36..].copy_from_slice(&self.id.0);
+        out
+    }
+}
+
+/// Envelopes already accepted (the caller persists them; `docs/envelope.md` §5).
+pub trait SeenIds {
+    /// Records `key`; returns `false` if it was already there.
+    fn insert_new(&mut self, key: ReplayKey) -> bool;
+}
+
+impl SeenIds for HashSet<ReplayKey> {
+    fn insert_new(&mut self, key: ReplayKey) -> bool {
+        self.insert(key)
     }
 }
 
 impl VerifiedEnvelope {
-    /// Accepts the envelope once: `Replayed` if its id was seen before. Call this only after
-    /// verification, so forged envelopes cannot mark ids as seen.
+    /// The key replay detection uses for this envelope.
+    pub fn replay_key(&self) -> ReplayKey {
+        ReplayKey {
+            account_id: self.sender.account_id,
+            device_id: self.sender.device_id,
+            id: self.id,
+        }
+    }
+
+    /// Accepts the envelope once: `Replayed` if the same sender's envelope with this id was
+    /// seen before. Call this only after verification, so forged envelopes cannot mark
+    /// anything as seen.
     pub fn accept_once(self, seen: &mut dyn SeenIds) -> Result<Self, CryptoError> {
-        if seen.insert_new(self.id) {
+        if seen.insert_new(self.replay_key()) {
             Ok(self)
         } else {
             Err(CryptoError::Replayed)

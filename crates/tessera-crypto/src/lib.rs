@@ -21,8 +21,8 @@ pub use device::{
 };
 pub use envelope::{
     ENVELOPE_VERSION, EnvelopeId, EnvelopeKeyRing, HEADER_LEN, MAX_CLOCK_SKEW_MS, MAX_CONTENT_LEN,
-    MAX_ENVELOPE_AGE_MS, MAX_ENVELOPE_LEN, MIN_ENVELOPE_LEN, OpenedEnvelope, SealRequest,
-    SealedEnvelope, SeenIds, SenderClaim, TAG_LEN, VerifiedEnvelope, padded_len, seal,
+    MAX_ENVELOPE_AGE_MS, MAX_ENVELOPE_LEN, MIN_ENVELOPE_LEN, OpenedEnvelope, ReplayKey,
+    SealRequest, SealedEnvelope, SeenIds, SenderClaim, TAG_LEN, VerifiedEnvelope, padded_len, seal,
 };
 pub use epoch::{
     EPOCH_CERTIFICATE_LEN, EpochCertificate, EpochId, EpochSigningKey, MAX_EPOCH_CERT_WINDOW_MS,

@@ -338,3 +338,27 @@ proptest! {
         prop_assert!(ring.receive(&bytes, NOW, &links).is_err());
     }
 }
+
+#[test]
+fn replay_detection_is_per_sender_so_a_copied_id_cannot_pre_empt_an_envelope() {
+    let mut r = rng(8);
+    let alice = Person::new(&mut r, 1);
+    let mallory = Person::new(&mut r, 1);
+    let bob = Person::new(&mut r, 2);
+    let a_link = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r);
+    let m_link = OutboundLink::new(bob.envelope.public(), &mallory.epoch, &mut r);
+    // The same RNG seed: Mallory's envelope carries the id Alice's has (as if copied).
+    let from_mallory = seal_on(&mallory, &bob, &m_link, None, NOW, b"first", 42);
+    let from_alice = seal_on(&alice, &bob, &a_link, None, NOW, b"real", 42);
+    assert_eq!(from_mallory[2..18], from_alice[2..18]);
+    let (ring, links) = (bob.ring(), HashMap::new());
+    let mut seen = HashSet::new();
+    let open = |b: &[u8]| ring.receive(b, NOW, &links).unwrap().envelope;
+    assert!(open(&from_mallory).accept_once(&mut seen).is_ok());
+    let real = open(&from_alice).accept_once(&mut seen).unwrap();
+    assert_eq!(real.content, b"real");
+    assert!(matches!(
+        open(&from_alice).accept_once(&mut seen),
+        Err(CryptoError::Replayed)
+    ));
+}

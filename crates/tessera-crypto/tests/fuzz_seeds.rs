@@ -36,6 +36,32 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
         };
         out.push(("envelope_open", name, seal(&request, &mut r).unwrap().bytes));
     }
+    // Version 2: a full envelope on a new link, a short one on an acknowledged link, and the
+    // links as the vault stores them.
+    let mut link = tessera_crypto::OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r);
+    for (name, acked) in [("v2-full", false), ("v2-short", true)] {
+        link.acked = acked;
+        let request = tessera_crypto::LinkedSealRequest {
+            recipient: bob.envelope.public(),
+            sender: &alice.epoch,
+            link: &link,
+            ack: Some([3; 16]),
+            sent_at: NOW,
+            content: b"hi",
+        };
+        let bytes = tessera_crypto::seal_linked(&request, &mut r).unwrap().bytes;
+        if !acked {
+            let inbound = bob
+                .ring()
+                .receive(&bytes, NOW, &std::collections::HashMap::new())
+                .unwrap()
+                .new_link
+                .unwrap();
+            out.push(("certificates", "inbound-link", inbound.to_bytes().to_vec()));
+        }
+        out.push(("envelope_open", name, bytes));
+    }
+    out.push(("certificates", "outbound-link", link.to_bytes().to_vec()));
     out.push(("certificates", "device", alice.certificate.to_bytes()));
     out.push((
         "certificates",
