@@ -182,7 +182,7 @@ fn seal_queued(
     let link = match stored {
         Some(l) => l,
         None => {
-            let l = OutboundLink::new(recipient, &me.epoch, &mut r);
+            let l = OutboundLink::new(recipient, &me.epoch, &mut r)?;
             v.put_outbound_link(contact, device, &l.to_bytes())?;
             l
         }

@@ -144,7 +144,7 @@ struct Linked {
 }
 
 fn linked(s: &Sender, rx: &Receiver, r: &mut ChaCha20Rng) -> Linked {
-    let mut link = OutboundLink::new(&s.bob_key, &s.alice.person.epoch, r);
+    let mut link = OutboundLink::new(&s.bob_key, &s.alice.person.epoch, r).unwrap();
     let first = seal_linked(
         &LinkedSealRequest {
             recipient: &s.bob_key,
@@ -240,7 +240,7 @@ fn paths_v2(c: &mut Criterion) {
     // A full envelope (first on a link): the certificate's hybrid signatures are verified.
     let (s, rx) = established(170);
     let mut r = rng(171);
-    let link = OutboundLink::new(&s.bob_key, &s.alice.person.epoch, &mut r);
+    let link = OutboundLink::new(&s.bob_key, &s.alice.person.epoch, &mut r).unwrap();
     let full = seal_linked(
         &LinkedSealRequest {
             recipient: &s.bob_key,

@@ -29,10 +29,11 @@ pub type LinkId = [u8; 16];
 pub const ENVELOPE_V2: u8 = 2;
 const KIND_FULL: u8 = 1;
 const KIND_SHORT: u8 = 2;
-/// Clear header of a full envelope: version, kind, id, key id, ephemeral key, KEM ciphertext.
+/// Clear header of a full envelope: version, kind, id, key id, the link's X25519 key and KEM
+/// ciphertext.
 pub const FULL_HEADER_LEN: usize = 2 + 16 + 16 + 32 + MLKEM1024_CT_LEN;
-/// Clear header of a short envelope: version, kind, id, key id, ephemeral key, link id.
-pub const SHORT_HEADER_LEN: usize = 2 + 16 + 16 + 32 + 16;
+/// Clear header of a short envelope: version, kind, id, key id, link id.
+pub const SHORT_HEADER_LEN: usize = 2 + 16 + 16 + 16;
 /// The smallest padded plaintext (§4).
 pub const MIN_PADDED_LEN_V2: usize = 256;
 /// Above this, padded sizes are multiples of it; up to it, powers of two (§4).
@@ -45,12 +46,13 @@ pub const MAX_ENVELOPE_LEN_V2: usize = FULL_HEADER_LEN + MAX_PADDED_LEN_V2 + TAG
 pub const MIN_ENVELOPE_LEN_V2: usize = SHORT_HEADER_LEN + MIN_PADDED_LEN_V2 + TAG_LEN;
 
 const LINK_ID_CONTEXT: &str = "tessera v2 envelope link id";
+const LINK_SECRET_CONTEXT: &str = "tessera v2 envelope link secret";
 const TRANSCRIPT_CONTEXT: &str = "tessera v2 envelope transcript";
 const KEYS_CONTEXT: &str = "tessera v2 envelope keys";
 pub(crate) const SENDER_CONTEXT_V2: &str = "tessera v2 envelope sender";
-const OUTBOUND_VERSION: u8 = 1;
+const OUTBOUND_VERSION: u8 = 2;
 const INBOUND_VERSION: u8 = 1;
-const OUTBOUND_LEN: usize = 1 + 16 + 16 + MLKEM1024_CT_LEN + 32 + 1;
+const OUTBOUND_LEN: usize = 1 + 16 + 16 + 32 + MLKEM1024_CT_LEN + 32 + 1;
 const INBOUND_LEN: usize = 1 + 16 + 16 + 32 + 32 + 4 + 16 + 32 + 8 + 8;
 
 /// The padded plaintext length for an unpadded length `u` (§4): at least 256 bytes, then the
@@ -65,9 +67,10 @@ pub fn padded_len_v2(u: usize) -> usize {
     }
 }
 
-fn link_id(key_id: &EnvelopeKeyId, ct: &[u8]) -> LinkId {
+fn link_id(key_id: &EnvelopeKeyId, lpk: &[u8; 32], ct: &[u8]) -> LinkId {
     let mut h = blake3::Hasher::new_derive_key(LINK_ID_CONTEXT);
     h.update(key_id);
+    h.update(lpk);
     h.update(ct);
     let mut id = [0u8; 16];
     id.copy_from_slice(&h.finalize().as_bytes()[..16]);
@@ -82,14 +85,26 @@ fn transcript_hash(header: &[u8], recipient: &EnvelopePublicKey) -> [u8; 32] {
     *h.finalize().as_bytes()
 }
 
-fn derive_keys(
-    link_secret: &[u8; 32],
+/// `ls = H("tessera v2 envelope link secret", ss_m || ss_x || key_id || lpk || ct_m)` (§1).
+fn link_secret(
+    ss_m: &[u8; 32],
     ss_x: &[u8; 32],
-    th: &[u8; 32],
-) -> (Zeroizing<[u8; 32]>, [u8; 24]) {
+    key_id: &EnvelopeKeyId,
+    lpk: &[u8; 32],
+    ct: &[u8],
+) -> Zeroizing<[u8; 32]> {
+    let mut h = blake3::Hasher::new_derive_key(LINK_SECRET_CONTEXT);
+    h.update(ss_m);
+    h.update(ss_x);
+    h.update(key_id);
+    h.update(lpk);
+    h.update(ct);
+    Zeroizing::new(*h.finalize().as_bytes())
+}
+
+fn derive_keys(link_secret: &[u8; 32], th: &[u8; 32]) -> (Zeroizing<[u8; 32]>, [u8; 24]) {
     let mut h = blake3::Hasher::new_derive_key(KEYS_CONTEXT);
     h.update(link_secret);
-    h.update(ss_x);
     h.update(th);
     let mut okm = Zeroizing::new([0u8; 56]);
     h.finalize_xof().fill(okm.as_mut());
@@ -106,6 +121,7 @@ pub struct OutboundLink {
     id: LinkId,
     recipient_key_id: EnvelopeKeyId,
     epoch_id: EpochId,
+    lpk: [u8; 32],
     ct: Box<[u8; MLKEM1024_CT_LEN]>,
     secret: Zeroizing<[u8; 32]>,
     /// The recipient acknowledged the link: envelopes on it are short.
@@ -122,27 +138,40 @@ impl fmt::Debug for OutboundLink {
 }
 
 impl OutboundLink {
-    /// A new link from `sender`'s epoch to `recipient` (one ML-KEM-1024 encapsulation).
+    /// A new link from `sender`'s epoch to `recipient`: one X25519 exchange with a fresh key
+    /// and one ML-KEM-1024 encapsulation (§1). Refuses a small-order recipient X25519 key.
     pub fn new<R: Rng + CryptoRng>(
         recipient: &EnvelopePublicKey,
         sender: &EpochSigningKey,
         rng: &mut R,
-    ) -> Self {
+    ) -> Result<Self, CryptoError> {
+        let mut lsk = Zeroizing::new([0u8; 32]);
+        rng.fill_bytes(lsk.as_mut());
+        let lsk = x25519_dalek::StaticSecret::from(*lsk);
+        let lpk = *x25519_dalek::PublicKey::from(&lsk).as_bytes();
+        let ss_x = lsk.diffie_hellman(&x25519_dalek::PublicKey::from(recipient.x25519));
+        if !ss_x.was_contributory() {
+            return Err(CryptoError::BadPublicKey {
+                what: "recipient X25519 key",
+            });
+        }
         let mut m = Zeroizing::new([0u8; 32]);
         rng.fill_bytes(m.as_mut());
         let ek = mlkem1024::MlKem1024PublicKey::from(&*recipient.mlkem);
-        let (ct, ss) = mlkem1024::encapsulate(&ek, *m);
+        let (ct, ss_m) = mlkem1024::encapsulate(&ek, *m);
+        let ss_m = Zeroizing::new(ss_m);
         let mut ct_bytes = Box::new([0u8; MLKEM1024_CT_LEN]);
         ct_bytes.copy_from_slice(ct.as_ref());
         let key_id = recipient.key_id();
-        Self {
-            id: link_id(&key_id, ct_bytes.as_ref()),
+        Ok(Self {
+            id: link_id(&key_id, &lpk, ct_bytes.as_ref()),
+            secret: link_secret(&ss_m, ss_x.as_bytes(), &key_id, &lpk, ct_bytes.as_ref()),
             recipient_key_id: key_id,
             epoch_id: sender.epoch_id(),
+            lpk,
             ct: ct_bytes,
-            secret: Zeroizing::new(ss),
             acked: false,
-        }
+        })
     }
 
     /// The link's id.
@@ -162,6 +191,7 @@ impl OutboundLink {
         out.push(OUTBOUND_VERSION);
         out.extend_from_slice(&self.recipient_key_id);
         out.extend_from_slice(&self.epoch_id);
+        out.extend_from_slice(&self.lpk);
         out.extend_from_slice(self.ct.as_ref());
         out.extend_from_slice(self.secret.as_ref());
         out.push(u8::from(self.acked));
@@ -177,6 +207,7 @@ impl OutboundLink {
         }
         let recipient_key_id: EnvelopeKeyId = r.array()?;
         let epoch_id: EpochId = r.array()?;
+        let lpk: [u8; 32] = r.array()?;
         let ct: Box<[u8; MLKEM1024_CT_LEN]> = Box::new(r.array()?);
         let secret = Zeroizing::new(r.array::<32>()?);
         let acked = match r.u8()? {
@@ -190,9 +221,10 @@ impl OutboundLink {
         };
         r.finish()?;
         Ok(Self {
-            id: link_id(&recipient_key_id, ct.as_ref()),
+            id: link_id(&recipient_key_id, &lpk, ct.as_ref()),
             recipient_key_id,
             epoch_id,
+            lpk,
             ct,
             secret,
             acked,
@@ -328,30 +360,20 @@ pub fn seal_linked<R: Rng + CryptoRng>(
     let full = !link.acked;
     let mut id = [0u8; 16];
     rng.fill_bytes(&mut id);
-    let mut esk_bytes = Zeroizing::new([0u8; 32]);
-    rng.fill_bytes(esk_bytes.as_mut());
-    let esk = x25519_dalek::StaticSecret::from(*esk_bytes);
-    let epk = x25519_dalek::PublicKey::from(&esk);
-    let ss_x = esk.diffie_hellman(&x25519_dalek::PublicKey::from(request.recipient.x25519));
-    if !ss_x.was_contributory() {
-        return Err(CryptoError::BadPublicKey {
-            what: "recipient X25519 key",
-        });
-    }
 
     let mut header = Vec::with_capacity(FULL_HEADER_LEN);
     header.push(ENVELOPE_V2);
     header.push(if full { KIND_FULL } else { KIND_SHORT });
     header.extend_from_slice(&id);
     header.extend_from_slice(&link.recipient_key_id);
-    header.extend_from_slice(epk.as_bytes());
     if full {
+        header.extend_from_slice(&link.lpk);
         header.extend_from_slice(link.ct.as_ref());
     } else {
         header.extend_from_slice(&link.id);
     }
     let th = transcript_hash(&header, request.recipient);
-    let (key, nonce) = derive_keys(&link.secret, ss_x.as_bytes(), &th);
+    let (key, nonce) = derive_keys(&link.secret, &th);
 
     let sender = request.sender;
     let certificate = full.then(|| sender.certificate().to_bytes());
@@ -481,14 +503,21 @@ impl EnvelopeKeyRing {
         let _version_and_kind: [u8; 2] = r.array()?;
         let id = EnvelopeId(r.array()?);
         let key_id: EnvelopeKeyId = r.array()?;
-        let epk: [u8; 32] = r.array()?;
         let key = self.find(&key_id, now_ms).ok_or(CryptoError::UnknownKey)?;
         let (link, secret) = if full {
+            let lpk: [u8; 32] = r.array()?;
             let ct: [u8; MLKEM1024_CT_LEN] = r.array()?;
-            let secret = key.decapsulate(&ct);
+            let ss_x = key
+                .x25519_secret()
+                .diffie_hellman(&x25519_dalek::PublicKey::from(lpk));
+            if !ss_x.was_contributory() {
+                return Err(CryptoError::Decrypt);
+            }
+            let ss_m = key.decapsulate(&ct);
+            let secret = link_secret(&ss_m, ss_x.as_bytes(), &key_id, &lpk, &ct);
             (
                 LinkState::New {
-                    id: link_id(&key_id, &ct),
+                    id: link_id(&key_id, &lpk, &ct),
                     secret: secret.clone(),
                 },
                 secret,
@@ -503,14 +532,8 @@ impl EnvelopeKeyRing {
             (LinkState::Known(link), secret)
         };
         r.finish()?;
-        let ss_x = key
-            .x25519_secret()
-            .diffie_hellman(&x25519_dalek::PublicKey::from(epk));
-        if !ss_x.was_contributory() {
-            return Err(CryptoError::Decrypt);
-        }
         let th = transcript_hash(header, key.public());
-        let (aead_key, nonce) = derive_keys(&secret, ss_x.as_bytes(), &th);
+        let (aead_key, nonce) = derive_keys(&secret, &th);
         let cipher = XChaCha20Poly1305::new(aead_key.as_ref().into());
         let plaintext = Zeroizing::new(
             cipher

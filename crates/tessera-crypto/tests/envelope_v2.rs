@@ -55,14 +55,14 @@ fn a_link_starts_full_and_goes_short_once_acknowledged() {
     let (mut alice_links, mut bob_links) = (HashMap::new(), HashMap::new());
 
     // Alice's first envelopes on a new link are full: KEM ciphertext and certificate.
-    let mut a_to_b = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r);
+    let mut a_to_b = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r).unwrap();
     let first = seal_on(&alice, &bob, &a_to_b, None, NOW, b"hello", 2);
     let second = seal_on(&alice, &bob, &a_to_b, None, NOW, b"again", 3);
     assert_eq!(first[..2], [2, 1]);
     assert_eq!(first.len(), FULL_HEADER_LEN + 8192 + TAG_LEN);
-    // Both carry the same link (the same KEM ciphertext), each with its own ephemeral key.
-    assert_eq!(first[66..FULL_HEADER_LEN], second[66..FULL_HEADER_LEN]);
-    assert_ne!(first[34..66], second[34..66]);
+    // Both carry the same link (its X25519 key and KEM ciphertext), each with its own id.
+    assert_eq!(first[34..FULL_HEADER_LEN], second[34..FULL_HEADER_LEN]);
+    assert_ne!(first[2..18], second[2..18]);
 
     let got = receive(&bob_ring, &bob_links, &first);
     assert_eq!(got.envelope.content, b"hello");
@@ -84,7 +84,7 @@ fn a_link_starts_full_and_goes_short_once_acknowledged() {
     bob_links.insert(link.id(), link);
 
     // Bob answers on his own link and acknowledges Alice's.
-    let b_to_a = OutboundLink::new(alice.envelope.public(), &bob.epoch, &mut r);
+    let b_to_a = OutboundLink::new(alice.envelope.public(), &bob.epoch, &mut r).unwrap();
     let reply = seal_on(&bob, &alice, &b_to_a, Some(a_to_b.id()), NOW, b"hi", 4);
     let got = receive(&alice_ring, &alice_links, &reply);
     assert_eq!(got.ack, Some(a_to_b.id()));
@@ -102,7 +102,7 @@ fn a_link_starts_full_and_goes_short_once_acknowledged() {
         5,
     );
     assert_eq!(short[..2], [2, 2]);
-    assert_eq!(short[66..82], a_to_b.id());
+    assert_eq!(short[34..50], a_to_b.id());
     assert_eq!(short.len(), SHORT_HEADER_LEN + 512 + TAG_LEN);
     // The budget: a one-word text in steady state fits in 1.8 KiB with its frame.
     assert!(short.len() + 64 <= 1843, "{} bytes", short.len());
@@ -119,7 +119,7 @@ fn a_short_envelope_on_an_unknown_link_or_for_another_key_is_unknown_link() {
     let alice = Person::new(&mut r, 1);
     let bob = Person::new(&mut r, 2);
     let carol = Person::new(&mut r, 3);
-    let mut link = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r);
+    let mut link = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r).unwrap();
     let full = seal_on(&alice, &bob, &link, None, NOW, b"x", 1);
     let learned = bob.ring().receive(&full, NOW, &HashMap::new()).unwrap();
     link.acked = true;
@@ -160,7 +160,7 @@ fn a_short_envelope_cannot_claim_another_sender_or_leave_its_epoch() {
     let mut links = HashMap::new();
 
     // Mallory establishes a link of her own with Bob.
-    let mut m_link = OutboundLink::new(bob.envelope.public(), &mallory.epoch, &mut r);
+    let mut m_link = OutboundLink::new(bob.envelope.public(), &mallory.epoch, &mut r).unwrap();
     let full = seal_on(&mallory, &bob, &m_link, None, NOW, b"hi", 1);
     let learned = ring.receive(&full, NOW, &links).unwrap().new_link.unwrap();
     links.insert(learned.id(), learned);
@@ -201,7 +201,7 @@ fn a_duplicate_is_refused_by_its_id_after_verification() {
     let mut r = rng(4);
     let alice = Person::new(&mut r, 1);
     let bob = Person::new(&mut r, 2);
-    let link = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r);
+    let link = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r).unwrap();
     let bytes = seal_on(&alice, &bob, &link, None, NOW, b"once", 1);
     let ring = bob.ring();
     let mut seen = HashSet::new();
@@ -220,7 +220,7 @@ fn links_survive_the_vault_and_refuse_damage() {
     let mut r = rng(5);
     let alice = Person::new(&mut r, 1);
     let bob = Person::new(&mut r, 2);
-    let mut out = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r);
+    let mut out = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r).unwrap();
     out.acked = true;
     let back = OutboundLink::from_bytes(&out.to_bytes()).unwrap();
     assert_eq!((back.id(), back.acked), (out.id(), true));
@@ -230,7 +230,7 @@ fn links_survive_the_vault_and_refuse_damage() {
     let full = seal_on(&alice, &bob, &out, None, NOW, b"x", 1);
     // `out` is acked, so that was short; make a full one with a fresh link.
     assert_eq!(full[1], 2);
-    let fresh = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r);
+    let fresh = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r).unwrap();
     let full = seal_on(&alice, &bob, &fresh, None, NOW, b"x", 2);
     let inbound = bob
         .ring()
@@ -274,7 +274,7 @@ fn size_classes_are_powers_of_two_then_sixteen_kib_steps() {
     let mut r = rng(6);
     let alice = Person::new(&mut r, 1);
     let bob = Person::new(&mut r, 2);
-    let mut link = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r);
+    let mut link = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r).unwrap();
     link.acked = true;
     let mut sizes = HashSet::new();
     for len in (0..3000).step_by(37) {
@@ -289,7 +289,7 @@ fn lengths_outside_the_classes_and_unknown_kinds_are_refused_before_any_cryptogr
     let mut r = rng(7);
     let alice = Person::new(&mut r, 1);
     let bob = Person::new(&mut r, 2);
-    let mut link = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r);
+    let mut link = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r).unwrap();
     link.acked = true;
     let short = seal_on(&alice, &bob, &link, None, NOW, b"x", 1);
     let ring = bob.ring();
@@ -325,7 +325,7 @@ proptest! {
         let mut r = rng(seed);
         let alice = Person::new(&mut r, 1);
         let bob = Person::new(&mut r, 2);
-        let mut link = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r);
+        let mut link = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r).unwrap();
         let ring = bob.ring();
         let mut links = HashMap::new();
         let full = seal_on(&alice, &bob, &link, None, NOW, b"setup", seed);
@@ -345,8 +345,8 @@ fn replay_detection_is_per_sender_so_a_copied_id_cannot_pre_empt_an_envelope() {
     let alice = Person::new(&mut r, 1);
     let mallory = Person::new(&mut r, 1);
     let bob = Person::new(&mut r, 2);
-    let a_link = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r);
-    let m_link = OutboundLink::new(bob.envelope.public(), &mallory.epoch, &mut r);
+    let a_link = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r).unwrap();
+    let m_link = OutboundLink::new(bob.envelope.public(), &mallory.epoch, &mut r).unwrap();
     // The same RNG seed: Mallory's envelope carries the id Alice's has (as if copied).
     let from_mallory = seal_on(&mallory, &bob, &m_link, None, NOW, b"first", 42);
     let from_alice = seal_on(&alice, &bob, &a_link, None, NOW, b"real", 42);

@@ -38,7 +38,8 @@ fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
     }
     // Version 2: a full envelope on a new link, a short one on an acknowledged link, and the
     // links as the vault stores them.
-    let mut link = tessera_crypto::OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r);
+    let mut link =
+        tessera_crypto::OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r).unwrap();
     for (name, acked) in [("v2-full", false), ("v2-short", true)] {
         link.acked = acked;
         let request = tessera_crypto::LinkedSealRequest {

@@ -39,25 +39,36 @@ fn h(context: &str, parts: &[&[u8]]) -> [u8; 32] {
     *hasher.finalize().as_bytes()
 }
 
-/// A link as the sender holds it: the ML-KEM ciphertext and secret.
+/// A link as the sender holds it (§1): its X25519 public key, ML-KEM ciphertext and secret.
 struct SpecLink {
+    lpk: [u8; 32],
     ct: Vec<u8>,
     secret: [u8; 32],
 }
 
 impl SpecLink {
-    fn new(recipient: &EnvelopePublicKey, m: [u8; 32]) -> Self {
-        let ek: [u8; 1568] = recipient.to_bytes()[32..].try_into().unwrap();
-        let (ct, ss) = mlkem1024::encapsulate(&mlkem1024::MlKem1024PublicKey::from(ek), m);
-        Self {
-            ct: ct.as_ref().to_vec(),
-            secret: ss,
-        }
+    fn new(recipient: &EnvelopePublicKey, lsk: [u8; 32], m: [u8; 32]) -> Self {
+        let pk = recipient.to_bytes();
+        let ek_x: [u8; 32] = pk[..32].try_into().unwrap();
+        let ek_m: [u8; 1568] = pk[32..].try_into().unwrap();
+        let lsk = x25519_dalek::StaticSecret::from(lsk);
+        let lpk = *x25519_dalek::PublicKey::from(&lsk).as_bytes();
+        let ss_x = lsk.diffie_hellman(&x25519_dalek::PublicKey::from(ek_x));
+        let (ct, ss_m) = mlkem1024::encapsulate(&mlkem1024::MlKem1024PublicKey::from(ek_m), m);
+        let ct = ct.as_ref().to_vec();
+        let secret = h(
+            "tessera v2 envelope link secret",
+            &[&ss_m, ss_x.as_bytes(), &recipient.key_id(), &lpk, &ct],
+        );
+        Self { lpk, ct, secret }
     }
 
     fn id(&self, recipient: &EnvelopePublicKey) -> [u8; 16] {
         let key_id = recipient.key_id();
-        h("tessera v2 envelope link id", &[&key_id, &self.ct])[..16]
+        h(
+            "tessera v2 envelope link id",
+            &[&key_id, &self.lpk, &self.ct],
+        )[..16]
             .try_into()
             .unwrap()
     }
@@ -70,7 +81,6 @@ struct Spec<'a> {
     link: &'a SpecLink,
     full: bool,
     id: [u8; 16],
-    esk: [u8; 32],
     sent_at: u64,
     content: &'a [u8],
     ack: Option<[u8; 16]>,
@@ -95,16 +105,13 @@ impl<'a> Spec<'a> {
         r: &mut impl rand::RngCore,
     ) -> Self {
         let mut id = [0u8; 16];
-        let mut esk = [0u8; 32];
         r.fill_bytes(&mut id);
-        r.fill_bytes(&mut esk);
         Self {
             recipient,
             sender,
             link,
             full,
             id,
-            esk,
             sent_at: NOW,
             content,
             ack: None,
@@ -134,16 +141,12 @@ fn spec_seal(s: &Spec<'_>) -> Vec<u8> {
     let pk = s.recipient.to_bytes();
     let (ek_x, ek_m): ([u8; 32], &[u8]) = (pk[..32].try_into().unwrap(), &pk[32..]);
     let key_id = s.recipient.key_id();
-    // §3 step 1.
-    let esk = x25519_dalek::StaticSecret::from(s.esk);
-    let epk = x25519_dalek::PublicKey::from(&esk);
-    let ss_x = esk.diffie_hellman(&x25519_dalek::PublicKey::from(ek_x));
     // §2.
     let mut header = vec![2, if s.full { 1 } else { 2 }];
     header.extend_from_slice(&s.id);
     header.extend_from_slice(&key_id);
-    header.extend_from_slice(epk.as_bytes());
     if s.full {
+        header.extend_from_slice(&s.link.lpk);
         header.extend_from_slice(&s.link.ct);
     } else {
         header.extend_from_slice(&s.link.id(s.recipient));
@@ -153,7 +156,6 @@ fn spec_seal(s: &Spec<'_>) -> Vec<u8> {
     let mut okm = [0u8; 56];
     let mut kdf = blake3::Hasher::new_derive_key("tessera v2 envelope keys");
     kdf.update(&s.link.secret);
-    kdf.update(ss_x.as_bytes());
     kdf.update(&th);
     kdf.finalize_xof().fill(&mut okm);
     // §4.
@@ -241,7 +243,9 @@ fn generate() -> Value {
     let bob_key = bob.envelope.public();
     let mut m = [0u8; 32];
     r.fill_bytes(&mut m);
-    let link = SpecLink::new(bob_key, m);
+    let mut lsk = [0u8; 32];
+    r.fill_bytes(&mut lsk);
+    let link = SpecLink::new(bob_key, lsk, m);
     let link_id = link.id(bob_key);
     let long: Vec<u8> = (0..3000u32).map(|i| (i % 251) as u8).collect();
 
@@ -307,7 +311,7 @@ fn generate() -> Value {
     let mut v = short.clone();
     v[1] = 1;
     add_fail("fail_short_length_with_full_kind", v, true, "BadLength");
-    let mallory_link = SpecLink::new(mallory_key.public(), m);
+    let mallory_link = SpecLink::new(mallory_key.public(), lsk, m);
     let for_mallory = Spec::new(
         mallory_key.public(),
         &alice.epoch,
@@ -329,7 +333,7 @@ fn generate() -> Value {
         "UnknownLink",
     );
     let mut v = short.clone();
-    v[70] ^= 1;
+    v[40] ^= 1;
     add_fail("fail_short_naming_another_link", v, true, "UnknownLink");
     let mut v = short.clone();
     v[100] ^= 0x80;
@@ -337,9 +341,9 @@ fn generate() -> Value {
     let mut v = full.clone();
     v[100] ^= 0x01;
     add_fail("fail_flipped_kem_ciphertext_bit", v, false, "Decrypt");
-    let mut v = short.clone();
+    let mut v = full.clone();
     v[40] ^= 0x01;
-    add_fail("fail_wrong_ephemeral_key", v, true, "Decrypt");
+    add_fail("fail_flipped_link_x25519_key", v, false, "Decrypt");
 
     let mut s = Spec::new(bob_key, &alice.epoch, &link, false, b"x", &mut r);
     s.flags_extra = 0x04;
@@ -375,7 +379,7 @@ fn generate() -> Value {
     // Certificates: a 61-day window, each signature broken, a window not covering sent_at.
     let long_epoch =
         EpochSigningKey::generate(&alice.identity, 1, NOW - DAY, NOW + 60 * DAY, &mut r).unwrap();
-    let long_link = SpecLink::new(bob_key, m);
+    let long_link = SpecLink::new(bob_key, lsk, m);
     let s = Spec::new(bob_key, &long_epoch, &long_link, true, b"x", &mut r);
     add_fail(
         "fail_certificate_window_over_60_days",
@@ -406,7 +410,7 @@ fn generate() -> Value {
     let old_epoch =
         EpochSigningKey::generate(&alice.identity, 1, NOW - 20 * DAY, NOW - 10 * DAY, &mut r)
             .unwrap();
-    let old_link = SpecLink::new(bob_key, m);
+    let old_link = SpecLink::new(bob_key, lsk, m);
     let s = Spec::new(bob_key, &old_epoch, &old_link, true, b"x", &mut r);
     add_fail(
         "fail_sent_outside_the_certificate_window",
@@ -448,7 +452,7 @@ fn generate() -> Value {
     let wide =
         EpochSigningKey::generate(&alice.identity, 1, NOW - 95 * DAY, NOW - 40 * DAY, &mut r)
             .unwrap();
-    let wide_link = SpecLink::new(bob_key, m);
+    let wide_link = SpecLink::new(bob_key, lsk, m);
     let mut s = Spec::new(bob_key, &wide, &wide_link, true, b"x", &mut r);
     s.sent_at = NOW - 91 * DAY;
     add_fail("fail_older_than_90_days", spec_seal(&s), false, "Expired");
@@ -598,7 +602,7 @@ fn the_spec_sealer_and_the_library_make_the_same_bytes() {
     let mut r = rng(11);
     let alice = Person::new(&mut r, 1);
     let bob = Person::new(&mut r, 1);
-    let mut link = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r);
+    let mut link = OutboundLink::new(bob.envelope.public(), &alice.epoch, &mut r).unwrap();
     let library = |link: &OutboundLink| {
         seal_linked(
             &LinkedSealRequest {
@@ -617,13 +621,15 @@ fn the_spec_sealer_and_the_library_make_the_same_bytes() {
     let full = library(&link);
     link.acked = true;
     let short = library(&link);
-    // The link's KEM ciphertext is in the full envelope; its secret is what Bob decapsulates.
+    // The link's X25519 key and KEM ciphertext are in the full envelope; its secret is what
+    // Bob derives from them (§1).
+    let lpk: [u8; 32] = full[34..66].try_into().unwrap();
     let ct = full[66..66 + 1568].to_vec();
-    let secret = link_secret_from(&bob.envelope, &ct);
-    let spec_link = SpecLink { ct, secret };
+    let secret = link_secret_from(&bob.envelope, &lpk, &ct);
+    let spec_link = SpecLink { lpk, ct, secret };
     assert_eq!(spec_link.id(bob.envelope.public()), link.id());
     for (is_full, bytes) in [(true, &full), (false, &short)] {
-        // seal_linked draws the envelope id, then the ephemeral secret: give spec_seal the same.
+        // seal_linked draws the envelope id from its RNG: give spec_seal the same.
         let mut spec = Spec::new(
             bob.envelope.public(),
             &alice.epoch,
@@ -637,14 +643,20 @@ fn the_spec_sealer_and_the_library_make_the_same_bytes() {
     }
 }
 
-/// The link secret a recipient derives from a full envelope's KEM ciphertext.
-fn link_secret_from(key: &EnvelopeKeyPair, ct: &[u8]) -> [u8; 32] {
-    let (_, seed) = key.to_seeds();
+/// The link secret a recipient derives from a full envelope's link key and KEM ciphertext.
+fn link_secret_from(key: &EnvelopeKeyPair, lpk: &[u8; 32], ct: &[u8]) -> [u8; 32] {
+    let (x, seed) = key.to_seeds();
     let pair = mlkem1024::generate_key_pair(*seed);
-    let ct: [u8; 1568] = ct.try_into().unwrap();
-    mlkem1024::decapsulate(
+    let ct_array: [u8; 1568] = ct.try_into().unwrap();
+    let ss_m = mlkem1024::decapsulate(
         pair.private_key(),
-        &mlkem1024::MlKem1024Ciphertext::from(ct),
+        &mlkem1024::MlKem1024Ciphertext::from(ct_array),
+    );
+    let ss_x =
+        x25519_dalek::StaticSecret::from(*x).diffie_hellman(&x25519_dalek::PublicKey::from(*lpk));
+    h(
+        "tessera v2 envelope link secret",
+        &[&ss_m, ss_x.as_bytes(), &key.public().key_id(), lpk, ct],
     )
 }
 
