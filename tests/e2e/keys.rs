@@ -293,3 +293,125 @@ fn keys_real_processes_under_a_shifted_clock_keep_talking_at_20_50_100_and_400_d
     assert_eq!(serial(&alice), 4);
     assert_eq!(serial(&bob), 4);
 }
+
+/// Waits until `engine` has `message` marked delivered (its receipt arrived).
+async fn delivered(engine: &Engine, message: [u8; 16], what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let status = engine.message(&message).unwrap().map(|m| m.status);
+        if status.is_some_and(|s| s >= tessera_core::MessageStatus::Delivered) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no delivery receipt ({status:?})"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Waits until the relay has accepted `n` envelopes; returns the bytes they add up to.
+async fn accepted(relay: &Relay, n: f64, what: &str) -> f64 {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if relay.metric("tessera_relay_envelope_bytes_count") >= n {
+            return relay.metric("tessera_relay_envelope_bytes_sum");
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what}: the relay never accepted envelope {n}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Bytes on the wire, measured at the relay: a contact request, a one-word text and its
+/// delivery receipt once the links are acknowledged (`docs/envelope.md`), each with the `Send`
+/// frame around it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keys_wire_bytes_of_a_contact_request_a_text_and_a_receipt() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start_with(
+        &dir.path().join("relay"),
+        &["--metrics-listen", "127.0.0.1:0"],
+    );
+    let clock = ManualClock::new(SystemClock.now_ms());
+    let (sa, sb) = (
+        Arc::new(MemorySecrets::default()),
+        Arc::new(MemorySecrets::default()),
+    );
+    let alice = create(&dir.path().join("alice"), &relay, "Alice", &sa, &clock).await;
+    let bob = create(&dir.path().join("bob"), &relay, "Bob", &sb, &clock).await;
+    let (a_id, b_id) = (alice.account_id().unwrap().0, bob.account_id().unwrap().0);
+    let mut a_events = alice.subscribe();
+    let mut b_events = bob.subscribe();
+    let frame = |envelope: f64| {
+        tessera_proto::Frame {
+            request_id: 1,
+            body: tessera_proto::Body::Send {
+                account_id: [0; 32],
+                device_id: 1,
+                envelope: vec![0; envelope as usize],
+            },
+        }
+        .encode()
+        .unwrap()
+        .len()
+    };
+
+    alice
+        .add_contact(&bob.invite().unwrap(), Some("bob"))
+        .await
+        .unwrap();
+    let request = accepted(&relay, 1.0, "contact request").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while bob.contacts().unwrap().is_empty() {
+        assert!(Instant::now() < deadline, "Bob never saw Alice's request");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    // Bob accepts (his first envelope to Alice: full, acknowledging her link); one text each
+    // way then acknowledges every link.
+    bob.add_contact(&alice.invite().unwrap(), Some("alice"))
+        .await
+        .unwrap();
+    let warm = alice.send_text(&b_id, "warm").await.unwrap();
+    receive(&mut b_events, a_id, &["warm".to_string()], "Bob, warm-up").await;
+    let up = bob.send_text(&a_id, "up").await.unwrap();
+    receive(&mut a_events, b_id, &["up".to_string()], "Alice, warm-up").await;
+    // Both delivery receipts of the warm-up have arrived: nothing else is on its way.
+    delivered(&alice, warm, "Alice's warm-up").await;
+    delivered(&bob, up, "Bob's warm-up").await;
+    let settled = relay.metric("tessera_relay_envelope_bytes_count");
+    let before = accepted(&relay, settled, "warm-up").await;
+
+    // Bob is locked while the text goes out, so his receipt cannot be counted with it.
+    bob.lock();
+    alice.send_text(&b_id, "hi").await.unwrap();
+    let after_text = accepted(&relay, settled + 1.0, "text").await;
+    let bob = Engine::unlock_with_clock(
+        &dir.path().join("bob"),
+        Zeroizing::new(b"Bob's password".to_vec()),
+        sb.clone(),
+        None,
+        Arc::new(clock.clone()),
+    )
+    .await
+    .unwrap();
+    let mut b_events = bob.subscribe();
+    bob.connect().await.unwrap();
+    receive(&mut b_events, a_id, &["hi".to_string()], "Bob").await;
+    let after_receipt = accepted(&relay, settled + 2.0, "receipt").await;
+    let (text, receipt) = (after_text - before, after_receipt - after_text);
+    eprintln!(
+        "wire bytes (envelope / Send frame): contact request {request} / {}, one-word text \
+         {text} / {}, delivery receipt {receipt} / {}",
+        frame(request),
+        frame(text),
+        frame(receipt)
+    );
+    // The issue's budget: 1.8 KiB with the frame for a text and a receipt in steady state.
+    assert!(frame(text) <= 1843, "a text costs {text} bytes");
+    assert!(frame(receipt) <= 1843, "a receipt costs {receipt} bytes");
+    // The contact request is a full envelope: the KEM ciphertext and the epoch certificate.
+    assert!(request > 9000.0, "a contact request of {request} bytes");
+}
