@@ -71,6 +71,24 @@ async fn create(
     .unwrap()
 }
 
+/// Unlocks an account [`create`] made, after it was locked.
+async fn reopen(
+    dir: &std::path::Path,
+    name: &str,
+    secrets: &Arc<MemorySecrets>,
+    clock: &ManualClock,
+) -> Engine {
+    Engine::unlock_with_clock(
+        dir,
+        Zeroizing::new(format!("{name}'s password").into_bytes()),
+        secrets.clone(),
+        None,
+        Arc::new(clock.clone()),
+    )
+    .await
+    .unwrap()
+}
+
 /// The bound `docs/keys.md` gives for each kind of private key a device holds.
 fn assert_bounded(engine: &Engine, who: &str, day: u64) {
     let k = engine.key_inventory().unwrap();
@@ -144,15 +162,7 @@ async fn keys_two_accounts_exchange_a_message_each_way_every_day_for_400_days() 
             bob.lock();
         }
         if day == back {
-            bob = Engine::unlock_with_clock(
-                &dir.path().join("bob"),
-                Zeroizing::new(b"Bob's password".to_vec()),
-                sb.clone(),
-                None,
-                Arc::new(clock.clone()),
-            )
-            .await
-            .unwrap();
+            bob = reopen(&dir.path().join("bob"), "Bob", &sb, &clock).await;
             b_events = bob.subscribe();
             bob.connect().await.unwrap();
         }
@@ -388,15 +398,7 @@ async fn keys_wire_bytes_of_a_contact_request_a_text_and_a_receipt() {
     bob.lock();
     alice.send_text(&b_id, "hi").await.unwrap();
     let after_text = accepted(&relay, settled + 1.0, "text").await;
-    let bob = Engine::unlock_with_clock(
-        &dir.path().join("bob"),
-        Zeroizing::new(b"Bob's password".to_vec()),
-        sb.clone(),
-        None,
-        Arc::new(clock.clone()),
-    )
-    .await
-    .unwrap();
+    let bob = reopen(&dir.path().join("bob"), "Bob", &sb, &clock).await;
     let mut b_events = bob.subscribe();
     bob.connect().await.unwrap();
     receive(&mut b_events, a_id, &["hi".to_string()], "Bob").await;

@@ -202,18 +202,18 @@ fn seal_queued(
 }
 
 /// The vault's inbound links, as the envelope ring looks them up. A vault failure reads as "no
-/// such link"; [`VaultLinks::failure`] tells it apart so the envelope is kept, not dropped.
+/// such link" to the ring; `failed` keeps it, so the envelope is kept at the relay, not dropped.
 struct VaultLinks<'a> {
     vault: &'a Vault,
-    failed: std::cell::Cell<bool>,
+    failed: std::cell::Cell<Option<VaultError>>,
 }
 
 impl InboundLinks for VaultLinks<'_> {
     fn inbound_link(&self, id: &LinkId) -> Option<InboundLink> {
         match self.vault.inbound_link(id) {
             Ok(found) => found.and_then(|b| InboundLink::from_bytes(&b).ok()),
-            Err(_) => {
-                self.failed.set(true);
+            Err(e) => {
+                self.failed.set(Some(e));
                 None
             }
         }
@@ -1440,12 +1440,11 @@ const STALE_OFFER_MS: u64 = 60_000;
 fn process(u: &mut Unlocked, bytes: &[u8], now: u64) -> Result<Processed, CoreError> {
     let links = VaultLinks {
         vault: &u.vault,
-        failed: std::cell::Cell::new(false),
+        failed: std::cell::Cell::new(None),
     };
     let received = match u.me.ring.receive(bytes, now, &links) {
         Ok(r) => r,
-        Err(_) if links.failed.get() => return Err(CoreError::Vault(VaultError::Corrupt)),
-        Err(e) => return Err(e.into()),
+        Err(e) => return Err(links.failed.take().map_or(e.into(), CoreError::Vault)),
     };
     let verified = received.envelope;
     let sender = verified.sender.account_id;

@@ -273,18 +273,30 @@ pub fn seal<R: Rng + CryptoRng>(
         },
     );
 
-    let cipher = XChaCha20Poly1305::new(key.as_ref().into());
-    let ciphertext = cipher
+    finish_sealing(id, header, &key, &nonce, &plaintext, MAX_PADDED_LEN)
+}
+
+/// `header || XChaCha20-Poly1305(key, nonce, aad = header, plaintext)`: the last step of
+/// sealing either version.
+pub(crate) fn finish_sealing(
+    id: [u8; 16],
+    header: Vec<u8>,
+    key: &[u8; 32],
+    nonce: &[u8; 24],
+    plaintext: &[u8],
+    max: usize,
+) -> Result<SealedEnvelope, CryptoError> {
+    let ciphertext = XChaCha20Poly1305::new(key.into())
         .encrypt(
-            XNonce::from_slice(&nonce),
+            XNonce::from_slice(nonce),
             Payload {
-                msg: &plaintext,
+                msg: plaintext,
                 aad: &header,
             },
         )
         .map_err(|_| CryptoError::TooLarge {
             len: plaintext.len(),
-            max: MAX_PADDED_LEN,
+            max,
         })?;
     let mut bytes = header;
     bytes.extend_from_slice(&ciphertext);
@@ -292,6 +304,25 @@ pub fn seal<R: Rng + CryptoRng>(
         id: EnvelopeId(id),
         bytes,
     })
+}
+
+/// Authenticated decryption of an envelope body under its header; any failure is `Decrypt`.
+pub(crate) fn open_body(
+    key: &[u8; 32],
+    nonce: &[u8; 24],
+    header: &[u8],
+    ciphertext: &[u8],
+) -> Result<Zeroizing<Vec<u8>>, CryptoError> {
+    XChaCha20Poly1305::new(key.into())
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: ciphertext,
+                aad: header,
+            },
+        )
+        .map(Zeroizing::new)
+        .map_err(|_| CryptoError::Decrypt)
 }
 
 /// The recipient's envelope keys: the current one and those within their grace period. It also
@@ -396,18 +427,7 @@ impl EnvelopeKeyRing {
         let ss_m = key.decapsulate(&ct);
         let th = transcript_hash(header, key.public());
         let (aead_key, nonce) = derive_keys(&ss_m, ss_x.as_bytes(), &th);
-        let cipher = XChaCha20Poly1305::new(aead_key.as_ref().into());
-        let plaintext = Zeroizing::new(
-            cipher
-                .decrypt(
-                    XNonce::from_slice(&nonce),
-                    Payload {
-                        msg: ciphertext,
-                        aad: header,
-                    },
-                )
-                .map_err(|_| CryptoError::Decrypt)?,
-        );
+        let plaintext = open_body(&aead_key, &nonce, header, ciphertext)?;
         let mut opened = parse_body(ENVELOPE_VERSION, header, id, &plaintext)?;
         opened.key_id = key_id;
         Ok(opened)

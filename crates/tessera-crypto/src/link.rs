@@ -6,8 +6,6 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
-use chacha20poly1305::{XChaCha20Poly1305, XNonce};
 use libcrux_ml_kem::mlkem1024;
 use rand::{CryptoRng, Rng};
 use zeroize::Zeroizing;
@@ -16,7 +14,7 @@ use crate::CryptoError;
 use crate::device::{EnvelopeKeyId, EnvelopePublicKey, MLKEM1024_CT_LEN};
 use crate::envelope::{
     EnvelopeId, EnvelopeKeyRing, MAX_CONTENT_LEN, MAX_ENVELOPE_AGE_MS, OpenedEnvelope,
-    SealedEnvelope, TAG_LEN, VerifiedEnvelope, parse_body,
+    SealedEnvelope, TAG_LEN, VerifiedEnvelope, open_body, parse_body,
 };
 use crate::epoch::{EpochCertificate, EpochId, EpochSigningKey, VerifiedEpoch};
 use crate::identity::AccountId;
@@ -389,25 +387,7 @@ pub fn seal_linked<R: Rng + CryptoRng>(
             pair: &*sender.pair_key(request.recipient)?,
         },
     );
-    let cipher = XChaCha20Poly1305::new(key.as_ref().into());
-    let ciphertext = cipher
-        .encrypt(
-            XNonce::from_slice(&nonce),
-            Payload {
-                msg: &plaintext,
-                aad: &header,
-            },
-        )
-        .map_err(|_| CryptoError::TooLarge {
-            len: plaintext.len(),
-            max: MAX_PADDED_LEN_V2,
-        })?;
-    let mut bytes = header;
-    bytes.extend_from_slice(&ciphertext);
-    Ok(SealedEnvelope {
-        id: EnvelopeId(id),
-        bytes,
-    })
+    crate::envelope::finish_sealing(id, header, &key, &nonce, &plaintext, MAX_PADDED_LEN_V2)
 }
 
 /// How an opened v2 envelope relates to its link.
@@ -534,18 +514,7 @@ impl EnvelopeKeyRing {
         r.finish()?;
         let th = transcript_hash(header, key.public());
         let (aead_key, nonce) = derive_keys(&secret, &th);
-        let cipher = XChaCha20Poly1305::new(aead_key.as_ref().into());
-        let plaintext = Zeroizing::new(
-            cipher
-                .decrypt(
-                    XNonce::from_slice(&nonce),
-                    Payload {
-                        msg: ciphertext,
-                        aad: header,
-                    },
-                )
-                .map_err(|_| CryptoError::Decrypt)?,
-        );
+        let plaintext = open_body(&aead_key, &nonce, header, ciphertext)?;
         let mut opened = parse_body(ENVELOPE_V2, header, id, &plaintext)?;
         if opened.certificate.is_some() != full {
             return Err(CryptoError::Malformed {

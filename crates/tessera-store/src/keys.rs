@@ -162,20 +162,7 @@ impl Vault {
 mod tests {
     use super::*;
 
-    fn vault() -> (tempfile::TempDir, Vault) {
-        use rand::SeedableRng as _;
-        let dir = tempfile::tempdir().unwrap();
-        let v = Vault::create(
-            dir.path(),
-            b"pw",
-            crate::KdfParams::MINIMUM,
-            &crate::MemorySecrets::default(),
-            None,
-            &mut rand_chacha::ChaCha20Rng::seed_from_u64(1),
-        )
-        .unwrap();
-        (dir, v)
-    }
+    use crate::test_vault as vault;
 
     #[test]
     fn retired_keys_come_due_after_their_grace_and_only_once_forgotten_go_away() {

@@ -89,3 +89,21 @@ pub enum VaultError {
     #[error("vault file error: {0:?}")]
     Io(std::io::ErrorKind),
 }
+
+/// A fresh vault in a temporary directory, for this crate's unit tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_vault() -> (tempfile::TempDir, Vault) {
+    use rand::SeedableRng as _;
+    let dir = tempfile::tempdir().unwrap();
+    let v = Vault::create(
+        dir.path(),
+        b"pw",
+        KdfParams::MINIMUM,
+        &MemorySecrets::default(),
+        None,
+        &mut rand_chacha::ChaCha20Rng::seed_from_u64(1),
+    )
+    .unwrap();
+    (dir, v)
+}

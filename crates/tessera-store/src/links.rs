@@ -123,22 +123,7 @@ impl Vault {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use super::*;
-
-    fn vault() -> (tempfile::TempDir, Vault) {
-        use rand::SeedableRng as _;
-        let dir = tempfile::tempdir().unwrap();
-        let v = Vault::create(
-            dir.path(),
-            b"pw",
-            crate::KdfParams::MINIMUM,
-            &crate::MemorySecrets::default(),
-            None,
-            &mut rand_chacha::ChaCha20Rng::seed_from_u64(1),
-        )
-        .unwrap();
-        (dir, v)
-    }
+    use crate::test_vault as vault;
 
     #[test]
     fn the_newest_inbound_link_is_the_one_a_full_envelope_came_on_last() {
