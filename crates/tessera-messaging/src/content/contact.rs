@@ -1,0 +1,76 @@
+//! Contact requests and their answers.
+
+use serde::{Deserialize, Serialize};
+
+use super::Kind;
+
+/// Longest display name, in bytes.
+pub const MAX_NAME: usize = 64;
+/// Longest relay address, in bytes.
+pub const MAX_RELAY: usize = 512;
+/// Longest device certificate (base64), in bytes.
+pub const MAX_CERTIFICATE: usize = 16 * 1024;
+
+/// "Let us be contacts": the first message after adding someone from their invite.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// The sender's display name.
+    pub name: String,
+    /// The sender's relay address (where the recipient will find them).
+    pub relay: String,
+    /// The sender device's certificate (standard base64): its envelope key, for replies.
+    pub certificate: String,
+}
+
+impl Kind for Request {
+    const TAG: &'static str = "contact_request";
+    fn within_limits(&self) -> bool {
+        self.name.len() <= MAX_NAME
+            && self.relay.len() <= MAX_RELAY
+            && self.certificate.len() <= MAX_CERTIFICATE
+    }
+}
+
+/// The recipient accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accept {
+    /// The accepter's display name.
+    pub name: String,
+}
+
+impl Kind for Accept {
+    const TAG: &'static str = "contact_accept";
+    fn within_limits(&self) -> bool {
+        self.name.len() <= MAX_NAME
+    }
+}
+
+/// The recipient rejected.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reject {}
+
+impl Kind for Reject {
+    const TAG: &'static str = "contact_reject";
+    fn within_limits(&self) -> bool {
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::Content;
+
+    #[test]
+    fn names_are_bounded() {
+        let long = Content::ContactAccept(Accept {
+            name: "x".repeat(MAX_NAME + 1),
+        });
+        assert!(Content::from_bytes(&long.to_bytes().expect("encode")).is_err());
+        let ok = Content::ContactAccept(Accept { name: "Ada".into() });
+        assert_eq!(
+            Content::from_bytes(&ok.to_bytes().expect("encode")).expect("parse"),
+            ok
+        );
+    }
+}
