@@ -124,6 +124,8 @@ fn main() {
                         MessageStatus::Received
                     },
                     read: true,
+                    kind: "text".into(),
+                    failure: None,
                 })?;
             }
             Ok(())

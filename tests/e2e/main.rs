@@ -6,6 +6,7 @@
 mod call;
 mod card;
 mod chat;
+mod delivery;
 mod keys;
 mod loadgen;
 mod relay;

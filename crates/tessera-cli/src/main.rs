@@ -348,13 +348,7 @@ fn state(s: ContactState) -> &'static str {
 }
 
 fn status(s: MessageStatus) -> &'static str {
-    match s {
-        MessageStatus::Pending => "pending",
-        MessageStatus::Sent => "sent",
-        MessageStatus::Delivered => "delivered",
-        MessageStatus::Read => "read",
-        MessageStatus::Received => "received",
-    }
+    s.as_str()
 }
 
 fn contact_json(c: &Contact) -> Value {
@@ -371,6 +365,8 @@ fn message_json(m: &Message, contact_name: Option<&str>) -> Value {
         "body": m.body,
         "sent": m.sent,
         "status": status(m.status),
+        "failure": m.failure,
+        "kind": m.kind,
     })
 }
 
@@ -460,6 +456,14 @@ async fn unlock_with_reader(cli: &Cli) -> Result<(Engine, Option<String>), CliEr
 
 async fn unlock(cli: &Cli) -> Result<Engine, CliError> {
     Ok(unlock_with_reader(cli).await?.0)
+}
+
+/// Hands what a command queued to the relay before the process exits (the engine returns once
+/// it is committed). Best effort: without the relay it stays queued for the next `sync`.
+async fn hand_over(engine: &Engine) {
+    if let Err(e) = engine.flush_outbox().await {
+        tracing::info!(error = %e, "relay not reachable; the outbox keeps what was queued");
+    }
 }
 
 async fn run(cli: Cli) -> Result<(), CliError> {
@@ -772,6 +776,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let invite = Invite::parse(code)?;
             let engine = unlock(&cli).await?;
             let c = engine.add_contact(&invite, name.as_deref()).await?;
+            hand_over(&engine).await;
             out(
                 json!({"contact": contact_json(&c)}),
                 format!("{} ({})", c.name, state(c.state)),
@@ -802,6 +807,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let engine = unlock(&cli).await?;
             let c = engine.find_contact(contact)?;
             let c = engine.answer_request(&c.account_id, accept).await?;
+            hand_over(&engine).await;
             out(
                 json!({"contact": contact_json(&c)}),
                 format!("{} ({})", c.name, state(c.state)),
@@ -811,9 +817,26 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let engine = unlock(&cli).await?;
             let c = engine.find_contact(contact)?;
             let id = engine.send_text(&c.account_id, text).await?;
+            // The message is committed to the outbox; try to hand it to the relay now. If the
+            // relay cannot be reached it stays queued and `sync` delivers it later: that is not
+            // a failure of `send`.
+            hand_over(&engine).await;
+            let m = engine.message(&id)?;
+            let st = m.as_ref().map_or(MessageStatus::Pending, |m| m.status);
+            let failure = m.and_then(|m| m.failure);
+            let text = match (st, &failure) {
+                (MessageStatus::Pending, _) => {
+                    format!(
+                        "queued {} (the relay is not reachable; `sync` sends it)",
+                        hex(&id)
+                    )
+                }
+                (MessageStatus::Failed, Some(why)) => format!("failed {} ({why})", hex(&id)),
+                (s, _) => format!("{} {}", status(s), hex(&id)),
+            };
             out(
-                json!({"ok": true, "message_id": hex(&id), "status": "sent"}),
-                format!("sent {}", hex(&id)),
+                json!({"ok": true, "message_id": hex(&id), "status": status(st), "failure": failure}),
+                text,
             );
         }
         Command::Sync => {
@@ -874,6 +897,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             let messages = engine.history(&c.account_id, *before, *limit)?;
             // Read receipts are best effort: without the relay they wait in the outbox.
             let _ = engine.mark_read(&c.account_id).await;
+            hand_over(&engine).await;
             let list: Vec<Value> = messages
                 .iter()
                 .map(|m| message_json(m, Some(&c.name)))
@@ -912,6 +936,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                              "one_time_prekeys": k.one_time_prekeys,
                              "retired_envelope_keys": k.retired_envelope_keys,
                              "seen_envelopes": k.seen_envelopes},
+                    "outbox": engine.outbox_len()?,
                 }),
                 format!(
                     "device certificate #{serial}, {days_left} days left; {} signed prekeys, \

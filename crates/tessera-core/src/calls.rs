@@ -3,7 +3,7 @@
 
 pub use tessera_calls::call::{CallId, Signal};
 
-use crate::content::CallSignal;
+use tessera_messaging::content::call::CallSignal;
 
 fn hex32(b: &[u8; 32]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()

@@ -30,9 +30,16 @@ use tokio::sync::broadcast;
 use zeroize::Zeroizing;
 
 use crate::clock::{Clock, SystemClock};
-use crate::content::{Content, ReceiptKind, id_hex, parse_id};
 use crate::keys::{self, DEVICE_ID, Me, load_me};
 use crate::{CoreError, Event, Invite, LockReason, TransportConfig};
+use tessera_messaging::content::call::Call;
+use tessera_messaging::content::contact;
+use tessera_messaging::content::receipt::{MAX_RECEIPT_IDS, Receipt, ReceiptKind};
+use tessera_messaging::content::text::Text;
+use tessera_messaging::inbound::{Standing, bound_sent};
+use tessera_messaging::{CallId, Content, MessageId};
+
+mod delivery;
 
 fn rng() -> StdRng {
     StdRng::from_os_rng()
@@ -86,8 +93,14 @@ struct Inner {
     state: Mutex<Option<Unlocked>>,
     client: Mutex<Option<Arc<RelayClient>>>,
     events: broadcast::Sender<Event>,
-    /// One flush at a time: the outbox goes out in order, each entry once per flush.
+    /// One flush at a time (`delivery.rs`); it pipelines the outbox through `delivery`.
     flushing: tokio::sync::Mutex<()>,
+    /// The outbound state machine (tessera-messaging): which entries go out when.
+    delivery: Mutex<tessera_messaging::Delivery>,
+    /// Set when entries were added to the outbox; a flush looks again before it ends.
+    dirty: std::sync::atomic::AtomicBool,
+    /// Wakes a running flush that waits for answers, to pick up new entries.
+    wake: tokio::sync::Notify,
     /// Until when a card swap (replacement) may leave the reader empty without locking.
     card_swap: Mutex<Option<std::time::Instant>>,
     /// One connection attempt at a time: two would both log in and the second would replace
@@ -139,7 +152,7 @@ fn queue(
     if devices.is_empty() {
         return Err(CoreError::UnknownContact);
     }
-    let plain = content.to_bytes();
+    let plain = content.to_bytes()?;
     let mut r = rng();
     for (device_id, _) in devices {
         let addr = address(contact, device_id)?;
@@ -220,6 +233,16 @@ impl InboundLinks for VaultLinks<'_> {
     }
 }
 
+/// Where a contact in `state` stands (tessera-messaging's policy for strangers and requests).
+fn standing(state: ContactState) -> Standing {
+    match state {
+        ContactState::Requested => Standing::Requested,
+        ContactState::Incoming => Standing::Incoming,
+        ContactState::Accepted => Standing::Accepted,
+        ContactState::Rejected => Standing::Rejected,
+    }
+}
+
 /// `now` (ms) as the time libsignal takes.
 fn at(now: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(now)
@@ -252,6 +275,9 @@ impl Engine {
                 client: Mutex::new(None),
                 events,
                 flushing: tokio::sync::Mutex::new(()),
+                delivery: Mutex::new(tessera_messaging::Delivery::new(Default::default())),
+                dirty: std::sync::atomic::AtomicBool::new(false),
+                wake: tokio::sync::Notify::new(),
                 card_swap: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
             }),
@@ -516,6 +542,9 @@ impl Engine {
     pub fn lock_because(&self, reason: LockReason) {
         if let Ok(mut c) = self.inner.client.lock() {
             c.take();
+        }
+        if let Ok(mut d) = self.inner.delivery.lock() {
+            *d = tessera_messaging::Delivery::new(*d.config());
         }
         let was_unlocked = match self.inner.state.lock() {
             Ok(mut s) => s.take().is_some(),
@@ -911,8 +940,14 @@ impl Engine {
                         envelope,
                     } => {
                         let keep = engine.receive(&envelope);
+                        // The acknowledgement's answer is not awaited: the next envelope is
+                        // processed while it travels (one round trip per envelope would stall
+                        // a backlog over Tor). An ack that is lost leaves the envelope at the
+                        // relay; it comes again and is dropped as a duplicate.
                         if !keep && let Some(c) = weak.upgrade() {
-                            let _ = c.ack(delivery_id).await;
+                            tokio::spawn(async move {
+                                let _ = c.ack(delivery_id).await;
+                            });
                         }
                     }
                     Pushed::PrekeysLow { .. } => {
@@ -954,12 +989,24 @@ impl Engine {
                     let _ = self.flush_outbox().await;
                     // Receipts queued by incoming messages are flushed by `receive`.
                     let mut events = self.subscribe();
+                    let mut hourly = tokio::time::Instant::now() + Duration::from_secs(3600);
                     loop {
+                        // Entries backing off after a failure go out when their time comes.
+                        let retry = self
+                            .next_delivery()
+                            .map_or(Duration::from_secs(3600), |at| {
+                                Duration::from_millis(at.saturating_sub(self.now_ms()))
+                            });
                         let event = tokio::select! {
                             e = events.recv() => e,
+                            () = tokio::time::sleep(retry) => {
+                                let _ = self.flush_outbox().await;
+                                continue;
+                            }
                             // Hourly: rotations fall due while connected too; `connect`
                             // maintains and registers a renewed certificate.
-                            () = tokio::time::sleep(Duration::from_secs(3600)) => {
+                            () = tokio::time::sleep_until(hourly) => {
+                                hourly += Duration::from_secs(3600);
                                 if self.connect().await.is_err() {
                                     break;
                                 }
@@ -999,107 +1046,6 @@ impl Engine {
         }
         self.flush_outbox().await?;
         Ok(())
-    }
-
-    /// Sends everything in the outbox, in order; stops at the first failure (kept for later).
-    /// A Signal message is sealed just before its first send, after the recipient's
-    /// certificate was refreshed if it is stale, so it goes to the envelope key the recipient
-    /// has now, however long it waited (docs/keys.md, "Rotation").
-    pub async fn flush_outbox(&self) -> Result<usize, CoreError> {
-        let _one_at_a_time = self.inner.flushing.lock().await;
-        let mut client = self.connect().await?;
-        let items = self.with(|u| Ok(u.vault.outbox()?))?;
-        let mut refreshed = std::collections::HashSet::new();
-        for item in items.iter().filter(|i| !i.sealed) {
-            if refreshed.insert(item.account_id) {
-                self.refresh_contact(&item.account_id).await;
-            }
-        }
-        if !refreshed.is_empty() {
-            self.maybe_maintain()?;
-        }
-        let mut sent = 0;
-        for mut item in items {
-            if !item.sealed {
-                let now = self.now_ms();
-                let sealed = self.with(|u| {
-                    u.vault.transaction(|v| {
-                        let bytes = seal_queued(
-                            v,
-                            &u.me,
-                            &item.account_id,
-                            item.device_id,
-                            &item.envelope,
-                            now,
-                        )?;
-                        v.outbox_sealed(item.id, &bytes)?;
-                        Ok(bytes)
-                    })
-                });
-                item.envelope = match sealed {
-                    Ok(bytes) => bytes,
-                    Err(CoreError::UnknownContact) => {
-                        // The contact or device is gone: nothing to deliver it to.
-                        self.with(|u| Ok(u.vault.outbox_remove(item.id)?))?;
-                        continue;
-                    }
-                    Err(e) => return Err(e),
-                };
-            }
-            let to = AccountId(item.account_id);
-            let mut result = client
-                .send(&to, item.device_id, item.envelope.clone())
-                .await;
-            if matches!(
-                result,
-                Err(ClientError::Closed
-                    | ClientError::Relay {
-                        code: ErrorCode::Replaced,
-                        ..
-                    })
-            ) {
-                // The connection went away under us (e.g. a renewed certificate was registered
-                // on a new one): once more on a fresh connection. The relay de-duplicates
-                // nothing, but the recipient drops a second copy by its envelope id.
-                if let Ok(mut held) = self.inner.client.lock()
-                    && held.as_ref().is_some_and(|h| Arc::ptr_eq(h, &client))
-                {
-                    held.take();
-                }
-                client = self.connect().await?;
-                result = client.send(&to, item.device_id, item.envelope).await;
-            }
-            match result {
-                Ok(_) => {
-                    let changed = self.with(|u| {
-                        u.vault.outbox_remove(item.id)?;
-                        match item.message_id {
-                            Some(m) => Ok(u
-                                .vault
-                                .advance_status(&m, MessageStatus::Sent)?
-                                .then_some(m)),
-                            None => Ok(None),
-                        }
-                    })?;
-                    if let Some(m) = changed {
-                        self.emit(Event::Status {
-                            message_id: m,
-                            status: MessageStatus::Sent,
-                        });
-                    }
-                    sent += 1;
-                }
-                Err(ClientError::Relay {
-                    code: ErrorCode::NotFound,
-                    ..
-                }) => {
-                    // The device no longer exists: the envelope can never be delivered.
-                    self.with(|u| Ok(u.vault.outbox_remove(item.id)?))?;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        Ok(sent)
     }
 
     async fn refill_prekeys(&self) -> Result<(), CoreError> {
@@ -1179,11 +1125,11 @@ impl Engine {
                 process_prekey_bundle(&addr, &mut s, &mut i, &lib, at(now), &mut rng())
                     .now_or_never()
                     .ok_or(CoreError::Busy)??;
-                let request = Content::ContactRequest {
+                let request = Content::ContactRequest(contact::Request {
                     name: me.name.clone(),
                     relay: me.relay.to_string(),
                     certificate: base64_encode(&me.certificate.to_bytes()),
-                };
+                });
                 queue(v, &account, &request, None, now)?;
                 Ok(contact)
             })
@@ -1207,19 +1153,30 @@ impl Engine {
                 let mut c = v.contact(account)?.ok_or(CoreError::UnknownContact)?;
                 let content = if accept {
                     c.state = ContactState::Accepted;
-                    Content::ContactAccept {
+                    Content::ContactAccept(contact::Accept {
                         name: me.name.clone(),
-                    }
+                    })
                 } else {
                     c.state = ContactState::Rejected;
-                    Content::ContactReject
+                    Content::ContactReject(contact::Reject {})
                 };
                 v.set_contact_state(account, c.state)?;
                 queue(v, &AccountId(*account), &content, None, now)?;
+                if accept {
+                    // What they sent while they were a stranger got no receipt: it does now.
+                    let waiting = v.incoming_ids(account)?;
+                    for chunk in waiting.chunks(MAX_RECEIPT_IDS) {
+                        let receipt = Content::Receipt(Receipt {
+                            kind: ReceiptKind::Delivered,
+                            ids: chunk.iter().copied().map(MessageId).collect(),
+                        });
+                        queue(v, &AccountId(*account), &receipt, None, now)?;
+                    }
+                }
                 Ok(c)
             })
         })?;
-        self.flush_outbox().await?;
+        self.kick();
         Ok(contact)
     }
 
@@ -1243,13 +1200,14 @@ impl Engine {
         self.with(|u| Ok(u.vault.contacts()?))
     }
 
-    /// Queues a text message and sends it; returns its id once the relay accepted it (or, if the
-    /// relay cannot be reached, once it is safely in the outbox: [`CoreError::Net`] then).
+    /// Sends a text message: returns its id as soon as it is committed to the outbox (status
+    /// `pending`); delivery runs in the background and reports progress as
+    /// [`Event::Status`] (sent, delivered, read, or failed with a reason). Whether or not the
+    /// relay is reachable makes no difference here.
     pub async fn send_text(&self, contact: &[u8; 32], body: &str) -> Result<[u8; 16], CoreError> {
-        if body.len() > crate::content::MAX_TEXT {
+        if body.len() > crate::MAX_TEXT {
             return Err(CoreError::TooLong);
         }
-        self.refresh_contact(contact).await;
         let id: [u8; 16] = rand::random();
         self.maybe_maintain()?;
         let sent = self.now_ms();
@@ -1269,16 +1227,18 @@ impl Engine {
                     received: None,
                     status: MessageStatus::Pending,
                     read: true,
+                    kind: "text".into(),
+                    failure: None,
                 })?;
-                let content = Content::Text {
-                    id: id_hex(&id),
+                let content = Content::Text(Text {
+                    id: MessageId(id),
                     sent,
                     body: body.to_string(),
-                };
+                });
                 queue(v, &AccountId(*contact), &content, Some(&id), sent)
             })
         })?;
-        self.flush_outbox().await?;
+        self.kick();
         Ok(id)
     }
 
@@ -1290,16 +1250,15 @@ impl Engine {
         call: crate::calls::CallId,
         signal: &crate::calls::Signal,
     ) -> Result<(), CoreError> {
-        self.refresh_contact(contact).await;
         self.maybe_maintain()?;
         let now = self.now_ms();
-        let content = Content::Call {
-            call: id_hex(&call.0),
+        let content = Content::Call(Call {
+            call: CallId(call.0),
             sent: now,
             signal: crate::calls::to_wire(signal),
-        };
+        });
         // The same limits a receiver applies (SDP size, secret form).
-        Content::from_bytes(&content.to_bytes())?;
+        Content::from_bytes(&content.to_bytes()?)?;
         self.with(|u| {
             u.vault.transaction(|v| -> Result<(), CoreError> {
                 let c = v.contact(contact)?.ok_or(CoreError::UnknownContact)?;
@@ -1341,18 +1300,24 @@ impl Engine {
         let n = self.with(|u| {
             u.vault.transaction(|v| -> Result<usize, CoreError> {
                 let ids = v.mark_read(contact)?;
-                for chunk in ids.chunks(crate::content::MAX_RECEIPT_IDS) {
-                    let receipt = Content::Receipt {
+                let standing = v
+                    .contact(contact)?
+                    .map_or(Standing::Stranger, |c| standing(c.state));
+                if !standing.gets_receipts() {
+                    return Ok(ids.len());
+                }
+                for chunk in ids.chunks(MAX_RECEIPT_IDS) {
+                    let receipt = Content::Receipt(Receipt {
                         kind: ReceiptKind::Read,
-                        ids: chunk.iter().map(id_hex).collect(),
-                    };
+                        ids: chunk.iter().copied().map(MessageId).collect(),
+                    });
                     queue(v, &AccountId(*contact), &receipt, None, now)?;
                 }
                 Ok(ids.len())
             })
         })?;
         if n > 0 {
-            self.flush_outbox().await?;
+            self.kick();
         }
         Ok(n)
     }
@@ -1396,10 +1361,7 @@ impl Engine {
                     self.emit(e);
                 }
                 if kick {
-                    let engine = self.clone();
-                    tokio::spawn(async move {
-                        let _ = engine.flush_outbox().await;
-                    });
+                    self.kick();
                 }
                 false
             }
@@ -1433,9 +1395,6 @@ fn base64_decode(text: &str) -> Option<Vec<u8>> {
         .decode(text)
         .ok()
 }
-
-/// An offer older than this when it arrives is not rung.
-const STALE_OFFER_MS: u64 = 60_000;
 
 fn process(u: &mut Unlocked, bytes: &[u8], now: u64) -> Result<Processed, CoreError> {
     let links = VaultLinks {
@@ -1529,11 +1488,11 @@ fn process(u: &mut Unlocked, bytes: &[u8], now: u64) -> Result<Processed, CoreEr
             let mut events = Vec::new();
             let contact = v.contact(&sender.0)?;
             match content {
-                Content::ContactRequest {
+                Content::ContactRequest(contact::Request {
                     name,
                     relay,
                     certificate,
-                } => {
+                }) => {
                     let cert_bytes = base64_decode(&certificate).ok_or(CoreError::BadContent)?;
                     let cert = DeviceCertificate::from_bytes(&cert_bytes)?;
                     cert.verify(&sender_public, now)?;
@@ -1570,26 +1529,29 @@ fn process(u: &mut Unlocked, bytes: &[u8], now: u64) -> Result<Processed, CoreEr
                     }
                     v.put_contact_device(&sender.0, cert.fields.device_id, &cert_bytes)?;
                 }
-                Content::ContactAccept { .. } => {
+                Content::ContactAccept(_) => {
                     if contact.is_some_and(|c| c.state == ContactState::Requested) {
                         v.set_contact_state(&sender.0, ContactState::Accepted)?;
                         events.push(Event::ContactAccepted { contact: sender.0 });
                     }
                 }
-                Content::ContactReject => {
+                Content::ContactReject(_) => {
                     if contact.is_some() {
                         v.set_contact_state(&sender.0, ContactState::Rejected)?;
                         events.push(Event::ContactRejected { contact: sender.0 });
                     }
                 }
-                Content::Text { id, sent, body } => {
+                Content::Text(Text { id, sent, body }) => {
                     let Some(c) = contact else {
                         return Err(CoreError::UnknownContact);
                     };
-                    if c.state == ContactState::Rejected {
+                    let standing = standing(c.state);
+                    if !standing.keeps_messages() {
                         return Ok(Processed::Done(events));
                     }
-                    let message_id = parse_id(&id).ok_or(CoreError::BadContent)?;
+                    let message_id = id.0;
+                    // A sender's clock from the future never sorts above newer messages.
+                    let sent = bound_sent(sent, now).at;
                     let stored = v.insert_message(&Message {
                         id: 0,
                         contact: sender.0,
@@ -1600,6 +1562,8 @@ fn process(u: &mut Unlocked, bytes: &[u8], now: u64) -> Result<Processed, CoreEr
                         received: Some(now as i64),
                         status: MessageStatus::Received,
                         read: false,
+                        kind: "text".into(),
+                        failure: None,
                     })?;
                     if stored.is_some() {
                         events.push(Event::Message {
@@ -1608,35 +1572,66 @@ fn process(u: &mut Unlocked, bytes: &[u8], now: u64) -> Result<Processed, CoreEr
                             body,
                         });
                     }
-                    let receipt = Content::Receipt {
-                        kind: ReceiptKind::Delivered,
-                        ids: vec![id],
-                    };
-                    queue(v, &sender, &receipt, None, now)?;
+                    // A stranger learns nothing until accepted (then the receipts follow).
+                    if standing.gets_receipts() {
+                        let receipt = Content::Receipt(Receipt {
+                            kind: ReceiptKind::Delivered,
+                            ids: vec![id],
+                        });
+                        queue(v, &sender, &receipt, None, now)?;
+                    }
                 }
-                Content::Call { call, sent, signal } => {
+                Content::Call(c) => {
                     // Calls only between accepted contacts. An offer that waited in the
                     // mailbox for more than a minute is not rung (the caller gave up long ago).
                     let accepted = contact.is_some_and(|c| c.state == ContactState::Accepted);
-                    let stale = matches!(signal, crate::content::CallSignal::Offer { .. })
-                        && now.saturating_sub(sent) > STALE_OFFER_MS;
-                    if accepted && !stale {
-                        let call = parse_id(&call).ok_or(CoreError::BadContent)?;
+                    if accepted && !c.is_stale_offer(now) {
                         let signal =
-                            crate::calls::from_wire(&signal).ok_or(CoreError::BadContent)?;
+                            crate::calls::from_wire(&c.signal).ok_or(CoreError::BadContent)?;
                         events.push(Event::Call {
                             contact: sender.0,
-                            call: crate::calls::CallId(call),
+                            call: crate::calls::CallId(c.call.0),
                             signal,
                         });
                     }
                 }
-                Content::Receipt { kind, ids } => {
+                Content::Unsupported { kind } => {
+                    // From a newer version: shown as "unsupported message", never dropped
+                    // silently. A stranger's is not kept (as their texts are not).
+                    let keeps = contact.is_some_and(|c| standing(c.state).keeps_messages());
+                    if keeps {
+                        let message_id = *blake3::hash(&verified.replay_key().to_bytes())
+                            .as_bytes()
+                            .first_chunk::<16>()
+                            .ok_or(CoreError::Busy)?;
+                        let stored = v.insert_message(&Message {
+                            id: 0,
+                            contact: sender.0,
+                            message_id,
+                            outgoing: false,
+                            body: String::new(),
+                            sent: now as i64,
+                            received: Some(now as i64),
+                            status: MessageStatus::Received,
+                            read: false,
+                            kind: format!("unsupported:{kind}"),
+                            failure: None,
+                        })?;
+                        if stored.is_some() {
+                            events.push(Event::Message {
+                                contact: sender.0,
+                                message_id,
+                                body: String::new(),
+                            });
+                        }
+                    }
+                }
+                Content::Receipt(Receipt { kind, ids }) => {
                     let status = match kind {
                         ReceiptKind::Delivered => MessageStatus::Delivered,
                         ReceiptKind::Read => MessageStatus::Read,
                     };
-                    for id in ids.iter().filter_map(|i| parse_id(i)) {
+                    for id in ids.iter().map(|i| i.0) {
                         let ours = v
                             .message(&id)?
                             .is_some_and(|m| m.outgoing && m.contact == sender.0);

@@ -4,7 +4,6 @@ pub mod calls;
 pub mod card;
 pub mod clock;
 mod codes;
-mod content;
 mod engine;
 mod invite;
 pub mod keys;
@@ -12,9 +11,11 @@ pub mod phone;
 mod transport;
 
 pub use codes::{card_code, net_code, vault_code};
-pub use content::{Content, MAX_TEXT, ReceiptKind, id_hex, parse_id};
 pub use engine::{APP_SETTINGS, CreateOptions, Engine};
 pub use invite::Invite;
+pub use tessera_messaging::content::receipt::ReceiptKind;
+pub use tessera_messaging::content::text::MAX_TEXT;
+pub use tessera_messaging::{Content, FailReason};
 pub use tessera_store::CardFactor;
 pub use tessera_store::{
     Contact, ContactState, Conversation, KdfParams, Message, MessageStatus, OsKeyring, SecretStore,
@@ -129,6 +130,16 @@ impl LockReason {
     }
 }
 
+/// 16 bytes (a message id) as 32 lowercase hex digits.
+pub fn id_hex(id: &[u8; 16]) -> String {
+    tessera_messaging::MessageId(*id).to_hex()
+}
+
+/// Parses [`id_hex`].
+pub fn parse_id(text: &str) -> Option<[u8; 16]> {
+    tessera_messaging::MessageId::from_hex(text).map(|m| m.0)
+}
+
 /// Why an engine operation failed. Nothing here carries a key or message text.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -184,6 +195,12 @@ pub enum CoreError {
     /// An internal operation could not complete.
     #[error("internal error")]
     Busy,
+}
+
+impl From<tessera_messaging::MessagingError> for CoreError {
+    fn from(_: tessera_messaging::MessagingError) -> Self {
+        Self::BadContent
+    }
 }
 
 #[cfg(test)]

@@ -52,6 +52,8 @@ fn fill(v: &Vault, r: &mut ChaCha20Rng) -> Duration {
                     received: None,
                     status: MessageStatus::Received,
                     read: true,
+                    kind: "text".into(),
+                    failure: None,
                 })?;
             }
             Ok(())

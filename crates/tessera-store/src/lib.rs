@@ -11,7 +11,9 @@ mod vault;
 
 pub use keyfile::{CardBinding, CardFactor, Factors, KEY_FILE_LEN, KdfParams, KeyFile, Unwrapped};
 pub use keys::{KeyInventory, NamedSecret, RetiredKey};
-pub use messages::{Contact, ContactState, Conversation, Message, MessageStatus, OutboxItem};
+pub use messages::{
+    Contact, ContactState, Conversation, Message, MessageStatus, OutboxHead, OutboxItem,
+};
 pub use schema::SCHEMA_VERSION;
 pub use secrets::{
     KEYRING_SERVICE, MemorySecrets, OsKeyring, SecretStore, card_entry, vault_entry,

@@ -60,6 +60,9 @@ pub struct Contact {
 pub enum MessageStatus {
     /// In the outbox.
     Pending,
+    /// The relay will never take it (see [`Vault::message_failure`]). Ordered before `Sent`:
+    /// another device of the recipient may still take it.
+    Failed,
     /// Accepted by the relay.
     Sent,
     /// The recipient's device has it.
@@ -75,6 +78,7 @@ impl MessageStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Pending => "pending",
+            Self::Failed => "failed",
             Self::Sent => "sent",
             Self::Delivered => "delivered",
             Self::Read => "read",
@@ -85,6 +89,7 @@ impl MessageStatus {
     fn parse(s: &str) -> Self {
         match s {
             "pending" => Self::Pending,
+            "failed" => Self::Failed,
             "sent" => Self::Sent,
             "delivered" => Self::Delivered,
             "read" => Self::Read,
@@ -114,6 +119,11 @@ pub struct Message {
     pub status: MessageStatus,
     /// Incoming and seen by the user.
     pub read: bool,
+    /// The content kind: `text`, or `unsupported:<tag>` for a kind from a newer version
+    /// (shown as "unsupported message").
+    pub kind: String,
+    /// Why an outgoing message failed (status `failed`): a `FailReason` name.
+    pub failure: Option<String>,
 }
 
 /// One line of the conversation list.
@@ -125,6 +135,21 @@ pub struct Conversation {
     pub last: Option<Message>,
     /// Incoming messages not yet read.
     pub unread: u32,
+}
+
+/// An outbox entry without its bytes (what the delivery machine tracks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OutboxHead {
+    /// Row id (outbox order).
+    pub id: i64,
+    /// Recipient account.
+    pub account_id: [u8; 32],
+    /// Recipient device.
+    pub device_id: u32,
+    /// Whether the entry is sealed already.
+    pub sealed: bool,
+    /// The message it carries, if it is a user message.
+    pub message_id: Option<[u8; 16]>,
 }
 
 /// An envelope waiting to be handed to the relay.
@@ -168,8 +193,7 @@ fn contact_row(r: &Row<'_>) -> Result<Contact, rusqlite::Error> {
     })
 }
 
-const MESSAGE_COLUMNS: &str =
-    "m.id, m.contact, m.message_id, m.outgoing, m.body, m.sent, m.received, m.status, m.read";
+const MESSAGE_COLUMNS: &str = "m.id, m.contact, m.message_id, m.outgoing, m.body, m.sent, m.received, m.status, m.read, m.kind, m.failure";
 
 fn message_row(r: &Row<'_>) -> Result<Message, rusqlite::Error> {
     Ok(Message {
@@ -182,6 +206,19 @@ fn message_row(r: &Row<'_>) -> Result<Message, rusqlite::Error> {
         received: r.get(6)?,
         status: MessageStatus::parse(&r.get::<_, String>(7)?),
         read: r.get(8)?,
+        kind: r.get(9)?,
+        failure: r.get(10)?,
+    })
+}
+
+fn outbox_row(r: &Row<'_>) -> Result<OutboxItem, rusqlite::Error> {
+    Ok(OutboxItem {
+        id: r.get(0)?,
+        account_id: id32(r.get(1)?)?,
+        device_id: r.get(2)?,
+        envelope: r.get(3)?,
+        message_id: r.get::<_, Option<Vec<u8>>>(4)?.map(id16).transpose()?,
+        sealed: r.get(5)?,
     })
 }
 
@@ -319,8 +356,8 @@ impl Vault {
     pub fn insert_message(&self, m: &Message) -> Result<Option<i64>, VaultError> {
         let n = self.conn.execute(
             "INSERT OR IGNORE INTO messages
-                (contact, message_id, outgoing, body, sent, received, status, read)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                (contact, message_id, outgoing, body, sent, received, status, read, kind)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
             params![
                 &m.contact[..],
                 &m.message_id[..],
@@ -329,7 +366,8 @@ impl Vault {
                 m.sent,
                 m.received,
                 m.status.as_str(),
-                m.read
+                m.read,
+                m.kind
             ],
         )?;
         Ok((n == 1).then(|| self.conn.last_insert_rowid()))
@@ -473,17 +511,71 @@ impl Vault {
             "SELECT id, account_id, device_id, envelope, message_id, sealed FROM outbox
              ORDER BY id",
         )?;
-        let rows = s.query_map([], |r| {
-            Ok(OutboxItem {
+        let rows = s.query_map([], outbox_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One outbox entry.
+    pub fn outbox_item(&self, id: i64) -> Result<Option<OutboxItem>, VaultError> {
+        Ok(self
+            .conn
+            .prepare_cached(
+                "SELECT id, account_id, device_id, envelope, message_id, sealed FROM outbox
+                 WHERE id = ?1",
+            )?
+            .query_row([id], outbox_row)
+            .optional()?)
+    }
+
+    /// The outbox without the bytes, oldest first, from entry `after` on (exclusive).
+    pub fn outbox_heads(&self, after: i64) -> Result<Vec<OutboxHead>, VaultError> {
+        let mut s = self.conn.prepare_cached(
+            "SELECT id, account_id, device_id, message_id, sealed FROM outbox
+             WHERE id > ?1 ORDER BY id",
+        )?;
+        let rows = s.query_map([after], |r| {
+            Ok(OutboxHead {
                 id: r.get(0)?,
                 account_id: id32(r.get(1)?)?,
                 device_id: r.get(2)?,
-                envelope: r.get(3)?,
-                message_id: r.get::<_, Option<Vec<u8>>>(4)?.map(id16).transpose()?,
-                sealed: r.get(5)?,
+                message_id: r.get::<_, Option<Vec<u8>>>(3)?.map(id16).transpose()?,
+                sealed: r.get(4)?,
             })
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The ids of every message received from a contact, oldest first.
+    pub fn incoming_ids(&self, contact: &[u8; 32]) -> Result<Vec<[u8; 16]>, VaultError> {
+        let mut s = self.conn.prepare_cached(
+            "SELECT message_id FROM messages WHERE contact = ?1 AND outgoing = 0 ORDER BY id",
+        )?;
+        let rows = s.query_map([&contact[..]], |r| id16(r.get(0)?))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Marks an outgoing message failed with `reason`, unless some device took it already;
+    /// returns whether it changed.
+    pub fn fail_message(&self, message_id: &[u8; 16], reason: &str) -> Result<bool, VaultError> {
+        let n = self.conn.execute(
+            "UPDATE messages SET status = 'failed', failure = ?2
+             WHERE message_id = ?1 AND outgoing = 1 AND status = 'pending'",
+            params![&message_id[..], reason],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Why an outgoing message failed (see [`Vault::fail_message`]).
+    pub fn message_failure(&self, message_id: &[u8; 16]) -> Result<Option<String>, VaultError> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT failure FROM messages WHERE message_id = ?1 AND status = 'failed'",
+                [&message_id[..]],
+                |r| r.get(0),
+            )
+            .optional()?
+            .flatten())
     }
 
     /// Removes an outbox entry (the relay accepted it).
@@ -536,7 +628,77 @@ impl Vault {
 
 #[cfg(test)]
 mod tests {
-    use super::fts_query;
+    use super::*;
+
+    fn outgoing(v: &Vault, id: u8) -> [u8; 16] {
+        let message_id = [id; 16];
+        v.insert_message(&Message {
+            id: 0,
+            contact: [7; 32],
+            message_id,
+            outgoing: true,
+            body: "hi".into(),
+            sent: 1,
+            received: None,
+            status: MessageStatus::Pending,
+            read: true,
+            kind: "text".into(),
+            failure: None,
+        })
+        .unwrap();
+        message_id
+    }
+
+    #[test]
+    fn a_failed_message_keeps_its_reason_and_a_later_send_wins() {
+        let (_d, v) = crate::test_vault();
+        v.put_contact(&Contact {
+            account_id: [7; 32],
+            name: "c".into(),
+            account_public: vec![1],
+            relay: "r".into(),
+            state: ContactState::Accepted,
+            created: 0,
+        })
+        .unwrap();
+        let a = outgoing(&v, 1);
+        assert!(v.fail_message(&a, "mailbox_full").unwrap());
+        assert!(!v.fail_message(&a, "refused").unwrap(), "already failed");
+        assert_eq!(
+            v.message(&a).unwrap().unwrap().status,
+            MessageStatus::Failed
+        );
+        assert_eq!(
+            v.message_failure(&a).unwrap().as_deref(),
+            Some("mailbox_full")
+        );
+        // Another device of the recipient took it after all.
+        assert!(v.advance_status(&a, MessageStatus::Sent).unwrap());
+        assert_eq!(v.message_failure(&a).unwrap(), None);
+        let b = outgoing(&v, 2);
+        assert!(v.advance_status(&b, MessageStatus::Sent).unwrap());
+        assert!(
+            !v.fail_message(&b, "refused").unwrap(),
+            "sent is never undone"
+        );
+    }
+
+    #[test]
+    fn outbox_heads_list_entries_without_their_bytes() {
+        let (_d, v) = crate::test_vault();
+        let first = v.outbox_push(&[1; 32], 1, b"one", None).unwrap();
+        let second = v.outbox_push(&[2; 32], 3, b"two", Some(&[9; 16])).unwrap();
+        let heads = v.outbox_heads(0).unwrap();
+        assert_eq!(
+            heads.iter().map(|h| h.id).collect::<Vec<_>>(),
+            [first, second]
+        );
+        assert_eq!(heads[1].message_id, Some([9; 16]));
+        assert_eq!(v.outbox_heads(first).unwrap().len(), 1);
+        assert_eq!(v.outbox_item(second).unwrap().unwrap().envelope, b"two");
+        v.outbox_remove(second).unwrap();
+        assert_eq!(v.outbox_item(second).unwrap(), None);
+    }
 
     #[test]
     fn search_text_never_becomes_fts_syntax() {

@@ -136,6 +136,11 @@ const MIGRATIONS: &[&str] = &[
         delete_after INTEGER NOT NULL
      ) WITHOUT ROWID;
      CREATE INDEX inbound_links_by_sender ON inbound_links(account_id, device_id, received);",
+    // 5: delivery that never stalls (docs/messaging.md, "Delivery"): a message the relay will
+    // never take ends as `failed`, with the reason the sender sees; a message's content kind
+    // (a kind from a newer version is kept and shown as unsupported, docs/messaging.md).
+    "ALTER TABLE messages ADD COLUMN failure TEXT;
+     ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'text';",
 ];
 
 /// Applies the missing migrations, each in its own transaction.

@@ -64,6 +64,8 @@ fn message(contact: u8, n: u32, body: &str, outgoing: bool) -> Message {
             MessageStatus::Received
         },
         read: false,
+        kind: "text".into(),
+        failure: None,
     }
 }
 

@@ -38,8 +38,10 @@ pub trait Kind: Serialize + DeserializeOwned {
 macro_rules! kinds {
     ($($(#[$doc:meta])* $variant:ident($ty:ty),)*) => {
         /// One message between devices.
+        ///
+        /// Not `non_exhaustive` on purpose: a new kind must be handled by every driver that
+        /// matches on it, and the compiler says where.
         #[derive(Debug, Clone, PartialEq, Eq)]
-        #[non_exhaustive]
         pub enum Content {
             $($(#[$doc])* $variant($ty),)*
             /// A kind this build does not know (from a newer version): kept and shown as

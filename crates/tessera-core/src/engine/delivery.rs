@@ -1,0 +1,340 @@
+//! The delivery driver (`docs/messaging.md`, "Delivery"): runs tessera-messaging's outbound
+//! state machine against the vault's outbox and the relay connection.
+//!
+//! Sending never waits for this: `send_text` commits to the outbox and [`Engine::kick`]s. A
+//! flush seals entries just before their first transmission (to the envelope key the recipient
+//! has then), keeps up to a window of them in flight on the connection, and applies each answer
+//! as it comes: one recipient device that fails never holds back another. No lock is held
+//! across an await: the machine and the vault are each locked for one short step at a time.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use futures_util::StreamExt as _;
+use futures_util::stream::FuturesUnordered;
+use tessera_crypto::AccountId;
+use tessera_messaging::delivery::{Effect, FailReason, Item, Outcome};
+use tessera_messaging::{DeviceId, MessageId, OutboxId, Recipient};
+use tessera_net::{ClientError, RelayClient};
+use tessera_proto::ErrorCode;
+use tessera_store::MessageStatus;
+
+use super::{Engine, rng, seal_queued};
+use crate::{CoreError, Event};
+
+/// Reconnections one flush makes after the connection dropped under it, before it gives up
+/// (what it did not send stays in the outbox for the next flush).
+const RECONNECTS: u32 = 3;
+
+/// What a relay answer means for the envelope.
+pub(crate) fn outcome_of(result: &Result<u64, ClientError>) -> Outcome {
+    match result {
+        Ok(_) => Outcome::Accepted,
+        Err(ClientError::Relay {
+            code,
+            retry_after_ms,
+            ..
+        }) => match code {
+            ErrorCode::NotFound => Outcome::Permanent(FailReason::NoSuchDevice),
+            ErrorCode::MailboxFull => Outcome::Permanent(FailReason::MailboxFull),
+            ErrorCode::Malformed
+            | ErrorCode::TooLarge
+            | ErrorCode::UnknownKind
+            | ErrorCode::UnsupportedVersion => Outcome::Permanent(FailReason::Refused),
+            ErrorCode::RateLimited => Outcome::RetryAfter(u64::from(*retry_after_ms).max(100)),
+            // The connection is going away or needs a new login: not the envelope's fault.
+            ErrorCode::Replaced
+            | ErrorCode::Unauthenticated
+            | ErrorCode::AuthFailed
+            | ErrorCode::ShuttingDown
+            | ErrorCode::Timeout => Outcome::Disconnected,
+            _ => Outcome::Transient,
+        },
+        Err(ClientError::Closed | ClientError::Net(_)) => Outcome::Disconnected,
+        Err(_) => Outcome::Transient,
+    }
+}
+
+impl Engine {
+    /// The outbox changed: a running flush picks the new entries up, otherwise one starts in
+    /// the background. Returns at once.
+    pub(crate) fn kick(&self) {
+        self.inner.dirty.store(true, Ordering::SeqCst);
+        self.inner.wake.notify_waiters();
+        let idle = self.inner.flushing.try_lock().is_ok();
+        if idle && let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let engine = self.clone();
+            rt.spawn(async move {
+                if let Err(e) = engine.flush_outbox().await {
+                    tracing::debug!(error = %e, "flush ended; the outbox keeps the rest");
+                }
+            });
+        }
+    }
+
+    /// Delivers the outbox until nothing more can go now: every entry is sent, failed for
+    /// good, or waiting for its backoff (see [`Engine::next_delivery`]). Returns how many
+    /// envelopes the relay accepted. Fails only when the relay cannot be reached or the vault
+    /// fails; what was not sent stays in the outbox.
+    pub async fn flush_outbox(&self) -> Result<usize, CoreError> {
+        let mut total = 0;
+        loop {
+            {
+                let _one_at_a_time = self.inner.flushing.lock().await;
+                self.inner.dirty.store(false, Ordering::SeqCst);
+                total += self.deliver().await?;
+            }
+            // Entries added while the flush was ending (checked after the lock is released,
+            // so a `kick` that found it held is never lost).
+            if !self.inner.dirty.load(Ordering::SeqCst) {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// When the next entry waiting for a retry becomes due (engine clock, ms), if one is.
+    pub fn next_delivery(&self) -> Option<u64> {
+        let now = self.now_ms();
+        self.inner
+            .delivery
+            .lock()
+            .ok()
+            .and_then(|d| d.next_wakeup(now))
+    }
+
+    /// Entries the outbox holds (sealed or not), for the CLI and tests.
+    pub fn outbox_len(&self) -> Result<usize, CoreError> {
+        self.with(|u| Ok(u.vault.outbox_heads(0)?.len()))
+    }
+
+    fn machine<T>(
+        &self,
+        f: impl FnOnce(&mut tessera_messaging::Delivery) -> T,
+    ) -> Result<T, CoreError> {
+        let mut d = self.inner.delivery.lock().map_err(|_| CoreError::Busy)?;
+        Ok(f(&mut d))
+    }
+
+    async fn deliver(&self) -> Result<usize, CoreError> {
+        let mut client = self.connect().await?;
+        let mut refreshed = HashSet::new();
+        self.load_outbox(&mut refreshed).await?;
+        let mut sends = FuturesUnordered::new();
+        let mut accepted = 0;
+        let mut reconnects = 0;
+        let mut lost = false;
+        let result: Result<(), CoreError> = loop {
+            if lost && sends.is_empty() {
+                // Every answer from the old connection is in: start again on a new one.
+                reconnects += 1;
+                if reconnects > RECONNECTS {
+                    break Err(CoreError::Net(ClientError::Closed));
+                }
+                self.forget_client(&client);
+                client = match self.connect().await {
+                    Ok(c) => c,
+                    Err(e) => break Err(e),
+                };
+                lost = false;
+            }
+            if !lost {
+                let now = self.now_ms();
+                let mut batch = Vec::new();
+                while let Some(item) = self.machine(|d| d.next(now))? {
+                    batch.push(item);
+                }
+                if !batch.is_empty() {
+                    match self.seal_batch(&batch, now) {
+                        Ok(ready) => {
+                            for (item, bytes) in ready {
+                                sends.push(transmit(client.clone(), item, bytes));
+                            }
+                        }
+                        Err(e) => break Err(e),
+                    }
+                }
+            }
+            if sends.is_empty() {
+                match self.load_outbox(&mut refreshed).await {
+                    Ok(0) => break Ok(()),
+                    Ok(_) => continue,
+                    Err(e) => break Err(e),
+                }
+            }
+            tokio::select! {
+                Some((item, result)) = sends.next() => {
+                    let outcome = outcome_of(&result);
+                    if let Err(e) = &result {
+                        tracing::debug!(error = %e, ?outcome, "relay did not take an envelope");
+                    }
+                    if outcome == Outcome::Disconnected {
+                        lost = true;
+                    }
+                    let now = self.now_ms();
+                    let effect = self.machine(|d| d.outcome(item.id, outcome, now, &mut rng()))?;
+                    if let Some(effect) = effect {
+                        if matches!(effect, Effect::Sent { .. }) {
+                            accepted += 1;
+                        }
+                        if let Err(e) = self.apply(effect) {
+                            break Err(e);
+                        }
+                    }
+                }
+                () = self.inner.wake.notified() => {
+                    if let Err(e) = self.load_outbox(&mut refreshed).await {
+                        break Err(e);
+                    }
+                }
+            }
+        };
+        if result.is_err() {
+            // Whatever was in flight is sent again by the next flush (the same sealed bytes:
+            // the recipient drops a second copy by its envelope id).
+            drop(sends);
+            self.machine(|d| d.disconnected())?;
+        }
+        result.map(|()| accepted)
+    }
+
+    fn forget_client(&self, client: &Arc<RelayClient>) {
+        if let Ok(mut held) = self.inner.client.lock()
+            && held.as_ref().is_some_and(|h| Arc::ptr_eq(h, client))
+        {
+            held.take();
+        }
+    }
+
+    /// Offers every outbox entry to the machine (it ignores those it knows). Before the first
+    /// seal to a contact in this flush, the contact's certificates are refreshed if stale, so
+    /// entries go to the envelope key the recipient has now, however long they waited
+    /// (docs/keys.md, "Rotation"). Returns how many entries were new.
+    async fn load_outbox(&self, refreshed: &mut HashSet<[u8; 32]>) -> Result<usize, CoreError> {
+        let heads = self.with(|u| Ok(u.vault.outbox_heads(0)?))?;
+        let new: Vec<_> = {
+            let d = self.inner.delivery.lock().map_err(|_| CoreError::Busy)?;
+            heads
+                .into_iter()
+                .filter(|h| !d.contains(OutboxId(h.id)))
+                .collect()
+        };
+        let mut stale = false;
+        for h in new.iter().filter(|h| !h.sealed) {
+            if refreshed.insert(h.account_id) {
+                self.refresh_contact(&h.account_id).await;
+                stale = true;
+            }
+        }
+        if stale {
+            self.maybe_maintain()?;
+        }
+        self.machine(|d| {
+            for h in &new {
+                d.queue(Item {
+                    id: OutboxId(h.id),
+                    to: Recipient {
+                        account: AccountId(h.account_id),
+                        device: DeviceId(h.device_id),
+                    },
+                    message: h.message_id.map(MessageId),
+                });
+            }
+        })?;
+        Ok(new.len())
+    }
+
+    /// The bytes of each entry, sealing those not sealed yet (one vault transaction for the
+    /// batch). Entries whose contact or device is gone are finished here as failed.
+    fn seal_batch(&self, batch: &[Item], now: u64) -> Result<Vec<(Item, Vec<u8>)>, CoreError> {
+        let (ready, gone) = self.with(|u| {
+            u.vault.transaction(|v| {
+                let mut ready = Vec::with_capacity(batch.len());
+                let mut gone = Vec::new();
+                for item in batch {
+                    let Some(entry) = v.outbox_item(item.id.0)? else {
+                        gone.push(*item);
+                        continue;
+                    };
+                    if entry.sealed {
+                        ready.push((*item, entry.envelope));
+                        continue;
+                    }
+                    match seal_queued(
+                        v,
+                        &u.me,
+                        &entry.account_id,
+                        entry.device_id,
+                        &entry.envelope,
+                        now,
+                    ) {
+                        Ok(bytes) => {
+                            v.outbox_sealed(entry.id, &bytes)?;
+                            ready.push((*item, bytes));
+                        }
+                        Err(CoreError::UnknownContact) => gone.push(*item),
+                        Err(e) => return Err(e),
+                    }
+                }
+                Ok((ready, gone))
+            })
+        })?;
+        for item in gone {
+            let outcome = Outcome::Permanent(FailReason::NoSuchContact);
+            let effect = self.machine(|d| d.outcome(item.id, outcome, now, &mut rng()))?;
+            if let Some(effect) = effect {
+                self.apply(effect)?;
+            }
+        }
+        Ok(ready)
+    }
+
+    /// Applies a finished entry to the vault and tells listeners.
+    fn apply(&self, effect: Effect) -> Result<(), CoreError> {
+        let changed = self.with(|u| {
+            u.vault.transaction(|v| -> Result<_, CoreError> {
+                match effect {
+                    Effect::Sent { id, message } => {
+                        v.outbox_remove(id.0)?;
+                        Ok(match message {
+                            Some(m) => v
+                                .advance_status(&m.0, MessageStatus::Sent)?
+                                .then_some((m, MessageStatus::Sent)),
+                            None => None,
+                        })
+                    }
+                    Effect::Failed {
+                        id,
+                        message,
+                        reason,
+                    } => {
+                        tracing::info!(%reason, "an envelope will not be delivered");
+                        v.outbox_remove(id.0)?;
+                        Ok(match message {
+                            Some(m) => v
+                                .fail_message(&m.0, reason.as_str())?
+                                .then_some((m, MessageStatus::Failed)),
+                            None => None,
+                        })
+                    }
+                }
+            })
+        })?;
+        if let Some((m, status)) = changed {
+            self.emit(Event::Status {
+                message_id: m.0,
+                status,
+            });
+        }
+        Ok(())
+    }
+}
+
+async fn transmit(
+    client: Arc<RelayClient>,
+    item: Item,
+    bytes: Vec<u8>,
+) -> (Item, Result<u64, ClientError>) {
+    let result = client.send(&item.to.account, item.to.device.0, bytes).await;
+    (item, result)
+}
