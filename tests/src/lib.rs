@@ -4,6 +4,7 @@
 pub mod calls;
 pub mod card;
 pub mod cli;
+pub mod delay;
 pub mod device;
 pub mod faketime;
 pub mod process;

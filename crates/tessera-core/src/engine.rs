@@ -101,6 +101,8 @@ struct Inner {
     dirty: std::sync::atomic::AtomicBool,
     /// Wakes a running flush that waits for answers, to pick up new entries.
     wake: tokio::sync::Notify,
+    /// Background delivery held ([`Engine::hold_delivery`]).
+    held: std::sync::atomic::AtomicBool,
     /// Until when a card swap (replacement) may leave the reader empty without locking.
     card_swap: Mutex<Option<std::time::Instant>>,
     /// One connection attempt at a time: two would both log in and the second would replace
@@ -278,6 +280,7 @@ impl Engine {
                 delivery: Mutex::new(tessera_messaging::Delivery::new(Default::default())),
                 dirty: std::sync::atomic::AtomicBool::new(false),
                 wake: tokio::sync::Notify::new(),
+                held: std::sync::atomic::AtomicBool::new(false),
                 card_swap: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
             }),
@@ -939,7 +942,7 @@ impl Engine {
                         delivery_id,
                         envelope,
                     } => {
-                        let keep = engine.receive(&envelope);
+                        let keep = engine.receive_envelope(&envelope);
                         // The acknowledgement's answer is not awaited: the next envelope is
                         // processed while it travels (one round trip per envelope would stall
                         // a backlog over Tor). An ack that is lost leaves the envelope at the
@@ -1346,8 +1349,10 @@ impl Engine {
         })
     }
 
-    /// Processes one delivered envelope; returns whether to keep it at the relay.
-    fn receive(&self, bytes: &[u8]) -> bool {
+    /// Processes one envelope, however it arrived (the relay connection calls this for each
+    /// delivery); returns whether to keep it at the relay (not acknowledge it): only when it
+    /// cannot be handled yet (locked, vault failure, an identity change to accept first).
+    pub fn receive_envelope(&self, bytes: &[u8]) -> bool {
         // Receipts sealed below use the current epoch.
         if let Err(e) = self.maybe_maintain() {
             tracing::warn!(error = %e, "key maintenance failed");

@@ -60,6 +60,9 @@ impl Engine {
     /// The outbox changed: a running flush picks the new entries up, otherwise one starts in
     /// the background. Returns at once.
     pub(crate) fn kick(&self) {
+        if self.inner.held.load(Ordering::SeqCst) {
+            return;
+        }
         self.inner.dirty.store(true, Ordering::SeqCst);
         self.inner.wake.notify_waiters();
         let idle = self.inner.flushing.try_lock().is_ok();
@@ -91,6 +94,61 @@ impl Engine {
                 return Ok(total);
             }
         }
+    }
+
+    /// Holds background delivery (`true`): sends still commit to the outbox, but nothing goes
+    /// out until [`Engine::flush_outbox`] is called or the hold is released. For benchmarks
+    /// that measure the send path without the network, and for tests.
+    #[doc(hidden)]
+    pub fn hold_delivery(&self, hold: bool) {
+        self.inner.held.store(hold, Ordering::SeqCst);
+        if !hold {
+            self.kick();
+        }
+    }
+
+    /// Seals every outbox entry not sealed yet, now, without sending anything (what a flush
+    /// does before the first transmission of each). For benchmarks of the send path.
+    #[doc(hidden)]
+    pub fn seal_outbox(&self) -> Result<usize, CoreError> {
+        self.maybe_maintain()?;
+        let now = self.now_ms();
+        self.with(|u| {
+            u.vault.transaction(|v| {
+                let mut n = 0;
+                for head in v.outbox_heads(0)?.into_iter().filter(|h| !h.sealed) {
+                    let Some(entry) = v.outbox_item(head.id)? else {
+                        continue;
+                    };
+                    let bytes = seal_queued(
+                        v,
+                        &u.me,
+                        &entry.account_id,
+                        entry.device_id,
+                        &entry.envelope,
+                        now,
+                    )?;
+                    v.outbox_sealed(entry.id, &bytes)?;
+                    n += 1;
+                }
+                Ok(n)
+            })
+        })
+    }
+
+    /// Sets how many envelopes may be in flight at once (default 64, `docs/messaging.md`);
+    /// takes effect when no flush is running. 1 is a sequential outbox, for comparison.
+    #[doc(hidden)]
+    pub fn set_delivery_window(&self, window: usize) -> Result<(), CoreError> {
+        self.machine(|d| {
+            if d.is_idle() {
+                let config = tessera_messaging::delivery::Config {
+                    window: window.max(1),
+                    ..*d.config()
+                };
+                *d = tessera_messaging::Delivery::new(config);
+            }
+        })
     }
 
     /// When the next entry waiting for a retry becomes due (engine clock, ms), if one is.
