@@ -11,6 +11,7 @@ const MARKS = {
   sent: ['\u2713', 'sent to the relay'],
   delivered: ['\u2713\u2713', 'delivered'],
   read: ['\u2713\u2713', 'read'],
+  failed: ['!', 'not delivered'],
 };
 const PAGE = 50;
 
@@ -21,16 +22,20 @@ let oldestRow = null; // history paging
 let loadingOlder = false;
 let safetyFor = null;
 
-function mark(status) {
+function mark(status, failure) {
   const m = MARKS[status];
   if (!m) return null;
-  return el('span', { class: `mark mark-${status}`, role: 'img', 'aria-label': m[1], title: m[1] }, m[0]);
+  const label = failure ? `${m[1]}: ${failure}` : m[1];
+  return el('span', { class: `mark mark-${status}`, role: 'img', 'aria-label': label, title: label }, m[0]);
 }
 
 function messageNode(m) {
+  const body = m.kind === 'unsupported'
+    ? el('p', { class: 'body unsupported' }, 'Unsupported message: it was sent from a newer version of Tessera.')
+    : el('p', { class: 'body' }, m.body);
   return el('div', { class: `msg ${m.outgoing ? 'out' : 'in'}`, dataset: { id: m.id, row: m.row, day: new Date(m.sent).toDateString() } },
-    el('p', { class: 'body' }, m.body),
-    el('span', { class: 'meta' }, el('time', { datetime: new Date(m.sent).toISOString() }, time(m.sent)), m.outgoing ? mark(m.status) : null));
+    body,
+    el('span', { class: 'meta' }, el('time', { datetime: new Date(m.sent).toISOString() }, time(m.sent)), m.outgoing ? mark(m.status, m.failure) : null));
 }
 
 /** Inserts day separators between messages of different days. */
@@ -400,6 +405,12 @@ export function onEngineEvent(e) {
     case 'contacts':
       refreshContacts();
       refreshConversations();
+      break;
+    case 'resync':
+      // Some events were missed: read everything shown again.
+      refreshContacts();
+      refreshConversations();
+      if (open) openConversation(open, openName);
       break;
     case 'call':
       onCallEvent(e);

@@ -174,7 +174,12 @@ impl App {
                             break;
                         }
                     }
-                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    // Events were missed: the page reads everything again rather than showing
+                    // a state that silently skipped some.
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(n)) => {
+                        tracing::info!(missed = n, "event listener fell behind; resync");
+                        app.emit(&UiEvent::Resync);
+                    }
                     Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
                 }
             }

@@ -422,16 +422,9 @@ pub async fn send_message(app: AppState<'_>, contact: String, body: String) -> U
     if body.len() > MAX_TEXT {
         return Err(CoreError::TooLong.into());
     }
-    let engine = app.engine()?;
-    match engine.send_text(&c, &body).await {
-        Ok(id) => Ok(tessera_core::id_hex(&id)),
-        // Stored and queued; it goes out when the relay is reachable again.
-        Err(CoreError::Net(e)) => {
-            tracing::info!(error = %e, "relay not reachable: the message waits in the outbox");
-            Ok(String::new())
-        }
-        Err(e) => Err(e.into()),
-    }
+    // Returns once the message is in the outbox; delivery progress comes as status events.
+    let id = app.engine()?.send_text(&c, &body).await?;
+    Ok(tessera_core::id_hex(&id))
 }
 
 #[tauri::command]

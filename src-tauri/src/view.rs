@@ -49,6 +49,10 @@ pub struct MessageView {
     pub status: &'static str,
     /// Incoming and seen.
     pub read: bool,
+    /// Why an outgoing message failed (status `failed`), in words.
+    pub failure: Option<String>,
+    /// `text`, or `unsupported` for a kind from a newer version.
+    pub kind: &'static str,
 }
 
 impl From<&Message> for MessageView {
@@ -63,6 +67,16 @@ impl From<&Message> for MessageView {
             received: m.received,
             status: m.status.as_str(),
             read: m.read,
+            failure: m
+                .failure
+                .as_deref()
+                .and_then(tessera_core::FailReason::parse)
+                .map(|r| r.to_string()),
+            kind: if m.kind.starts_with("unsupported") {
+                "unsupported"
+            } else {
+                "text"
+            },
         }
     }
 }
@@ -122,6 +136,8 @@ pub enum UiEvent {
     },
     /// Contacts changed (a request, an acceptance, a rejection).
     Contacts,
+    /// Events were missed (the page fell behind): everything shown must be read again.
+    Resync,
     /// A contact's identity changed.
     IdentityChanged {
         /// Account id text.

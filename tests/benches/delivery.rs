@@ -19,7 +19,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tessera_core::clock::SystemClock;
-use tessera_core::{ContactState, CreateOptions, Engine, KdfParams, MessageStatus, TransportConfig};
+use tessera_core::{
+    ContactState, CreateOptions, Engine, KdfParams, MessageStatus, TransportConfig,
+};
 use tessera_e2e::delay::DelayProxy;
 use tessera_e2e::relay::Relay;
 use tessera_proto::RelayAddress;
@@ -30,7 +32,11 @@ fn password(name: &str) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(format!("{name}'s password").into_bytes())
 }
 
-async fn create(dir: &std::path::Path, relay: &RelayAddress, name: &str) -> (Engine, Arc<MemorySecrets>) {
+async fn create(
+    dir: &std::path::Path,
+    relay: &RelayAddress,
+    name: &str,
+) -> (Engine, Arc<MemorySecrets>) {
     let secrets = Arc::new(MemorySecrets::default());
     let engine = Engine::create_with_clock(
         CreateOptions {
@@ -61,9 +67,13 @@ async fn wait_for(what: &str, mut done: impl FnMut() -> bool) {
 
 async fn befriend(a: &Engine, b: &Engine) -> ([u8; 32], [u8; 32]) {
     let (a_id, b_id) = (a.account_id().unwrap().0, b.account_id().unwrap().0);
-    a.add_contact(&b.invite().unwrap(), Some("b")).await.unwrap();
+    a.add_contact(&b.invite().unwrap(), Some("b"))
+        .await
+        .unwrap();
     wait_for("the request", || !b.contacts().unwrap().is_empty()).await;
-    b.add_contact(&a.invite().unwrap(), Some("a")).await.unwrap();
+    b.add_contact(&a.invite().unwrap(), Some("a"))
+        .await
+        .unwrap();
     wait_for("the acceptance", || {
         a.contacts()
             .unwrap()
@@ -126,11 +136,7 @@ fn all_sent(engine: &Engine, ids: &[[u8; 16]]) -> bool {
 
 async fn flush_over_a_slow_link(dir: &std::path::Path, relay: &Relay) {
     let port = relay.address.port;
-    let proxy = DelayProxy::start(
-        ([127, 0, 0, 1], port).into(),
-        Duration::from_millis(150),
-    )
-    .await;
+    let proxy = DelayProxy::start(([127, 0, 0, 1], port).into(), Duration::from_millis(150)).await;
     let mut slow = relay.address.clone();
     slow.port = proxy.port;
     let (alice, _) = create(dir, &slow, "alice").await;
@@ -150,7 +156,10 @@ async fn flush_over_a_slow_link(dir: &std::path::Path, relay: &Relay) {
             elapsed.as_secs_f64(),
             elapsed.as_secs_f64() * 1000.0 / n as f64,
             if n < 500 {
-                format!(" (500 would take {:.0} s)", elapsed.as_secs_f64() * 500.0 / n as f64)
+                format!(
+                    " (500 would take {:.0} s)",
+                    elapsed.as_secs_f64() * 500.0 / n as f64
+                )
             } else {
                 String::new()
             }
@@ -158,10 +167,12 @@ async fn flush_over_a_slow_link(dir: &std::path::Path, relay: &Relay) {
     }
     let total = 525;
     wait_for("Bob to have every message", || {
-        bob.conversations()
-            .unwrap()
-            .first()
-            .is_some_and(|_| bob.history(&alice.account_id().unwrap().0, None, 1000).unwrap().len() >= total)
+        bob.conversations().unwrap().first().is_some_and(|_| {
+            bob.history(&alice.account_id().unwrap().0, None, 1000)
+                .unwrap()
+                .len()
+                >= total
+        })
     })
     .await;
     println!("   Bob has all {total}, each once.");
@@ -224,7 +235,10 @@ async fn send_and_receive_paths(dir: &std::path::Path, relay: &Relay) {
         .unwrap()
         .collect::<Result<_, _>>()
         .unwrap();
-    assert!(envelopes.len() >= N, "the relay holds Carol's messages for Dave");
+    assert!(
+        envelopes.len() >= N,
+        "the relay holds Carol's messages for Dave"
+    );
     let sizes: usize = envelopes.iter().map(Vec::len).sum();
     let dave = Engine::unlock_with_clock(
         &dir.join("dave"),
@@ -249,11 +263,18 @@ async fn send_and_receive_paths(dir: &std::path::Path, relay: &Relay) {
         envelopes.len(),
         sizes / envelopes.len()
     );
-    print("   receive_envelope (open + decrypt + commit)", &stats(receive));
+    print(
+        "   receive_envelope (open + decrypt + commit)",
+        &stats(receive),
+    );
 }
 
 fn main() {
-    let profile = if cfg!(debug_assertions) { "debug" } else { "release" };
+    let profile = if cfg!(debug_assertions) {
+        "debug"
+    } else {
+        "release"
+    };
     println!(
         "Tessera delivery benchmark: {profile} build, {} CPUs, SQLCipher vaults (Argon2id minimum), relay on loopback",
         std::thread::available_parallelism().map_or(0, usize::from)

@@ -139,3 +139,50 @@ fn delivery_one_gone_device_and_one_full_mailbox_never_hold_back_a_third_recipie
     let keys = alice.ok(&["keys"]);
     assert_eq!(keys["outbox"], 0, "{keys}");
 }
+
+#[test]
+fn delivery_a_stranger_gets_no_receipts_until_accepted_then_they_flow() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let address = relay.address.to_string();
+    let alice = account(dir.path(), "alice", &address);
+    let bob = account(dir.path(), "bob", &address);
+    // Alice holds Bob's invite; Bob has not accepted her.
+    alice.ok(&["contact", "add", &bob.invite(), "--name", "bob"]);
+    let ids: Vec<String> = (0..3)
+        .map(|n| {
+            let sent = alice.ok(&["send", "bob", &format!("hello {n}")]);
+            assert_eq!(sent["status"], "sent", "{sent}");
+            sent["message_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    let events = bob.sync();
+    assert!(
+        events.iter().any(|e| e["event"] == "contact_request"),
+        "{events:?}"
+    );
+    assert_eq!(Cli::messages(&events).len(), 3, "{events:?}");
+    // Bob read them, too: still nothing goes back to a stranger.
+    bob.ok(&["history", "alice", "--limit", "10"]);
+    bob.sync();
+    let events = alice.sync();
+    assert!(
+        !events.iter().any(|e| e["event"] == "status"),
+        "a stranger learned something: {events:?}"
+    );
+    let history = alice.ok(&["history", "bob", "--limit", "10"]);
+    for m in history["messages"].as_array().unwrap() {
+        assert_eq!(m["status"], "sent", "{m}");
+    }
+
+    bob.ok(&["contact", "accept", "alice"]);
+    let events = alice.sync();
+    for id in &ids {
+        assert!(
+            events.iter().any(|e| e["event"] == "status"
+                && e["message_id"] == id.as_str()
+                && e["status"] == "delivered"),
+            "{id}: {events:?}"
+        );
+    }
+}

@@ -20,7 +20,7 @@ use tessera_net::{ClientError, RelayClient};
 use tessera_proto::ErrorCode;
 use tessera_store::MessageStatus;
 
-use super::{Engine, rng, seal_queued};
+use super::*;
 use crate::{CoreError, Event};
 
 /// Reconnections one flush makes after the connection dropped under it, before it gives up
@@ -54,6 +54,53 @@ pub(crate) fn outcome_of(result: &Result<u64, ClientError>) -> Outcome {
         Err(ClientError::Closed | ClientError::Net(_)) => Outcome::Disconnected,
         Err(_) => Outcome::Transient,
     }
+}
+
+/// Seals a queued Signal message for `device` of `contact` with this device's current epoch, on
+/// the link to that device's current envelope key (made now if there is none): a full envelope
+/// until the device acknowledged the link, a short one after (`docs/envelope.md`). Carries the
+/// acknowledgement of the device's newest link to us. The caller runs it in a transaction.
+pub(super) fn seal_queued(
+    v: &Vault,
+    me: &Me,
+    contact: &[u8; 32],
+    device: u32,
+    payload: &[u8],
+    now: u64,
+) -> Result<Vec<u8>, CoreError> {
+    let cert = v
+        .contact_devices(contact)?
+        .into_iter()
+        .find(|(d, _)| *d == device)
+        .ok_or(CoreError::UnknownContact)?
+        .1;
+    let cert = DeviceCertificate::from_bytes(&cert)?;
+    let recipient = &cert.fields.envelope_key;
+    let mut r = rng();
+    let stored = v
+        .outbound_link(contact, device)?
+        .and_then(|b| OutboundLink::from_bytes(&b).ok())
+        .filter(|l| l.serves(recipient, &me.epoch));
+    let link = match stored {
+        Some(l) => l,
+        None => {
+            let l = OutboundLink::new(recipient, &me.epoch, &mut r)?;
+            v.put_outbound_link(contact, device, &l.to_bytes())?;
+            l
+        }
+    };
+    let sealed = seal_linked(
+        &LinkedSealRequest {
+            recipient,
+            sender: &me.epoch,
+            link: &link,
+            ack: v.newest_inbound_link(contact, device)?,
+            sent_at: now,
+            content: payload,
+        },
+        &mut r,
+    )?;
+    Ok(sealed.bytes)
 }
 
 impl Engine {
@@ -395,4 +442,57 @@ async fn transmit(
 ) -> (Item, Result<u64, ClientError>) {
     let result = client.send(&item.to.account, item.to.device.0, bytes).await;
     (item, result)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn relay(code: ErrorCode, retry_after_ms: u32) -> Result<u64, ClientError> {
+        Err(ClientError::Relay {
+            code,
+            retry_after_ms,
+            detail: String::new(),
+        })
+    }
+
+    #[test]
+    fn relay_answers_map_to_what_the_delivery_machine_does() {
+        assert_eq!(outcome_of(&Ok(7)), Outcome::Accepted);
+        assert_eq!(
+            outcome_of(&relay(ErrorCode::NotFound, 0)),
+            Outcome::Permanent(FailReason::NoSuchDevice)
+        );
+        assert_eq!(
+            outcome_of(&relay(ErrorCode::MailboxFull, 0)),
+            Outcome::Permanent(FailReason::MailboxFull)
+        );
+        for refused in [ErrorCode::Malformed, ErrorCode::TooLarge] {
+            assert_eq!(
+                outcome_of(&relay(refused, 0)),
+                Outcome::Permanent(FailReason::Refused)
+            );
+        }
+        assert_eq!(
+            outcome_of(&relay(ErrorCode::RateLimited, 2500)),
+            Outcome::RetryAfter(2500)
+        );
+        assert_eq!(
+            outcome_of(&relay(ErrorCode::RateLimited, 0)),
+            Outcome::RetryAfter(100),
+            "never a busy loop"
+        );
+        for gone in [ErrorCode::Replaced, ErrorCode::ShuttingDown] {
+            assert_eq!(outcome_of(&relay(gone, 0)), Outcome::Disconnected);
+        }
+        assert_eq!(outcome_of(&Err(ClientError::Closed)), Outcome::Disconnected);
+        assert_eq!(
+            outcome_of(&relay(ErrorCode::Internal, 0)),
+            Outcome::Transient
+        );
+        assert_eq!(
+            outcome_of(&Err(ClientError::Protocol("odd"))),
+            Outcome::Transient
+        );
+    }
 }

@@ -1,0 +1,265 @@
+//! Account lifecycle: creating the account, unlocking, the card factor, the password, and key
+//! maintenance on the engine's clock (`docs/engine.md`, "Account"; `docs/keys.md`).
+
+use super::*;
+
+impl Engine {
+    /// Creates the vault and the account, registers with the relay and publishes prekeys.
+    /// The relay is contacted first (its pinned key checked) so a wrong address leaves nothing
+    /// behind; if registration fails after the vault was made, the vault is removed again.
+    pub async fn create(
+        opts: CreateOptions,
+        secrets: Arc<dyn SecretStore>,
+    ) -> Result<Self, CoreError> {
+        Self::create_with_clock(opts, secrets, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Engine::create`], with the clock the engine uses from then on.
+    pub async fn create_with_clock(
+        opts: CreateOptions,
+        secrets: Arc<dyn SecretStore>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, CoreError> {
+        // The transport is started first and the relay contacted through it: with Tor, nothing
+        // is ever sent outside Tor, and a relay that cannot be reached leaves nothing behind.
+        let transport = opts.transport.open(&opts.dir)?;
+        let (client, pushes) = RelayClient::connect(&opts.relay, &transport).await?;
+        let dir = opts.dir.clone();
+        let s2 = secrets.clone();
+        let password = opts.password.clone();
+        let kdf = opts.kdf;
+        let card = opts.card.clone();
+        let vault = tokio::task::spawn_blocking(move || {
+            Vault::create(&dir, &password, kdf, s2.as_ref(), card.as_ref(), &mut rng())
+        })
+        .await
+        .map_err(|_| CoreError::Busy)??;
+        let vault_id = vault.vault_id();
+        match Self::set_up(
+            opts.clone(),
+            secrets.clone(),
+            vault,
+            transport,
+            client,
+            pushes,
+            clock,
+        )
+        .await
+        {
+            Ok(engine) => Ok(engine),
+            Err(e) => {
+                for f in [
+                    "vault.key",
+                    "vault.sqlite3",
+                    "vault.sqlite3-wal",
+                    "vault.sqlite3-shm",
+                ] {
+                    let _ = std::fs::remove_file(opts.dir.join(f));
+                }
+                let _ = secrets.delete(&tessera_store::vault_entry(&vault_id));
+                Err(e)
+            }
+        }
+    }
+
+    pub(super) async fn set_up(
+        opts: CreateOptions,
+        secrets: Arc<dyn SecretStore>,
+        vault: Vault,
+        transport: Transport,
+        client: RelayClient,
+        pushes: Pushes,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, CoreError> {
+        let mut r = rng();
+        let identity = AccountIdentity::generate(&mut r);
+        let auth = HybridSigningKey::generate(&mut r);
+        let envelope = EnvelopeKeyPair::generate(&mut r);
+        let now = clock.now_ms();
+        let certificate = keys::issue_certificate(&identity, &auth, &envelope, 1, now, &mut r)?;
+        let epoch = keys::new_epoch(&identity, now, &mut r)?;
+        let registration_id = 1 + rand::Rng::random_range(&mut r, 0..16000u32);
+        vault.transaction(|v| -> Result<(), CoreError> {
+            v.set_local_identity(&identity, registration_id)?;
+            let (ac, am) = auth.to_parts();
+            v.set_local("auth.curve", &ac[..])?;
+            v.set_local("auth.mldsa", &am[..])?;
+            keys::store_device_keys(v, &envelope, &certificate, &epoch)?;
+            // Registered below; if that fails the vault is removed again.
+            keys::set_registered_serial(v, certificate.fields.serial)?;
+            v.set_setting("relay", &opts.relay.to_string())?;
+            v.set_setting("name", &opts.name)?;
+            match &opts.transport {
+                TransportConfig::Direct => v.set_setting("transport", "direct")?,
+                TransportConfig::Tor { config_file } => {
+                    v.set_setting("transport", "tor")?;
+                    if let Some(f) = config_file {
+                        v.set_setting("tor_config", &f.to_string_lossy())?;
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        let me = load_me(&vault, transport)?;
+        let engine = Self::new(&opts.dir, secrets, Unlocked { vault, me }, clock);
+        engine.forward_tor_progress();
+        let (signed, wire) = engine.with(|u| {
+            u.vault
+                .transaction(|v| keys::new_batch(v, &u.me.identity, 1, now, &mut rng()))
+        })?;
+        client
+            .register(&identity.public(), &certificate, &auth, &mut rng())
+            .await?;
+        client.publish_prekeys(&signed, wire).await?;
+        engine.attach(client, pushes);
+        Ok(engine)
+    }
+
+    /// Opens the vault with the password, the device secret from `secrets` and, for a vault
+    /// with the card factor, a fresh card read (its counter must be above the last one).
+    pub async fn unlock(
+        dir: &Path,
+        password: Zeroizing<Vec<u8>>,
+        secrets: Arc<dyn SecretStore>,
+        card: Option<CardFactor>,
+    ) -> Result<Self, CoreError> {
+        Self::unlock_with_clock(dir, password, secrets, card, Arc::new(SystemClock)).await
+    }
+
+    /// As [`Engine::unlock`], with the clock the engine uses from then on. Keys due for
+    /// rotation are rotated here, before anything is sent (`docs/keys.md`).
+    pub async fn unlock_with_clock(
+        dir: &Path,
+        password: Zeroizing<Vec<u8>>,
+        secrets: Arc<dyn SecretStore>,
+        card: Option<CardFactor>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, CoreError> {
+        let d = dir.to_path_buf();
+        let s2 = secrets.clone();
+        let vault = tokio::task::spawn_blocking(move || {
+            Vault::open(&d, &password, s2.as_ref(), card.as_ref(), &mut rng())
+        })
+        .await
+        .map_err(|_| CoreError::Busy)??;
+        let transport = transport_config(&vault)?.open(dir)?;
+        let mut me = load_me(&vault, transport)?;
+        keys::maintain(&vault, &mut me, clock.now_ms(), &mut rng())?;
+        let engine = Self::new(dir, secrets, Unlocked { vault, me }, clock);
+        engine.forward_tor_progress();
+        Ok(engine)
+    }
+
+    /// Adds the card factor to the (locked) vault in `dir`; see [`Vault::enroll_card`].
+    pub async fn enroll_card(
+        dir: &Path,
+        password: Zeroizing<Vec<u8>>,
+        secrets: Arc<dyn SecretStore>,
+        card: CardFactor,
+    ) -> Result<(), CoreError> {
+        let d = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            Vault::enroll_card(&d, &password, secrets.as_ref(), &card, &mut rng())
+        })
+        .await
+        .map_err(|_| CoreError::Busy)??;
+        Ok(())
+    }
+
+    /// Moves the vault's card factor to another card; see [`Vault::replace_card`]. The engine
+    /// stays unlocked (the database key does not change).
+    pub async fn replace_card(
+        &self,
+        password: Zeroizing<Vec<u8>>,
+        old: CardFactor,
+        new: CardFactor,
+    ) -> Result<(), CoreError> {
+        let dir = self.inner.dir.clone();
+        let secrets = self.inner.secrets.clone();
+        tokio::task::spawn_blocking(move || {
+            Vault::replace_card(&dir, &password, secrets.as_ref(), &old, &new, &mut rng())
+        })
+        .await
+        .map_err(|_| CoreError::Busy)??;
+        Ok(())
+    }
+
+    /// Changes the vault password (rewraps the vault key; the database is not touched). A vault
+    /// with the card factor needs a fresh card read.
+    pub async fn change_password(
+        &self,
+        old: Zeroizing<Vec<u8>>,
+        new: Zeroizing<Vec<u8>>,
+        kdf: KdfParams,
+        card: Option<CardFactor>,
+    ) -> Result<(), CoreError> {
+        let dir = self.inner.dir.clone();
+        let secrets = self.inner.secrets.clone();
+        tokio::task::spawn_blocking(move || {
+            Vault::change_password(
+                &dir,
+                &old,
+                &new,
+                kdf,
+                secrets.as_ref(),
+                card.as_ref(),
+                &mut rng(),
+            )
+        })
+        .await
+        .map_err(|_| CoreError::Busy)??;
+        Ok(())
+    }
+
+    /// Runs key maintenance now (rotations due at the engine clock's time, deletion of keys
+    /// whose grace ended) without connecting; the relay learns of renewals on the next connect.
+    pub fn maintain_keys(&self) -> Result<(), CoreError> {
+        let now = self.now_ms();
+        self.with(|u| keys::maintain(&u.vault, &mut u.me, now, &mut rng()).map(|_| ()))?;
+        self.inner
+            .maintained
+            .store(now, std::sync::atomic::Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// [`Engine::maintain_keys`] at most once a minute of engine time: called before anything
+    /// is sealed or the relay is contacted, so nothing goes out under an expired key.
+    pub(super) fn maybe_maintain(&self) -> Result<(), CoreError> {
+        let last = self
+            .inner
+            .maintained
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let now = self.now_ms();
+        if last != 0 && now >= last && now - last < 60_000 {
+            return Ok(());
+        }
+        self.maintain_keys()
+    }
+
+    /// How many private keys of each kind the vault holds (for diagnostics and tests).
+    pub fn key_inventory(&self) -> Result<tessera_store::KeyInventory, CoreError> {
+        self.with(|u| Ok(u.vault.key_inventory()?))
+    }
+
+    /// This device's current certificate: serial and validity window (ms).
+    pub fn device_certificate(&self) -> Result<(u32, u64, u64), CoreError> {
+        self.with(|u| {
+            let f = &u.me.certificate.fields;
+            Ok((f.serial, f.not_before, f.not_after))
+        })
+    }
+
+    pub(super) async fn refill_prekeys(&self) -> Result<(), CoreError> {
+        let now = self.now_ms();
+        let (signed, wire) = self.with(|u| {
+            let batch = keys::next_batch_id(&u.vault)?;
+            u.vault
+                .transaction(|v| keys::new_batch(v, &u.me.identity, batch, now, &mut rng()))
+        })?;
+        let client = self.connect().await?;
+        client.publish_prekeys(&signed, wire).await?;
+        self.with(|u| keys::mark_published(&u.vault))?;
+        self.emit(Event::PrekeysRefilled);
+        Ok(())
+    }
+}

@@ -1,0 +1,262 @@
+//! The relay connection: log in (registering a renewed certificate), receive pushes, stay
+//! connected, sync once, and keep contact certificates fresh (`docs/engine.md`, "Connection").
+
+use super::*;
+
+impl Engine {
+    /// Connects to the relay and logs in (if not connected); deliveries are processed in the
+    /// background from then on.
+    pub async fn connect(&self) -> Result<Arc<RelayClient>, CoreError> {
+        let _one_at_a_time = self.inner.connecting.lock().await;
+        // Rotations due now happen before the relay sees this device (a device offline for a
+        // year renews everything here, before it sends anything).
+        self.maybe_maintain()?;
+        let now = self.now_ms();
+        let current = self
+            .with(|u| Ok(keys::registered_serial(&u.vault)? == u.me.certificate.fields.serial))?;
+        if let Ok(mut held) = self.inner.client.lock()
+            && let Some(c) = held.clone()
+        {
+            if current {
+                return Ok(c);
+            }
+            // A renewed certificate: the next connection registers it (and replaces this one
+            // at the relay).
+            held.take();
+        }
+        let (relay, transport, account, auth, public, certificate, registered) =
+            self.with(|u| {
+                Ok((
+                    u.me.relay.clone(),
+                    u.me.transport.clone(),
+                    u.me.account_id,
+                    u.me.auth.clone(),
+                    u.me.public.clone(),
+                    u.me.certificate.clone(),
+                    keys::registered_serial(&u.vault)?,
+                ))
+            })?;
+        let (client, pushes) = RelayClient::connect(&relay, &transport).await?;
+        if registered == certificate.fields.serial {
+            client.login(&account, DEVICE_ID, &auth, &mut rng()).await?;
+        } else {
+            // A renewed certificate: registering it is the login (the relay keeps the highest
+            // serial, signed by the account identity).
+            client
+                .register(&public, &certificate, &auth, &mut rng())
+                .await?;
+            let serial = certificate.fields.serial;
+            self.with(|u| keys::set_registered_serial(&u.vault, serial))?;
+            tracing::info!(serial, "registered a renewed device certificate");
+        }
+        let unpublished = self.with(|u| keys::unpublished_statement(&u.vault))?;
+        if let Some(signed) = unpublished {
+            match client.publish_prekeys(&signed, Vec::new()).await {
+                Ok(()) => {}
+                // The relay no longer holds the batch this statement names (an upload that
+                // never finished): publish a whole new batch instead.
+                Err(ClientError::Relay {
+                    code: ErrorCode::NotFound,
+                    ..
+                }) => {
+                    let (signed, wire) = self.with(|u| {
+                        let batch = keys::next_batch_id(&u.vault)?;
+                        u.vault.transaction(|v| {
+                            keys::new_batch(v, &u.me.identity, batch, now, &mut rng())
+                        })
+                    })?;
+                    client.publish_prekeys(&signed, wire).await?;
+                }
+                Err(e) => return Err(e.into()),
+            }
+            self.with(|u| keys::mark_published(&u.vault))?;
+        }
+        Ok(self.attach(client, pushes))
+    }
+
+    /// Fetches again the certificates of `contact`'s devices that their owner has renewed by
+    /// now (the cached one is in its last 15 days), at most once an hour per device. Best
+    /// effort, over the current connection only: without one the cached certificate is used
+    /// (its envelope key stays usable for 90 days after it ends).
+    pub(super) async fn refresh_contact(&self, contact: &[u8; 32]) {
+        let now = self.now_ms();
+        let Ok((stale, account)) = self.with(|u| {
+            let Some(c) = u.vault.contact(contact)? else {
+                return Ok((Vec::new(), None));
+            };
+            let mut stale = Vec::new();
+            for (device, cert) in u.vault.contact_devices(contact)? {
+                let Ok(cert) = DeviceCertificate::from_bytes(&cert) else {
+                    continue;
+                };
+                if keys::contact_certificate_stale(cert.fields.not_after, now) {
+                    stale.push((device, cert.fields.serial));
+                }
+            }
+            Ok((stale, AccountPublic::from_bytes(&c.account_public).ok()))
+        }) else {
+            return;
+        };
+        let Some(account) = account else { return };
+        // Only over a connection that is already up: this runs before sealing, and a send must
+        // not wait for a connection attempt (the flush after it connects).
+        let Some(client) = self.inner.client.lock().ok().and_then(|c| c.clone()) else {
+            return;
+        };
+        for (device, serial) in stale {
+            let due = self.inner.refreshed.lock().is_ok_and(|mut m| {
+                let last = m.entry((*contact, device)).or_insert(0);
+                if now.saturating_sub(*last) < 3_600_000 && *last != 0 {
+                    false
+                } else {
+                    *last = now;
+                    true
+                }
+            });
+            if !due {
+                continue;
+            }
+            match client
+                .fetch_certificate(&AccountId(*contact), device, &account, now)
+                .await
+            {
+                Ok(cert) if cert.fields.serial > serial => {
+                    let bytes = cert.to_bytes();
+                    let _ =
+                        self.with(|u| Ok(u.vault.put_contact_device(contact, device, &bytes)?));
+                    tracing::info!(
+                        device,
+                        serial = cert.fields.serial,
+                        "contact certificate refreshed"
+                    );
+                }
+                Ok(_) => {}
+                Err(e) => tracing::info!(error = %e, "contact certificate not refreshed"),
+            }
+        }
+    }
+
+    pub(super) fn attach(&self, client: RelayClient, mut pushes: Pushes) -> Arc<RelayClient> {
+        let client = Arc::new(client);
+        if let Ok(mut c) = self.inner.client.lock() {
+            *c = Some(client.clone());
+        }
+        self.emit(Event::Connected);
+        let engine = self.clone();
+        let weak = Arc::downgrade(&client);
+        tokio::spawn(async move {
+            while let Some(push) = pushes.recv().await {
+                match push {
+                    Pushed::Deliver {
+                        delivery_id,
+                        envelope,
+                    } => {
+                        let keep = engine.receive_envelope(&envelope);
+                        // The acknowledgement's answer is not awaited: the next envelope is
+                        // processed while it travels (one round trip per envelope would stall
+                        // a backlog over Tor). An ack that is lost leaves the envelope at the
+                        // relay; it comes again and is dropped as a duplicate.
+                        if !keep && let Some(c) = weak.upgrade() {
+                            tokio::spawn(async move {
+                                let _ = c.ack(delivery_id).await;
+                            });
+                        }
+                    }
+                    Pushed::PrekeysLow { .. } => {
+                        if let Err(e) = engine.refill_prekeys().await {
+                            tracing::warn!(error = %e, "prekey refill failed");
+                        }
+                    }
+                    Pushed::Closing { code, .. } => {
+                        tracing::info!(?code, "relay closed the connection");
+                    }
+                    _ => {}
+                }
+            }
+            // A connection replaced by a newer one (a renewed certificate registered) ends
+            // quietly; only the loss of the current connection is a disconnection.
+            let current = match engine.inner.client.lock() {
+                Ok(mut c) if c.as_ref().is_some_and(|c| Arc::as_ptr(c) == weak.as_ptr()) => {
+                    c.take();
+                    true
+                }
+                Ok(c) => c.is_none(),
+                Err(_) => true,
+            };
+            if current {
+                engine.emit(Event::Disconnected);
+            }
+        });
+        client
+    }
+
+    /// Stays connected: reconnects with exponential backoff (1 s doubling to 60 s, with
+    /// jitter) until the engine is locked. Returns only when locked.
+    pub async fn run(&self) {
+        let mut backoff = Duration::from_secs(1);
+        while self.is_unlocked() {
+            match self.connect().await {
+                Ok(client) => {
+                    backoff = Duration::from_secs(1);
+                    let _ = self.flush_outbox().await;
+                    // Receipts queued by incoming messages are flushed by `receive`.
+                    let mut events = self.subscribe();
+                    let mut hourly = tokio::time::Instant::now() + Duration::from_secs(3600);
+                    loop {
+                        // Entries backing off after a failure go out when their time comes.
+                        let retry = self
+                            .next_delivery()
+                            .map_or(Duration::from_secs(3600), |at| {
+                                Duration::from_millis(at.saturating_sub(self.now_ms()))
+                            });
+                        let event = tokio::select! {
+                            e = events.recv() => e,
+                            () = tokio::time::sleep(retry) => {
+                                let _ = self.flush_outbox().await;
+                                continue;
+                            }
+                            // Hourly: rotations fall due while connected too; `connect`
+                            // maintains and registers a renewed certificate.
+                            () = tokio::time::sleep_until(hourly) => {
+                                hourly += Duration::from_secs(3600);
+                                if self.connect().await.is_err() {
+                                    break;
+                                }
+                                continue;
+                            }
+                        };
+                        match event {
+                            Ok(Event::Disconnected | Event::Locked { .. })
+                            | Err(broadcast::error::RecvError::Closed) => break,
+                            _ => {}
+                        }
+                    }
+                    drop(client);
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, "cannot reach the relay; retrying");
+                    let jitter = Duration::from_millis(rand::random_range(0..500));
+                    tokio::time::sleep(backoff + jitter).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+
+    /// Connects, processes everything the relay has queued until nothing arrives for `idle`,
+    /// sends the outbox, and returns.
+    pub async fn sync(&self, idle: Duration) -> Result<(), CoreError> {
+        let mut events = self.subscribe();
+        self.connect().await?;
+        self.flush_outbox().await?;
+        loop {
+            match tokio::time::timeout(idle, events.recv()).await {
+                Ok(Ok(Event::Disconnected)) => return Err(CoreError::Net(ClientError::Closed)),
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+        self.flush_outbox().await?;
+        Ok(())
+    }
+}

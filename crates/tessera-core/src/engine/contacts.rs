@@ -1,0 +1,168 @@
+//! Contacts: adding from an invite, answering requests, finding, safety numbers
+//! (`docs/engine.md`, "Invites and contacts").
+
+use super::*;
+
+impl Engine {
+    /// Adds a contact from their invite: fetches and verifies their bundle (the keys must hash
+    /// to the invite's account id), starts the session and sends a contact request. If they
+    /// already asked us, this accepts their request instead.
+    pub async fn add_contact(
+        &self,
+        invite: &Invite,
+        name: Option<&str>,
+    ) -> Result<Contact, CoreError> {
+        if let Some(mut existing) = self.with(|u| Ok(u.vault.contact(&invite.account_id.0)?))? {
+            if let Some(n) = name.filter(|n| !n.is_empty() && *n != existing.name) {
+                existing.name = n.to_string();
+                self.with(|u| {
+                    u.vault.put_contact(&existing).map_err(|e| match e {
+                        VaultError::Sqlite(_) => CoreError::NameTaken,
+                        e => e.into(),
+                    })
+                })?;
+            }
+            if existing.state == ContactState::Incoming {
+                return self.answer_request(&existing.account_id, true).await;
+            }
+            return Ok(existing);
+        }
+        let client = self.connect().await?;
+        let bundle = client
+            .fetch_bundle(&invite.account_id, DEVICE_ID, self.now_ms())
+            .await?;
+        let name = name
+            .map(str::to_string)
+            .unwrap_or_else(|| invite.name.clone());
+        let name = if name.is_empty() {
+            invite.account_id.to_string()
+        } else {
+            name
+        };
+        self.maybe_maintain()?;
+        let now = self.now_ms();
+        let contact = self.with(|u| {
+            let me = &u.me;
+            let account = invite.account_id;
+            u.vault.transaction(|v| -> Result<Contact, CoreError> {
+                let contact = Contact {
+                    account_id: account.0,
+                    name: name.clone(),
+                    account_public: bundle.account.to_bytes(),
+                    relay: invite.relay.to_string(),
+                    state: ContactState::Requested,
+                    created: now as i64,
+                };
+                v.put_contact(&contact).map_err(|e| match e {
+                    VaultError::Sqlite(_) => CoreError::NameTaken,
+                    e => e.into(),
+                })?;
+                v.put_contact_device(&account.0, DEVICE_ID, &bundle.certificate.to_bytes())?;
+                v.accept_identity(&account.to_string(), &bundle.account.signal_identity_key())?;
+                let lib = bundle
+                    .signed
+                    .bundle(&bundle.account, bundle.one_time.as_ref())?;
+                let addr = address(&account, DEVICE_ID)?;
+                let (mut s, mut i) = (v.signal(), v.signal());
+                process_prekey_bundle(&addr, &mut s, &mut i, &lib, at(now), &mut rng())
+                    .now_or_never()
+                    .ok_or(CoreError::Busy)??;
+                let request = Content::ContactRequest(contact::Request {
+                    name: me.name.clone(),
+                    relay: me.relay.to_string(),
+                    certificate: base64_encode(&me.certificate.to_bytes()),
+                });
+                queue(v, &account, &request, None, now)?;
+                Ok(contact)
+            })
+        })?;
+        self.flush_outbox().await?;
+        Ok(contact)
+    }
+
+    /// Accepts or rejects a contact's request.
+    pub async fn answer_request(
+        &self,
+        account: &[u8; 32],
+        accept: bool,
+    ) -> Result<Contact, CoreError> {
+        self.refresh_contact(account).await;
+        self.maybe_maintain()?;
+        let now = self.now_ms();
+        let contact = self.with(|u| {
+            let me = &u.me;
+            u.vault.transaction(|v| -> Result<Contact, CoreError> {
+                let mut c = v.contact(account)?.ok_or(CoreError::UnknownContact)?;
+                let content = if accept {
+                    c.state = ContactState::Accepted;
+                    Content::ContactAccept(contact::Accept {
+                        name: me.name.clone(),
+                    })
+                } else {
+                    c.state = ContactState::Rejected;
+                    Content::ContactReject(contact::Reject {})
+                };
+                v.set_contact_state(account, c.state)?;
+                queue(v, &AccountId(*account), &content, None, now)?;
+                if accept {
+                    // What they sent while they were a stranger got no receipt: it does now.
+                    let waiting = v.incoming_ids(account)?;
+                    for chunk in waiting.chunks(MAX_RECEIPT_IDS) {
+                        let receipt = Content::Receipt(Receipt {
+                            kind: ReceiptKind::Delivered,
+                            ids: chunk.iter().copied().map(MessageId).collect(),
+                        });
+                        queue(v, &AccountId(*account), &receipt, None, now)?;
+                    }
+                }
+                Ok(c)
+            })
+        })?;
+        self.kick();
+        Ok(contact)
+    }
+
+    /// Finds a contact by the name given when adding it, or by account id text.
+    pub fn find_contact(&self, name_or_id: &str) -> Result<Contact, CoreError> {
+        self.with(|u| {
+            if let Some(c) = u.vault.contact_by_name(name_or_id)? {
+                return Ok(c);
+            }
+            if let Ok(id) = name_or_id.parse::<AccountId>()
+                && let Some(c) = u.vault.contact(&id.0)?
+            {
+                return Ok(c);
+            }
+            Err(CoreError::UnknownContact)
+        })
+    }
+
+    /// All contacts.
+    pub fn contacts(&self) -> Result<Vec<Contact>, CoreError> {
+        self.with(|u| Ok(u.vault.contacts()?))
+    }
+
+    /// The safety number shared with a contact (60 digits).
+    pub fn safety_number(&self, contact: &[u8; 32]) -> Result<(String, bool, bool), CoreError> {
+        self.with(|u| {
+            let c = u.vault.contact(contact)?.ok_or(CoreError::UnknownContact)?;
+            let theirs = AccountPublic::from_bytes(&c.account_public)?;
+            let n = SafetyNumber::new(&u.me.public, &theirs);
+            let rec = u.vault.identity_record(&AccountId(*contact).to_string())?;
+            let (verified, changed) = rec
+                .map(|r| (r.verified, r.changed))
+                .unwrap_or((false, false));
+            Ok((n.digits(), verified, changed))
+        })
+    }
+
+    /// Marks a contact verified (after comparing safety numbers).
+    pub fn verify(&self, contact: &[u8; 32]) -> Result<(), CoreError> {
+        self.with(|u| {
+            u.vault
+                .set_verified(&AccountId(*contact).to_string(), true)?
+                .then_some(())
+                .ok_or(CoreError::UnknownContact)
+        })
+    }
+}

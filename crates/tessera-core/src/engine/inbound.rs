@@ -1,0 +1,371 @@
+//! Receiving: one envelope opened, verified, decrypted and applied in one vault transaction
+//! (`docs/engine.md`, "Messages"; `docs/messaging.md`, "Inbound policy").
+
+use super::*;
+
+/// The vault's inbound links, as the envelope ring looks them up. A vault failure reads as "no
+/// such link" to the ring; `failed` keeps it, so the envelope is kept at the relay, not dropped.
+pub(super) struct VaultLinks<'a> {
+    vault: &'a Vault,
+    failed: std::cell::Cell<Option<VaultError>>,
+}
+
+impl InboundLinks for VaultLinks<'_> {
+    fn inbound_link(&self, id: &LinkId) -> Option<InboundLink> {
+        match self.vault.inbound_link(id) {
+            Ok(found) => found.and_then(|b| InboundLink::from_bytes(&b).ok()),
+            Err(e) => {
+                self.failed.set(Some(e));
+                None
+            }
+        }
+    }
+}
+
+/// Where a contact in `state` stands (tessera-messaging's policy for strangers and requests).
+pub(super) fn standing(state: ContactState) -> Standing {
+    match state {
+        ContactState::Requested => Standing::Requested,
+        ContactState::Incoming => Standing::Incoming,
+        ContactState::Accepted => Standing::Accepted,
+        ContactState::Rejected => Standing::Rejected,
+    }
+}
+
+/// What processing one delivered envelope did.
+pub(super) enum Processed {
+    /// Handled (or a duplicate): acknowledge it.
+    Done(Vec<Event>),
+    /// Cannot be read until the user accepts the sender's new identity: keep it at the relay.
+    Keep(Event),
+}
+
+pub(super) fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD_NO_PAD
+        .decode(text)
+        .ok()
+}
+
+pub(super) fn process(u: &mut Unlocked, bytes: &[u8], now: u64) -> Result<Processed, CoreError> {
+    let links = VaultLinks {
+        vault: &u.vault,
+        failed: std::cell::Cell::new(None),
+    };
+    let received = match u.me.ring.receive(bytes, now, &links) {
+        Ok(r) => r,
+        Err(e) => return Err(links.failed.take().map_or(e.into(), CoreError::Vault)),
+    };
+    let verified = received.envelope;
+    let sender = verified.sender.account_id;
+    let device = verified.sender.device_id;
+    u.vault
+        .transaction(|v| -> Result<Processed, CoreError> {
+            // Keyed on the sender too (docs/envelope.md §5).
+            if !v.mark_seen(&verified.replay_key().to_bytes(), now as i64)? {
+                return Ok(Processed::Done(Vec::new()));
+            }
+            // Links change only with an envelope that was processed (this transaction).
+            if let Some(link) = &received.new_link {
+                v.put_inbound_link(
+                    &link.id(),
+                    &sender.0,
+                    device,
+                    &link.to_bytes(),
+                    now,
+                    link.usable_until(),
+                )?;
+            }
+            if let Some(ack) = received.ack
+                && let Some(mut link) = v
+                    .outbound_link(&sender.0, device)?
+                    .and_then(|b| OutboundLink::from_bytes(&b).ok())
+                && link.id() == ack
+                && !link.acked
+            {
+                link.acked = true;
+                v.put_outbound_link(&sender.0, device, &link.to_bytes())?;
+            }
+            // The sender's account keys: in a full envelope's certificate, else those stored
+            // with the contact (a short envelope comes on a link a full one made).
+            let sender_public = match &received.certificate {
+                Some(c) => c.account().clone(),
+                None => v
+                    .contact(&sender.0)?
+                    .and_then(|c| AccountPublic::from_bytes(&c.account_public).ok())
+                    .ok_or(CoreError::UnknownContact)?,
+            };
+            let addr = address(&sender, device)?;
+            if v.identity_record(addr.name())?.is_none() {
+                // First contact: the identity is the one whose keys hash to the sender's account id
+                // (checked by the epoch certificate).
+                v.accept_identity(addr.name(), &sender_public.signal_identity_key())?;
+            }
+            let (kind, body) = verified
+                .content
+                .split_first()
+                .ok_or(CoreError::BadContent)?;
+            let message = match CiphertextMessageType::try_from(*kind) {
+                Ok(CiphertextMessageType::PreKey) => {
+                    CiphertextMessage::PreKeySignalMessage(PreKeySignalMessage::try_from(body)?)
+                }
+                Ok(CiphertextMessageType::Whisper) => {
+                    CiphertextMessage::SignalMessage(SignalMessage::try_from(body)?)
+                }
+                _ => return Err(CoreError::BadContent),
+            };
+            let (mut s, mut i, mut p, sp, mut k) =
+                (v.signal(), v.signal(), v.signal(), v.signal(), v.signal());
+            let plain = match message_decrypt(
+                &message,
+                &addr,
+                &mut s,
+                &mut i,
+                &mut p,
+                &sp,
+                &mut k,
+                &mut rng(),
+            )
+            .now_or_never()
+            .ok_or(CoreError::Busy)?
+            {
+                Ok(p) => Zeroizing::new(p),
+                Err(SignalProtocolError::UntrustedIdentity(_)) => {
+                    return Err(CoreError::IdentityChanged(sender.to_string()));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            let content = Content::from_bytes(&plain)?;
+            let mut events = Vec::new();
+            let contact = v.contact(&sender.0)?;
+            match content {
+                Content::ContactRequest(contact::Request {
+                    name,
+                    relay,
+                    certificate,
+                }) => {
+                    let cert_bytes = base64_decode(&certificate).ok_or(CoreError::BadContent)?;
+                    let cert = DeviceCertificate::from_bytes(&cert_bytes)?;
+                    cert.verify(&sender_public, now)?;
+                    if cert.account_id != sender {
+                        return Err(CoreError::BadContent);
+                    }
+                    match contact {
+                        Some(mut c) => {
+                            if c.state == ContactState::Requested {
+                                // Both asked: that is agreement.
+                                c.state = ContactState::Accepted;
+                                v.set_contact_state(&sender.0, c.state)?;
+                                events.push(Event::ContactAccepted { contact: sender.0 });
+                            }
+                        }
+                        None => {
+                            let mut shown = name.clone();
+                            if shown.is_empty() || v.contact_by_name(&shown)?.is_some() {
+                                shown = sender.to_string();
+                            }
+                            v.put_contact(&Contact {
+                                account_id: sender.0,
+                                name: shown,
+                                account_public: sender_public.to_bytes(),
+                                relay,
+                                state: ContactState::Incoming,
+                                created: now as i64,
+                            })?;
+                            events.push(Event::ContactRequest {
+                                contact: sender.0,
+                                name,
+                            });
+                        }
+                    }
+                    v.put_contact_device(&sender.0, cert.fields.device_id, &cert_bytes)?;
+                }
+                Content::ContactAccept(_) => {
+                    if contact.is_some_and(|c| c.state == ContactState::Requested) {
+                        v.set_contact_state(&sender.0, ContactState::Accepted)?;
+                        events.push(Event::ContactAccepted { contact: sender.0 });
+                    }
+                }
+                Content::ContactReject(_) => {
+                    if contact.is_some() {
+                        v.set_contact_state(&sender.0, ContactState::Rejected)?;
+                        events.push(Event::ContactRejected { contact: sender.0 });
+                    }
+                }
+                Content::Text(Text { id, sent, body }) => {
+                    let Some(c) = contact else {
+                        return Err(CoreError::UnknownContact);
+                    };
+                    let standing = standing(c.state);
+                    if !standing.keeps_messages() {
+                        return Ok(Processed::Done(events));
+                    }
+                    let message_id = id.0;
+                    // A sender's clock from the future never sorts above newer messages.
+                    let sent = bound_sent(sent, now).at;
+                    let stored = v.insert_message(&Message {
+                        id: 0,
+                        contact: sender.0,
+                        message_id,
+                        outgoing: false,
+                        body: body.clone(),
+                        sent: sent as i64,
+                        received: Some(now as i64),
+                        status: MessageStatus::Received,
+                        read: false,
+                        kind: "text".into(),
+                        failure: None,
+                    })?;
+                    if stored.is_some() {
+                        events.push(Event::Message {
+                            contact: sender.0,
+                            message_id,
+                            body,
+                        });
+                    }
+                    // A stranger learns nothing until accepted (then the receipts follow).
+                    if standing.gets_receipts() {
+                        let receipt = Content::Receipt(Receipt {
+                            kind: ReceiptKind::Delivered,
+                            ids: vec![id],
+                        });
+                        queue(v, &sender, &receipt, None, now)?;
+                    }
+                }
+                Content::Call(c) => {
+                    // Calls only between accepted contacts. An offer that waited in the
+                    // mailbox for more than a minute is not rung (the caller gave up long ago).
+                    let accepted = contact.is_some_and(|c| c.state == ContactState::Accepted);
+                    if accepted && !c.is_stale_offer(now) {
+                        let signal =
+                            crate::calls::from_wire(&c.signal).ok_or(CoreError::BadContent)?;
+                        events.push(Event::Call {
+                            contact: sender.0,
+                            call: crate::calls::CallId(c.call.0),
+                            signal,
+                        });
+                    }
+                }
+                Content::Unsupported { kind } => {
+                    // From a newer version: shown as "unsupported message", never dropped
+                    // silently. A stranger's is not kept (as their texts are not).
+                    let keeps = contact.is_some_and(|c| standing(c.state).keeps_messages());
+                    if keeps {
+                        let message_id = *blake3::hash(&verified.replay_key().to_bytes())
+                            .as_bytes()
+                            .first_chunk::<16>()
+                            .ok_or(CoreError::Busy)?;
+                        let stored = v.insert_message(&Message {
+                            id: 0,
+                            contact: sender.0,
+                            message_id,
+                            outgoing: false,
+                            body: String::new(),
+                            sent: now as i64,
+                            received: Some(now as i64),
+                            status: MessageStatus::Received,
+                            read: false,
+                            kind: format!("unsupported:{kind}"),
+                            failure: None,
+                        })?;
+                        if stored.is_some() {
+                            events.push(Event::Message {
+                                contact: sender.0,
+                                message_id,
+                                body: String::new(),
+                            });
+                        }
+                    }
+                }
+                Content::Receipt(Receipt { kind, ids }) => {
+                    let status = match kind {
+                        ReceiptKind::Delivered => MessageStatus::Delivered,
+                        ReceiptKind::Read => MessageStatus::Read,
+                    };
+                    for id in ids.iter().map(|i| i.0) {
+                        let ours = v
+                            .message(&id)?
+                            .is_some_and(|m| m.outgoing && m.contact == sender.0);
+                        if ours && v.advance_status(&id, status)? {
+                            events.push(Event::Status {
+                                message_id: id,
+                                status,
+                            });
+                        }
+                    }
+                }
+            }
+            Ok(Processed::Done(events))
+        })
+        .or_else(|e| match e {
+            CoreError::IdentityChanged(who) => {
+                Ok(Processed::Keep(Event::IdentityChanged { contact: who }))
+            }
+            e => Err(e),
+        })
+}
+
+impl Engine {
+    /// Processes one envelope, however it arrived (the relay connection calls this for each
+    /// delivery); returns whether to keep it at the relay (not acknowledge it): only when it
+    /// cannot be handled yet (locked, vault failure, an identity change to accept first).
+    pub fn receive_envelope(&self, bytes: &[u8]) -> bool {
+        // Receipts sealed below use the current epoch.
+        if let Err(e) = self.maybe_maintain() {
+            tracing::warn!(error = %e, "key maintenance failed");
+        }
+        let now = self.now_ms();
+        let result = self.with(|u| process(u, bytes, now));
+        match result {
+            Ok(Processed::Done(events)) => {
+                let kick = !events.is_empty();
+                for e in events {
+                    self.emit(e);
+                }
+                if kick {
+                    self.kick();
+                }
+                false
+            }
+            Ok(Processed::Keep(event)) => {
+                self.emit(event);
+                true
+            }
+            // A local failure (locked, disk, database): keep the envelope at the relay, it comes
+            // back on the next login.
+            Err(CoreError::Locked | CoreError::Vault(_) | CoreError::Busy) => true,
+            Err(e) => {
+                // Unreadable, forged or malformed: acknowledged and dropped, never retried.
+                tracing::warn!(error = %e, "dropped an envelope");
+                self.emit(Event::Dropped {
+                    reason: e.to_string(),
+                });
+                false
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contact_states_map_to_the_inbound_policy() {
+        // Only contacts (and those we asked) hear back; a pending request gets nothing.
+        assert!(standing(ContactState::Accepted).gets_receipts());
+        assert!(standing(ContactState::Requested).gets_receipts());
+        assert!(!standing(ContactState::Incoming).gets_receipts());
+        assert!(standing(ContactState::Incoming).in_request_box());
+        assert!(!standing(ContactState::Rejected).keeps_messages());
+    }
+
+    #[test]
+    fn certificates_in_requests_are_standard_base64_without_padding() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        let text = base64_encode(&bytes);
+        assert!(!text.ends_with('='));
+        assert_eq!(base64_decode(&text), Some(bytes));
+        assert_eq!(base64_decode("not base64!"), None);
+    }
+}

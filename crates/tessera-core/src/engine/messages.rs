@@ -1,0 +1,175 @@
+//! Sending: a message, a call signal or receipts go into the outbox in one vault transaction
+//! with their Signal encryption; delivery (`delivery.rs`) takes them from there. Reading history.
+
+use super::*;
+
+pub(super) fn address(account: &AccountId, device_id: u32) -> Result<ProtocolAddress, CoreError> {
+    let device = u8::try_from(device_id)
+        .ok()
+        .and_then(|d| DeviceId::new(d).ok())
+        .ok_or(CoreError::BadContent)?;
+    Ok(ProtocolAddress::new(account.to_string(), device))
+}
+
+/// Encrypts `content` for every known device of `contact` and puts the Signal messages in the
+/// outbox (in the caller's transaction). They are sealed into envelopes when first sent
+/// ([`Engine::flush_outbox`]), to the envelope key the device has then.
+pub(super) fn queue(
+    v: &Vault,
+    contact: &AccountId,
+    content: &Content,
+    message: Option<&[u8; 16]>,
+    now: u64,
+) -> Result<(), CoreError> {
+    let devices = v.contact_devices(&contact.0)?;
+    if devices.is_empty() {
+        return Err(CoreError::UnknownContact);
+    }
+    let plain = content.to_bytes()?;
+    let mut r = rng();
+    for (device_id, _) in devices {
+        let addr = address(contact, device_id)?;
+        let (mut s, mut i) = (v.signal(), v.signal());
+        let ct = message_encrypt(&plain, &addr, &mut s, &mut i, at(now), &mut r)
+            .now_or_never()
+            .ok_or(CoreError::Busy)??;
+        let mut payload = vec![ct.message_type() as u8];
+        payload.extend_from_slice(ct.serialize());
+        v.outbox_push(&contact.0, device_id, &payload, message)?;
+    }
+    Ok(())
+}
+
+/// `now` (ms) as the time libsignal takes.
+pub(super) fn at(now: u64) -> SystemTime {
+    UNIX_EPOCH + Duration::from_millis(now)
+}
+
+pub(super) fn base64_encode(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD_NO_PAD.encode(bytes)
+}
+
+impl Engine {
+    /// Sends a text message: returns its id as soon as it is committed to the outbox (status
+    /// `pending`); delivery runs in the background and reports progress as
+    /// [`Event::Status`] (sent, delivered, read, or failed with a reason). Whether or not the
+    /// relay is reachable makes no difference here.
+    pub async fn send_text(&self, contact: &[u8; 32], body: &str) -> Result<[u8; 16], CoreError> {
+        if body.len() > crate::MAX_TEXT {
+            return Err(CoreError::TooLong);
+        }
+        let id: [u8; 16] = rand::random();
+        self.maybe_maintain()?;
+        let sent = self.now_ms();
+        self.with(|u| {
+            u.vault.transaction(|v| -> Result<(), CoreError> {
+                let c = v.contact(contact)?.ok_or(CoreError::UnknownContact)?;
+                if c.state == ContactState::Rejected {
+                    return Err(CoreError::Rejected);
+                }
+                v.insert_message(&Message {
+                    id: 0,
+                    contact: *contact,
+                    message_id: id,
+                    outgoing: true,
+                    body: body.to_string(),
+                    sent: sent as i64,
+                    received: None,
+                    status: MessageStatus::Pending,
+                    read: true,
+                    kind: "text".into(),
+                    failure: None,
+                })?;
+                let content = Content::Text(Text {
+                    id: MessageId(id),
+                    sent,
+                    body: body.to_string(),
+                });
+                queue(v, &AccountId(*contact), &content, Some(&id), sent)
+            })
+        })?;
+        self.kick();
+        Ok(id)
+    }
+
+    /// Sends a call signal to an accepted contact (`docs/calls.md`). It travels like a
+    /// message (Signal session, envelope), but nothing is stored in the conversation.
+    pub async fn send_call_signal(
+        &self,
+        contact: &[u8; 32],
+        call: crate::calls::CallId,
+        signal: &crate::calls::Signal,
+    ) -> Result<(), CoreError> {
+        self.maybe_maintain()?;
+        let now = self.now_ms();
+        let content = Content::Call(Call {
+            call: CallId(call.0),
+            sent: now,
+            signal: crate::calls::to_wire(signal),
+        });
+        // The same limits a receiver applies (SDP size, secret form).
+        Content::from_bytes(&content.to_bytes()?)?;
+        self.with(|u| {
+            u.vault.transaction(|v| -> Result<(), CoreError> {
+                let c = v.contact(contact)?.ok_or(CoreError::UnknownContact)?;
+                if c.state != ContactState::Accepted {
+                    return Err(CoreError::UnknownContact);
+                }
+                queue(v, &AccountId(*contact), &content, None, now)
+            })
+        })?;
+        self.flush_outbox().await?;
+        Ok(())
+    }
+
+    /// Messages with a contact, `limit` at a time, older than row `before`.
+    pub fn history(
+        &self,
+        contact: &[u8; 32],
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Message>, CoreError> {
+        self.with(|u| Ok(u.vault.history(contact, before, limit)?))
+    }
+
+    /// Full-text search over all messages.
+    pub fn search(&self, text: &str, limit: u32) -> Result<Vec<Message>, CoreError> {
+        self.with(|u| Ok(u.vault.search(text, limit)?))
+    }
+
+    /// A message by id.
+    pub fn message(&self, id: &[u8; 16]) -> Result<Option<Message>, CoreError> {
+        self.with(|u| Ok(u.vault.message(id)?))
+    }
+
+    /// Marks a conversation read and sends read receipts for what was unread.
+    pub async fn mark_read(&self, contact: &[u8; 32]) -> Result<usize, CoreError> {
+        self.refresh_contact(contact).await;
+        self.maybe_maintain()?;
+        let now = self.now_ms();
+        let n = self.with(|u| {
+            u.vault.transaction(|v| -> Result<usize, CoreError> {
+                let ids = v.mark_read(contact)?;
+                let standing = v
+                    .contact(contact)?
+                    .map_or(Standing::Stranger, |c| standing(c.state));
+                if !standing.gets_receipts() {
+                    return Ok(ids.len());
+                }
+                for chunk in ids.chunks(MAX_RECEIPT_IDS) {
+                    let receipt = Content::Receipt(Receipt {
+                        kind: ReceiptKind::Read,
+                        ids: chunk.iter().copied().map(MessageId).collect(),
+                    });
+                    queue(v, &AccountId(*contact), &receipt, None, now)?;
+                }
+                Ok(ids.len())
+            })
+        })?;
+        if n > 0 {
+            self.kick();
+        }
+        Ok(n)
+    }
+}
