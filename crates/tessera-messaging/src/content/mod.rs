@@ -4,7 +4,7 @@
 //! One JSON object per message, `t` naming the kind. It is encrypted by the Signal session and
 //! sealed in an envelope, so only the devices of the conversation ever see it.
 //!
-//! Each kind is one module (its fields, limits and tag) and one line in [`kinds!`] below; the
+//! Each kind is one module (its fields, limits and tag) and one line in `kinds!` below; the
 //! rest of the system matches on [`Content`]. Parsing is strict about what it knows — limits on
 //! every string and list, ids that must be ids — and lenient about what it does not: a field it
 //! does not know is ignored (a newer sender may add one), and a kind it does not know becomes
