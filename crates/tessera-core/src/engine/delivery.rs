@@ -103,6 +103,26 @@ pub(super) fn seal_queued(
     Ok(sealed.bytes)
 }
 
+/// Seals an outbox entry's Signal message and stores the envelope in its place (before its
+/// first transmission: a retry sends the same bytes).
+fn seal_entry(
+    v: &tessera_store::Vault,
+    me: &crate::keys::Me,
+    entry: &tessera_store::OutboxItem,
+    now: u64,
+) -> Result<Vec<u8>, CoreError> {
+    let bytes = seal_queued(
+        v,
+        me,
+        &entry.account_id,
+        entry.device_id,
+        &entry.envelope,
+        now,
+    )?;
+    v.outbox_sealed(entry.id, &bytes)?;
+    Ok(bytes)
+}
+
 impl Engine {
     /// The outbox changed: a running flush picks the new entries up, otherwise one starts in
     /// the background. Returns at once.
@@ -164,19 +184,10 @@ impl Engine {
             u.vault.transaction(|v| {
                 let mut n = 0;
                 for head in v.outbox_heads(0)?.into_iter().filter(|h| !h.sealed) {
-                    let Some(entry) = v.outbox_item(head.id)? else {
-                        continue;
-                    };
-                    let bytes = seal_queued(
-                        v,
-                        &u.me,
-                        &entry.account_id,
-                        entry.device_id,
-                        &entry.envelope,
-                        now,
-                    )?;
-                    v.outbox_sealed(entry.id, &bytes)?;
-                    n += 1;
+                    if let Some(entry) = v.outbox_item(head.id)? {
+                        seal_entry(v, &u.me, &entry, now)?;
+                        n += 1;
+                    }
                 }
                 Ok(n)
             })
@@ -317,13 +328,12 @@ impl Engine {
     /// (docs/keys.md, "Rotation"). Returns how many entries were new.
     async fn load_outbox(&self, refreshed: &mut HashSet<[u8; 32]>) -> Result<usize, CoreError> {
         let heads = self.with(|u| Ok(u.vault.outbox_heads(0)?))?;
-        let new: Vec<_> = {
-            let d = self.inner.delivery.lock().map_err(|_| CoreError::Busy)?;
+        let new: Vec<_> = self.machine(|d| {
             heads
                 .into_iter()
                 .filter(|h| !d.contains(OutboxId(h.id)))
                 .collect()
-        };
+        })?;
         let mut stale = false;
         for h in new.iter().filter(|h| !h.sealed) {
             if refreshed.insert(h.account_id) {
@@ -365,18 +375,8 @@ impl Engine {
                         ready.push((*item, entry.envelope));
                         continue;
                     }
-                    match seal_queued(
-                        v,
-                        &u.me,
-                        &entry.account_id,
-                        entry.device_id,
-                        &entry.envelope,
-                        now,
-                    ) {
-                        Ok(bytes) => {
-                            v.outbox_sealed(entry.id, &bytes)?;
-                            ready.push((*item, bytes));
-                        }
+                    match seal_entry(v, &u.me, &entry, now) {
+                        Ok(bytes) => ready.push((*item, bytes)),
                         Err(CoreError::UnknownContact) => gone.push(*item),
                         Err(e) => return Err(e),
                     }

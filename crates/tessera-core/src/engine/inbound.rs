@@ -47,6 +47,41 @@ pub(super) fn base64_decode(text: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// Stores a message received from `sender` (a duplicate id is stored once) and reports it.
+#[allow(clippy::too_many_arguments)]
+fn store_incoming(
+    v: &Vault,
+    sender: &AccountId,
+    message_id: [u8; 16],
+    body: String,
+    sent: u64,
+    now: u64,
+    kind: &str,
+    events: &mut Vec<Event>,
+) -> Result<(), CoreError> {
+    let stored = v.insert_message(&Message {
+        id: 0,
+        contact: sender.0,
+        message_id,
+        outgoing: false,
+        body: body.clone(),
+        sent: sent as i64,
+        received: Some(now as i64),
+        status: MessageStatus::Received,
+        read: false,
+        kind: kind.into(),
+        failure: None,
+    })?;
+    if stored.is_some() {
+        events.push(Event::Message {
+            contact: sender.0,
+            message_id,
+            body,
+        });
+    }
+    Ok(())
+}
+
 pub(super) fn process(u: &mut Unlocked, bytes: &[u8], now: u64) -> Result<Processed, CoreError> {
     let links = VaultLinks {
         vault: &u.vault,
@@ -203,26 +238,7 @@ pub(super) fn process(u: &mut Unlocked, bytes: &[u8], now: u64) -> Result<Proces
                     let message_id = id.0;
                     // A sender's clock from the future never sorts above newer messages.
                     let sent = bound_sent(sent, now).at;
-                    let stored = v.insert_message(&Message {
-                        id: 0,
-                        contact: sender.0,
-                        message_id,
-                        outgoing: false,
-                        body: body.clone(),
-                        sent: sent as i64,
-                        received: Some(now as i64),
-                        status: MessageStatus::Received,
-                        read: false,
-                        kind: "text".into(),
-                        failure: None,
-                    })?;
-                    if stored.is_some() {
-                        events.push(Event::Message {
-                            contact: sender.0,
-                            message_id,
-                            body,
-                        });
-                    }
+                    store_incoming(v, &sender, message_id, body, sent, now, "text", &mut events)?;
                     // A stranger learns nothing until accepted (then the receipts follow).
                     if standing.gets_receipts() {
                         let receipt = Content::Receipt(Receipt {
@@ -251,30 +267,21 @@ pub(super) fn process(u: &mut Unlocked, bytes: &[u8], now: u64) -> Result<Proces
                     // silently. A stranger's is not kept (as their texts are not).
                     let keeps = contact.is_some_and(|c| standing(c.state).keeps_messages());
                     if keeps {
-                        let message_id = *blake3::hash(&verified.replay_key().to_bytes())
-                            .as_bytes()
-                            .first_chunk::<16>()
-                            .ok_or(CoreError::Busy)?;
-                        let stored = v.insert_message(&Message {
-                            id: 0,
-                            contact: sender.0,
+                        // One id per envelope: a second copy is stored once.
+                        let hash = blake3::hash(&verified.replay_key().to_bytes());
+                        let mut message_id = [0u8; 16];
+                        message_id.copy_from_slice(&hash.as_bytes()[..16]);
+                        let kind = format!("unsupported:{kind}");
+                        store_incoming(
+                            v,
+                            &sender,
                             message_id,
-                            outgoing: false,
-                            body: String::new(),
-                            sent: now as i64,
-                            received: Some(now as i64),
-                            status: MessageStatus::Received,
-                            read: false,
-                            kind: format!("unsupported:{kind}"),
-                            failure: None,
-                        })?;
-                        if stored.is_some() {
-                            events.push(Event::Message {
-                                contact: sender.0,
-                                message_id,
-                                body: String::new(),
-                            });
-                        }
+                            String::new(),
+                            now,
+                            now,
+                            &kind,
+                            &mut events,
+                        )?;
                     }
                 }
                 Content::Receipt(Receipt { kind, ids }) => {
