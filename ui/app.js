@@ -30,8 +30,12 @@ function mark(status, failure) {
 }
 
 function messageNode(m) {
-  const body = m.kind === 'unsupported'
-    ? el('p', { class: 'body unsupported' }, 'Unsupported message: it was sent from a newer version of Tessera.')
+  const notices = {
+    unsupported: 'Unsupported message: it was sent from a newer version of Tessera.',
+    undecryptable: 'A message could not be decrypted.',
+  };
+  const body = notices[m.kind]
+    ? el('p', { class: `body ${m.kind}` }, notices[m.kind])
     : el('p', { class: 'body' }, m.body);
   return el('div', { class: `msg ${m.outgoing ? 'out' : 'in'}`, dataset: { id: m.id, row: m.row, day: new Date(m.sent).toDateString() } },
     body,

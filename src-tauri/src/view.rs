@@ -51,7 +51,8 @@ pub struct MessageView {
     pub read: bool,
     /// Why an outgoing message failed (status `failed`), in words.
     pub failure: Option<String>,
-    /// `text`, or `unsupported` for a kind from a newer version.
+    /// `text`, `unsupported` for a kind from a newer version, or `undecryptable` for the
+    /// notice an envelope that could not be decrypted left (docs/messaging.md, "Quarantine").
     pub kind: &'static str,
 }
 
@@ -74,6 +75,8 @@ impl From<&Message> for MessageView {
                 .map(|r| r.to_string()),
             kind: if m.kind.starts_with("unsupported") {
                 "unsupported"
+            } else if m.kind == "undecryptable" {
+                "undecryptable"
             } else {
                 "text"
             },

@@ -111,6 +111,7 @@ fn main() {
                 let outgoing = i % 2 == 0;
                 v.insert_message(&Message {
                     id: 0,
+                    conversation: tessera_store::direct_conversation(&contact.0),
                     contact: contact.0,
                     message_id,
                     outgoing,
@@ -126,6 +127,7 @@ fn main() {
                     read: true,
                     kind: "text".into(),
                     failure: None,
+                    time_flag: None,
                 })?;
             }
             Ok(())

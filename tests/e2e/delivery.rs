@@ -186,3 +186,107 @@ fn delivery_a_stranger_gets_no_receipts_until_accepted_then_they_flow() {
         );
     }
 }
+
+/// Alice's mailbox rows at the relay (its database, read while it runs or after it stopped).
+fn mailbox_rows(data: &Path, account: &tessera_crypto::AccountId) -> Vec<(i64, i64, Vec<u8>)> {
+    let db = rusqlite::Connection::open(data.join("relay.sqlite3")).unwrap();
+    let mut s = db
+        .prepare(
+            "SELECT device_id, expires_ms, envelope FROM mailbox WHERE account_id = ?1
+             ORDER BY delivery_id",
+        )
+        .unwrap();
+    s.query_map([&account.0[..]], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap()
+}
+
+#[test]
+fn delivery_a_corrupted_and_a_garbage_envelope_are_acknowledged_quarantined_and_mail_still_flows() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = tessera_e2e::free_port();
+    let data = dir.path().join("relay");
+    let relay = Relay::start_on(&data, port, &[]);
+    let address = relay.address.to_string();
+    let alice = account(dir.path(), "alice", &address);
+    let bob = account(dir.path(), "bob", &address);
+    befriend(&alice, &bob, "bob");
+    let alice_id: tessera_crypto::AccountId = alice.ok(&["invite"])["account_id"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+
+    // Bob's genuine message waits at the relay; beside it go two bad ones of the same size: the
+    // genuine bytes with one bit flipped in the ciphertext, and random bytes behind its
+    // version and kind.
+    let sent = bob.ok(&["send", "alice", "genuine one"]);
+    assert_eq!(sent["status"], "sent", "{sent}");
+    drop(relay);
+    let rows = mailbox_rows(&data, &alice_id);
+    assert_eq!(rows.len(), 1, "one envelope waits for Alice");
+    let (device, expires, genuine) = rows[0].clone();
+    let mut flipped = genuine.clone();
+    let middle = flipped.len() / 2;
+    flipped[middle] ^= 0x01;
+    let mut garbage: Vec<u8> = (0..genuine.len()).map(|_| rand::random::<u8>()).collect();
+    garbage[..2].copy_from_slice(&genuine[..2]);
+    let db = rusqlite::Connection::open(data.join("relay.sqlite3")).unwrap();
+    for bad in [&flipped, &garbage] {
+        db.execute(
+            "INSERT INTO mailbox (account_id, device_id, expires_ms, size, envelope)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params![&alice_id.0[..], device, expires, bad.len() as i64, bad],
+        )
+        .unwrap();
+    }
+    drop(db);
+
+    let _relay = Relay::start_on(&data, port, &[]);
+    let events = alice.sync();
+    let quarantined: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "quarantined")
+        .collect();
+    assert_eq!(quarantined.len(), 2, "{events:?}");
+    assert!(
+        quarantined
+            .iter()
+            .all(|e| !e["reason"].as_str().unwrap().is_empty() && e["from"].is_null()),
+        "{quarantined:?}"
+    );
+    assert_eq!(
+        Cli::messages(&events),
+        vec![("bob".to_string(), "genuine one".to_string())]
+    );
+    // Acknowledged: nothing is left to pin Alice's mailbox.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !mailbox_rows(&data, &alice_id).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the relay still holds envelopes for Alice"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Kept with their reasons, sender unknown (the envelope layer refused them).
+    let kept = alice.ok(&["quarantine"]);
+    let kept = kept["quarantine"].as_array().unwrap();
+    assert_eq!(kept.len(), 2, "{kept:?}");
+    for q in kept {
+        assert_eq!(q["size"], genuine.len(), "{q}");
+        assert!(q["from"].is_null(), "{q}");
+        assert!(!q["reason"].as_str().unwrap().is_empty(), "{q}");
+    }
+    // A sync later, nothing comes back, and Bob's next message arrives.
+    bob.ok(&["send", "alice", "genuine two"]);
+    let events = alice.sync();
+    assert!(
+        events.iter().all(|e| e["event"] != "quarantined"),
+        "{events:?}"
+    );
+    assert_eq!(
+        Cli::messages(&events),
+        vec![("bob".to_string(), "genuine two".to_string())]
+    );
+}

@@ -33,7 +33,7 @@ async fn receive(
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, events.recv()).await {
             Ok(Ok(Event::Message { contact, body, .. })) if contact == from => got.push(body),
-            Ok(Ok(Event::Dropped { reason })) => {
+            Ok(Ok(Event::Quarantined { reason, .. })) => {
                 panic!("{what}: an envelope was dropped: {reason}")
             }
             Ok(Ok(_)) => {}
@@ -111,6 +111,7 @@ fn assert_bounded(engine: &Engine, who: &str, day: u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn keys_two_accounts_exchange_a_message_each_way_every_day_for_400_days() {
+    tessera_e2e::logs();
     let dir = tempfile::tempdir().unwrap();
     let time = FakeTime::new(dir.path());
     // Mailboxes keep envelopes 90 days: Bob is away for 60.
@@ -150,6 +151,19 @@ async fn keys_two_accounts_exchange_a_message_each_way_every_day_for_400_days() 
     bob.add_contact(&alice.invite().unwrap(), Some("alice"))
         .await
         .unwrap();
+    // Day 1 starts once Alice has Bob's acceptance. A text queued before it would be
+    // Signal-encrypted as a PreKey message (queue time) yet sealed after the acceptance
+    // acknowledged the link (flush time): a short envelope of class 2048, the one case between
+    // the two sizes this test counts (docs/envelope.md §4).
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match tokio::time::timeout(left, a_events.recv()).await {
+            Ok(Ok(Event::ContactAccepted { contact })) if contact == b_id => break,
+            Ok(Ok(_)) => {}
+            other => panic!("Alice never saw Bob's acceptance: {other:?}"),
+        }
+    }
 
     let first_serial = alice.device_certificate().unwrap().0;
     let (away, back) = (200, 260);

@@ -9,6 +9,7 @@ mod chat;
 mod delivery;
 mod keys;
 mod loadgen;
+mod migration;
 mod relay;
 mod relay_protocol;
 mod tor;

@@ -59,3 +59,14 @@ pub fn free_port() -> u16 {
         .unwrap()
         .port()
 }
+
+/// Prints the in-process engine's logs (to the test's captured output) when `RUST_LOG` is set,
+/// e.g. `RUST_LOG=tessera_core=debug`; does nothing otherwise. Safe to call from every test.
+pub fn logs() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
+    }
+}

@@ -74,7 +74,8 @@ enum Command {
     /// Contacts
     #[command(subcommand)]
     Contact(ContactCommand),
-    /// Send a text message; returns once the relay accepted it
+    /// Send a text message: queued in the vault at once, then handed to the relay if it can
+    /// be reached; prints its status (pending, sent or failed with the reason) and exits 0
     Send {
         /// Contact name or account id
         contact: String,
@@ -117,6 +118,13 @@ enum Command {
     /// This device's certificate and how many private keys the vault holds (rotations due
     /// now are done first, as at every unlock; docs/keys.md)
     Keys,
+    /// Envelopes that could not be opened or decrypted: acknowledged at the relay and kept
+    /// here with their reasons (newest first; the sender when it was authenticated)
+    Quarantine {
+        /// How many (newest)
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
     /// NTAG 424 DNA card tools
     #[command(subcommand)]
     Card(CardCommand),
@@ -367,6 +375,8 @@ fn message_json(m: &Message, contact_name: Option<&str>) -> Value {
         "status": status(m.status),
         "failure": m.failure,
         "kind": m.kind,
+        "conversation": hex(&m.conversation),
+        "time_flag": m.time_flag,
     })
 }
 
@@ -399,7 +409,12 @@ fn event_json(e: &Event, engine: &Engine) -> Option<Value> {
         }
         Event::Connected => json!({"event": "connected"}),
         Event::Disconnected => json!({"event": "disconnected"}),
-        Event::Dropped { reason } => json!({"event": "dropped", "reason": reason}),
+        Event::Quarantined { sender, reason } => json!({
+            "event": "quarantined",
+            "from": sender.as_ref().map(account_text),
+            "from_name": sender.as_ref().map(name_of),
+            "reason": reason,
+        }),
         Event::PrekeysRefilled => json!({"event": "prekeys_refilled"}),
         Event::Locked { reason } => json!({"event": "locked", "reason": reason}),
         Event::TorProgress {
@@ -922,6 +937,34 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 .collect::<Vec<_>>()
                 .join("\n");
             out(json!({"messages": list}), text);
+        }
+        Command::Quarantine { limit } => {
+            let engine = unlock(&cli).await?;
+            let rows: Vec<Value> = engine
+                .quarantined(*limit)?
+                .iter()
+                .map(|q| {
+                    json!({
+                        "reason": q.reason,
+                        "size": q.size,
+                        "received": q.received,
+                        "from": q.sender.as_ref().map(account_text),
+                        "conversation": q.conversation.as_ref().map(|c| hex(c)),
+                    })
+                })
+                .collect();
+            let text = rows
+                .iter()
+                .map(|r| {
+                    format!(
+                        "{} bytes: {}",
+                        r["size"],
+                        r["reason"].as_str().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            out(json!({ "quarantine": rows }), text);
         }
         Command::Keys => {
             let engine = unlock(&cli).await?;

@@ -95,8 +95,12 @@ pub enum Event {
         /// What.
         signal: calls::Signal,
     },
-    /// An envelope could not be used and was dropped.
-    Dropped {
+    /// An envelope could not be opened or decrypted: it was acknowledged and quarantined
+    /// (see [`Engine::quarantined`]); a sender that the envelope layer authenticated also
+    /// finds an "undecryptable" notice in their conversation.
+    Quarantined {
+        /// The authenticated sender, if the envelope got that far.
+        sender: Option<[u8; 32]>,
         /// Why.
         reason: String,
     },

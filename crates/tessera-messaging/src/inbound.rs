@@ -16,6 +16,16 @@ pub enum TimeFlag {
     TooOld,
 }
 
+impl TimeFlag {
+    /// The stored name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Future => "future",
+            Self::TooOld => "too_old",
+        }
+    }
+}
+
 /// A sender's time as the conversation uses it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Bounded {

@@ -44,6 +44,9 @@ fn fill(v: &Vault, r: &mut ChaCha20Rng) -> Duration {
                 id[..4].copy_from_slice(&n.to_be_bytes());
                 v.insert_message(&Message {
                     id: 0,
+                    conversation: tessera_store::direct_conversation(
+                        &[(n % u32::from(CONTACTS)) as u8; 32],
+                    ),
                     contact: [(n % u32::from(CONTACTS)) as u8; 32],
                     message_id: id,
                     outgoing: n % 2 == 0,
@@ -54,6 +57,7 @@ fn fill(v: &Vault, r: &mut ChaCha20Rng) -> Duration {
                     read: true,
                     kind: "text".into(),
                     failure: None,
+                    time_flag: None,
                 })?;
             }
             Ok(())

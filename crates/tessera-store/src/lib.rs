@@ -13,6 +13,7 @@ pub use keyfile::{CardBinding, CardFactor, Factors, KEY_FILE_LEN, KdfParams, Key
 pub use keys::{KeyInventory, NamedSecret, RetiredKey};
 pub use messages::{
     Contact, ContactState, Conversation, Message, MessageStatus, OutboxHead, OutboxItem,
+    Quarantined, direct_conversation,
 };
 pub use schema::SCHEMA_VERSION;
 pub use secrets::{

@@ -101,9 +101,11 @@ impl MessageStatus {
 /// A message in a conversation.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Message {
-    /// Local row id (orders the conversation).
+    /// Local row id (orders messages with the same sender time).
     pub id: i64,
-    /// The contact.
+    /// The conversation it belongs to.
+    pub conversation: [u8; 16],
+    /// The other account of the direct conversation (the sender, for an incoming message).
     pub contact: [u8; 32],
     /// The message's own id (random, shared by both sides; receipts name it).
     pub message_id: [u8; 16],
@@ -111,7 +113,8 @@ pub struct Message {
     pub outgoing: bool,
     /// The text.
     pub body: String,
-    /// Sender's time, ms since the epoch.
+    /// Sender's time, ms since the epoch, bounded by the receive time (the conversation is
+    /// ordered by it, then by row id).
     pub sent: i64,
     /// When it arrived (incoming), ms since the epoch.
     pub received: Option<i64>,
@@ -124,11 +127,42 @@ pub struct Message {
     pub kind: String,
     /// Why an outgoing message failed (status `failed`): a `FailReason` name.
     pub failure: Option<String>,
+    /// Set when the sender's time was replaced by the receive time: `future` or `too_old`.
+    pub time_flag: Option<String>,
+}
+
+/// The id of the direct conversation with `account` (as tessera-messaging derives it).
+pub fn direct_conversation(account: &[u8; 32]) -> [u8; 16] {
+    use tessera_messaging::{AccountId, Conversation, ConversationKind};
+    let other = AccountId(*account);
+    Conversation::of(ConversationKind::Direct(other), &other)
+        .id
+        .0
+}
+
+/// An envelope that could not be opened or decrypted, kept with its reason (its bytes are not
+/// kept: they are unreadable by definition, and the sender may have been forged).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Quarantined {
+    /// Local row id.
+    pub id: i64,
+    /// The conversation, when the sender was authenticated (a Signal-level failure).
+    pub conversation: Option<[u8; 16]>,
+    /// The authenticated sender, if any.
+    pub sender: Option<[u8; 32]>,
+    /// Why (an error's text, no secret in it).
+    pub reason: String,
+    /// The envelope's size in bytes.
+    pub size: i64,
+    /// When it arrived, ms since the epoch.
+    pub received: i64,
 }
 
 /// One line of the conversation list.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Conversation {
+    /// The conversation's id.
+    pub id: [u8; 16],
     /// Who.
     pub contact: Contact,
     /// The newest message, if any.
@@ -193,12 +227,18 @@ fn contact_row(r: &Row<'_>) -> Result<Contact, rusqlite::Error> {
     })
 }
 
-const MESSAGE_COLUMNS: &str = "m.id, m.contact, m.message_id, m.outgoing, m.body, m.sent, m.received, m.status, m.read, m.kind, m.failure";
+const MESSAGE_COLUMNS: &str = "m.id, m.contact, m.message_id, m.outgoing, m.body, m.sent, m.received, m.status, m.read, m.kind, m.failure, m.conversation, m.time_flag";
 
 fn message_row(r: &Row<'_>) -> Result<Message, rusqlite::Error> {
+    let contact = id32(r.get(1)?)?;
+    let conversation = match r.get::<_, Option<Vec<u8>>>(11)? {
+        Some(c) => id16(c)?,
+        None => direct_conversation(&contact),
+    };
     Ok(Message {
         id: r.get(0)?,
-        contact: id32(r.get(1)?)?,
+        conversation,
+        contact,
         message_id: id16(r.get(2)?)?,
         outgoing: r.get(3)?,
         body: r.get(4)?,
@@ -208,6 +248,7 @@ fn message_row(r: &Row<'_>) -> Result<Message, rusqlite::Error> {
         read: r.get(8)?,
         kind: r.get(9)?,
         failure: r.get(10)?,
+        time_flag: r.get(12)?,
     })
 }
 
@@ -250,6 +291,15 @@ impl Vault {
                 c.created
             ],
         )?;
+        self.conn.execute(
+            "INSERT OR IGNORE INTO conversations (id, kind, contact, created)
+             VALUES (?1, 'direct', ?2, ?3)",
+            params![
+                &direct_conversation(&c.account_id)[..],
+                &c.account_id[..],
+                c.created
+            ],
+        )?;
         Ok(())
     }
 
@@ -284,21 +334,22 @@ impl Vault {
     /// (by name).
     pub fn conversations(&self) -> Result<Vec<Conversation>, VaultError> {
         let mut last = self.conn.prepare_cached(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.contact = ?1
-             ORDER BY m.id DESC LIMIT 1"
+            "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation = ?1
+             ORDER BY m.sent DESC, m.id DESC LIMIT 1"
         ))?;
         let mut out = Vec::new();
         for contact in self.contacts()? {
-            let key = &contact.account_id[..];
-            let last = last.query_row([key], message_row).optional()?;
+            let id = direct_conversation(&contact.account_id);
+            let last = last.query_row([&id[..]], message_row).optional()?;
             let unread = self.unread(&contact.account_id)?;
             out.push(Conversation {
+                id,
                 contact,
                 last,
                 unread,
             });
         }
-        out.sort_by_key(|c| std::cmp::Reverse(c.last.as_ref().map(|m| m.id)));
+        out.sort_by_key(|c| std::cmp::Reverse(c.last.as_ref().map(|m| (m.sent, m.id))));
         Ok(out)
     }
 
@@ -355,9 +406,9 @@ impl Vault {
     /// Stores a message; `None` if a message with the same id is already stored (a duplicate).
     pub fn insert_message(&self, m: &Message) -> Result<Option<i64>, VaultError> {
         let n = self.conn.execute(
-            "INSERT OR IGNORE INTO messages
-                (contact, message_id, outgoing, body, sent, received, status, read, kind)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+            "INSERT OR IGNORE INTO messages (contact, message_id, outgoing, body, sent, received,
+                status, read, kind, conversation, time_flag)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             params![
                 &m.contact[..],
                 &m.message_id[..],
@@ -367,7 +418,9 @@ impl Vault {
                 m.received,
                 m.status.as_str(),
                 m.read,
-                m.kind
+                m.kind,
+                &m.conversation[..],
+                m.time_flag
             ],
         )?;
         Ok((n == 1).then(|| self.conn.last_insert_rowid()))
@@ -405,25 +458,99 @@ impl Vault {
         Ok(true)
     }
 
-    /// Up to `limit` messages with a contact older than `before` (row id; `None`: the newest),
-    /// oldest first.
+    /// Up to `limit` messages of the direct conversation with a contact that come before the
+    /// message with row id `before` (`None`: the newest), oldest first. A conversation is
+    /// ordered by sender time (bounded when received), then row id.
     pub fn history(
         &self,
         contact: &[u8; 32],
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Message>, VaultError> {
+        self.conversation_history(&direct_conversation(contact), before, limit)
+    }
+
+    /// As [`Vault::history`], by conversation id.
+    pub fn conversation_history(
+        &self,
+        conversation: &[u8; 16],
+        before: Option<i64>,
+        limit: u32,
+    ) -> Result<Vec<Message>, VaultError> {
+        let cursor = match before {
+            Some(id) => self
+                .conn
+                .query_row("SELECT sent, id FROM messages WHERE id = ?1", [id], |r| {
+                    Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
+                })
+                .optional()?
+                // A cursor that no longer exists (deleted): start below its row id.
+                .unwrap_or((i64::MAX, id)),
+            None => (i64::MAX, i64::MAX),
+        };
         let mut s = self.conn.prepare_cached(&format!(
-            "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.contact = ?1 AND m.id < ?2
-             ORDER BY m.id DESC LIMIT ?3"
+            "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation = ?1
+                AND (m.sent < ?2 OR (m.sent = ?2 AND m.id < ?3))
+             ORDER BY m.sent DESC, m.id DESC LIMIT ?4"
         ))?;
         let rows = s.query_map(
-            params![&contact[..], before.unwrap_or(i64::MAX), limit],
+            params![&conversation[..], cursor.0, cursor.1, limit],
             message_row,
         )?;
         let mut out: Vec<Message> = rows.collect::<Result<_, _>>()?;
         out.reverse();
         Ok(out)
+    }
+
+    /// Keeps an envelope that could not be opened or decrypted, with its reason.
+    pub fn quarantine(
+        &self,
+        sender: Option<&[u8; 32]>,
+        reason: &str,
+        size: usize,
+        now_ms: i64,
+    ) -> Result<i64, VaultError> {
+        let conversation = sender.map(direct_conversation);
+        self.conn.execute(
+            "INSERT INTO quarantine (conversation, sender, reason, size, received)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![
+                conversation.as_ref().map(|c| &c[..]),
+                sender.map(|s| &s[..]),
+                reason,
+                size as i64,
+                now_ms
+            ],
+        )?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// Forgets all but the newest `keep` quarantine rows.
+    pub fn trim_quarantine(&self, keep: u32) -> Result<(), VaultError> {
+        self.conn.execute(
+            "DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM quarantine) - ?1",
+            [keep],
+        )?;
+        Ok(())
+    }
+
+    /// The quarantine, newest first.
+    pub fn quarantined(&self, limit: u32) -> Result<Vec<Quarantined>, VaultError> {
+        let mut s = self.conn.prepare_cached(
+            "SELECT id, conversation, sender, reason, size, received FROM quarantine
+             ORDER BY id DESC LIMIT ?1",
+        )?;
+        let rows = s.query_map([limit], |r| {
+            Ok(Quarantined {
+                id: r.get(0)?,
+                conversation: r.get::<_, Option<Vec<u8>>>(1)?.map(id16).transpose()?,
+                sender: r.get::<_, Option<Vec<u8>>>(2)?.map(id32).transpose()?,
+                reason: r.get(3)?,
+                size: r.get(4)?,
+                received: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Messages matching every word of `text` (prefix match), newest first.
@@ -634,6 +761,7 @@ mod tests {
         let message_id = [id; 16];
         v.insert_message(&Message {
             id: 0,
+            conversation: direct_conversation(&[7; 32]),
             contact: [7; 32],
             message_id,
             outgoing: true,
@@ -644,6 +772,7 @@ mod tests {
             read: true,
             kind: "text".into(),
             failure: None,
+            time_flag: None,
         })
         .unwrap();
         message_id
@@ -711,5 +840,93 @@ mod tests {
             fts_query("a\"b OR NEAR(").as_deref(),
             Some("\"a\"\"b\"* \"OR\"* \"NEAR(\"*")
         );
+    }
+
+    fn contact7(v: &Vault) {
+        v.put_contact(&Contact {
+            account_id: [7; 32],
+            name: "c".into(),
+            account_public: vec![1],
+            relay: "r".into(),
+            state: ContactState::Accepted,
+            created: 0,
+        })
+        .unwrap();
+    }
+
+    fn incoming(v: &Vault, id: u8, sent: i64, flag: Option<&str>) {
+        v.insert_message(&Message {
+            id: 0,
+            conversation: direct_conversation(&[7; 32]),
+            contact: [7; 32],
+            message_id: [id; 16],
+            outgoing: false,
+            body: format!("m{id}"),
+            sent,
+            received: Some(1_000),
+            status: MessageStatus::Received,
+            read: false,
+            kind: "text".into(),
+            failure: None,
+            time_flag: flag.map(str::to_string),
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_conversation_is_ordered_by_sender_time_then_arrival_and_pages_back_by_that_order() {
+        let (_d, v) = crate::test_vault();
+        contact7(&v);
+        // Arrival order 1, 2, 3, 4; sender times 30, 10, 20, 20.
+        incoming(&v, 1, 30, None);
+        incoming(&v, 2, 10, None);
+        incoming(&v, 3, 20, None);
+        incoming(&v, 4, 20, Some("future"));
+        let bodies = |ms: Vec<Message>| ms.into_iter().map(|m| m.body).collect::<Vec<_>>();
+        let all = v.history(&[7; 32], None, 10).unwrap();
+        assert!(
+            all.iter()
+                .all(|m| m.conversation == direct_conversation(&[7; 32]))
+        );
+        assert_eq!(all[2].time_flag.as_deref(), Some("future"));
+        assert_eq!(bodies(all.clone()), ["m2", "m3", "m4", "m1"]);
+        // The newest two, then the two before the oldest of those.
+        let page = v.history(&[7; 32], None, 2).unwrap();
+        assert_eq!(bodies(page.clone()), ["m4", "m1"]);
+        let before = v.history(&[7; 32], Some(page[0].id), 2).unwrap();
+        assert_eq!(bodies(before), ["m2", "m3"]);
+        // The conversation list names the conversation and its newest message by that order.
+        let list = v.conversations().unwrap();
+        assert_eq!(list[0].id, direct_conversation(&[7; 32]));
+        assert_eq!(list[0].last.as_ref().unwrap().body, "m1");
+        assert_eq!(list[0].unread, 4);
+    }
+
+    #[test]
+    fn the_quarantine_keeps_reasons_and_only_the_newest_rows() {
+        let (_d, v) = crate::test_vault();
+        v.quarantine(None, "decryption failed", 578, 5).unwrap();
+        v.quarantine(Some(&[7; 32]), "bad content", 1024, 6)
+            .unwrap();
+        let q = v.quarantined(10).unwrap();
+        assert_eq!(q.len(), 2);
+        assert_eq!(q[0].reason, "bad content");
+        assert_eq!(q[0].sender, Some([7; 32]));
+        assert_eq!(q[0].conversation, Some(direct_conversation(&[7; 32])));
+        assert_eq!(
+            (q[1].sender, q[1].conversation, q[1].size),
+            (None, None, 578)
+        );
+        for n in 0..10 {
+            v.quarantine(None, &format!("r{n}"), 1, 7).unwrap();
+        }
+        v.trim_quarantine(3).unwrap();
+        let reasons: Vec<_> = v
+            .quarantined(10)
+            .unwrap()
+            .into_iter()
+            .map(|q| q.reason)
+            .collect();
+        assert_eq!(reasons, ["r9", "r8", "r7"]);
     }
 }

@@ -4,8 +4,8 @@ use rusqlite::Connection;
 
 use crate::VaultError;
 
-/// The schema version this build writes.
-pub const SCHEMA_VERSION: u32 = 2;
+/// The schema version this build writes (one per migration below).
+pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;
 
 /// Entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -141,7 +141,55 @@ const MIGRATIONS: &[&str] = &[
     // (a kind from a newer version is kept and shown as unsupported, docs/messaging.md).
     "ALTER TABLE messages ADD COLUMN failure TEXT;
      ALTER TABLE messages ADD COLUMN kind TEXT NOT NULL DEFAULT 'text';",
+    // 6: the conversation model (docs/messaging.md, "Conversations"): messages belong to a
+    // conversation with its own id and kind; a conversation is ordered by the (bounded) sender
+    // time, and a replaced sender time is flagged; envelopes that could not be opened or
+    // decrypted are kept in a quarantine with their reason. `fill_conversations` gives every
+    // existing contact its direct conversation and every message its conversation.
+    "CREATE TABLE conversations (
+        id       BLOB PRIMARY KEY,
+        kind     TEXT NOT NULL,
+        contact  BLOB UNIQUE REFERENCES contacts(account_id) ON DELETE CASCADE,
+        created  INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     ALTER TABLE messages ADD COLUMN conversation BLOB;
+     ALTER TABLE messages ADD COLUMN time_flag TEXT;
+     CREATE INDEX messages_by_conversation ON messages(conversation, sent, id);
+     CREATE TABLE quarantine (
+        id           INTEGER PRIMARY KEY,
+        conversation BLOB,
+        sender       BLOB,
+        reason       TEXT NOT NULL,
+        size         INTEGER NOT NULL,
+        received     INTEGER NOT NULL
+     );",
 ];
+
+/// Version 6's data step: a direct conversation for each contact (its id derived as
+/// tessera-messaging derives it), and each message moved into its contact's conversation.
+fn fill_conversations(conn: &Connection) -> Result<(), VaultError> {
+    let contacts: Vec<(Vec<u8>, i64)> = {
+        let mut s = conn.prepare("SELECT account_id, created FROM contacts")?;
+        let rows = s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        rows.collect::<Result<_, _>>()?
+    };
+    for (account, created) in contacts {
+        let Ok(id) = <[u8; 32]>::try_from(account.as_slice()) else {
+            continue;
+        };
+        let conversation = crate::messages::direct_conversation(&id);
+        conn.execute(
+            "INSERT OR IGNORE INTO conversations (id, kind, contact, created)
+             VALUES (?1, 'direct', ?2, ?3)",
+            rusqlite::params![&conversation[..], &account, created],
+        )?;
+        conn.execute(
+            "UPDATE messages SET conversation = ?1 WHERE contact = ?2",
+            rusqlite::params![&conversation[..], &account],
+        )?;
+    }
+    Ok(())
+}
 
 /// Applies the missing migrations, each in its own transaction.
 pub(crate) fn migrate(conn: &Connection) -> Result<(), VaultError> {
@@ -151,12 +199,71 @@ pub(crate) fn migrate(conn: &Connection) -> Result<(), VaultError> {
     }
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let next = i + 1;
-        conn.execute_batch(&format!(
-            "BEGIN IMMEDIATE; {sql}; PRAGMA user_version = {next}; COMMIT;"
-        ))
-        .inspect_err(|_| {
+        let step = || -> Result<(), VaultError> {
+            conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql};"))?;
+            if next == 6 {
+                fill_conversations(conn)?;
+            }
+            conn.execute_batch(&format!("PRAGMA user_version = {next}; COMMIT;"))?;
+            Ok(())
+        };
+        step().inspect_err(|_| {
             let _ = conn.execute_batch("ROLLBACK");
         })?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A plain database at version 5 with a contact and two messages, then the remaining
+    /// migrations: the contact has its direct conversation and the messages are in it.
+    #[test]
+    fn version_6_moves_every_message_into_its_contacts_conversation() {
+        let conn = Connection::open_in_memory().unwrap();
+        for (i, sql) in MIGRATIONS.iter().take(5).enumerate() {
+            conn.execute_batch(&format!("{sql}; PRAGMA user_version = {};", i + 1))
+                .unwrap();
+        }
+        let bob = [9u8; 32];
+        conn.execute(
+            "INSERT INTO contacts VALUES (?1, 'bob', x'01', 'r', 'accepted', 42)",
+            [&bob[..]],
+        )
+        .unwrap();
+        for (n, id) in [[1u8; 16], [2u8; 16]].iter().enumerate() {
+            conn.execute(
+                "INSERT INTO messages (contact, message_id, outgoing, body, sent, status)
+                 VALUES (?1, ?2, 0, 'hi', ?3, 'received')",
+                rusqlite::params![&bob[..], &id[..], n as i64],
+            )
+            .unwrap();
+        }
+        migrate(&conn).unwrap();
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let conversation = crate::messages::direct_conversation(&bob);
+        let (kind, created): (String, i64) = conn
+            .query_row(
+                "SELECT kind, created FROM conversations WHERE id = ?1 AND contact = ?2",
+                [&conversation[..], &bob[..]],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .unwrap();
+        assert_eq!((kind.as_str(), created), ("direct", 42));
+        let moved: i64 = conn
+            .query_row(
+                "SELECT COUNT(*) FROM messages WHERE conversation = ?1",
+                [&conversation[..]],
+                |r| r.get(0),
+            )
+            .unwrap();
+        assert_eq!(moved, 2);
+        // Running it again changes nothing.
+        migrate(&conn).unwrap();
+    }
 }

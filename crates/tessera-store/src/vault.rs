@@ -193,6 +193,18 @@ impl Vault {
         })
     }
 
+    /// Reads every page of the database (SQLite's `quick_check`; SQLCipher authenticates each
+    /// page as it is read): [`VaultError::Corrupt`] if any was changed or is missing.
+    pub fn check_integrity(&self) -> Result<(), VaultError> {
+        match self
+            .conn
+            .query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0))
+        {
+            Ok(result) if result == "ok" => Ok(()),
+            _ => Err(VaultError::Corrupt),
+        }
+    }
+
     /// Rewraps the database key under a new password (the database is not touched).
     pub fn change_password<R: Rng + CryptoRng>(
         dir: &Path,

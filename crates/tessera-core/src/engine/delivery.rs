@@ -362,7 +362,13 @@ impl Engine {
     /// The bytes of each entry, sealing those not sealed yet (one vault transaction for the
     /// batch). Entries whose contact or device is gone are finished here as failed.
     fn seal_batch(&self, batch: &[Item], now: u64) -> Result<Vec<(Item, Vec<u8>)>, CoreError> {
+        // The epoch certificate must cover the send time written into each envelope: a flush
+        // that outlives an epoch (or was started by a receipt, not a send) rotates first, and
+        // the send time is read under the lock that rotations take, so it is never older than
+        // the epoch it is sealed under (not_before is its start less the allowed skew).
+        self.maybe_maintain()?;
         let (ready, gone) = self.with(|u| {
+            let now = self.now_ms().max(now);
             u.vault.transaction(|v| {
                 let mut ready = Vec::with_capacity(batch.len());
                 let mut gone = Vec::new();

@@ -54,23 +54,25 @@ fn store_incoming(
     sender: &AccountId,
     message_id: [u8; 16],
     body: String,
-    sent: u64,
+    sent: Bounded,
     now: u64,
     kind: &str,
     events: &mut Vec<Event>,
 ) -> Result<(), CoreError> {
     let stored = v.insert_message(&Message {
         id: 0,
+        conversation: tessera_store::direct_conversation(&sender.0),
         contact: sender.0,
         message_id,
         outgoing: false,
         body: body.clone(),
-        sent: sent as i64,
+        sent: sent.at as i64,
         received: Some(now as i64),
         status: MessageStatus::Received,
         read: false,
         kind: kind.into(),
         failure: None,
+        time_flag: sent.flag.map(|f| f.as_str().to_string()),
     })?;
     if stored.is_some() {
         events.push(Event::Message {
@@ -82,7 +84,62 @@ fn store_incoming(
     Ok(())
 }
 
-pub(super) fn process(u: &mut Unlocked, bytes: &[u8], now: u64) -> Result<Processed, CoreError> {
+/// Quarantine rows kept (the newest); older ones are forgotten, so a flood of garbage cannot
+/// grow the vault without bound.
+const QUARANTINE_KEPT: u32 = 1000;
+
+/// Keeps an envelope that could not be used: a quarantine row with its reason and, when the
+/// sender was authenticated and is someone whose messages are kept, a "could not be decrypted"
+/// notice in their conversation (one per envelope, however often it is replayed).
+fn quarantine(
+    v: &Vault,
+    sender: Option<&AccountId>,
+    bytes: &[u8],
+    reason: &str,
+    now: u64,
+) -> Result<Vec<Event>, CoreError> {
+    v.quarantine(sender.map(|s| &s.0), reason, bytes.len(), now as i64)?;
+    v.trim_quarantine(QUARANTINE_KEPT)?;
+    let mut events = vec![Event::Quarantined {
+        sender: sender.map(|s| s.0),
+        reason: reason.to_string(),
+    }];
+    if let Some(sender) = sender
+        && v.contact(&sender.0)?
+            .is_some_and(|c| standing(c.state).keeps_messages())
+    {
+        let hash = blake3::hash(bytes);
+        let mut message_id = [0u8; 16];
+        message_id.copy_from_slice(&hash.as_bytes()[..16]);
+        let at = Bounded {
+            at: now,
+            flag: None,
+        };
+        store_incoming(
+            v,
+            sender,
+            message_id,
+            String::new(),
+            at,
+            now,
+            UNDECRYPTABLE,
+            &mut events,
+        )?;
+    }
+    Ok(events)
+}
+
+/// The kind of the notice an undecryptable message leaves in its conversation.
+pub const UNDECRYPTABLE: &str = "undecryptable";
+
+/// Processes one envelope. `authenticated` is set to the sender as soon as the envelope layer
+/// verified who sent it (so a failure after that can be shown in their conversation).
+pub(super) fn process(
+    u: &mut Unlocked,
+    bytes: &[u8],
+    now: u64,
+    authenticated: &mut Option<AccountId>,
+) -> Result<Processed, CoreError> {
     let links = VaultLinks {
         vault: &u.vault,
         failed: std::cell::Cell::new(None),
@@ -94,6 +151,7 @@ pub(super) fn process(u: &mut Unlocked, bytes: &[u8], now: u64) -> Result<Proces
     let verified = received.envelope;
     let sender = verified.sender.account_id;
     let device = verified.sender.device_id;
+    *authenticated = Some(sender);
     u.vault
         .transaction(|v| -> Result<Processed, CoreError> {
             // Keyed on the sender too (docs/envelope.md §5).
@@ -237,7 +295,7 @@ pub(super) fn process(u: &mut Unlocked, bytes: &[u8], now: u64) -> Result<Proces
                     }
                     let message_id = id.0;
                     // A sender's clock from the future never sorts above newer messages.
-                    let sent = bound_sent(sent, now).at;
+                    let sent = bound_sent(sent, now);
                     store_incoming(v, &sender, message_id, body, sent, now, "text", &mut events)?;
                     // A stranger learns nothing until accepted (then the receipts follow).
                     if standing.gets_receipts() {
@@ -277,7 +335,10 @@ pub(super) fn process(u: &mut Unlocked, bytes: &[u8], now: u64) -> Result<Proces
                             &sender,
                             message_id,
                             String::new(),
-                            now,
+                            Bounded {
+                                at: now,
+                                flag: None,
+                            },
                             now,
                             &kind,
                             &mut events,
@@ -322,7 +383,8 @@ impl Engine {
             tracing::warn!(error = %e, "key maintenance failed");
         }
         let now = self.now_ms();
-        let result = self.with(|u| process(u, bytes, now));
+        let mut authenticated = None;
+        let result = self.with(|u| process(u, bytes, now, &mut authenticated));
         match result {
             Ok(Processed::Done(events)) => {
                 let kick = !events.is_empty();
@@ -342,12 +404,24 @@ impl Engine {
             // back on the next login.
             Err(CoreError::Locked | CoreError::Vault(_) | CoreError::Busy) => true,
             Err(e) => {
-                // Unreadable, forged or malformed: acknowledged and dropped, never retried.
-                tracing::warn!(error = %e, "dropped an envelope");
-                self.emit(Event::Dropped {
-                    reason: e.to_string(),
+                // Unreadable, forged or malformed: quarantined with its reason and acknowledged,
+                // so it never pins the mailbox (docs/messaging.md, "Quarantine").
+                tracing::warn!(error = %e, "quarantined an envelope");
+                let reason = e.to_string();
+                let kept = self.with(|u| {
+                    u.vault
+                        .transaction(|v| quarantine(v, authenticated.as_ref(), bytes, &reason, now))
                 });
-                false
+                match kept {
+                    Ok(events) => {
+                        for e in events {
+                            self.emit(e);
+                        }
+                        false
+                    }
+                    // Not even the quarantine could be written: keep it at the relay.
+                    Err(_) => true,
+                }
             }
         }
     }

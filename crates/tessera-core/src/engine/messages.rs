@@ -70,6 +70,7 @@ impl Engine {
                 }
                 v.insert_message(&Message {
                     id: 0,
+                    conversation: tessera_store::direct_conversation(contact),
                     contact: *contact,
                     message_id: id,
                     outgoing: true,
@@ -80,6 +81,7 @@ impl Engine {
                     read: true,
                     kind: "text".into(),
                     failure: None,
+                    time_flag: None,
                 })?;
                 let content = Content::Text(Text {
                     id: MessageId(id),
@@ -136,6 +138,12 @@ impl Engine {
     /// Full-text search over all messages.
     pub fn search(&self, text: &str, limit: u32) -> Result<Vec<Message>, CoreError> {
         self.with(|u| Ok(u.vault.search(text, limit)?))
+    }
+
+    /// Envelopes that could not be opened or decrypted, newest first (their reasons, sizes and
+    /// times; the sender when it was authenticated).
+    pub fn quarantined(&self, limit: u32) -> Result<Vec<tessera_store::Quarantined>, CoreError> {
+        self.with(|u| Ok(u.vault.quarantined(limit)?))
     }
 
     /// A message by id.
