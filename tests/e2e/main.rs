@@ -12,5 +12,6 @@ mod loadgen;
 mod migration;
 mod relay;
 mod relay_protocol;
+mod session;
 mod tor;
 mod ui;

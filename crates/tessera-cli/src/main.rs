@@ -409,6 +409,9 @@ fn event_json(e: &Event, engine: &Engine) -> Option<Value> {
         }
         Event::Connected => json!({"event": "connected"}),
         Event::Disconnected => json!({"event": "disconnected"}),
+        Event::SessionReset { contact } => {
+            json!({"event": "session_reset", "contact": account_text(contact)})
+        }
         Event::Quarantined { sender, reason } => json!({
             "event": "quarantined",
             "from": sender.as_ref().map(account_text),

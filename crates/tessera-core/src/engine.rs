@@ -96,6 +96,9 @@ struct Inner {
     clock: Arc<dyn Clock>,
     /// When each contact device's certificate was last fetched (at most once an hour).
     refreshed: Mutex<std::collections::HashMap<([u8; 32], u32), u64>>,
+    /// When the session with each contact was last reset after a message that did not
+    /// decrypt (engine time; at most one reset per contact per [`inbound::RESET_EVERY_MS`]).
+    resets: Mutex<std::collections::HashMap<[u8; 32], u64>>,
     /// Engine time of the last key maintenance (0: never).
     maintained: std::sync::atomic::AtomicU64,
     secrets: Arc<dyn SecretStore>,
@@ -154,6 +157,7 @@ impl Engine {
                 dir: dir.to_path_buf(),
                 clock,
                 refreshed: Mutex::new(std::collections::HashMap::new()),
+                resets: Mutex::new(std::collections::HashMap::new()),
                 maintained: std::sync::atomic::AtomicU64::new(0),
                 secrets,
                 state: Mutex::new(Some(unlocked)),

@@ -95,6 +95,12 @@ pub enum Event {
         /// What.
         signal: calls::Signal,
     },
+    /// A contact started a new Signal session with us because something we sent could not be
+    /// decrypted (`docs/messaging.md`, "Quarantine"); our next messages use it.
+    SessionReset {
+        /// Who.
+        contact: [u8; 32],
+    },
     /// An envelope could not be opened or decrypted: it was acknowledged and quarantined
     /// (see [`Engine::quarantined`]); a sender that the envelope layer authenticated also
     /// finds an "undecryptable" notice in their conversation.

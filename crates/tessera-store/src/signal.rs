@@ -69,6 +69,19 @@ impl Vault {
         SignalStore { vault: self }
     }
 
+    /// Forgets the Signal session with one device of an account (`account` as libsignal names
+    /// it); returns whether there was one.
+    pub fn delete_session(
+        &self,
+        account: &str,
+        device: u32,
+    ) -> std::result::Result<bool, VaultError> {
+        Ok(self.conn.execute(
+            "DELETE FROM sessions WHERE account = ?1 AND device = ?2",
+            params![account, device],
+        )? == 1)
+    }
+
     /// Stores this device's own identity secrets and registration id (once, at account set-up).
     pub fn set_local_identity(
         &self,

@@ -80,6 +80,84 @@ impl Engine {
         Ok(contact)
     }
 
+    /// Starts [`Engine::reset_session`] in the background, unless the session with `contact`
+    /// was reset within the last hour.
+    pub(super) fn reset_session_soon(&self, contact: [u8; 32]) {
+        let now = self.now_ms();
+        {
+            let Ok(mut resets) = self.inner.resets.lock() else {
+                return;
+            };
+            if resets
+                .get(&contact)
+                .is_some_and(|last| now < last.saturating_add(super::inbound::RESET_EVERY_MS))
+            {
+                return;
+            }
+            resets.insert(contact, now);
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            let engine = self.clone();
+            rt.spawn(async move {
+                if let Err(e) = engine.reset_session(&contact).await {
+                    tracing::warn!(error = %e, "session reset failed");
+                }
+            });
+        }
+    }
+
+    /// Replaces the Signal session with `contact` by one built from their current bundle and
+    /// sends a `session_reset` in it (`docs/messaging.md`, "Quarantine"): after a message from
+    /// them did not decrypt, both sides continue on the new session. Only with someone we
+    /// talk to (accepted, or asked by us), and only with the account keys we already know.
+    pub async fn reset_session(&self, contact: &[u8; 32]) -> Result<(), CoreError> {
+        let known = self
+            .with(|u| Ok(u.vault.contact(contact)?))?
+            .ok_or(CoreError::UnknownContact)?;
+        if !matches!(
+            known.state,
+            ContactState::Accepted | ContactState::Requested
+        ) {
+            return Ok(());
+        }
+        let account = AccountId(*contact);
+        let client = self.connect().await?;
+        let bundle = client
+            .fetch_bundle(&account, DEVICE_ID, self.now_ms())
+            .await?;
+        if bundle.account.to_bytes() != known.account_public {
+            return Err(CoreError::IdentityChanged(account.to_string()));
+        }
+        self.maybe_maintain()?;
+        let now = self.now_ms();
+        self.with(|u| {
+            u.vault.transaction(|v| -> Result<(), CoreError> {
+                v.put_contact_device(contact, DEVICE_ID, &bundle.certificate.to_bytes())?;
+                let lib = bundle
+                    .signed
+                    .bundle(&bundle.account, bundle.one_time.as_ref())?;
+                let addr = address(&account, DEVICE_ID)?;
+                let (mut s, mut i) = (v.signal(), v.signal());
+                process_prekey_bundle(&addr, &mut s, &mut i, &lib, at(now), &mut rng())
+                    .now_or_never()
+                    .ok_or(CoreError::Busy)??;
+                let reset = Content::SessionReset(tessera_messaging::content::session::Reset {});
+                queue(v, &account, &reset, None, now)
+            })
+        })?;
+        tracing::info!("reset the Signal session with a contact");
+        self.kick();
+        Ok(())
+    }
+
+    /// Forgets the Signal session with `contact` (as a vault restored from an old backup
+    /// would have lost it). For tests of the automatic reset.
+    #[doc(hidden)]
+    pub fn forget_session(&self, contact: &[u8; 32]) -> Result<bool, CoreError> {
+        let addr = address(&AccountId(*contact), DEVICE_ID)?;
+        self.with(|u| Ok(u.vault.delete_session(addr.name(), DEVICE_ID)?))
+    }
+
     /// Accepts or rejects a contact's request.
     pub async fn answer_request(
         &self,

@@ -90,7 +90,7 @@ const QUARANTINE_KEPT: u32 = 1000;
 
 /// Keeps an envelope that could not be used: a quarantine row with its reason and, when the
 /// sender was authenticated and is someone whose messages are kept, a "could not be decrypted"
-/// notice in their conversation (one per envelope, however often it is replayed).
+/// notice in their conversation (one for a run of failures, however often one is replayed).
 fn quarantine(
     v: &Vault,
     sender: Option<&AccountId>,
@@ -104,9 +104,15 @@ fn quarantine(
         sender: sender.map(|s| s.0),
         reason: reason.to_string(),
     }];
+    // One notice for a run of failures (what was in flight on a broken session fails
+    // together): none if the conversation's newest message is already one.
     if let Some(sender) = sender
         && v.contact(&sender.0)?
             .is_some_and(|c| standing(c.state).keeps_messages())
+        && v
+            .history(&sender.0, None, 1)?
+            .first()
+            .is_none_or(|m| m.kind != UNDECRYPTABLE)
     {
         let hash = blake3::hash(bytes);
         let mut message_id = [0u8; 16];
@@ -131,6 +137,16 @@ fn quarantine(
 
 /// The kind of the notice an undecryptable message leaves in its conversation.
 pub const UNDECRYPTABLE: &str = "undecryptable";
+
+/// At most one automatic session reset per contact in this time (engine ms): a reset that
+/// itself fails cannot start a loop between two devices.
+pub(super) const RESET_EVERY_MS: u64 = 3_600_000;
+
+/// Whether a failure after the envelope layer authenticated the sender means the Signal
+/// session is broken (so it is reset), as opposed to content we could not understand.
+fn session_broken(e: &CoreError) -> bool {
+    matches!(e, CoreError::Signal(_))
+}
 
 /// Processes one envelope. `authenticated` is set to the sender as soon as the envelope layer
 /// verified who sent it (so a failure after that can be shown in their conversation).
@@ -225,6 +241,11 @@ pub(super) fn process(
                 Ok(p) => Zeroizing::new(p),
                 Err(SignalProtocolError::UntrustedIdentity(_)) => {
                     return Err(CoreError::IdentityChanged(sender.to_string()));
+                }
+                // The same Signal message in another envelope (a copy resealed by the
+                // sender): already shown once; nothing is wrong with the session.
+                Err(SignalProtocolError::DuplicatedMessage(..)) => {
+                    return Ok(Processed::Done(Vec::new()));
                 }
                 Err(e) => return Err(e.into()),
             };
@@ -345,6 +366,12 @@ pub(super) fn process(
                         )?;
                     }
                 }
+                Content::SessionReset(_) => {
+                    // Decrypting it already made the new session current (libsignal).
+                    if contact.is_some() {
+                        events.push(Event::SessionReset { contact: sender.0 });
+                    }
+                }
                 Content::Receipt(Receipt { kind, ids }) => {
                     let status = match kind {
                         ReceiptKind::Delivered => MessageStatus::Delivered,
@@ -416,6 +443,11 @@ impl Engine {
                     Ok(events) => {
                         for e in events {
                             self.emit(e);
+                        }
+                        if let Some(sender) = authenticated
+                            && session_broken(&e)
+                        {
+                            self.reset_session_soon(sender.0);
                         }
                         false
                     }

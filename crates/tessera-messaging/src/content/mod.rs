@@ -14,6 +14,7 @@
 pub mod call;
 pub mod contact;
 pub mod receipt;
+pub mod session;
 pub mod text;
 
 use serde::Serialize;
@@ -103,6 +104,8 @@ kinds! {
     Receipt(receipt::Receipt),
     /// A call signal (`docs/calls.md`): handed to the call layer, never stored.
     Call(call::Call),
+    /// A new Signal session after a message that could not be decrypted.
+    SessionReset(session::Reset),
 }
 
 /// `t` first, then the kind's fields in declaration order, as every earlier version wrote it.
