@@ -7,6 +7,7 @@ mod call;
 mod card;
 mod chat;
 mod delivery;
+mod exchange;
 mod keys;
 mod loadgen;
 mod migration;

@@ -4,6 +4,7 @@
 pub mod calls;
 pub mod card;
 pub mod cli;
+pub mod cut;
 pub mod delay;
 pub mod device;
 pub mod faketime;

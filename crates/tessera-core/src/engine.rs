@@ -99,6 +99,11 @@ struct Inner {
     /// When the session with each contact was last reset after a message that did not
     /// decrypt (engine time; at most one reset per contact per [`inbound::RESET_EVERY_MS`]).
     resets: Mutex<std::collections::HashMap<[u8; 32], u64>>,
+    /// Whether the engine holds a live relay connection: a state, not an event, so a listener
+    /// that lags behind the event stream still sees a disconnection (the `run` loop).
+    link: tokio::sync::watch::Sender<bool>,
+    /// The sender time of the last message sent (each next one is later).
+    last_sent: std::sync::atomic::AtomicU64,
     /// Engine time of the last key maintenance (0: never).
     maintained: std::sync::atomic::AtomicU64,
     secrets: Arc<dyn SecretStore>,
@@ -159,6 +164,8 @@ impl Engine {
                 refreshed: Mutex::new(std::collections::HashMap::new()),
                 resets: Mutex::new(std::collections::HashMap::new()),
                 maintained: std::sync::atomic::AtomicU64::new(0),
+                last_sent: std::sync::atomic::AtomicU64::new(0),
+                link: tokio::sync::watch::Sender::new(false),
                 secrets,
                 state: Mutex::new(Some(unlocked)),
                 client: Mutex::new(None),
@@ -271,6 +278,7 @@ impl Engine {
         if let Ok(mut c) = self.inner.client.lock() {
             c.take();
         }
+        self.inner.link.send_replace(false);
         if let Ok(mut d) = self.inner.delivery.lock() {
             *d = tessera_messaging::Delivery::new(*d.config());
         }

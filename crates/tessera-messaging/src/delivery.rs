@@ -5,7 +5,10 @@
 //! waits for anything: it is told what happened and answers with what to do.
 //!
 //! - **Pipelined**: up to [`Config::window`] envelopes are in flight on the connection at once,
-//!   so a round trip of a second (Tor) costs a second per *window*, not per message.
+//!   so a round trip of a second (Tor) costs a second per *window*, not per message. The window
+//!   in use adapts: each lost connection halves it (down to 1), each accepted envelope widens it
+//!   by one (up to the configured one), so a link that keeps dying mid-window still moves a
+//!   smaller window all the way through instead of resending a whole one forever.
 //! - **Independent per recipient device**: each device has its own queue, served round-robin;
 //!   a device whose envelopes fail (gone, full mailbox, refused) never holds back another's.
 //! - **Ordered per device**: a device's entries go out in outbox order; a retry goes back to the
@@ -171,6 +174,9 @@ pub struct Delivery {
     /// Which queue each known entry is in.
     index: HashMap<OutboxId, Recipient>,
     in_flight: usize,
+    /// The window in use (1..=`config.window`): halved when the connection is lost, one wider
+    /// for each accepted envelope.
+    window: usize,
     /// The queue served last (round-robin).
     cursor: Option<Recipient>,
     /// Rate limited: nothing goes out before this time, ms.
@@ -185,6 +191,7 @@ impl Delivery {
             queues: BTreeMap::new(),
             index: HashMap::new(),
             in_flight: 0,
+            window: config.window.max(1),
             cursor: None,
             paused_until: 0,
         }
@@ -224,6 +231,18 @@ impl Delivery {
         self.index.len() - self.in_flight
     }
 
+    /// The window in use now (see [`Self::connection_lost`]).
+    pub fn window(&self) -> usize {
+        self.window
+    }
+
+    /// The connection broke with envelopes in flight: the window in use is halved (at least 1).
+    /// The driver calls this once per lost connection (the envelopes themselves come back as
+    /// [`Outcome::Disconnected`], or all at once with [`Self::disconnected`]).
+    pub fn connection_lost(&mut self) {
+        self.window = (self.window / 2).max(1);
+    }
+
     /// Nothing waiting, nothing in flight.
     pub fn is_idle(&self) -> bool {
         self.index.is_empty()
@@ -232,7 +251,7 @@ impl Delivery {
     /// The next entry to transmit at `now`, if the window has room and a queue is ready. The
     /// driver transmits it and reports its [`Outcome`].
     pub fn next(&mut self, now: u64) -> Option<Item> {
-        if self.in_flight >= self.config.window || now < self.paused_until {
+        if self.in_flight >= self.window || now < self.paused_until {
             return None;
         }
         let ready = |q: &Queue| !q.waiting.is_empty() && q.not_before <= now;
@@ -287,10 +306,13 @@ impl Delivery {
         let (item, attempts) = queue.sending.remove(&id)?;
         self.in_flight -= 1;
         let effect = match outcome {
-            Outcome::Accepted => Some(Effect::Sent {
-                id,
-                message: item.message,
-            }),
+            Outcome::Accepted => {
+                self.window = (self.window + 1).min(self.config.window.max(1));
+                Some(Effect::Sent {
+                    id,
+                    message: item.message,
+                })
+            }
             Outcome::Permanent(reason) => Some(Effect::Failed {
                 id,
                 message: item.message,
@@ -374,6 +396,57 @@ mod tests {
             ..Config::default()
         };
         (Delivery::new(config), ChaCha8Rng::seed_from_u64(7))
+    }
+
+    #[test]
+    fn a_lost_connection_halves_the_window_and_accepted_envelopes_widen_it_again() {
+        let (mut d, mut rng) = machine(8);
+        for id in 0..40 {
+            d.queue(item(id, to(1)));
+        }
+        let burst = |d: &mut Delivery| std::iter::from_fn(|| d.next(0)).collect::<Vec<_>>();
+        assert_eq!(burst(&mut d).len(), 8);
+        // The connection dies with all 8 in flight: they come back, the window halves.
+        d.connection_lost();
+        for id in 0..8 {
+            assert_eq!(
+                d.outcome(OutboxId(id), Outcome::Disconnected, 0, &mut rng),
+                None
+            );
+        }
+        assert_eq!(d.window(), 4);
+        let again = burst(&mut d);
+        assert_eq!(
+            again.len(),
+            4,
+            "the same entries, first, in a smaller window"
+        );
+        assert_eq!(again[0].id, OutboxId(0));
+        // Twice more: down to 1, never 0.
+        d.connection_lost();
+        d.connection_lost();
+        d.connection_lost();
+        assert_eq!(d.window(), 1);
+        d.disconnected();
+        let mut sent = burst(&mut d);
+        assert_eq!(sent.len(), 1);
+        // Each accepted envelope makes room for two: back to the configured window.
+        let mut accepted = 0;
+        while d.window() < 8 {
+            assert!(!sent.is_empty() && accepted < 8, "{accepted} acceptances");
+            for i in sent {
+                d.outcome(i.id, Outcome::Accepted, 0, &mut rng);
+                accepted += 1;
+            }
+            sent = burst(&mut d);
+        }
+        assert!(accepted <= 7, "{accepted} acceptances to widen 1 to 8");
+        for i in sent {
+            d.outcome(i.id, Outcome::Accepted, 0, &mut rng);
+        }
+        assert_eq!(burst(&mut d).len(), 8);
+        d.outcome(OutboxId(39), Outcome::Accepted, 0, &mut rng);
+        assert_eq!(d.window(), 8, "never wider than configured");
     }
 
     #[test]

@@ -141,6 +141,7 @@ impl Engine {
         if let Ok(mut c) = self.inner.client.lock() {
             *c = Some(client.clone());
         }
+        self.inner.link.send_replace(true);
         self.emit(Event::Connected);
         let engine = self.clone();
         let weak = Arc::downgrade(&client);
@@ -184,6 +185,7 @@ impl Engine {
                 Err(_) => true,
             };
             if current {
+                engine.inner.link.send_replace(false);
                 engine.emit(Event::Disconnected);
             }
         });
@@ -200,7 +202,7 @@ impl Engine {
                     backoff = Duration::from_secs(1);
                     let _ = self.flush_outbox().await;
                     // Receipts queued by incoming messages are flushed by `receive`.
-                    let mut events = self.subscribe();
+                    let mut link = self.inner.link.subscribe();
                     let mut hourly = tokio::time::Instant::now() + Duration::from_secs(3600);
                     loop {
                         // Entries backing off after a failure go out when their time comes.
@@ -209,11 +211,12 @@ impl Engine {
                             .map_or(Duration::from_secs(3600), |at| {
                                 Duration::from_millis(at.saturating_sub(self.now_ms()))
                             });
-                        let event = tokio::select! {
-                            e = events.recv() => e,
+                        tokio::select! {
+                            // Disconnected or locked: watched as a state, so a burst of events
+                            // that a slow listener would lag behind cannot hide it.
+                            () = until_down(&mut link) => break,
                             () = tokio::time::sleep(retry) => {
                                 let _ = self.flush_outbox().await;
-                                continue;
                             }
                             // Hourly: rotations fall due while connected too; `connect`
                             // maintains and registers a renewed certificate.
@@ -222,13 +225,7 @@ impl Engine {
                                 if self.connect().await.is_err() {
                                     break;
                                 }
-                                continue;
                             }
-                        };
-                        match event {
-                            Ok(Event::Disconnected | Event::Locked { .. })
-                            | Err(broadcast::error::RecvError::Closed) => break,
-                            _ => {}
                         }
                     }
                     drop(client);
@@ -258,5 +255,15 @@ impl Engine {
         }
         self.flush_outbox().await?;
         Ok(())
+    }
+}
+
+/// Returns once the link state is "down" (at once if it already is, or if the engine is gone).
+async fn until_down(link: &mut tokio::sync::watch::Receiver<bool>) {
+    loop {
+        let up = *link.borrow_and_update();
+        if !up || link.changed().await.is_err() {
+            return;
+        }
     }
 }

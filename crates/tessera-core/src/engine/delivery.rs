@@ -284,8 +284,10 @@ impl Engine {
                     if let Err(e) = &result {
                         tracing::debug!(error = %e, ?outcome, "relay did not take an envelope");
                     }
-                    if outcome == Outcome::Disconnected {
+                    if outcome == Outcome::Disconnected && !lost {
                         lost = true;
+                        // Once per lost connection: the window in use halves.
+                        self.machine(|d| d.connection_lost())?;
                     }
                     let now = self.now_ms();
                     let effect = self.machine(|d| d.outcome(item.id, outcome, now, &mut rng()))?;

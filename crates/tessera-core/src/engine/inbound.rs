@@ -109,8 +109,7 @@ fn quarantine(
     if let Some(sender) = sender
         && v.contact(&sender.0)?
             .is_some_and(|c| standing(c.state).keeps_messages())
-        && v
-            .history(&sender.0, None, 1)?
+        && v.history(&sender.0, None, 1)?
             .first()
             .is_none_or(|m| m.kind != UNDECRYPTABLE)
     {

@@ -61,7 +61,7 @@ impl Engine {
         }
         let id: [u8; 16] = rand::random();
         self.maybe_maintain()?;
-        let sent = self.now_ms();
+        let sent = self.next_sent_time();
         self.with(|u| {
             u.vault.transaction(|v| -> Result<(), CoreError> {
                 let c = v.contact(contact)?.ok_or(CoreError::UnknownContact)?;
@@ -138,6 +138,27 @@ impl Engine {
     /// Full-text search over all messages.
     pub fn search(&self, text: &str, limit: u32) -> Result<Vec<Message>, CoreError> {
         self.with(|u| Ok(u.vault.search(text, limit)?))
+    }
+
+    /// The time to write into a message sent now: the engine clock, but always after the
+    /// previous message's (two sends in the same millisecond, or a clock stepped back, still
+    /// sort in send order on the recipient's side, which orders by sender time).
+    fn next_sent_time(&self) -> u64 {
+        use std::sync::atomic::Ordering;
+        let now = self.now_ms();
+        let mut last = self.inner.last_sent.load(Ordering::SeqCst);
+        loop {
+            let next = now.max(last.saturating_add(1));
+            match self.inner.last_sent.compare_exchange(
+                last,
+                next,
+                Ordering::SeqCst,
+                Ordering::SeqCst,
+            ) {
+                Ok(_) => return next,
+                Err(seen) => last = seen,
+            }
+        }
     }
 
     /// Envelopes that could not be opened or decrypted, newest first (their reasons, sizes and
