@@ -37,7 +37,7 @@ function messageNode(m) {
   const body = notices[m.kind]
     ? el('p', { class: `body ${m.kind}` }, notices[m.kind])
     : el('p', { class: 'body' }, m.body);
-  return el('div', { class: `msg ${m.outgoing ? 'out' : 'in'}`, dataset: { id: m.id, row: m.row, day: new Date(m.sent).toDateString() } },
+  return el('div', { class: `msg ${m.outgoing ? 'out' : 'in'}`, dataset: { id: m.id, row: m.row, sent: m.sent, day: new Date(m.sent).toDateString() } },
     body,
     el('span', { class: 'meta' }, el('time', { datetime: new Date(m.sent).toISOString() }, time(m.sent)), m.outgoing ? mark(m.status, m.failure) : null));
 }
@@ -122,6 +122,22 @@ async function appendNew() {
   await backend.markRead(open).catch(() => {});
 }
 
+// A message of the open conversation, shown from the view its event carried (no history read).
+// The conversation is ordered by sender time: one that belongs before the newest shown (a late
+// arrival) reloads the page of history instead.
+function showArrived(m) {
+  const log = $('#chat-log');
+  if (log.querySelector(`.msg[data-id="${m.id}"]`)) return;
+  const last = [...log.querySelectorAll('.msg')].pop();
+  if (last && Number(last.dataset.sent) > m.sent) {
+    appendNew();
+    return;
+  }
+  log.append(...withDays([messageNode(m)], last && last.dataset.day));
+  log.scrollTop = log.scrollHeight;
+  backend.markRead(open).catch(() => {});
+}
+
 async function send(ev) {
   ev.preventDefault();
   const box = $('#compose');
@@ -161,9 +177,13 @@ async function runSearch() {
 
 async function refreshContacts() {
   const list = await backend.contacts();
-  const incoming = list.filter((c) => c.state === 'incoming');
-  $('#requests').replaceChildren(...incoming.map((c) => el('li', { dataset: { contact: c.id } },
+  // The request box: a name and a short preview only, until accepted; a name that imitates a
+  // contact's is flagged.
+  const incoming = await backend.requests();
+  $('#requests').replaceChildren(...incoming.map(({ contact: c, messages, preview, imitates }) => el('li', { dataset: { contact: c.id } },
     el('span', { class: 'name' }, c.name), ' wants to talk with you. ',
+    imitates ? el('p', { class: 'lookalike', role: 'alert' }, `Careful: this name looks like your contact ${imitates}, but it is someone else.`) : null,
+    preview ? el('p', { class: 'request-preview' }, `${messages > 1 ? `${messages} messages, the first: ` : ''}“${preview}”`) : null,
     el('button', { type: 'button', class: 'accept primary', onclick: () => answer(c.id, true) }, `Accept ${c.name}`),
     el('button', { type: 'button', class: 'reject', onclick: () => answer(c.id, false) }, `Reject ${c.name}`))));
   $('#requests-empty').hidden = incoming.length > 0;
@@ -394,13 +414,18 @@ export function onEngineEvent(e) {
   switch (e.type) {
     case 'message':
       refreshConversations();
-      if (e.contact === open) appendNew();
+      // A request's message comes without its text (the request box shows a preview).
+      if (e.contact === open) {
+        if (e.message) showArrived(e.message);
+        else appendNew();
+      }
+      if (!e.message) refreshContacts();
       break;
     case 'status': {
       const node = document.querySelector(`.msg[data-id="${e.id}"] .meta`);
       if (node) {
         const old = node.querySelector('.mark');
-        const m = mark(e.status);
+        const m = mark(e.status, e.message && e.message.failure);
         if (old && m) old.replaceWith(m);
         else if (m) node.append(m);
       }

@@ -28,6 +28,7 @@ export const sendMessage = (contact, body) => call('send_message', { contact, bo
 export const markRead = (contact) => call('mark_read', { contact });
 export const search = (text) => call('search', { text });
 export const contacts = () => call('contacts');
+export const requests = () => call('requests');
 export const addContact = (code, name) => call('add_contact', { code, name });
 export const answerRequest = (contact, accept) => call('answer_request', { contact, accept });
 export const safetyNumber = (contact) => call('safety_number', { contact });

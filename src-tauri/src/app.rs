@@ -166,7 +166,11 @@ impl App {
                         if let Event::Message { contact, body, .. } = &e {
                             app.notify(&mine, contact, body);
                         }
-                        if let Some(ui) = UiEvent::from_engine(&e) {
+                        let shows_text = match &e {
+                            Event::Message { contact, .. } => mine.may_show_content(contact),
+                            _ => false,
+                        };
+                        if let Some(ui) = UiEvent::from_engine(&e, shows_text) {
                             app.emit(&ui);
                         }
                         if locked {
@@ -251,12 +255,14 @@ impl App {
         if self.focused.load(std::sync::atomic::Ordering::Relaxed) {
             return;
         }
+        // A request's text is never shown before it is accepted, whatever the setting.
         let show = engine
             .app_setting("notification_content")
             .ok()
             .flatten()
             .as_deref()
-            == Some("on");
+            == Some("on")
+            && engine.may_show_content(contact);
         let name = engine
             .contacts()
             .ok()

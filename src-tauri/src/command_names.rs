@@ -18,6 +18,7 @@
     "mark_read",
     "search",
     "contacts",
+    "requests",
     "add_contact",
     "answer_request",
     "safety_number",

@@ -18,7 +18,7 @@ use zeroize::Zeroizing;
 use crate::AppInfo;
 use crate::app::App;
 use crate::error::{UiError, UiResult};
-use crate::view::{ContactView, ConversationView, MessageView, UiEvent};
+use crate::view::{ContactView, ConversationView, MessageView, RequestView, UiEvent};
 
 type AppState<'a> = State<'a, Arc<App>>;
 
@@ -451,6 +451,13 @@ pub fn search(app: AppState<'_>, text: String) -> UiResult<Vec<MessageView>> {
 #[tauri::command]
 pub fn contacts(app: AppState<'_>) -> UiResult<Vec<ContactView>> {
     let list = app.engine()?.contacts()?;
+    Ok(list.iter().map(Into::into).collect())
+}
+
+/// The request box: who asked to be a contact, with a short preview only.
+#[tauri::command]
+pub fn requests(app: AppState<'_>) -> UiResult<Vec<RequestView>> {
+    let list = app.engine()?.requests()?;
     Ok(list.iter().map(Into::into).collect())
 }
 

@@ -104,6 +104,7 @@ pub fn builder<R: tauri::Runtime>(
             commands::mark_read,
             commands::search,
             commands::contacts,
+            commands::requests,
             commands::add_contact,
             commands::answer_request,
             commands::safety_number,

@@ -27,8 +27,33 @@ impl From<&Contact> for ContactView {
     }
 }
 
-/// A message.
+/// One entry of the request box: never more than a short preview of what they wrote.
 #[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RequestView {
+    /// Who asked.
+    pub contact: ContactView,
+    /// How many messages they sent meanwhile.
+    pub messages: u32,
+    /// The start of their first text (one line, at most 80 characters).
+    pub preview: Option<String>,
+    /// The name of a contact theirs imitates (Unicode lookalikes), if any.
+    pub imitates: Option<String>,
+}
+
+impl From<&tessera_core::Request> for RequestView {
+    fn from(r: &tessera_core::Request) -> Self {
+        Self {
+            contact: (&r.contact).into(),
+            messages: r.messages,
+            preview: r.preview.clone(),
+            imitates: r.imitates.clone(),
+        }
+    }
+}
+
+/// A message.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct MessageView {
     /// Local row id: orders a conversation; pages history (`before`).
@@ -106,9 +131,10 @@ impl From<&Conversation> for ConversationView {
     }
 }
 
-/// An engine event as the page receives it. Message events carry no text: the page asks for
-/// the conversation again (so a notification cannot leak a body the user did not opt in to
-/// show, and the page has one way of reading messages).
+/// An engine event as the page receives it. A message event carries the message's view, so the
+/// page shows it without reading the conversation again — except a message from someone in the
+/// request box, whose text the page never gets before they are accepted (it shows the request's
+/// preview instead). Notifications are separate (`app.rs`) and follow the user's setting.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(
     tag = "type",
@@ -129,6 +155,8 @@ pub enum UiEvent {
     Message {
         /// From (account id text).
         contact: String,
+        /// The message, unless it is from a request (see above).
+        message: Option<MessageView>,
     },
     /// An outgoing message moved on.
     Status {
@@ -136,6 +164,8 @@ pub enum UiEvent {
         id: String,
         /// New status.
         status: &'static str,
+        /// The message as it is now (with the failure reason, if it failed).
+        message: MessageView,
     },
     /// Contacts changed (a request, an acceptance, a rejection).
     Contacts,
@@ -219,20 +249,29 @@ impl UiEvent {
         }
     }
 
-    /// The page's view of an engine event (`None`: nothing the page shows).
-    pub fn from_engine(e: &Event) -> Option<Self> {
+    /// The page's view of an engine event (`None`: nothing the page shows). `shows_text`: the
+    /// sender of a message event is someone whose messages the page may show (not a request).
+    pub fn from_engine(e: &Event, shows_text: bool) -> Option<Self> {
         Some(match e {
             Event::Connected => Self::Connected,
             Event::Disconnected => Self::Disconnected,
             Event::Locked { reason } => Self::Locked {
                 reason: reason.as_str().into(),
             },
-            Event::Message { contact, .. } => Self::Message {
+            Event::Message {
+                contact, message, ..
+            } => Self::Message {
                 contact: AccountId(*contact).to_string(),
+                message: shows_text.then(|| message.as_ref().into()),
             },
-            Event::Status { message_id, status } => Self::Status {
+            Event::Status {
+                message_id,
+                status,
+                message,
+            } => Self::Status {
                 id: tessera_core::id_hex(message_id),
                 status: status.as_str(),
+                message: message.as_ref().into(),
             },
             Event::ContactRequest { .. }
             | Event::ContactAccepted { .. }
@@ -288,16 +327,43 @@ pub fn end_name(r: tessera_calls::call::EndReason) -> &'static str {
 mod tests {
     use super::*;
 
+    fn incoming(body: &str) -> Message {
+        Message {
+            id: 9,
+            conversation: tessera_core::direct_conversation(&[7; 32]),
+            contact: [7; 32],
+            message_id: [1; 16],
+            outgoing: false,
+            body: body.into(),
+            sent: 5,
+            received: Some(6),
+            status: tessera_core::MessageStatus::Received,
+            read: false,
+            kind: "text".into(),
+            failure: None,
+            time_flag: None,
+        }
+    }
+
     #[test]
-    fn message_events_carry_no_text() {
+    fn a_message_event_carries_its_view_but_never_a_requests_text() {
+        let m = incoming("secret words");
         let e = Event::Message {
             contact: [7; 32],
             message_id: [1; 16],
-            body: "secret words".into(),
+            body: m.body.clone(),
+            message: Box::new(m.clone()),
         };
-        let v = serde_json::to_string(&UiEvent::from_engine(&e).unwrap()).unwrap();
-        assert!(!v.contains("secret words"), "{v}");
-        assert!(v.contains("\"type\":\"message\""), "{v}");
+        let request = serde_json::to_string(&UiEvent::from_engine(&e, false).unwrap()).unwrap();
+        assert!(!request.contains("secret words"), "{request}");
+        assert!(request.contains("\"type\":\"message\""), "{request}");
+        assert_eq!(
+            UiEvent::from_engine(&e, true),
+            Some(UiEvent::Message {
+                contact: AccountId([7; 32]).to_string(),
+                message: Some((&m).into()),
+            })
+        );
     }
 
     #[test]
@@ -306,7 +372,7 @@ mod tests {
             reason: tessera_core::LockReason::CardRemoved,
         };
         assert_eq!(
-            UiEvent::from_engine(&e),
+            UiEvent::from_engine(&e, false),
             Some(UiEvent::Locked {
                 reason: "card_removed".into()
             })

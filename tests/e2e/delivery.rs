@@ -187,6 +187,48 @@ fn delivery_a_stranger_gets_no_receipts_until_accepted_then_they_flow() {
     }
 }
 
+#[test]
+fn delivery_the_request_box_shows_only_a_preview_and_flags_a_name_that_imitates_a_contact() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let address = relay.address.to_string();
+    let alice = account(dir.path(), "alice", &address);
+    let bob = account(dir.path(), "bob", &address);
+    befriend(&alice, &bob, "bob");
+    // Someone calls herself "аlice" with a Cyrillic "а", asks Bob and writes twice.
+    let mallory = Cli::new(&dir.path().join("mallory"));
+    mallory.init(&address, "\u{430}lice");
+    mallory.ok(&["contact", "add", &bob.invite(), "--name", "bob"]);
+    let long = format!(
+        "Hi Bob, it is me, new number. {}",
+        "Please call me back soon. ".repeat(4)
+    );
+    mallory.ok(&["send", "bob", &long]);
+    mallory.ok(&["send", "bob", "second"]);
+    bob.sync();
+
+    let requests = bob.ok(&["contact", "requests"]);
+    let requests = requests["requests"].as_array().unwrap();
+    assert_eq!(requests.len(), 1, "{requests:?}");
+    let r = &requests[0];
+    assert_eq!(r["contact"]["name"], "\u{430}lice", "{r}");
+    assert_eq!(r["imitates"], "alice", "the lookalike is flagged: {r}");
+    assert_eq!(r["messages"], 2, "{r}");
+    let preview = r["preview"].as_str().unwrap();
+    assert!(long.starts_with(preview.trim_end_matches('…')), "{preview}");
+    assert!(
+        preview.ends_with('…') && preview.chars().count() == 81,
+        "{preview}"
+    );
+    // Alice herself is a contact, not a request, and is not flagged.
+    assert!(requests.iter().all(|r| r["contact"]["name"] != "alice"));
+
+    // Accepted, she leaves the request box.
+    bob.ok(&["contact", "accept", "\u{430}lice"]);
+    let requests = bob.ok(&["contact", "requests"]);
+    assert!(requests["requests"].as_array().unwrap().is_empty());
+}
+
 /// Alice's mailbox rows at the relay (its database, read while it runs or after it stopped).
 fn mailbox_rows(data: &Path, account: &tessera_crypto::AccountId) -> Vec<(i64, i64, Vec<u8>)> {
     let db = rusqlite::Connection::open(data.join("relay.sqlite3")).unwrap();

@@ -106,10 +106,19 @@ async fn session_a_lost_session_is_quarantined_then_reset_and_messages_flow_both
     .await;
 
     bob.send_text(&a, "after the reset").await.unwrap();
-    wait_for(&mut a_events, "Alice gets Bob's next", &mut seen, |e| {
+    let arrived = wait_for(&mut a_events, "Alice gets Bob's next", &mut seen, |e| {
         is_text(e, "after the reset")
     })
     .await;
+    // The event carries what the conversation shows, as stored.
+    let Event::Message { message, .. } = arrived else {
+        unreachable!()
+    };
+    assert_eq!(message.conversation, tessera_core::direct_conversation(&b));
+    assert_eq!((message.kind.as_str(), message.outgoing), ("text", false));
+    assert_eq!(message.status, tessera_core::MessageStatus::Received);
+    let stored = alice.message(&message.message_id).unwrap();
+    assert_eq!(stored.as_ref(), Some(message.as_ref()));
     alice.send_text(&b, "and back").await.unwrap();
     wait_for(&mut b_events, "Bob gets Alice's next", &mut seen, |e| {
         is_text(e, "and back")

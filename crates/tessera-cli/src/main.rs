@@ -207,6 +207,9 @@ enum ContactCommand {
     },
     /// List contacts
     List,
+    /// The request box: who asked to be a contact, with a short preview of their first message
+    /// and the contact name theirs imitates, if any
+    Requests,
     /// Accept a contact request
     Accept {
         /// Contact name or account id
@@ -387,13 +390,18 @@ fn event_json(e: &Event, engine: &Engine) -> Option<Value> {
             contact,
             message_id,
             body,
+            message,
         } => json!({"event": "message", "contact": account_text(contact),
-                    "contact_name": name_of(contact), "message_id": hex(message_id), "body": body}),
+                    "contact_name": name_of(contact), "message_id": hex(message_id), "body": body,
+                    "kind": message.kind, "sent": message.sent,
+                    "conversation": hex(&message.conversation), "time_flag": message.time_flag}),
         Event::Status {
             message_id,
             status: s,
+            message,
         } => {
-            json!({"event": "status", "message_id": hex(message_id), "status": status(*s)})
+            json!({"event": "status", "message_id": hex(message_id), "status": status(*s),
+                   "failure": message.failure})
         }
         Event::ContactRequest { contact, name } => {
             json!({"event": "contact_request", "contact": account_text(contact), "name": name})
@@ -817,6 +825,35 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 .collect::<Vec<_>>()
                 .join("\n");
             out(json!({"contacts": list}), text);
+        }
+        Command::Contact(ContactCommand::Requests) => {
+            let engine = unlock(&cli).await?;
+            let requests = engine.requests()?;
+            let list: Vec<Value> = requests
+                .iter()
+                .map(|r| {
+                    json!({"contact": contact_json(&r.contact), "messages": r.messages,
+                           "preview": r.preview, "imitates": r.imitates})
+                })
+                .collect();
+            let text = requests
+                .iter()
+                .map(|r| {
+                    let warning = r
+                        .imitates
+                        .as_ref()
+                        .map(|n| format!(" (looks like your contact {n})"))
+                        .unwrap_or_default();
+                    format!(
+                        "{}{warning}: {} message(s) {}",
+                        r.contact.name,
+                        r.messages,
+                        r.preview.as_deref().unwrap_or("")
+                    )
+                })
+                .collect::<Vec<_>>()
+                .join("\n");
+            out(json!({"requests": list}), text);
         }
         Command::Contact(
             ContactCommand::Accept { contact } | ContactCommand::Reject { contact },

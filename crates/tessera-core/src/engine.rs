@@ -314,9 +314,48 @@ impl Engine {
     }
 
     /// The conversation list: each contact with its newest message and unread count, the most
-    /// recent first.
+    /// recent first. Someone who asked to be a contact and was not answered yet is not here but
+    /// in [`Engine::requests`].
     pub fn conversations(&self) -> Result<Vec<tessera_store::Conversation>, CoreError> {
-        self.with(|u| Ok(u.vault.conversations()?))
+        let all = self.with(|u| Ok(u.vault.conversations()?))?;
+        Ok(all
+            .into_iter()
+            .filter(|c| !standing(c.contact.state).in_request_box())
+            .collect())
+    }
+
+    /// The request box (`docs/messaging.md`, "Inbound policy"): who asked to be a contact and
+    /// was not answered yet, with how many messages they sent, a short preview of the first
+    /// (never the whole text before acceptance), and the contact name their name imitates, if
+    /// it looks like one (Unicode confusables).
+    pub fn requests(&self) -> Result<Vec<crate::Request>, CoreError> {
+        self.with(|u| {
+            let contacts = u.vault.contacts()?;
+            let mut out = Vec::new();
+            for c in contacts
+                .iter()
+                .filter(|c| standing(c.state).in_request_box())
+            {
+                let messages = u
+                    .vault
+                    .history(&c.account_id, None, crate::REQUEST_MESSAGES)?;
+                let others = contacts
+                    .iter()
+                    .filter(|o| o.account_id != c.account_id)
+                    .map(|o| o.name.as_str());
+                out.push(crate::Request {
+                    contact: c.clone(),
+                    messages: messages.len() as u32,
+                    preview: messages
+                        .iter()
+                        .find(|m| m.kind == "text")
+                        .map(|m| crate::preview(&m.body)),
+                    imitates: tessera_messaging::inbound::imitates(&c.name, others)
+                        .map(str::to_string),
+                });
+            }
+            Ok(out)
+        })
     }
 
     /// Whether a relay connection is up (logged in).

@@ -18,9 +18,41 @@ pub use tessera_messaging::content::text::MAX_TEXT;
 pub use tessera_messaging::{Content, FailReason};
 pub use tessera_store::CardFactor;
 pub use tessera_store::{
-    Contact, ContactState, Conversation, KdfParams, Message, MessageStatus, OsKeyring, SecretStore,
+    Contact, ContactState, Conversation, KdfParams, Message, MessageStatus, OsKeyring, Quarantined,
+    SecretStore, direct_conversation,
 };
 pub use transport::TransportConfig;
+
+/// How many of a requester's messages [`Engine::requests`] counts (at most).
+pub const REQUEST_MESSAGES: u32 = 100;
+/// Longest preview of a request's first message, in characters.
+pub const PREVIEW_CHARS: usize = 80;
+
+/// One entry of the request box ([`Engine::requests`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Request {
+    /// Who asked (state `incoming`).
+    pub contact: Contact,
+    /// Messages they sent meanwhile (up to [`REQUEST_MESSAGES`]).
+    pub messages: u32,
+    /// The start of their first text, at most [`PREVIEW_CHARS`] characters (one line).
+    pub preview: Option<String>,
+    /// A contact name theirs imitates (looks the same, is not the same text), if any.
+    pub imitates: Option<String>,
+}
+
+/// The first [`PREVIEW_CHARS`] characters of `text` on one line, "…" if cut.
+pub fn preview(text: &str) -> String {
+    let line: String = text
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let line = line.trim();
+    match line.char_indices().nth(PREVIEW_CHARS) {
+        Some((cut, _)) => format!("{}…", &line[..cut]),
+        None => line.to_string(),
+    }
+}
 
 /// Something the engine reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,13 +75,18 @@ pub enum Event {
         message_id: [u8; 16],
         /// The text.
         body: String,
+        /// Everything an interface shows of it, as stored (conversation, sender, time, kind,
+        /// status, flags): no need to read the conversation again.
+        message: Box<Message>,
     },
-    /// An outgoing message moved on (sent, delivered, read).
+    /// An outgoing message moved on (sent, delivered, read, failed).
     Status {
         /// Which.
         message_id: [u8; 16],
         /// Now.
         status: MessageStatus,
+        /// The message as it is now (with the failure reason, if it failed).
+        message: Box<Message>,
     },
     /// Someone asked to become a contact.
     ContactRequest {
@@ -215,7 +252,17 @@ impl From<tessera_messaging::MessagingError> for CoreError {
 
 #[cfg(test)]
 mod tests {
-    use super::LockReason;
+    use super::{LockReason, PREVIEW_CHARS, preview};
+
+    #[test]
+    fn a_preview_is_one_line_of_at_most_80_characters() {
+        assert_eq!(preview("  hi\nthere\t "), "hi there");
+        let long: String = "ж".repeat(100);
+        let p = preview(&long);
+        assert_eq!(p.chars().count(), PREVIEW_CHARS + 1);
+        assert!(p.ends_with('…'));
+        assert_eq!(preview(&"a".repeat(80)), "a".repeat(80));
+    }
 
     #[test]
     fn lock_reason_names_match_their_serialisation() {

@@ -637,6 +637,7 @@ async fn roundtrip(
                 Ok(Event::Status {
                     message_id,
                     status: MessageStatus::Delivered,
+                    ..
                 }) if message_id == id => break,
                 Ok(_) => {}
                 Err(e) => bail!("event stream ended: {e}"),

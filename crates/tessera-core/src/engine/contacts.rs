@@ -220,6 +220,15 @@ impl Engine {
         self.with(|u| Ok(u.vault.contacts()?))
     }
 
+    /// Whether a notification for a message from `contact` may show its text (the user's
+    /// setting aside): only for someone we talk to, never for a request or a stranger.
+    pub fn may_show_content(&self, contact: &[u8; 32]) -> bool {
+        self.with(|u| Ok(u.vault.contact(contact)?))
+            .ok()
+            .flatten()
+            .is_some_and(|c| standing(c.state).notifies_with_content())
+    }
+
     /// The safety number shared with a contact (60 digits).
     pub fn safety_number(&self, contact: &[u8; 32]) -> Result<(String, bool, bool), CoreError> {
         self.with(|u| {

@@ -410,10 +410,10 @@ impl Engine {
                     Effect::Sent { id, message } => {
                         v.outbox_remove(id.0)?;
                         Ok(match message {
-                            Some(m) => v
-                                .advance_status(&m.0, MessageStatus::Sent)?
-                                .then_some((m, MessageStatus::Sent)),
-                            None => None,
+                            Some(m) if v.advance_status(&m.0, MessageStatus::Sent)? => {
+                                v.message(&m.0)?.map(|view| (m, MessageStatus::Sent, view))
+                            }
+                            _ => None,
                         })
                     }
                     Effect::Failed {
@@ -424,19 +424,20 @@ impl Engine {
                         tracing::info!(%reason, "an envelope will not be delivered");
                         v.outbox_remove(id.0)?;
                         Ok(match message {
-                            Some(m) => v
-                                .fail_message(&m.0, reason.as_str())?
-                                .then_some((m, MessageStatus::Failed)),
-                            None => None,
+                            Some(m) if v.fail_message(&m.0, reason.as_str())? => v
+                                .message(&m.0)?
+                                .map(|view| (m, MessageStatus::Failed, view)),
+                            _ => None,
                         })
                     }
                 }
             })
         })?;
-        if let Some((m, status)) = changed {
+        if let Some((m, status, view)) = changed {
             self.emit(Event::Status {
                 message_id: m.0,
                 status,
+                message: Box::new(view),
             });
         }
         Ok(())

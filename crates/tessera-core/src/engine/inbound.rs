@@ -74,11 +74,14 @@ fn store_incoming(
         failure: None,
         time_flag: sent.flag.map(|f| f.as_str().to_string()),
     })?;
-    if stored.is_some() {
+    if stored.is_some()
+        && let Some(message) = v.message(&message_id)?
+    {
         events.push(Event::Message {
             contact: sender.0,
             message_id,
             body,
+            message: Box::new(message),
         });
     }
     Ok(())
@@ -380,10 +383,14 @@ pub(super) fn process(
                         let ours = v
                             .message(&id)?
                             .is_some_and(|m| m.outgoing && m.contact == sender.0);
-                        if ours && v.advance_status(&id, status)? {
+                        if ours
+                            && v.advance_status(&id, status)?
+                            && let Some(message) = v.message(&id)?
+                        {
                             events.push(Event::Status {
                                 message_id: id,
                                 status,
+                                message: Box::new(message),
                             });
                         }
                     }
