@@ -353,6 +353,15 @@ async fn migration_a_vault_from_the_previous_schema_opens_with_all_history() {
     // The queued message is still queued, and search still finds old text.
     assert_eq!(alice.outbox_len().unwrap(), 1);
     assert_eq!(alice.search("workshop", 10).unwrap().len(), 1);
+    // Bob's conversation; Carol, who asked and was not answered, is in the request box.
     let conversations = alice.conversations().unwrap();
-    assert_eq!(conversations.len(), 2);
+    assert_eq!(conversations.len(), 1);
+    assert_eq!(conversations[0].contact.name, "bob");
+    let requests = alice.requests().unwrap();
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].contact.name, "carol");
+    assert_eq!(
+        requests[0].preview.as_deref(),
+        Some("Carol here, from the workshop")
+    );
 }

@@ -36,7 +36,7 @@ use tessera_messaging::content::call::Call;
 use tessera_messaging::content::contact;
 use tessera_messaging::content::receipt::{MAX_RECEIPT_IDS, Receipt, ReceiptKind};
 use tessera_messaging::content::text::Text;
-use tessera_messaging::inbound::{Bounded, Standing, bound_sent};
+use tessera_messaging::inbound::Standing;
 use tessera_messaging::{CallId, Content, MessageId};
 
 mod account;

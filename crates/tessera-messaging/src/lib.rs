@@ -5,6 +5,8 @@ pub mod conversation;
 pub mod delivery;
 pub mod ids;
 pub mod inbound;
+pub mod receive;
+pub mod store;
 
 pub use content::Content;
 pub use conversation::{Conversation, ConversationKind};

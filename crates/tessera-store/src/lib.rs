@@ -3,6 +3,7 @@
 mod keyfile;
 mod keys;
 mod links;
+mod machines;
 mod messages;
 mod schema;
 mod secrets;
@@ -11,6 +12,7 @@ mod vault;
 
 pub use keyfile::{CardBinding, CardFactor, Factors, KEY_FILE_LEN, KdfParams, KeyFile, Unwrapped};
 pub use keys::{KeyInventory, NamedSecret, RetiredKey};
+pub use machines::standing;
 pub use messages::{
     Contact, ContactState, Conversation, Message, MessageStatus, OutboxHead, OutboxItem,
     Quarantined, direct_conversation,

@@ -1,6 +1,8 @@
 //! Receiving: one envelope opened, verified, decrypted and applied in one vault transaction
 //! (`docs/engine.md`, "Messages"; `docs/messaging.md`, "Inbound policy").
 
+use tessera_messaging::receive::{Arrival, Effect, Failure};
+
 use super::*;
 
 /// The vault's inbound links, as the envelope ring looks them up. A vault failure reads as "no
@@ -22,15 +24,7 @@ impl InboundLinks for VaultLinks<'_> {
     }
 }
 
-/// Where a contact in `state` stands (tessera-messaging's policy for strangers and requests).
-pub(super) fn standing(state: ContactState) -> Standing {
-    match state {
-        ContactState::Requested => Standing::Requested,
-        ContactState::Incoming => Standing::Incoming,
-        ContactState::Accepted => Standing::Accepted,
-        ContactState::Rejected => Standing::Rejected,
-    }
-}
+pub(super) use tessera_store::standing;
 
 /// What processing one delivered envelope did.
 pub(super) enum Processed {
@@ -47,107 +41,83 @@ pub(super) fn base64_decode(text: &str) -> Option<Vec<u8>> {
         .ok()
 }
 
-/// Stores a message received from `sender` (a duplicate id is stored once) and reports it.
-#[allow(clippy::too_many_arguments)]
-fn store_incoming(
-    v: &Vault,
-    sender: &AccountId,
-    message_id: [u8; 16],
-    body: String,
-    sent: Bounded,
-    now: u64,
-    kind: &str,
-    events: &mut Vec<Event>,
-) -> Result<(), CoreError> {
-    let stored = v.insert_message(&Message {
-        id: 0,
-        conversation: tessera_store::direct_conversation(&sender.0),
-        contact: sender.0,
-        message_id,
-        outgoing: false,
-        body: body.clone(),
-        sent: sent.at as i64,
-        received: Some(now as i64),
-        status: MessageStatus::Received,
-        read: false,
-        kind: kind.into(),
-        failure: None,
-        time_flag: sent.flag.map(|f| f.as_str().to_string()),
-    })?;
-    if stored.is_some()
-        && let Some(message) = v.message(&message_id)?
-    {
-        events.push(Event::Message {
-            contact: sender.0,
-            message_id,
-            body,
-            message: Box::new(message),
-        });
-    }
-    Ok(())
-}
-
 /// Quarantine rows kept (the newest); older ones are forgotten, so a flood of garbage cannot
 /// grow the vault without bound.
 const QUARANTINE_KEPT: u32 = 1000;
 
-/// Keeps an envelope that could not be used: a quarantine row with its reason and, when the
-/// sender was authenticated and is someone whose messages are kept, a "could not be decrypted"
-/// notice in their conversation (one for a run of failures, however often one is replayed).
-fn quarantine(
-    v: &Vault,
-    sender: Option<&AccountId>,
-    bytes: &[u8],
-    reason: &str,
-    now: u64,
-) -> Result<Vec<Event>, CoreError> {
-    v.quarantine(sender.map(|s| &s.0), reason, bytes.len(), now as i64)?;
-    v.trim_quarantine(QUARANTINE_KEPT)?;
-    let mut events = vec![Event::Quarantined {
-        sender: sender.map(|s| s.0),
-        reason: reason.to_string(),
-    }];
-    // One notice for a run of failures (what was in flight on a broken session fails
-    // together): none if the conversation's newest message is already one.
-    if let Some(sender) = sender
-        && v.contact(&sender.0)?
-            .is_some_and(|c| standing(c.state).keeps_messages())
-        && v.history(&sender.0, None, 1)?
-            .first()
-            .is_none_or(|m| m.kind != UNDECRYPTABLE)
-    {
-        let hash = blake3::hash(bytes);
-        let mut message_id = [0u8; 16];
-        message_id.copy_from_slice(&hash.as_bytes()[..16]);
-        let at = Bounded {
-            at: now,
-            flag: None,
-        };
-        store_incoming(
-            v,
-            sender,
-            message_id,
-            String::new(),
-            at,
-            now,
-            UNDECRYPTABLE,
-            &mut events,
-        )?;
-    }
-    Ok(events)
+/// A 16-byte id for what an envelope leaves in a conversation (a second copy has the same).
+fn envelope_key(bytes: &[u8]) -> [u8; 16] {
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&blake3::hash(bytes).as_bytes()[..16]);
+    id
 }
 
-/// The kind of the notice an undecryptable message leaves in its conversation.
-pub const UNDECRYPTABLE: &str = "undecryptable";
+/// Runs tessera-messaging's inbound machine on the vault and carries out its effects inside
+/// the caller's transaction: stores, queued receipts, quarantine rows, and the events to emit.
+/// Returns the sessions to reset (network work, done after the transaction).
+fn drive(
+    v: &Vault,
+    arrival: Arrival<'_>,
+    reason: &str,
+    size: usize,
+    now: u64,
+    events: &mut Vec<Event>,
+) -> Result<Vec<AccountId>, CoreError> {
+    let mut store = v;
+    let effects = tessera_messaging::receive::receive(&mut store, arrival, now)?;
+    let mut resets = Vec::new();
+    for effect in effects {
+        match effect {
+            Effect::Stored(id) => {
+                if let Some(message) = v.message(&id.0)? {
+                    events.push(Event::Message {
+                        contact: message.contact,
+                        message_id: id.0,
+                        body: message.body.clone(),
+                        message: Box::new(message),
+                    });
+                }
+            }
+            Effect::Receipt { to, kind, ids } => {
+                queue(v, &to, &Content::Receipt(Receipt { kind, ids }), None, now)?;
+            }
+            Effect::Status { id, .. } => {
+                if let Some(message) = v.message(&id.0)? {
+                    events.push(Event::Status {
+                        message_id: id.0,
+                        status: message.status,
+                        message: Box::new(message),
+                    });
+                }
+            }
+            Effect::PeerReset { from } => events.push(Event::SessionReset { contact: from.0 }),
+            Effect::Quarantine { from } => {
+                v.quarantine(from.as_ref().map(|s| &s.0), reason, size, now as i64)?;
+                v.trim_quarantine(QUARANTINE_KEPT)?;
+                events.push(Event::Quarantined {
+                    sender: from.map(|s| s.0),
+                    reason: reason.to_string(),
+                });
+            }
+            Effect::ResetSession { with } => resets.push(with),
+        }
+    }
+    Ok(resets)
+}
 
 /// At most one automatic session reset per contact in this time (engine ms): a reset that
 /// itself fails cannot start a loop between two devices.
 pub(super) const RESET_EVERY_MS: u64 = 3_600_000;
 
-/// Whether a failure after the envelope layer authenticated the sender means the Signal
-/// session is broken (so it is reset), as opposed to content we could not understand.
-fn session_broken(e: &CoreError) -> bool {
-    matches!(e, CoreError::Signal(_))
+/// What failed, for the inbound machine: before the sender was authenticated it was the
+/// envelope; after, a Signal error means the session is broken (it is reset), anything else
+/// is content we could not understand.
+fn failure_of(e: &CoreError, authenticated: bool) -> Failure {
+    match e {
+        _ if !authenticated => Failure::Envelope,
+        CoreError::Signal(_) => Failure::Session,
+        _ => Failure::Content,
+    }
 }
 
 /// Processes one envelope. `authenticated` is set to the sender as soon as the envelope layer
@@ -308,27 +278,6 @@ pub(super) fn process(
                         events.push(Event::ContactRejected { contact: sender.0 });
                     }
                 }
-                Content::Text(Text { id, sent, body }) => {
-                    let Some(c) = contact else {
-                        return Err(CoreError::UnknownContact);
-                    };
-                    let standing = standing(c.state);
-                    if !standing.keeps_messages() {
-                        return Ok(Processed::Done(events));
-                    }
-                    let message_id = id.0;
-                    // A sender's clock from the future never sorts above newer messages.
-                    let sent = bound_sent(sent, now);
-                    store_incoming(v, &sender, message_id, body, sent, now, "text", &mut events)?;
-                    // A stranger learns nothing until accepted (then the receipts follow).
-                    if standing.gets_receipts() {
-                        let receipt = Content::Receipt(Receipt {
-                            kind: ReceiptKind::Delivered,
-                            ids: vec![id],
-                        });
-                        queue(v, &sender, &receipt, None, now)?;
-                    }
-                }
                 Content::Call(c) => {
                     // Calls only between accepted contacts. An offer that waited in the
                     // mailbox for more than a minute is not rung (the caller gave up long ago).
@@ -343,57 +292,17 @@ pub(super) fn process(
                         });
                     }
                 }
-                Content::Unsupported { kind } => {
-                    // From a newer version: shown as "unsupported message", never dropped
-                    // silently. A stranger's is not kept (as their texts are not).
-                    let keeps = contact.is_some_and(|c| standing(c.state).keeps_messages());
-                    if keeps {
-                        // One id per envelope: a second copy is stored once.
-                        let hash = blake3::hash(&verified.replay_key().to_bytes());
-                        let mut message_id = [0u8; 16];
-                        message_id.copy_from_slice(&hash.as_bytes()[..16]);
-                        let kind = format!("unsupported:{kind}");
-                        store_incoming(
-                            v,
-                            &sender,
-                            message_id,
-                            String::new(),
-                            Bounded {
-                                at: now,
-                                flag: None,
-                            },
-                            now,
-                            &kind,
-                            &mut events,
-                        )?;
-                    }
-                }
-                Content::SessionReset(_) => {
-                    // Decrypting it already made the new session current (libsignal).
-                    if contact.is_some() {
-                        events.push(Event::SessionReset { contact: sender.0 });
-                    }
-                }
-                Content::Receipt(Receipt { kind, ids }) => {
-                    let status = match kind {
-                        ReceiptKind::Delivered => MessageStatus::Delivered,
-                        ReceiptKind::Read => MessageStatus::Read,
+                // Texts, receipts, unknown kinds, session resets: tessera-messaging decides.
+                content @ (Content::Text(_)
+                | Content::Receipt(_)
+                | Content::Unsupported { .. }
+                | Content::SessionReset(_)) => {
+                    let arrival = Arrival::Content {
+                        from: sender,
+                        content: &content,
+                        envelope: envelope_key(&verified.replay_key().to_bytes()),
                     };
-                    for id in ids.iter().map(|i| i.0) {
-                        let ours = v
-                            .message(&id)?
-                            .is_some_and(|m| m.outgoing && m.contact == sender.0);
-                        if ours
-                            && v.advance_status(&id, status)?
-                            && let Some(message) = v.message(&id)?
-                        {
-                            events.push(Event::Status {
-                                message_id: id,
-                                status,
-                                message: Box::new(message),
-                            });
-                        }
-                    }
+                    drive(v, arrival, "", 0, now, &mut events)?;
                 }
             }
             Ok(Processed::Done(events))
@@ -441,19 +350,23 @@ impl Engine {
                 // so it never pins the mailbox (docs/messaging.md, "Quarantine").
                 tracing::warn!(error = %e, "quarantined an envelope");
                 let reason = e.to_string();
+                let arrival = Arrival::Failed {
+                    from: authenticated,
+                    failure: failure_of(&e, authenticated.is_some()),
+                    envelope: envelope_key(bytes),
+                };
+                let mut events = Vec::new();
                 let kept = self.with(|u| {
                     u.vault
-                        .transaction(|v| quarantine(v, authenticated.as_ref(), bytes, &reason, now))
+                        .transaction(|v| drive(v, arrival, &reason, bytes.len(), now, &mut events))
                 });
                 match kept {
-                    Ok(events) => {
+                    Ok(resets) => {
                         for e in events {
                             self.emit(e);
                         }
-                        if let Some(sender) = authenticated
-                            && session_broken(&e)
-                        {
-                            self.reset_session_soon(sender.0);
+                        for with in resets {
+                            self.reset_session_soon(with.0);
                         }
                         false
                     }

@@ -1,0 +1,493 @@
+//! The inbound state machine (`docs/messaging.md`, "Inbound").
+//!
+//! The driver opens each envelope and decrypts its Signal message (both need keys from the
+//! vault). What comes out — content from a sender the envelope layer authenticated, or a
+//! failure — goes to [`receive`], which decides with the policies of [`crate::inbound`] what to
+//! store, which receipts to send, which statuses move and what to tell the interface, and
+//! returns those as [`Effect`]s for the driver to carry out. Storage goes through the small
+//! traits of [`crate::store`]; the machine keeps no state of its own.
+//!
+//! Contact requests and their answers (they carry certificates to verify) and call signals
+//! (they go to the call layer) are the driver's: [`handled_here`] says which kinds are this
+//! machine's.
+
+use crate::content::Content;
+use crate::content::receipt::{Receipt, ReceiptKind};
+use crate::content::text::Text;
+use crate::conversation::{Conversation, ConversationKind};
+use crate::ids::{AccountId, ConversationId, MessageId};
+use crate::inbound::{Bounded, Standing, bound_sent};
+use crate::store::{Contacts, Messages, Status, StoredMessage};
+
+/// The kind of the notice a message that could not be decrypted leaves in its conversation.
+pub const UNDECRYPTABLE: &str = "undecryptable";
+
+/// Why an envelope could not be used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Failure {
+    /// The envelope layer refused it (unknown key, tampered, forged, expired): the sender is
+    /// not known.
+    Envelope,
+    /// The Signal session could not decrypt it (no session, bad MAC, invalid message): the
+    /// session is broken and is reset.
+    Session,
+    /// Decrypted, but the content is malformed.
+    Content,
+}
+
+/// What one envelope turned out to be.
+#[derive(Debug, Clone, Copy)]
+pub enum Arrival<'a> {
+    /// Content from a sender the envelope layer authenticated.
+    Content {
+        /// The sender.
+        from: AccountId,
+        /// What they sent.
+        content: &'a Content,
+        /// This envelope's id for what it leaves in a conversation (derived from its replay
+        /// key or bytes: a second copy has the same, so it is stored once).
+        envelope: [u8; 16],
+    },
+    /// The envelope could not be used.
+    Failed {
+        /// The sender, if the envelope layer authenticated one before the failure.
+        from: Option<AccountId>,
+        /// What failed.
+        failure: Failure,
+        /// As above.
+        envelope: [u8; 16],
+    },
+}
+
+/// What the driver does after an arrival.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Effect {
+    /// A new message was stored: show it.
+    Stored(MessageId),
+    /// Send a receipt.
+    Receipt {
+        /// To whom.
+        to: AccountId,
+        /// Delivered or read.
+        kind: ReceiptKind,
+        /// For which messages.
+        ids: Vec<MessageId>,
+    },
+    /// An outgoing message's status moved forward.
+    Status {
+        /// Which.
+        id: MessageId,
+        /// Now.
+        status: Status,
+    },
+    /// The sender started a new session with us (their `session_reset`).
+    PeerReset {
+        /// Who.
+        from: AccountId,
+    },
+    /// Keep the envelope in the quarantine (acknowledged, never retried).
+    Quarantine {
+        /// The authenticated sender, if any.
+        from: Option<AccountId>,
+    },
+    /// Reset the Signal session with this contact (fetch their bundle, send `session_reset`).
+    ResetSession {
+        /// With whom.
+        with: AccountId,
+    },
+}
+
+/// Whether this machine handles `content` (the rest is the driver's, see the module doc).
+pub fn handled_here(content: &Content) -> bool {
+    matches!(
+        content,
+        Content::Text(_)
+            | Content::Receipt(_)
+            | Content::SessionReset(_)
+            | Content::Unsupported { .. }
+    )
+}
+
+/// The direct conversation with `account`.
+pub fn direct(account: &AccountId) -> ConversationId {
+    Conversation::of(ConversationKind::Direct(*account), account).id
+}
+
+fn incoming(
+    from: &AccountId,
+    id: MessageId,
+    body: String,
+    sent: Bounded,
+    now: u64,
+    kind: &str,
+) -> StoredMessage {
+    StoredMessage {
+        id,
+        conversation: direct(from),
+        peer: *from,
+        outgoing: false,
+        body,
+        sent: sent.at,
+        received: Some(now),
+        time_flag: sent.flag,
+        kind: kind.to_string(),
+        status: Status::Received,
+    }
+}
+
+/// Decides what one arrival means (see the module doc). `now`: the receiver's clock, ms.
+pub fn receive<S, E>(store: &mut S, arrival: Arrival<'_>, now: u64) -> Result<Vec<Effect>, E>
+where
+    S: Contacts<Error = E> + Messages<Error = E>,
+{
+    let mut effects = Vec::new();
+    match arrival {
+        Arrival::Content {
+            from,
+            content,
+            envelope,
+        } => {
+            let standing = store.standing(&from)?;
+            match content {
+                Content::Text(Text { id, sent, body }) => {
+                    if !standing.keeps_messages() {
+                        return Ok(effects);
+                    }
+                    // A sender's clock from the future never sorts above newer messages.
+                    let m = incoming(
+                        &from,
+                        *id,
+                        body.clone(),
+                        bound_sent(*sent, now),
+                        now,
+                        "text",
+                    );
+                    if store.insert(&m)? {
+                        effects.push(Effect::Stored(*id));
+                    }
+                    // A copy gets a receipt again (the first one may have been lost); a
+                    // stranger learns nothing until accepted.
+                    if standing.gets_receipts() {
+                        effects.push(Effect::Receipt {
+                            to: from,
+                            kind: ReceiptKind::Delivered,
+                            ids: vec![*id],
+                        });
+                    }
+                }
+                Content::Unsupported { kind } => {
+                    // From a newer version: shown as "unsupported message", never dropped
+                    // silently; a stranger's is not kept, as their texts are not.
+                    if standing.keeps_messages() {
+                        let at = Bounded {
+                            at: now,
+                            flag: None,
+                        };
+                        let kind = format!("unsupported:{kind}");
+                        let m = incoming(&from, MessageId(envelope), String::new(), at, now, &kind);
+                        if store.insert(&m)? {
+                            effects.push(Effect::Stored(m.id));
+                        }
+                    }
+                }
+                Content::Receipt(Receipt { kind, ids }) => {
+                    let status = match kind {
+                        ReceiptKind::Delivered => Status::Delivered,
+                        ReceiptKind::Read => Status::Read,
+                    };
+                    for id in ids {
+                        // Only for what we sent to this sender.
+                        let ours = store.get(id)?.is_some_and(|m| m.outgoing && m.peer == from);
+                        if ours && store.advance(id, status)? {
+                            effects.push(Effect::Status { id: *id, status });
+                        }
+                    }
+                }
+                Content::SessionReset(_) => {
+                    if standing != Standing::Stranger {
+                        effects.push(Effect::PeerReset { from });
+                    }
+                }
+                // The driver's (see `handled_here`).
+                Content::ContactRequest(_)
+                | Content::ContactAccept(_)
+                | Content::ContactReject(_)
+                | Content::Call(_) => {}
+            }
+        }
+        Arrival::Failed {
+            from,
+            failure,
+            envelope,
+        } => {
+            effects.push(Effect::Quarantine { from });
+            let Some(from) = from else {
+                return Ok(effects);
+            };
+            let standing = store.standing(&from)?;
+            // One notice for a run of failures (what was in flight on a broken session fails
+            // together): none if the conversation's newest message is already one.
+            let noticed = store
+                .newest(&direct(&from))?
+                .is_some_and(|m| m.kind == UNDECRYPTABLE);
+            if standing.keeps_messages() && !noticed {
+                let at = Bounded {
+                    at: now,
+                    flag: None,
+                };
+                let m = incoming(
+                    &from,
+                    MessageId(envelope),
+                    String::new(),
+                    at,
+                    now,
+                    UNDECRYPTABLE,
+                );
+                if store.insert(&m)? {
+                    effects.push(Effect::Stored(m.id));
+                }
+            }
+            if failure == Failure::Session && standing.gets_receipts() {
+                effects.push(Effect::ResetSession { with: from });
+            }
+        }
+    }
+    Ok(effects)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::content::session::Reset;
+    use crate::inbound::{FUTURE_SKEW_MS, TimeFlag};
+    use crate::store::MemoryStore;
+
+    const NOW: u64 = 1_800_000_000_000;
+    const ALICE: AccountId = AccountId([1; 32]);
+    const BOB: AccountId = AccountId([2; 32]);
+
+    fn text(id: u8, sent: u64, body: &str) -> Content {
+        Content::Text(Text {
+            id: MessageId([id; 16]),
+            sent,
+            body: body.into(),
+        })
+    }
+
+    fn from(store: &mut MemoryStore, who: AccountId, content: &Content) -> Vec<Effect> {
+        let envelope = *blake3::hash(&content.to_bytes().unwrap_or_default()).as_bytes();
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&envelope[..16]);
+        let Ok(effects) = receive(
+            store,
+            Arrival::Content {
+                from: who,
+                content,
+                envelope: id,
+            },
+            NOW,
+        );
+        effects
+    }
+
+    /// A failure arriving `n` ms after `NOW`, with envelope id `[n; 16]`.
+    fn failed(
+        store: &mut MemoryStore,
+        who: Option<AccountId>,
+        failure: Failure,
+        n: u8,
+    ) -> Vec<Effect> {
+        let Ok(effects) = receive(
+            store,
+            Arrival::Failed {
+                from: who,
+                failure,
+                envelope: [n; 16],
+            },
+            NOW + u64::from(n),
+        );
+        effects
+    }
+
+    fn bodies(store: &MemoryStore, who: &AccountId) -> Vec<String> {
+        store
+            .conversation(&direct(who))
+            .iter()
+            .map(|m| m.body.clone())
+            .collect()
+    }
+
+    fn store_with(standing: Standing) -> MemoryStore {
+        let mut s = MemoryStore::default();
+        s.set_standing(ALICE, standing);
+        s
+    }
+
+    #[test]
+    fn texts_are_shown_by_bounded_sender_time_and_a_future_clock_is_flagged() {
+        let mut s = store_with(Standing::Accepted);
+        from(&mut s, ALICE, &text(1, NOW - 3_000, "first"));
+        from(&mut s, ALICE, &text(3, NOW - 1_000, "third"));
+        from(&mut s, ALICE, &text(2, NOW - 2_000, "second, late"));
+        // A day ahead: shown at the receive time, after the others, and flagged.
+        from(
+            &mut s,
+            ALICE,
+            &text(4, NOW + FUTURE_SKEW_MS + 86_400_000, "from the future"),
+        );
+        from(&mut s, ALICE, &text(5, NOW - 500, "fifth"));
+        assert_eq!(
+            bodies(&s, &ALICE),
+            ["first", "second, late", "third", "fifth", "from the future"]
+        );
+        let future = s.conversation(&direct(&ALICE))[4].clone();
+        assert_eq!(
+            (future.sent, future.time_flag),
+            (NOW, Some(TimeFlag::Future))
+        );
+    }
+
+    #[test]
+    fn a_copy_is_stored_once_and_receipted_again() {
+        let mut s = store_with(Standing::Accepted);
+        let t = text(1, NOW, "hi");
+        let first = from(&mut s, ALICE, &t);
+        let again = from(&mut s, ALICE, &t);
+        let receipt = Effect::Receipt {
+            to: ALICE,
+            kind: ReceiptKind::Delivered,
+            ids: vec![MessageId([1; 16])],
+        };
+        assert_eq!(
+            first,
+            vec![Effect::Stored(MessageId([1; 16])), receipt.clone()]
+        );
+        assert_eq!(again, vec![receipt]);
+        assert_eq!(bodies(&s, &ALICE), ["hi"]);
+    }
+
+    #[test]
+    fn the_request_box_keeps_messages_without_receipts_and_strangers_keep_nothing() {
+        let mut s = store_with(Standing::Incoming);
+        let effects = from(&mut s, ALICE, &text(1, NOW, "may I?"));
+        assert_eq!(effects, vec![Effect::Stored(MessageId([1; 16]))]);
+        // Not a contact at all, or rejected: nothing kept, nothing said.
+        assert!(from(&mut s, BOB, &text(2, NOW, "hello")).is_empty());
+        s.set_standing(BOB, Standing::Rejected);
+        assert!(from(&mut s, BOB, &text(3, NOW, "hello again")).is_empty());
+        assert!(bodies(&s, &BOB).is_empty());
+        // Unknown kinds follow the same rule, and are kept once.
+        let newer = Content::Unsupported {
+            kind: "poll".into(),
+        };
+        assert_eq!(from(&mut s, ALICE, &newer).len(), 1);
+        assert!(from(&mut s, ALICE, &newer).is_empty());
+        assert!(from(&mut s, BOB, &newer).is_empty());
+    }
+
+    #[test]
+    fn receipts_move_only_our_messages_to_that_sender_and_only_forward() {
+        let mut s = store_with(Standing::Accepted);
+        s.set_standing(BOB, Standing::Accepted);
+        let ours = StoredMessage {
+            id: MessageId([9; 16]),
+            conversation: direct(&ALICE),
+            peer: ALICE,
+            outgoing: true,
+            body: "to alice".into(),
+            sent: NOW,
+            received: None,
+            time_flag: None,
+            kind: "text".into(),
+            status: Status::Sent,
+        };
+        assert_eq!(s.insert(&ours), Ok(true));
+        let receipt = |kind| {
+            Content::Receipt(Receipt {
+                kind,
+                ids: vec![MessageId([9; 16])],
+            })
+        };
+        // Bob cannot mark what we sent Alice.
+        assert!(from(&mut s, BOB, &receipt(ReceiptKind::Read)).is_empty());
+        assert_eq!(
+            from(&mut s, ALICE, &receipt(ReceiptKind::Read)),
+            vec![Effect::Status {
+                id: MessageId([9; 16]),
+                status: Status::Read
+            }]
+        );
+        // A late "delivered" does not undo "read".
+        assert!(from(&mut s, ALICE, &receipt(ReceiptKind::Delivered)).is_empty());
+        assert_eq!(
+            s.get(&MessageId([9; 16])).map(|m| m.map(|m| m.status)),
+            Ok(Some(Status::Read))
+        );
+    }
+
+    #[test]
+    fn failures_are_quarantined_with_one_notice_and_a_broken_session_is_reset() {
+        let mut s = store_with(Standing::Accepted);
+        // The envelope layer refused it: nobody to tell, nothing to reset.
+        assert_eq!(
+            failed(&mut s, None, Failure::Envelope, 1),
+            vec![Effect::Quarantine { from: None }]
+        );
+        // A broken session with a contact: a notice, and a reset.
+        assert_eq!(
+            failed(&mut s, Some(ALICE), Failure::Session, 2),
+            vec![
+                Effect::Quarantine { from: Some(ALICE) },
+                Effect::Stored(MessageId([2; 16])),
+                Effect::ResetSession { with: ALICE },
+            ]
+        );
+        // What was in flight fails too: quarantined, no second notice.
+        assert_eq!(
+            failed(&mut s, Some(ALICE), Failure::Session, 3),
+            vec![
+                Effect::Quarantine { from: Some(ALICE) },
+                Effect::ResetSession { with: ALICE },
+            ]
+        );
+        // After a message, a new failure is noticed again; bad content is not a session fault.
+        from(&mut s, ALICE, &text(7, NOW + 3, "back"));
+        assert_eq!(
+            failed(&mut s, Some(ALICE), Failure::Content, 4),
+            vec![
+                Effect::Quarantine { from: Some(ALICE) },
+                Effect::Stored(MessageId([4; 16])),
+            ]
+        );
+        let kinds: Vec<String> = s
+            .conversation(&direct(&ALICE))
+            .iter()
+            .map(|m| m.kind.clone())
+            .collect();
+        assert_eq!(kinds, [UNDECRYPTABLE, "text", UNDECRYPTABLE]);
+        // A request's broken session is not reset (a reset would tell them we exist).
+        s.set_standing(BOB, Standing::Incoming);
+        assert_eq!(
+            failed(&mut s, Some(BOB), Failure::Session, 5),
+            vec![
+                Effect::Quarantine { from: Some(BOB) },
+                Effect::Stored(MessageId([5; 16])),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_session_reset_is_reported_unless_from_a_stranger() {
+        let mut s = store_with(Standing::Accepted);
+        let reset = Content::SessionReset(Reset {});
+        assert_eq!(
+            from(&mut s, ALICE, &reset),
+            vec![Effect::PeerReset { from: ALICE }]
+        );
+        assert!(from(&mut s, BOB, &reset).is_empty());
+        assert!(handled_here(&reset));
+        assert!(!handled_here(&Content::ContactReject(
+            crate::content::contact::Reject {}
+        )));
+    }
+}
