@@ -206,20 +206,32 @@ async fn send_and_receive_paths(dir: &std::path::Path, relay: &Relay) {
     dave.lock();
     carol.hold_delivery(true);
     let (mut send, mut seal, mut both) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut send_cpu, mut seal_cpu, mut both_cpu) = (Vec::new(), Vec::new(), Vec::new());
     for i in 0..N {
-        let t = Instant::now();
+        let (t, c0) = (Instant::now(), cpu_us());
         carol.send_text(&d_id, &text(i)).await.unwrap();
-        let a = t.elapsed();
+        let (a, c1) = (t.elapsed(), cpu_us());
         assert_eq!(carol.seal_outbox().unwrap(), 1);
-        let b = t.elapsed();
+        let (b, c2) = (t.elapsed(), cpu_us());
         send.push(a.as_secs_f64() * 1e6);
         seal.push((b - a).as_secs_f64() * 1e6);
         both.push(b.as_secs_f64() * 1e6);
+        if let (Some(c0), Some(c1), Some(c2)) = (c0, c1, c2) {
+            send_cpu.push(c1 - c0);
+            seal_cpu.push(c2 - c1);
+            both_cpu.push(c2 - c0);
+        }
     }
     println!("\n2. Send path, 1 KiB text, {N} messages (no network)");
     print("   send_text (Signal encrypt + vault commit)", &stats(send));
     print("   seal (envelope v2 + vault commit)", &stats(seal));
     print("   whole send path", &stats(both));
+    if !both_cpu.is_empty() {
+        println!("   CPU time of this thread (fsync waits excluded):");
+        print("   send_text, CPU", &stats(send_cpu));
+        print("   seal, CPU", &stats(seal_cpu));
+        print("   whole send path, CPU", &stats(both_cpu));
+    }
     carol.flush_outbox().await.unwrap();
 
     // What the relay stored for Dave, as it would deliver it.
@@ -250,11 +262,14 @@ async fn send_and_receive_paths(dir: &std::path::Path, relay: &Relay) {
     .await
     .unwrap();
     dave.hold_delivery(true);
-    let mut receive = Vec::new();
+    let (mut receive, mut receive_cpu) = (Vec::new(), Vec::new());
     for e in &envelopes {
-        let t = Instant::now();
+        let (t, c0) = (Instant::now(), cpu_us());
         let keep = dave.receive_envelope(e);
         receive.push(t.elapsed().as_secs_f64() * 1e6);
+        if let (Some(c0), Some(c1)) = (c0, cpu_us()) {
+            receive_cpu.push(c1 - c0);
+        }
         assert!(!keep);
     }
     assert_eq!(dave.history(&c_id, None, 2000).unwrap().len(), N + 10);
@@ -267,6 +282,20 @@ async fn send_and_receive_paths(dir: &std::path::Path, relay: &Relay) {
         "   receive_envelope (open + decrypt + commit)",
         &stats(receive),
     );
+    if !receive_cpu.is_empty() {
+        print(
+            "   receive_envelope, CPU of this thread",
+            &stats(receive_cpu),
+        );
+    }
+}
+
+/// CPU time this thread has used, µs (Linux: `/proc/thread-self/schedstat`, nanoseconds on
+/// the CPU); `None` where it cannot be read. Time blocked in fsync is not CPU time.
+fn cpu_us() -> Option<f64> {
+    let text = std::fs::read_to_string("/proc/thread-self/schedstat").ok()?;
+    let ns: f64 = text.split_whitespace().next()?.parse().ok()?;
+    Some(ns / 1000.0)
 }
 
 fn main() {

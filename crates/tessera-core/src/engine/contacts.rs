@@ -5,7 +5,8 @@ use super::*;
 
 impl Engine {
     /// Adds a contact from their invite: fetches and verifies their bundle (the keys must hash
-    /// to the invite's account id), starts the session and sends a contact request. If they
+    /// to the invite's account id), starts the session and queues a contact request (returns
+    /// once it is committed; it is delivered in the background). If they
     /// already asked us, this accepts their request instead.
     pub async fn add_contact(
         &self,
@@ -76,7 +77,8 @@ impl Engine {
                 Ok(contact)
             })
         })?;
-        self.flush_outbox().await?;
+        // Committed: the request goes out in the background, as a text does.
+        self.kick();
         Ok(contact)
     }
 

@@ -96,7 +96,9 @@ impl Engine {
     }
 
     /// Sends a call signal to an accepted contact (`docs/calls.md`). It travels like a
-    /// message (Signal session, envelope), but nothing is stored in the conversation.
+    /// message (Signal session, envelope), but nothing is stored in the conversation. Unlike a
+    /// text it waits for the outbox to be handed to the relay: a call is only worth placing
+    /// now, so a relay that cannot be reached is the caller's error at once.
     pub async fn send_call_signal(
         &self,
         contact: &[u8; 32],
