@@ -29,6 +29,8 @@ function mark(status, failure) {
   return el('span', { class: `mark mark-${status}`, role: 'img', 'aria-label': label, title: label }, m[0]);
 }
 
+const CLOCK_FLAG = 'The sender\u2019s clock was wrong: shown at the time it arrived.';
+
 function messageNode(m) {
   const notices = {
     unsupported: 'Unsupported message: it was sent from a newer version of Tessera.',
@@ -39,7 +41,9 @@ function messageNode(m) {
     : el('p', { class: 'body' }, m.body);
   return el('div', { class: `msg ${m.outgoing ? 'out' : 'in'}`, dataset: { id: m.id, row: m.row, sent: m.sent, day: new Date(m.sent).toDateString() } },
     body,
-    el('span', { class: 'meta' }, el('time', { datetime: new Date(m.sent).toISOString() }, time(m.sent)), m.outgoing ? mark(m.status, m.failure) : null));
+    el('span', { class: 'meta' }, el('time', { datetime: new Date(m.sent).toISOString() }, time(m.sent)),
+      m.timeFlag ? el('span', { class: 'clock-flag', role: 'img', 'aria-label': CLOCK_FLAG, title: CLOCK_FLAG }, '⏱') : null,
+      m.outgoing ? mark(m.status, m.failure) : null));
 }
 
 /** Inserts day separators between messages of different days. */

@@ -79,6 +79,9 @@ pub struct MessageView {
     /// `text`, `unsupported` for a kind from a newer version, or `undecryptable` for the
     /// notice an envelope that could not be decrypted left (docs/messaging.md, "Quarantine").
     pub kind: &'static str,
+    /// Set when the sender's clock was not believed and the arrival time is shown instead:
+    /// `future` or `too_old`.
+    pub time_flag: Option<String>,
 }
 
 impl From<&Message> for MessageView {
@@ -105,6 +108,7 @@ impl From<&Message> for MessageView {
             } else {
                 "text"
             },
+            time_flag: m.time_flag.clone(),
         }
     }
 }

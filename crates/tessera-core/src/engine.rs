@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use futures_util::FutureExt as _;
+use crate::run_to_end::RunToEnd as _;
 use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use tessera_crypto::signal::{

@@ -5,7 +5,7 @@
 //! publishes what `Maintained` says changed. The schedule is a pure function ([`due`]) so it
 //! is tested without a vault.
 
-use futures_util::FutureExt as _;
+use crate::run_to_end::RunToEnd as _;
 use rand::{CryptoRng, Rng};
 use tessera_crypto::signal::{
     GenericSignedPreKey as _, KeyPair, KyberPreKeyRecord, PreKeyRecord, SignedPreKeyRecord,
@@ -445,15 +445,13 @@ fn new_signed_pair<R: Rng + CryptoRng>(
         spk_id.into(),
         &SignedPreKeyRecord::new(spk_id.into(), ts, &spk, &spk_sig),
     )
-    .now_or_never()
-    .ok_or(CoreError::Busy)??;
+    .run_to_end()?;
     tessera_crypto::signal::KyberPreKeyStore::save_kyber_pre_key(
         &mut s,
         kyber_id.into(),
         &KyberPreKeyRecord::new(kyber_id.into(), ts, &kyber, &kyber_sig),
     )
-    .now_or_never()
-    .ok_or(CoreError::Busy)??;
+    .run_to_end()?;
     let fixed = |sig: &[u8]| -> Result<[u8; 64], CoreError> {
         sig.try_into().map_err(|_| CoreError::BadContent)
     };
@@ -566,8 +564,7 @@ pub(crate) fn new_batch<R: Rng + CryptoRng>(
             id.into(),
             &PreKeyRecord::new(id.into(), &pair),
         )
-        .now_or_never()
-        .ok_or(CoreError::Busy)??;
+        .run_to_end()?;
         publics.push((id, pair.public_key));
     }
     let batch = OneTimePrekeyBatch::new(publics.clone())?;

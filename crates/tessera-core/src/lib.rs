@@ -8,6 +8,7 @@ mod engine;
 mod invite;
 pub mod keys;
 pub mod phone;
+mod run_to_end;
 mod transport;
 
 pub use codes::{card_code, net_code, vault_code};

@@ -87,6 +87,12 @@ id16!(
     /// A call.
     CallId
 );
+id16!(
+    /// An envelope as the receiver identifies it for what it leaves in a conversation: derived
+    /// from its replay key (or its bytes, when it could not be opened), so a second copy of the
+    /// same envelope has the same id.
+    EnvelopeId
+);
 
 /// An entry of this device's outbox (a row number in the vault).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Debug)]

@@ -11,7 +11,9 @@ pub mod store;
 pub use content::Content;
 pub use conversation::{Conversation, ConversationKind};
 pub use delivery::{Delivery, Effect, FailReason, Item, Outcome};
-pub use ids::{AccountId, CallId, ConversationId, DeviceId, MessageId, OutboxId, Recipient};
+pub use ids::{
+    AccountId, CallId, ConversationId, DeviceId, EnvelopeId, MessageId, OutboxId, Recipient,
+};
 
 /// Why a messaging operation failed. No variant carries message content or keys.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

@@ -15,7 +15,7 @@ use crate::content::Content;
 use crate::content::receipt::{Receipt, ReceiptKind};
 use crate::content::text::Text;
 use crate::conversation::{Conversation, ConversationKind};
-use crate::ids::{AccountId, ConversationId, MessageId};
+use crate::ids::{AccountId, ConversationId, EnvelopeId, MessageId};
 use crate::inbound::{Bounded, Standing, bound_sent};
 use crate::store::{Contacts, Messages, Status, StoredMessage};
 
@@ -44,9 +44,8 @@ pub enum Arrival<'a> {
         from: AccountId,
         /// What they sent.
         content: &'a Content,
-        /// This envelope's id for what it leaves in a conversation (derived from its replay
-        /// key or bytes: a second copy has the same, so it is stored once).
-        envelope: [u8; 16],
+        /// This envelope's id (a second copy has the same, so what it leaves is stored once).
+        envelope: EnvelopeId,
     },
     /// The envelope could not be used.
     Failed {
@@ -55,7 +54,7 @@ pub enum Arrival<'a> {
         /// What failed.
         failure: Failure,
         /// As above.
-        envelope: [u8; 16],
+        envelope: EnvelopeId,
     },
 }
 
@@ -184,7 +183,8 @@ where
                             flag: None,
                         };
                         let kind = format!("unsupported:{kind}");
-                        let m = incoming(&from, MessageId(envelope), String::new(), at, now, &kind);
+                        let m =
+                            incoming(&from, MessageId(envelope.0), String::new(), at, now, &kind);
                         if store.insert(&m)? {
                             effects.push(Effect::Stored(m.id));
                         }
@@ -237,7 +237,7 @@ where
                 };
                 let m = incoming(
                     &from,
-                    MessageId(envelope),
+                    MessageId(envelope.0),
                     String::new(),
                     at,
                     now,
@@ -283,7 +283,7 @@ mod tests {
             Arrival::Content {
                 from: who,
                 content,
-                envelope: id,
+                envelope: EnvelopeId(id),
             },
             NOW,
         );
@@ -302,7 +302,7 @@ mod tests {
             Arrival::Failed {
                 from: who,
                 failure,
-                envelope: [n; 16],
+                envelope: EnvelopeId([n; 16]),
             },
             NOW + u64::from(n),
         );

@@ -140,7 +140,7 @@ mod tests {
                 Arrival::Content {
                     from,
                     content: &content,
-                    envelope: [0; 16],
+                    envelope: tessera_messaging::EnvelopeId([0; 16]),
                 },
                 1_000,
             )

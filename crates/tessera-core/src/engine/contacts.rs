@@ -66,8 +66,7 @@ impl Engine {
                 let addr = address(&account, DEVICE_ID)?;
                 let (mut s, mut i) = (v.signal(), v.signal());
                 process_prekey_bundle(&addr, &mut s, &mut i, &lib, at(now), &mut rng())
-                    .now_or_never()
-                    .ok_or(CoreError::Busy)??;
+                    .run_to_end()?;
                 let request = Content::ContactRequest(contact::Request {
                     name: me.name.clone(),
                     relay: me.relay.to_string(),
@@ -141,8 +140,7 @@ impl Engine {
                 let addr = address(&account, DEVICE_ID)?;
                 let (mut s, mut i) = (v.signal(), v.signal());
                 process_prekey_bundle(&addr, &mut s, &mut i, &lib, at(now), &mut rng())
-                    .now_or_never()
-                    .ok_or(CoreError::Busy)??;
+                    .run_to_end()?;
                 let reset = Content::SessionReset(tessera_messaging::content::session::Reset {});
                 queue(v, &account, &reset, None, now)
             })

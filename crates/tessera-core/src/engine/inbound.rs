@@ -1,6 +1,7 @@
 //! Receiving: one envelope opened, verified, decrypted and applied in one vault transaction
 //! (`docs/engine.md`, "Messages"; `docs/messaging.md`, "Inbound policy").
 
+use tessera_messaging::EnvelopeId;
 use tessera_messaging::receive::{Arrival, Effect, Failure};
 
 use super::*;
@@ -46,10 +47,10 @@ pub(super) fn base64_decode(text: &str) -> Option<Vec<u8>> {
 const QUARANTINE_KEPT: u32 = 1000;
 
 /// A 16-byte id for what an envelope leaves in a conversation (a second copy has the same).
-fn envelope_key(bytes: &[u8]) -> [u8; 16] {
+fn envelope_key(bytes: &[u8]) -> EnvelopeId {
     let mut id = [0u8; 16];
     id.copy_from_slice(&blake3::hash(bytes).as_bytes()[..16]);
-    id
+    EnvelopeId(id)
 }
 
 /// Runs tessera-messaging's inbound machine on the vault and carries out its effects inside
@@ -207,8 +208,7 @@ pub(super) fn process(
                 &mut k,
                 &mut rng(),
             )
-            .now_or_never()
-            .ok_or(CoreError::Busy)?
+            .run_to_end()
             {
                 Ok(p) => Zeroizing::new(p),
                 Err(SignalProtocolError::UntrustedIdentity(_)) => {

@@ -30,9 +30,7 @@ pub(super) fn queue(
     for (device_id, _) in devices {
         let addr = address(contact, device_id)?;
         let (mut s, mut i) = (v.signal(), v.signal());
-        let ct = message_encrypt(&plain, &addr, &mut s, &mut i, at(now), &mut r)
-            .now_or_never()
-            .ok_or(CoreError::Busy)??;
+        let ct = message_encrypt(&plain, &addr, &mut s, &mut i, at(now), &mut r).run_to_end()?;
         let mut payload = vec![ct.message_type() as u8];
         payload.extend_from_slice(ct.serialize());
         v.outbox_push(&contact.0, device_id, &payload, message)?;
