@@ -26,6 +26,10 @@ const STATES = {
 
 let poll = null;
 let videoSubscribed = false;
+// Whether the own camera is on, as the backend last said: a preview picture that was already on
+// its way when the camera was switched off is not drawn, and the preview goes with the state
+// itself, not only with the "stopped" message on the picture channel.
+let cameraWanted = true;
 
 function clock(secs) {
   const m = Math.floor(secs / 60);
@@ -39,6 +43,7 @@ function drawPicture(buf) {
   const bytes = new Uint8Array(buf);
   if (bytes.length < 1) return;
   const canvas = bytes[0] === 1 ? $('#call-preview') : $('#call-remote');
+  if (bytes[0] === 1 && !cameraWanted) return;
   if (bytes.length === 1) {
     clearCanvas(canvas);
     if (bytes[0] === 1) canvas.hidden = true;
@@ -88,6 +93,11 @@ function render(v) {
   $('#call-mute').setAttribute('aria-pressed', String(v.muted));
   $('#call-camera').hidden = !v.video;
   $('#call-camera').textContent = v.camera ? 'Camera off' : 'Camera on';
+  cameraWanted = Boolean(v.video && v.camera);
+  if (!cameraWanted) {
+    clearCanvas($('#call-preview'));
+    $('#call-preview').hidden = true;
+  }
   $('#call-remote').hidden = !v.video;
   const notes = [];
   const details = [];
@@ -143,6 +153,7 @@ function hide() {
   clearCanvas($('#call-remote'));
   clearCanvas($('#call-preview'));
   $('#call-preview').hidden = true;
+  cameraWanted = true;
   for (const id of ['#call-name', '#call-state', '#call-duration', '#call-quality', '#call-devices', '#call-policy', '#call-safety']) $(id).textContent = '';
 }
 

@@ -229,6 +229,129 @@ fn delivery_the_request_box_shows_only_a_preview_and_flags_a_name_that_imitates_
     assert!(requests["requests"].as_array().unwrap().is_empty());
 }
 
+#[test]
+fn delivery_an_envelope_forged_in_a_contacts_name_is_acknowledged_quarantined_and_the_contact_gets_through()
+ {
+    use rand::RngCore as _;
+    use tessera_crypto::{AccountIdentity, DeviceCertificate, EpochSigningKey};
+    use tessera_e2e::spec::{Spec, SpecLink, spec_seal};
+
+    let dir = tempfile::tempdir().unwrap();
+    let port = tessera_e2e::free_port();
+    let data = dir.path().join("relay");
+    let relay = Relay::start_on(&data, port, &[]);
+    let address = relay.address.to_string();
+    let alice = account(dir.path(), "alice", &address);
+    let bob = account(dir.path(), "bob", &address);
+    befriend(&alice, &bob, "bob");
+    let id_of = |c: &Cli| -> tessera_crypto::AccountId {
+        c.ok(&["invite"])["account_id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (alice_id, bob_id) = (id_of(&alice), id_of(&bob));
+    drop(relay);
+
+    // What is public: Alice's device certificate (her envelope key) and Bob's account keys.
+    let db = rusqlite::Connection::open(data.join("relay.sqlite3")).unwrap();
+    let certificate: Vec<u8> = db
+        .query_row(
+            "SELECT certificate FROM devices WHERE account_id = ?1",
+            [&alice_id.0[..]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let bob_keys: Vec<u8> = db
+        .query_row(
+            "SELECT public FROM accounts WHERE account_id = ?1",
+            [&bob_id.0[..]],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let alice_key = DeviceCertificate::from_bytes(&certificate)
+        .unwrap()
+        .fields
+        .envelope_key;
+    // Mallory seals a well-formed envelope to Alice that claims to be Bob: her own epoch key,
+    // with Bob's account keys put into her epoch certificate in place of hers (so it names Bob,
+    // but Bob's identity never signed it), the claim Bob's account id.
+    let mut r = rand::rng();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    let day = 86_400_000;
+    let mallory = AccountIdentity::generate(&mut r);
+    let epoch = EpochSigningKey::generate(&mallory, 1, now - day, now + 7 * day, &mut r).unwrap();
+    let mut forged_certificate = epoch.certificate().to_bytes();
+    assert_eq!(bob_keys.len(), 2625, "identity key and ML-DSA-87 key");
+    forged_certificate[1..2626].copy_from_slice(&bob_keys);
+    let (mut lsk, mut m) = ([0u8; 32], [0u8; 32]);
+    r.fill_bytes(&mut lsk);
+    r.fill_bytes(&mut m);
+    let link = SpecLink::new(&alice_key, lsk, m);
+    let content = b"\x01not a signal message at all";
+    let mut spec = Spec::new(&alice_key, &epoch, &link, true, content, &mut r);
+    spec.sent_at = now;
+    spec.certificate = Some(forged_certificate);
+    spec.claim_account = Some(bob_id.0);
+    let forged = spec_seal(&spec);
+    // Into Alice's mailbox, as the relay stores any envelope.
+    db.execute(
+        "INSERT INTO mailbox (account_id, device_id, expires_ms, size, envelope)
+         VALUES (?1, 1, ?2, ?3, ?4)",
+        rusqlite::params![
+            &alice_id.0[..],
+            (now + 30 * day) as i64,
+            forged.len() as i64,
+            &forged
+        ],
+    )
+    .unwrap();
+    drop(db);
+
+    let _relay = Relay::start_on(&data, port, &[]);
+    let events = alice.sync();
+    let quarantined: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["event"] == "quarantined")
+        .collect();
+    assert_eq!(quarantined.len(), 1, "{events:?}");
+    // Not attributed to Bob: the envelope layer never authenticated a sender.
+    assert!(quarantined[0]["from"].is_null(), "{quarantined:?}");
+    let reason = quarantined[0]["reason"].as_str().unwrap();
+    assert!(reason.contains("signature"), "{reason}");
+    assert!(Cli::messages(&events).is_empty(), "{events:?}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !mailbox_rows(&data, &alice_id).is_empty() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the forged envelope still waits at the relay"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let kept = alice.ok(&["quarantine"]);
+    assert_eq!(kept["quarantine"].as_array().unwrap().len(), 1, "{kept}");
+
+    // Bob's conversation shows nothing of it, and Bob himself still gets through.
+    bob.ok(&["send", "alice", "the real bob"]);
+    assert_eq!(
+        Cli::messages(&alice.sync()),
+        vec![("bob".to_string(), "the real bob".to_string())]
+    );
+    let history = alice.ok(&["history", "bob", "--limit", "10"]);
+    assert!(
+        history["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["kind"] == "text"),
+        "{history}"
+    );
+}
+
 /// Alice's mailbox rows at the relay (its database, read while it runs or after it stopped).
 fn mailbox_rows(data: &Path, account: &tessera_crypto::AccountId) -> Vec<(i64, i64, Vec<u8>)> {
     let db = rusqlite::Connection::open(data.join("relay.sqlite3")).unwrap();

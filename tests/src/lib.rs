@@ -10,6 +10,11 @@ pub mod device;
 pub mod faketime;
 pub mod process;
 pub mod relay;
+/// The envelope specification's own sealer (`docs/envelope.md`, written again from the
+/// document), shared with tessera-crypto's vector tests: it can forge what no honest sender
+/// makes.
+#[path = "../../crates/tessera-crypto/tests/common/spec.rs"]
+pub mod spec;
 pub mod webdriver;
 
 use std::path::PathBuf;

@@ -41,8 +41,7 @@ pub type NamedSecret = (String, Zeroizing<Vec<u8>>);
 impl Vault {
     /// Deletes a local value (no error if it was not there).
     pub fn delete_local(&self, name: &str) -> Result<(), VaultError> {
-        self.conn
-            .execute("DELETE FROM local WHERE name = ?1", [name])?;
+        self.execute("DELETE FROM local WHERE name = ?1", [name])?;
         Ok(())
     }
 
@@ -63,7 +62,7 @@ impl Vault {
     /// Records that key `(kind, id)` is retired and may be deleted after `delete_after` (ms).
     /// Retiring it again keeps the earlier deadline.
     pub fn retire_key(&self, kind: &str, id: u32, delete_after: u64) -> Result<(), VaultError> {
-        self.conn.execute(
+        self.execute(
             "INSERT OR IGNORE INTO retired_keys (kind, id, delete_after) VALUES (?1, ?2, ?3)",
             params![kind, id, delete_after as i64],
         )?;
@@ -87,7 +86,6 @@ impl Vault {
     /// When a retired key's grace ends (`None` if it is not retired).
     pub fn retired_until(&self, kind: &str, id: u32) -> Result<Option<u64>, VaultError> {
         Ok(self
-            .conn
             .query_row(
                 "SELECT delete_after FROM retired_keys WHERE kind = ?1 AND id = ?2",
                 params![kind, id],
@@ -99,7 +97,7 @@ impl Vault {
 
     /// Forgets a retired key's record (after the caller deleted the key itself).
     pub fn forget_retired_key(&self, kind: &str, id: u32) -> Result<(), VaultError> {
-        self.conn.execute(
+        self.execute(
             "DELETE FROM retired_keys WHERE kind = ?1 AND id = ?2",
             params![kind, id],
         )?;
@@ -108,23 +106,20 @@ impl Vault {
 
     /// Deletes a libsignal signed prekey.
     pub fn delete_signed_prekey(&self, id: u32) -> Result<(), VaultError> {
-        self.conn
-            .execute("DELETE FROM signed_prekeys WHERE id = ?1", [id])?;
+        self.execute("DELETE FROM signed_prekeys WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// Deletes a libsignal Kyber prekey and the record of its uses.
     pub fn delete_kyber_prekey(&self, id: u32) -> Result<(), VaultError> {
-        self.conn
-            .execute("DELETE FROM kyber_prekeys WHERE id = ?1", [id])?;
-        self.conn
-            .execute("DELETE FROM kyber_prekey_uses WHERE kyber_id = ?1", [id])?;
+        self.execute("DELETE FROM kyber_prekeys WHERE id = ?1", [id])?;
+        self.execute("DELETE FROM kyber_prekey_uses WHERE kyber_id = ?1", [id])?;
         Ok(())
     }
 
     /// Deletes the libsignal one-time prekeys with ids in `first..=last`; returns how many.
     pub fn delete_one_time_prekeys(&self, first: u32, last: u32) -> Result<usize, VaultError> {
-        Ok(self.conn.execute(
+        Ok(self.execute(
             "DELETE FROM prekeys WHERE id BETWEEN ?1 AND ?2",
             params![first, last],
         )?)
@@ -132,7 +127,7 @@ impl Vault {
 
     /// Forgets seen envelope ids recorded before `before_ms`; returns how many.
     pub fn forget_seen_before(&self, before_ms: u64) -> Result<usize, VaultError> {
-        Ok(self.conn.execute(
+        Ok(self.execute(
             "DELETE FROM seen_envelopes WHERE seen < ?1",
             [before_ms as i64],
         )?)
@@ -141,7 +136,7 @@ impl Vault {
     /// How many private keys of each kind the vault holds.
     pub fn key_inventory(&self) -> Result<KeyInventory, VaultError> {
         let count = |sql: &str| -> Result<u32, VaultError> {
-            Ok(self.conn.query_row(sql, [], |r| r.get::<_, u32>(0))?)
+            Ok(self.query_row(sql, [], |r| r.get::<_, u32>(0))?)
         };
         Ok(KeyInventory {
             signed_prekeys: count("SELECT count(*) FROM signed_prekeys")?,

@@ -14,7 +14,7 @@ pub use keyfile::{CardBinding, CardFactor, Factors, KEY_FILE_LEN, KdfParams, Key
 pub use keys::{KeyInventory, NamedSecret, RetiredKey};
 pub use machines::standing;
 pub use messages::{
-    Contact, ContactState, Conversation, Message, MessageStatus, OutboxHead, OutboxItem,
+    Contact, ContactState, Conversation, FTS_BATCH, Message, MessageStatus, OutboxHead, OutboxItem,
     Quarantined, direct_conversation,
 };
 pub use schema::SCHEMA_VERSION;

@@ -32,7 +32,7 @@ impl Vault {
         device_id: u32,
         link: &[u8],
     ) -> Result<(), VaultError> {
-        self.conn.execute(
+        self.execute(
             "INSERT OR REPLACE INTO outbound_links (account_id, device_id, link)
              VALUES (?1, ?2, ?3)",
             params![&account_id[..], device_id, link],
@@ -64,7 +64,7 @@ impl Vault {
         received: u64,
         delete_after: u64,
     ) -> Result<(), VaultError> {
-        self.conn.execute(
+        self.execute(
             "INSERT INTO inbound_links
                  (link_id, account_id, device_id, link, received, delete_after)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
@@ -102,7 +102,7 @@ impl Vault {
 
     /// Deletes the links no envelope can use any more; returns how many went.
     pub fn forget_inbound_links_before(&self, now_ms: u64) -> Result<usize, VaultError> {
-        Ok(self.conn.execute(
+        Ok(self.execute(
             "DELETE FROM inbound_links WHERE delete_after < ?1",
             [now_ms as i64],
         )?)
@@ -111,7 +111,7 @@ impl Vault {
     /// How many links we hold: (ours to contacts, contacts' to us).
     pub fn link_counts(&self) -> Result<(u32, u32), VaultError> {
         let count = |sql: &str| -> Result<u32, VaultError> {
-            Ok(self.conn.query_row(sql, [], |r| r.get::<_, u32>(0))?)
+            Ok(self.query_row(sql, [], |r| r.get::<_, u32>(0))?)
         };
         Ok((
             count("SELECT count(*) FROM outbound_links")?,

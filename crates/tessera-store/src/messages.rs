@@ -265,6 +265,10 @@ fn outbox_row(r: &Row<'_>) -> Result<OutboxItem, rusqlite::Error> {
 
 /// Turns user text into an FTS5 query that matches every word (as a prefix), with no operator
 /// syntax: each word is quoted.
+/// How many messages may wait outside the full-text index: one index segment is written per
+/// batch instead of one per message commit (a search indexes what waits first).
+pub const FTS_BATCH: i64 = 256;
+
 fn fts_query(text: &str) -> Option<String> {
     let words: Vec<String> = text
         .split_whitespace()
@@ -276,7 +280,7 @@ fn fts_query(text: &str) -> Option<String> {
 impl Vault {
     /// Adds or updates a contact (by account id).
     pub fn put_contact(&self, c: &Contact) -> Result<(), VaultError> {
-        self.conn.execute(
+        self.execute(
             "INSERT INTO contacts (account_id, name, account_public, relay, state, created)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6)
              ON CONFLICT(account_id) DO UPDATE SET name = excluded.name,
@@ -291,7 +295,7 @@ impl Vault {
                 c.created
             ],
         )?;
-        self.conn.execute(
+        self.execute(
             "INSERT OR IGNORE INTO conversations (id, kind, contact, created)
              VALUES (?1, 'direct', ?2, ?3)",
             params![
@@ -306,7 +310,6 @@ impl Vault {
     /// A contact by account id.
     pub fn contact(&self, account_id: &[u8; 32]) -> Result<Option<Contact>, VaultError> {
         Ok(self
-            .conn
             .query_row(
                 "SELECT account_id, name, account_public, relay, state, created FROM contacts
                  WHERE account_id = ?1",
@@ -319,7 +322,6 @@ impl Vault {
     /// A contact by the name the user gave it.
     pub fn contact_by_name(&self, name: &str) -> Result<Option<Contact>, VaultError> {
         Ok(self
-            .conn
             .query_row(
                 "SELECT account_id, name, account_public, relay, state, created FROM contacts
                  WHERE name = ?1",
@@ -369,7 +371,7 @@ impl Vault {
         account_id: &[u8; 32],
         state: ContactState,
     ) -> Result<bool, VaultError> {
-        Ok(self.conn.execute(
+        Ok(self.execute(
             "UPDATE contacts SET state = ?2 WHERE account_id = ?1",
             params![&account_id[..], state.as_str()],
         )? == 1)
@@ -382,7 +384,7 @@ impl Vault {
         device_id: u32,
         certificate: &[u8],
     ) -> Result<(), VaultError> {
-        self.conn.execute(
+        self.execute(
             "INSERT OR REPLACE INTO contact_devices (account_id, device_id, certificate)
              VALUES (?1, ?2, ?3)",
             params![&account_id[..], device_id, certificate],
@@ -404,32 +406,62 @@ impl Vault {
     }
 
     /// Stores a message; `None` if a message with the same id is already stored (a duplicate).
+    /// Every [`FTS_BATCH`] messages, the ones not yet in the full-text index are added to it.
     pub fn insert_message(&self, m: &Message) -> Result<Option<i64>, VaultError> {
-        let n = self.conn.execute(
+        let mut s = self.conn.prepare_cached(
             "INSERT OR IGNORE INTO messages (contact, message_id, outgoing, body, sent, received,
                 status, read, kind, conversation, time_flag)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
-            params![
-                &m.contact[..],
-                &m.message_id[..],
-                m.outgoing,
-                m.body,
-                m.sent,
-                m.received,
-                m.status.as_str(),
-                m.read,
-                m.kind,
-                &m.conversation[..],
-                m.time_flag
-            ],
         )?;
-        Ok((n == 1).then(|| self.conn.last_insert_rowid()))
+        let n = s.execute(params![
+            &m.contact[..],
+            &m.message_id[..],
+            m.outgoing,
+            m.body,
+            m.sent,
+            m.received,
+            m.status.as_str(),
+            m.read,
+            m.kind,
+            &m.conversation[..],
+            m.time_flag
+        ])?;
+        if n != 1 {
+            return Ok(None);
+        }
+        let row = self.conn.last_insert_rowid();
+        let indexed: i64 = self
+            .conn
+            .prepare_cached("SELECT indexed FROM fts_state")?
+            .query_row([], |r| r.get(0))?;
+        if row - indexed >= FTS_BATCH {
+            self.index_pending()?;
+        }
+        Ok(Some(row))
+    }
+
+    /// Adds the messages not yet in the full-text index to it (schema version 7).
+    fn index_pending(&self) -> Result<(), VaultError> {
+        self.transaction(|v: &Vault| -> Result<(), VaultError> {
+            v.conn
+                .prepare_cached(
+                    "INSERT INTO messages_fts(rowid, body) SELECT id, body FROM messages
+                     WHERE id > (SELECT indexed FROM fts_state) ORDER BY id",
+                )?
+                .execute([])?;
+            v.conn
+                .prepare_cached(
+                    "UPDATE fts_state SET indexed = MAX(indexed,
+                        (SELECT COALESCE(MAX(id), 0) FROM messages))",
+                )?
+                .execute([])?;
+            Ok(())
+        })
     }
 
     /// A message by its id.
     pub fn message(&self, message_id: &[u8; 16]) -> Result<Option<Message>, VaultError> {
         Ok(self
-            .conn
             .query_row(
                 &format!("SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.message_id = ?1"),
                 [&message_id[..]],
@@ -451,7 +483,7 @@ impl Vault {
         if !m.outgoing || status <= m.status || status == MessageStatus::Received {
             return Ok(false);
         }
-        self.conn.execute(
+        self.execute(
             "UPDATE messages SET status = ?2 WHERE message_id = ?1",
             params![&message_id[..], status.as_str()],
         )?;
@@ -479,7 +511,6 @@ impl Vault {
     ) -> Result<Vec<Message>, VaultError> {
         let cursor = match before {
             Some(id) => self
-                .conn
                 .query_row("SELECT sent, id FROM messages WHERE id = ?1", [id], |r| {
                     Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?))
                 })
@@ -511,7 +542,7 @@ impl Vault {
         now_ms: i64,
     ) -> Result<i64, VaultError> {
         let conversation = sender.map(direct_conversation);
-        self.conn.execute(
+        self.execute(
             "INSERT INTO quarantine (conversation, sender, reason, size, received)
              VALUES (?1, ?2, ?3, ?4, ?5)",
             params![
@@ -527,7 +558,7 @@ impl Vault {
 
     /// Forgets all but the newest `keep` quarantine rows.
     pub fn trim_quarantine(&self, keep: u32) -> Result<(), VaultError> {
-        self.conn.execute(
+        self.execute(
             "DELETE FROM quarantine WHERE id <= (SELECT MAX(id) FROM quarantine) - ?1",
             [keep],
         )?;
@@ -558,6 +589,7 @@ impl Vault {
         let Some(query) = fts_query(text) else {
             return Ok(Vec::new());
         };
+        self.index_pending()?;
         // The index is walked newest first and stops after `limit` hits (FTS5 orders by rowid
         // without sorting), so a common word costs no more than a rare one.
         let mut s = self.conn.prepare_cached(&format!(
@@ -592,7 +624,7 @@ impl Vault {
 
     /// Unread incoming messages from a contact.
     pub fn unread(&self, contact: &[u8; 32]) -> Result<u32, VaultError> {
-        Ok(self.conn.query_row(
+        Ok(self.query_row(
             "SELECT COUNT(*) FROM messages WHERE contact = ?1 AND outgoing = 0 AND read = 0",
             [&contact[..]],
             |r| r.get(0),
@@ -608,7 +640,7 @@ impl Vault {
         signal_message: &[u8],
         message_id: Option<&[u8; 16]>,
     ) -> Result<i64, VaultError> {
-        self.conn.execute(
+        self.execute(
             "INSERT INTO outbox (account_id, device_id, envelope, message_id, created, sealed)
              VALUES (?1, ?2, ?3, ?4, strftime('%s','now') * 1000, 0)",
             params![
@@ -625,7 +657,7 @@ impl Vault {
     /// send attempt: a retry then sends the same envelope, which the recipient recognises as a
     /// duplicate by its id).
     pub fn outbox_sealed(&self, id: i64, envelope: &[u8]) -> Result<(), VaultError> {
-        self.conn.execute(
+        self.execute(
             "UPDATE outbox SET envelope = ?2, sealed = 1 WHERE id = ?1",
             params![id, envelope],
         )?;
@@ -684,7 +716,7 @@ impl Vault {
     /// Marks an outgoing message failed with `reason`, unless some device took it already;
     /// returns whether it changed.
     pub fn fail_message(&self, message_id: &[u8; 16], reason: &str) -> Result<bool, VaultError> {
-        let n = self.conn.execute(
+        let n = self.execute(
             "UPDATE messages SET status = 'failed', failure = ?2
              WHERE message_id = ?1 AND outgoing = 1 AND status = 'pending'",
             params![&message_id[..], reason],
@@ -695,7 +727,6 @@ impl Vault {
     /// Why an outgoing message failed (see [`Vault::fail_message`]).
     pub fn message_failure(&self, message_id: &[u8; 16]) -> Result<Option<String>, VaultError> {
         Ok(self
-            .conn
             .query_row(
                 "SELECT failure FROM messages WHERE message_id = ?1 AND status = 'failed'",
                 [&message_id[..]],
@@ -707,14 +738,13 @@ impl Vault {
 
     /// Removes an outbox entry (the relay accepted it).
     pub fn outbox_remove(&self, id: i64) -> Result<(), VaultError> {
-        self.conn
-            .execute("DELETE FROM outbox WHERE id = ?1", [id])?;
+        self.execute("DELETE FROM outbox WHERE id = ?1", [id])?;
         Ok(())
     }
 
     /// Records an envelope id; `false` if it was seen before (a duplicate delivery).
     pub fn mark_seen(&self, envelope_id: &[u8], now_ms: i64) -> Result<bool, VaultError> {
-        Ok(self.conn.execute(
+        Ok(self.execute(
             "INSERT OR IGNORE INTO seen_envelopes (envelope_id, seen) VALUES (?1, ?2)",
             params![envelope_id, now_ms],
         )? == 1)
@@ -723,7 +753,6 @@ impl Vault {
     /// Whether an envelope id was seen.
     pub fn seen(&self, envelope_id: &[u8]) -> Result<bool, VaultError> {
         Ok(self
-            .conn
             .query_row(
                 "SELECT 1 FROM seen_envelopes WHERE envelope_id = ?1",
                 [envelope_id],
@@ -736,7 +765,6 @@ impl Vault {
     /// A setting.
     pub fn setting(&self, name: &str) -> Result<Option<String>, VaultError> {
         Ok(self
-            .conn
             .query_row("SELECT value FROM settings WHERE name = ?1", [name], |r| {
                 r.get(0)
             })
@@ -745,7 +773,7 @@ impl Vault {
 
     /// Sets a setting.
     pub fn set_setting(&self, name: &str, value: &str) -> Result<(), VaultError> {
-        self.conn.execute(
+        self.execute(
             "INSERT OR REPLACE INTO settings (name, value) VALUES (?1, ?2)",
             params![name, value],
         )?;
@@ -827,6 +855,109 @@ mod tests {
         assert_eq!(v.outbox_item(second).unwrap().unwrap().envelope, b"two");
         v.outbox_remove(second).unwrap();
         assert_eq!(v.outbox_item(second).unwrap(), None);
+    }
+
+    /// Schema 7: messages reach the full-text index in batches, a search first indexes what
+    /// waits, and the index always agrees with the table it indexes once caught up.
+    #[test]
+    fn the_full_text_index_is_filled_in_batches_and_a_search_sees_every_message() {
+        let (_d, v) = crate::test_vault();
+        contact7(&v);
+        let add = |n: u32| {
+            let mut id = [0u8; 16];
+            id[..4].copy_from_slice(&n.to_be_bytes());
+            v.insert_message(&Message {
+                id: 0,
+                conversation: direct_conversation(&[7; 32]),
+                contact: [7; 32],
+                message_id: id,
+                outgoing: false,
+                body: format!("apple number{n}"),
+                sent: i64::from(n),
+                received: Some(i64::from(n)),
+                status: MessageStatus::Received,
+                read: false,
+                kind: "text".into(),
+                failure: None,
+                time_flag: None,
+            })
+            .unwrap()
+            .unwrap()
+        };
+        // What the index itself holds (a MATCH reads the index, not the table).
+        let in_index = || -> i64 {
+            v.conn
+                .query_row(
+                    "SELECT COUNT(*) FROM messages_fts WHERE messages_fts MATCH 'apple'",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        let agrees = || {
+            v.conn
+                .execute(
+                    "INSERT INTO messages_fts(messages_fts, rank) VALUES ('integrity-check', 1)",
+                    [],
+                )
+                .unwrap();
+        };
+        for n in 0..10 {
+            add(n);
+        }
+        assert_eq!(in_index(), 0, "nothing indexed per message");
+        assert_eq!(v.search("apple", 1000).unwrap().len(), 10);
+        assert_eq!(in_index(), 10, "the search indexed what waited");
+        agrees();
+        for n in 10..(10 + FTS_BATCH as u32) {
+            add(n);
+        }
+        assert_eq!(
+            in_index(),
+            10 + FTS_BATCH,
+            "a full batch is indexed on its own"
+        );
+        agrees();
+        let hits = v.search("number12", 100).unwrap();
+        assert_eq!(
+            hits.len(),
+            11,
+            "number12 and number120 to number129 (prefix match)"
+        );
+        assert!(hits.iter().any(|m| m.body == "apple number12"));
+
+        // Deleting indexed rows removes them from the index; a row id used again after the
+        // highest rows were deleted is at or below the mark and is indexed at once.
+        let top: i64 = v
+            .conn
+            .query_row("SELECT MAX(id) FROM messages", [], |r| r.get(0))
+            .unwrap();
+        v.conn
+            .execute("DELETE FROM messages WHERE id > ?1", [top - 5])
+            .unwrap();
+        agrees();
+        let again = add(9999);
+        assert!(again <= top, "row id {again} reused");
+        assert_eq!(in_index(), 10 + FTS_BATCH - 5 + 1);
+        agrees();
+        assert_eq!(v.search("number9999", 10).unwrap().len(), 1);
+        // A row above the mark that is deleted before it was indexed leaves no trace.
+        for n in 10_000..10_004 {
+            add(n);
+        }
+        assert_eq!(in_index(), 10 + FTS_BATCH - 5 + 1 + 4);
+        let waiting = add(10_004);
+        assert!(waiting > top);
+        assert_eq!(
+            in_index(),
+            10 + FTS_BATCH - 5 + 1 + 4,
+            "above the mark: waits"
+        );
+        v.conn
+            .execute("DELETE FROM messages WHERE id = ?1", [waiting])
+            .unwrap();
+        assert!(v.search("number10004", 10).unwrap().is_empty());
+        agrees();
     }
 
     #[test]

@@ -163,6 +163,23 @@ const MIGRATIONS: &[&str] = &[
         size         INTEGER NOT NULL,
         received     INTEGER NOT NULL
      );",
+    // 7: the full-text index is filled in batches (docs/vault.md, "Search"): a message is
+    // indexed when `FTS_BATCH` more have arrived or a search runs, not in the transaction that
+    // stores it, so a message commit does not write an index segment of its own. `fts_state`
+    // holds the highest row id in the index; a row at or below it (a reused row id) is indexed
+    // at once, and only indexed rows are removed from the index when they are deleted.
+    "DROP TRIGGER messages_fts_insert;
+     DROP TRIGGER messages_fts_delete;
+     CREATE TABLE fts_state (indexed INTEGER NOT NULL);
+     INSERT INTO fts_state SELECT COALESCE(MAX(id), 0) FROM messages;
+     CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
+     WHEN new.id <= (SELECT indexed FROM fts_state) BEGIN
+        INSERT INTO messages_fts(rowid, body) VALUES (new.id, new.body);
+     END;
+     CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+     WHEN old.id <= (SELECT indexed FROM fts_state) BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+     END;",
 ];
 
 /// Version 6's data step: a direct conversation for each contact (its id derived as

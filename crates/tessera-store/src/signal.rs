@@ -76,7 +76,7 @@ impl Vault {
         account: &str,
         device: u32,
     ) -> std::result::Result<bool, VaultError> {
-        Ok(self.conn.execute(
+        Ok(self.execute(
             "DELETE FROM sessions WHERE account = ?1 AND device = ?2",
             params![account, device],
         )? == 1)
@@ -106,7 +106,6 @@ impl Vault {
     /// A local value (`None` if unset). Secrets come back in zeroizing storage.
     pub fn local(&self, name: &str) -> std::result::Result<Option<Zeroizing<Vec<u8>>>, VaultError> {
         Ok(self
-            .conn
             .query_row("SELECT value FROM local WHERE name = ?1", [name], |r| {
                 r.get::<_, Vec<u8>>(0)
             })
@@ -116,7 +115,7 @@ impl Vault {
 
     /// Sets a local value.
     pub fn set_local(&self, name: &str, value: &[u8]) -> std::result::Result<(), VaultError> {
-        self.conn.execute(
+        self.execute(
             "INSERT OR REPLACE INTO local (name, value) VALUES (?1, ?2)",
             params![name, value],
         )?;
@@ -144,7 +143,6 @@ impl Vault {
         account: &str,
     ) -> std::result::Result<Option<IdentityRecord>, VaultError> {
         Ok(self
-            .conn
             .query_row(
                 "SELECT identity, verified, changed FROM identities WHERE account = ?1",
                 [account],
@@ -167,7 +165,7 @@ impl Vault {
         identity: &IdentityKey,
     ) -> std::result::Result<(), VaultError> {
         let bytes = identity.serialize();
-        self.conn.execute(
+        self.execute(
             "INSERT INTO identities (account, identity, verified, changed, first_seen)
              VALUES (?1, ?2, 0, 0, ?3)
              ON CONFLICT(account) DO UPDATE SET
@@ -184,7 +182,7 @@ impl Vault {
         account: &str,
         verified: bool,
     ) -> std::result::Result<bool, VaultError> {
-        Ok(self.conn.execute(
+        Ok(self.execute(
             "UPDATE identities SET verified = ?2 WHERE account = ?1",
             params![account, verified],
         )? == 1)
@@ -259,7 +257,6 @@ impl IdentityKeyStore for SignalStore<'_> {
         match known {
             None => {
                 self.vault
-                    .conn
                     .execute(
                         "INSERT INTO identities (account, identity, verified, changed, first_seen)
                          VALUES (?1, ?2, 0, 0, ?3)",
@@ -271,7 +268,6 @@ impl IdentityKeyStore for SignalStore<'_> {
             Some(k) if *k == *bytes => Ok(IdentityChange::NewOrUnchanged),
             Some(_) => {
                 self.vault
-                    .conn
                     .execute(
                         "UPDATE identities SET identity = ?2, verified = 0, changed = 1
                          WHERE account = ?1",
@@ -296,7 +292,7 @@ impl IdentityKeyStore for SignalStore<'_> {
                 let same = *k == *identity.serialize();
                 if !same {
                     // Remember that a different key was offered, for the warning.
-                    let _ = self.vault.conn.execute(
+                    let _ = self.vault.execute(
                         "UPDATE identities SET changed = 1 WHERE account = ?1",
                         [address.name()],
                     );
@@ -330,7 +326,6 @@ impl SessionStore for SignalStore<'_> {
     ) -> Result<()> {
         let bytes = Zeroizing::new(record.serialize()?);
         self.vault
-            .conn
             .execute(
                 "INSERT OR REPLACE INTO sessions (account, device, record) VALUES (?1, ?2, ?3)",
                 params![address.name(), device(address), &bytes[..]],
@@ -355,7 +350,6 @@ impl PreKeyStore for SignalStore<'_> {
     async fn save_pre_key(&mut self, prekey_id: PreKeyId, record: &PreKeyRecord) -> Result<()> {
         let bytes = Zeroizing::new(record.serialize()?);
         self.vault
-            .conn
             .execute(
                 "INSERT OR REPLACE INTO prekeys (id, record) VALUES (?1, ?2)",
                 params![u32::from(prekey_id), &bytes[..]],
@@ -366,7 +360,6 @@ impl PreKeyStore for SignalStore<'_> {
 
     async fn remove_pre_key(&mut self, prekey_id: PreKeyId) -> Result<()> {
         self.vault
-            .conn
             .execute("DELETE FROM prekeys WHERE id = ?1", [u32::from(prekey_id)])
             .map_err(db("remove_pre_key"))?;
         Ok(())
@@ -392,7 +385,6 @@ impl SignedPreKeyStore for SignalStore<'_> {
     ) -> Result<()> {
         let bytes = Zeroizing::new(record.serialize()?);
         self.vault
-            .conn
             .execute(
                 "INSERT OR REPLACE INTO signed_prekeys (id, record, created) VALUES (?1, ?2, ?3)",
                 params![u32::from(id), &bytes[..], now_ms()],
@@ -421,7 +413,6 @@ impl KyberPreKeyStore for SignalStore<'_> {
     ) -> Result<()> {
         let bytes = Zeroizing::new(record.serialize()?);
         self.vault
-            .conn
             .execute(
                 "INSERT OR REPLACE INTO kyber_prekeys (id, record, created) VALUES (?1, ?2, ?3)",
                 params![u32::from(id), &bytes[..], now_ms()],
@@ -471,7 +462,6 @@ impl SenderKeyStore for SignalStore<'_> {
     ) -> Result<()> {
         let bytes = Zeroizing::new(record.serialize()?);
         self.vault
-            .conn
             .execute(
                 "INSERT OR REPLACE INTO sender_keys (account, device, distribution, record)
                  VALUES (?1, ?2, ?3, ?4)",

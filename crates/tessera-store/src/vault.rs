@@ -66,6 +66,9 @@ fn open_database(path: &Path, key: &[u8; 32]) -> Result<Connection, VaultError> 
     .map_err(|_| VaultError::Corrupt)?;
     conn.execute_batch(PRAGMAS)
         .map_err(|_| VaultError::Corrupt)?;
+    // Every statement the vault runs goes through the statement cache (`Vault::execute`,
+    // `Vault::query_row`); this holds all of the fixed ones.
+    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(conn)
 }
 
@@ -96,7 +99,24 @@ fn device_secret(
         .ok_or(VaultError::DeviceSecretMissing)
 }
 
+/// Prepared statements kept per connection (the vault has about a hundred fixed ones).
+const STATEMENT_CACHE: usize = 128;
+
 impl Vault {
+    /// Runs one statement, prepared once per connection and kept in the statement cache.
+    pub(crate) fn execute<P: rusqlite::Params>(&self, sql: &str, p: P) -> rusqlite::Result<usize> {
+        self.conn.prepare_cached(sql)?.execute(p)
+    }
+
+    /// One row of a query, through the statement cache like [`Vault::execute`].
+    pub(crate) fn query_row<T, P, F>(&self, sql: &str, p: P, f: F) -> rusqlite::Result<T>
+    where
+        P: rusqlite::Params,
+        F: FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    {
+        self.conn.prepare_cached(sql)?.query_row(p, f)
+    }
+
     /// Creates a vault in `dir` (created with mode 0700 if needed): a fresh database key, a
     /// device secret put into `secrets`, and the key file written last. Refuses to overwrite an
     /// existing vault.
@@ -196,10 +216,7 @@ impl Vault {
     /// Reads every page of the database (SQLite's `quick_check`; SQLCipher authenticates each
     /// page as it is read): [`VaultError::Corrupt`] if any was changed or is missing.
     pub fn check_integrity(&self) -> Result<(), VaultError> {
-        match self
-            .conn
-            .query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0))
-        {
+        match self.query_row("PRAGMA quick_check", [], |r| r.get::<_, String>(0)) {
             Ok(result) if result == "ok" => Ok(()),
             _ => Err(VaultError::Corrupt),
         }

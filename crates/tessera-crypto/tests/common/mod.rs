@@ -2,6 +2,7 @@
 #![allow(dead_code, clippy::unwrap_used, missing_docs)]
 
 pub mod signal;
+pub mod spec;
 
 use rand::SeedableRng as _;
 use rand_chacha::ChaCha20Rng;
