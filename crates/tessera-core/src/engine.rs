@@ -46,6 +46,8 @@ mod contacts;
 mod delivery;
 mod inbound;
 mod messages;
+#[cfg(test)]
+mod testing;
 
 use inbound::standing;
 use messages::{address, at, base64_encode, queue};

@@ -33,3 +33,23 @@ impl TransportConfig {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Tor that cannot start (its configuration cannot be read) is an error, never a direct
+    /// connection in its place.
+    #[tokio::test]
+    async fn tor_that_cannot_start_is_an_error_not_a_direct_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let tor = TransportConfig::Tor {
+            config_file: Some(dir.path().join("missing.toml")),
+        };
+        assert!(tor.open(dir.path()).is_err());
+        assert!(matches!(
+            TransportConfig::Direct.open(dir.path()),
+            Ok(Transport::Direct)
+        ));
+    }
+}

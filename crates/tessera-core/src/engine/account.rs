@@ -263,3 +263,52 @@ impl Engine {
         Ok(())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{account, password, relay};
+    use super::*;
+    use crate::CoreError;
+    use tessera_store::{KdfParams, VaultError};
+    use zeroize::Zeroizing;
+
+    /// A vault opens with its own password only (a typed error otherwise, nothing changed);
+    /// after a password change only the new one opens it, and it is the same account.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn unlock_takes_the_right_password_only_and_a_changed_one_replaces_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay().await;
+        let (alice, secrets) = account(dir.path(), &relay, "alice").await;
+        let id = alice.account_id().unwrap();
+        alice.lock();
+        assert!(!alice.is_unlocked());
+        let home = dir.path().join("alice");
+        let wrong = Engine::unlock(
+            &home,
+            Zeroizing::new(b"not it".to_vec()),
+            secrets.clone(),
+            None,
+        )
+        .await;
+        assert!(matches!(
+            wrong,
+            Err(CoreError::Vault(VaultError::WrongFactor))
+        ));
+        let again = Engine::unlock(&home, password("alice"), secrets.clone(), None)
+            .await
+            .unwrap();
+        assert_eq!(again.account_id().unwrap(), id);
+        let new = Zeroizing::new(b"a better password".to_vec());
+        again
+            .change_password(password("alice"), new.clone(), KdfParams::MINIMUM, None)
+            .await
+            .unwrap();
+        again.lock();
+        assert!(matches!(
+            Engine::unlock(&home, password("alice"), secrets.clone(), None).await,
+            Err(CoreError::Vault(VaultError::WrongFactor))
+        ));
+        let unlocked = Engine::unlock(&home, new, secrets, None).await.unwrap();
+        assert_eq!(unlocked.account_id().unwrap(), id);
+    }
+}

@@ -267,3 +267,37 @@ async fn until_down(link: &mut tokio::sync::watch::Receiver<bool>) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::until_down;
+    use std::time::Duration;
+
+    /// The run loop's watch on the link: it wakes when the link goes down (not when it is
+    /// reported up again), at once when it already is down, and when the engine is gone.
+    #[tokio::test]
+    async fn until_down_wakes_when_the_link_goes_down_or_the_engine_is_gone() {
+        let (tx, mut rx) = tokio::sync::watch::channel(true);
+        let waiter = tokio::spawn(async move { until_down(&mut rx).await });
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished());
+        tx.send_replace(true);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!waiter.is_finished(), "up again is not down");
+        tx.send_replace(false);
+        tokio::time::timeout(Duration::from_secs(10), waiter)
+            .await
+            .expect("woke on down")
+            .expect("no panic");
+
+        let (_tx, mut down) = tokio::sync::watch::channel(false);
+        tokio::time::timeout(Duration::from_secs(10), until_down(&mut down))
+            .await
+            .expect("already down");
+        let (gone, mut orphan) = tokio::sync::watch::channel(true);
+        drop(gone);
+        tokio::time::timeout(Duration::from_secs(10), until_down(&mut orphan))
+            .await
+            .expect("the engine is gone");
+    }
+}

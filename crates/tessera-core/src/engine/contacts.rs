@@ -253,3 +253,53 @@ impl Engine {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{account, befriend, relay};
+    use crate::{ContactState, CoreError};
+
+    /// An invite makes a request on the other side (a stranger there: no content shown), the
+    /// answer makes both accepted; both compute the same safety number, verification sticks,
+    /// and unknown names are a typed error.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_request_answered_makes_two_contacts_with_one_safety_number() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay().await;
+        let (alice, _) = account(dir.path(), &relay, "alice").await;
+        let (bob, _) = account(dir.path(), &relay, "bob").await;
+        assert!(matches!(
+            alice.find_contact("b"),
+            Err(CoreError::UnknownContact)
+        ));
+        let (alice_id, bob_id) = befriend(&alice, &bob).await;
+        let b = alice.find_contact("b").unwrap();
+        assert_eq!(b.account_id, bob_id);
+        assert_eq!(b.state, ContactState::Accepted);
+        assert_eq!(
+            alice
+                .find_contact(&bob_id_text(&bob_id))
+                .unwrap()
+                .account_id,
+            bob_id
+        );
+        assert_eq!(bob.find_contact("a").unwrap().state, ContactState::Accepted);
+        assert!(alice.may_show_content(&bob_id));
+        assert!(!alice.may_show_content(&[0x77; 32]));
+        let (mine, verified, changed) = alice.safety_number(&bob_id).unwrap();
+        let (theirs, _, _) = bob.safety_number(&alice_id).unwrap();
+        assert_eq!(mine, theirs);
+        assert_eq!(mine.chars().filter(char::is_ascii_digit).count(), 60);
+        assert!(!verified && !changed);
+        alice.verify(&bob_id).unwrap();
+        assert!(alice.safety_number(&bob_id).unwrap().1);
+        assert!(matches!(
+            alice.safety_number(&[0x77; 32]),
+            Err(CoreError::UnknownContact)
+        ));
+    }
+
+    fn bob_id_text(id: &[u8; 32]) -> String {
+        tessera_crypto::AccountId(*id).to_string()
+    }
+}

@@ -202,3 +202,79 @@ impl Engine {
         Ok(n)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{account, befriend, relay, wait_for};
+    use crate::CoreError;
+    use tessera_store::MessageStatus;
+
+    /// `send_text` refuses what it cannot send with a typed error and stores nothing; what it
+    /// accepts is committed as pending, reaches the contact, and ends delivered on the sender's
+    /// side, in send order on the recipient's.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn send_text_commits_then_delivers_and_refuses_what_it_cannot_send() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay().await;
+        let (alice, _) = account(dir.path(), &relay, "alice").await;
+        let (bob, _) = account(dir.path(), &relay, "bob").await;
+        let stranger = [0x55; 32];
+        assert!(matches!(
+            alice.send_text(&stranger, "hello").await,
+            Err(CoreError::UnknownContact)
+        ));
+        let (_, bob_id) = befriend(&alice, &bob).await;
+        let too_long = "x".repeat(crate::MAX_TEXT + 1);
+        assert!(matches!(
+            alice.send_text(&bob_id, &too_long).await,
+            Err(CoreError::TooLong)
+        ));
+        assert!(alice.history(&bob_id, None, 10).unwrap().is_empty());
+
+        let mut ids = Vec::new();
+        for n in 0..5 {
+            ids.push(
+                alice
+                    .send_text(&bob_id, &format!("note {n}"))
+                    .await
+                    .unwrap(),
+            );
+        }
+        let first = alice.message(&ids[0]).unwrap().unwrap();
+        assert!(first.outgoing);
+        assert_eq!(first.body, "note 0");
+        let alice_id = alice.account_id().unwrap().0;
+        wait_for("the five notes", || {
+            bob.history(&alice_id, None, 10).unwrap().len() == 5
+        })
+        .await;
+        let mut got: Vec<String> = bob
+            .history(&alice_id, None, 10)
+            .unwrap()
+            .into_iter()
+            .map(|m| m.body)
+            .collect();
+        got.sort_by_key(|b| b.clone());
+        assert_eq!(got, (0..5).map(|n| format!("note {n}")).collect::<Vec<_>>());
+        let order: Vec<i64> = bob
+            .history(&alice_id, None, 10)
+            .unwrap()
+            .iter()
+            .map(|m| m.sent)
+            .collect();
+        assert!(
+            order.windows(2).all(|w| w[0] != w[1]),
+            "distinct sender times"
+        );
+        wait_for("delivery receipts", || {
+            ids.iter().all(|id| {
+                alice
+                    .message(id)
+                    .unwrap()
+                    .is_some_and(|m| m.status >= MessageStatus::Delivered)
+            })
+        })
+        .await;
+        assert_eq!(bob.search("note", 10).unwrap().len(), 5);
+    }
+}
