@@ -277,6 +277,12 @@ impl Engine {
 
     /// Locks like [`Engine::lock`], naming why (an idle timer, the window losing focus).
     pub fn lock_because(&self, reason: LockReason) {
+        // Locked first, then the connection closed: the connection's end is then seen as part
+        // of the lock, not reported as a network disconnection ahead of `Locked`.
+        let was_unlocked = match self.inner.state.lock() {
+            Ok(mut s) => s.take().is_some(),
+            Err(_) => false,
+        };
         if let Ok(mut c) = self.inner.client.lock() {
             c.take();
         }
@@ -284,10 +290,6 @@ impl Engine {
         if let Ok(mut d) = self.inner.delivery.lock() {
             *d = tessera_messaging::Delivery::new(*d.config());
         }
-        let was_unlocked = match self.inner.state.lock() {
-            Ok(mut s) => s.take().is_some(),
-            Err(_) => false,
-        };
         if was_unlocked {
             self.emit(Event::Locked { reason });
         }

@@ -186,6 +186,9 @@ impl Engine {
             };
             if current {
                 engine.inner.link.send_replace(false);
+            }
+            // A connection closed by locking is not a disconnection (`Locked` says it).
+            if current && engine.is_unlocked() {
                 engine.emit(Event::Disconnected);
             }
         });
