@@ -21,6 +21,7 @@ export const passwordStrength = (password, name) => call('password_strength', { 
 export const createAccount = (form) => call('create_account', { form });
 export const unlock = (password) => call('unlock', { password });
 export const lock = () => call('lock');
+export const panicWipe = () => call('panic_wipe');
 export const me = () => call('me');
 export const conversations = () => call('conversations');
 export const history = (contact, before, limit) => call('history', { contact, before, limit });

@@ -5,6 +5,7 @@ import { $, showOnly } from './util.js';
 import { startFirstRun } from './firstrun.js';
 import { showLock } from './lock.js';
 import { openApp, closeApp, onEngineEvent } from './app.js';
+import { setupWipe } from './wipe.js';
 
 const SCREENS = ['first-run', 'lock-screen', 'main'];
 
@@ -49,6 +50,7 @@ async function start() {
       }
     };
     for (const ev of ['keydown', 'pointerdown', 'wheel']) window.addEventListener(ev, touch, { passive: true });
+    setupWipe(() => { closeApp(); route(); });
     await route();
   } catch (err) {
     const box = $('#backend-error');

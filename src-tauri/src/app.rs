@@ -35,19 +35,9 @@ pub struct App {
     channels: Mutex<Vec<Channel<UiEvent>>>,
     activity: Mutex<Instant>,
     focused: std::sync::atomic::AtomicBool,
-    /// A card replacement under way: the password and a fresh read of the enrolled card.
-    pub swap: Mutex<Option<PendingSwap>>,
     phone: Mutex<Option<(Phone, Arc<Devices>)>>,
     video: Mutex<Option<Channel<InvokeResponseBody>>>,
     ringtone: Mutex<Option<Ringtone>>,
-}
-
-/// What a card replacement keeps between its two steps (zeroized on drop).
-pub struct PendingSwap {
-    /// The vault password, checked at the first step.
-    pub password: zeroize::Zeroizing<Vec<u8>>,
-    /// The enrolled card's read from the first step.
-    pub old: tessera_core::CardFactor,
 }
 
 impl App {
@@ -59,7 +49,6 @@ impl App {
             channels: Mutex::new(Vec::new()),
             activity: Mutex::new(Instant::now()),
             focused: std::sync::atomic::AtomicBool::new(true),
-            swap: Mutex::new(None),
             phone: Mutex::new(None),
             video: Mutex::new(None),
             ringtone: Mutex::new(None),

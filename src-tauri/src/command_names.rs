@@ -11,6 +11,7 @@
     "create_account",
     "unlock",
     "lock",
+    "panic_wipe",
     "me",
     "conversations",
     "history",

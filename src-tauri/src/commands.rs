@@ -288,7 +288,7 @@ pub async fn create_account(app: AppState<'_>, form: NewAccount) -> UiResult<()>
     }
     let transport = match transport.as_str() {
         "direct" => TransportConfig::Direct,
-        "tor" => TransportConfig::Tor { config_file: None },
+        "tor" => TransportConfig::Tor { config: None },
         _ => return Err(UiError::new("bad_transport", "transport is tor or direct")),
     };
     let reader = app.config.reader.clone();
@@ -341,6 +341,42 @@ pub async fn unlock(app: AppState<'_>, password: String) -> UiResult<()> {
 #[tauri::command]
 pub fn lock(app: AppState<'_>) {
     app.lock(LockReason::Requested);
+}
+
+/// What a panic wipe did, for the page (no paths, no secrets).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WipeView {
+    /// Milliseconds until the keyring entry and the key file were destroyed.
+    keys_destroyed_ms: f64,
+    /// Files and folders removed.
+    removed: usize,
+    /// Steps that failed (the others ran): the keyring unreachable, a file that stayed.
+    problems: usize,
+}
+
+/// Panic wipe (`docs/panic.md`), from the unlocked app or the lock screen: no password, no card.
+/// An unlocked engine locks first (every key in memory dropped), then the keys on disk go, then
+/// the files; the page returns to first run.
+#[tauri::command]
+pub async fn panic_wipe(app: AppState<'_>) -> UiResult<WipeView> {
+    let engine = app.engine().ok();
+    let dir = app.config.data_dir.clone();
+    let report = blocking(move || {
+        Ok(match engine {
+            Some(e) => e.wipe(),
+            None => tessera_core::wipe(&dir, &OsKeyring),
+        })
+    })
+    .await?;
+    for p in &report.problems {
+        tracing::warn!(problem = %p, "panic wipe: a step failed; the others ran");
+    }
+    Ok(WipeView {
+        keys_destroyed_ms: report.keys_destroyed_in.as_secs_f64() * 1000.0,
+        removed: report.removed,
+        problems: report.problems.len(),
+    })
 }
 
 /// Who this account is and what the status bar shows.
@@ -663,10 +699,8 @@ pub async fn card_swap_start(app: AppState<'_>, password: String) -> UiResult<()
         Ok(tap.factor)
     })
     .await?;
-    if let Ok(mut s) = app.swap.lock() {
-        *s = Some(crate::app::PendingSwap { password: pw, old });
-    }
-    engine.begin_card_swap(SWAP_TIME);
+    // The engine keeps the checked factors until step 2, cancel, expiry or lock.
+    engine.begin_card_swap(SWAP_TIME, pw, old);
     Ok(())
 }
 
@@ -679,15 +713,14 @@ pub async fn card_swap_finish(
     on_progress: Channel<UiEvent>,
 ) -> UiResult<String> {
     let engine = app.engine()?;
-    let pending = app
-        .swap
-        .lock()
-        .ok()
-        .and_then(|mut s| s.take())
+    // Left in the engine until the replacement is done: after a failure the user can put the
+    // right card on and try again.
+    let (password, old) = engine
+        .card_swap_factors()
         .ok_or_else(|| UiError::new("no_swap", "start the card replacement first"))?;
     let reader = app.config.reader.clone();
     let step = progress(on_progress, 3);
-    let old_uid = pending.old.uid;
+    let old_uid = old.uid;
     let result = blocking(move || {
         step(1, "Looking for the new card");
         let st = card_on_reader(reader.as_deref())?;
@@ -712,20 +745,9 @@ pub async fn card_swap_finish(
         Ok(tap.factor)
     })
     .await;
-    let new = match result {
-        Ok(f) => f,
-        Err(e) => {
-            // Keep the first step so the user can put the right card on and try again.
-            if let Ok(mut s) = app.swap.lock() {
-                *s = Some(pending);
-            }
-            return Err(e);
-        }
-    };
+    let new = result?;
     let uid = hex::encode(new.uid);
-    engine
-        .replace_card(pending.password.clone(), pending.old.clone(), new)
-        .await?;
+    engine.replace_card(password, old, new).await?;
     engine.end_card_swap();
     Ok(uid)
 }
@@ -733,9 +755,6 @@ pub async fn card_swap_finish(
 /// Ends a card replacement without changing anything; if the reader is empty, the app locks.
 #[tauri::command]
 pub fn card_swap_cancel(app: AppState<'_>) {
-    if let Ok(mut s) = app.swap.lock() {
-        s.take();
-    }
     if let Ok(e) = app.engine() {
         e.end_card_swap();
     }

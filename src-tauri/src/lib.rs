@@ -97,6 +97,7 @@ pub fn builder<R: tauri::Runtime>(
             commands::create_account,
             commands::unlock,
             commands::lock,
+            commands::panic_wipe,
             commands::me,
             commands::conversations,
             commands::history,

@@ -381,3 +381,62 @@ fn card_sun_read_as_a_phone_reads_it_verifies_and_counts_once_per_read() {
     drop(c);
     sim.remove();
 }
+
+/// Panic wipe from the CLI (docs/panic.md) on an account with the card factor: refused without
+/// a terminal unless `--yes`; then no file of the account remains, the keyring holds neither the
+/// device secret nor the card's keys, and nothing unlocks. Prints the key-destruction time.
+#[test]
+fn card_panic_wipe_from_the_cli_leaves_nothing() {
+    use tessera_store::{KeyFile, OsKeyring, SecretStore as _, card_entry, vault_entry};
+    let _slots = slots();
+    let _pcscd = pcscd();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let relay_addr = relay.address.to_string();
+    let sim = Sim::insert(&dir.path().join("card.json"), 0);
+    let alice = Cli::new(&dir.path().join("alice"));
+    let bob = Cli::new(&dir.path().join("bob"));
+    alice.ok(&["card", "provision", "--reader", &sim.reader]);
+    let created = init_with_card(&alice, &relay_addr, "Alice", &sim.reader);
+    assert!(created.ok, "{}\n{}", created.stdout, created.stderr);
+    bob.init(&relay_addr, "Bob");
+    // Some history, so the database and its WAL hold more than the schema.
+    let invite = alice.ok(&["invite", "--reader", &sim.reader])["invite"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    bob.ok(&["contact", "add", &invite]);
+    bob.ok(&["send", "Alice", "before the wipe"]);
+    let events = alice.run(&["sync", "--reader", &sim.reader]);
+    assert!(events.ok, "{}", events.stderr);
+
+    let key = KeyFile::load(&alice.dir.join("vault.key")).unwrap();
+    let card = key.card.expect("the card factor is on");
+    let keyring = OsKeyring;
+    assert!(keyring.get(&vault_entry(&key.vault_id)).unwrap().is_some());
+    assert!(keyring.get(&card_entry(&card.uid)).unwrap().is_some());
+
+    // No terminal and no --yes: nothing happens.
+    let o = alice.run(&["panic"]);
+    assert!(!o.ok);
+    assert!(alice.dir.join("vault.key").exists());
+
+    let o = alice.run(&["panic", "--yes"]);
+    assert!(o.ok, "{}\n{}", o.stdout, o.stderr);
+    assert_eq!(o.json["wiped"], true, "{}", o.stdout);
+    assert_eq!(o.json["problems"].as_array().map(Vec::len), Some(0));
+    println!(
+        "panic wipe: keys destroyed in {:.2} ms (keyring entry deleted, key file overwritten, \
+         synced, removed); {} files and folders removed",
+        o.json["keys_destroyed_ms"].as_f64().unwrap(),
+        o.json["removed"]
+    );
+    assert!(!alice.dir.exists(), "no file of the account remains");
+    assert!(keyring.get(&vault_entry(&key.vault_id)).unwrap().is_none());
+    assert!(keyring.get(&card_entry(&card.uid)).unwrap().is_none());
+    let o = alice.run(&["invite", "--reader", &sim.reader]);
+    assert!(!o.ok);
+    assert_eq!(o.json["kind"], "no_vault", "{}", o.stdout);
+    // Bob's side is untouched.
+    assert!(bob.run(&["invite"]).ok);
+}

@@ -448,6 +448,27 @@ fn ui_two_apps_first_run_chat_search_lock_on_removal_and_refusals() {
     alice.session.wait_visible("#main", LONG);
     wait_incoming(&alice, "hello alice");
 
+    // Panic wipe (docs/panic.md). Bob's window is locked: from the lock screen, no password
+    // and no card. Alice's is unlocked: from Settings. Both return to first run with no file
+    // of the account left.
+    let wiped = |app: &App, home: &Path| {
+        app.session.wait_visible("#wipe-dialog", LONG);
+        assert_eq!(
+            app.session.js("return document.activeElement.id;"),
+            "wipe-cancel",
+            "Enter alone must not wipe"
+        );
+        app.screenshot("wipe-confirm");
+        app.session.click("#wipe-confirm");
+        app.session.wait_visible("#first-run", LONG);
+        assert!(!home.exists(), "{}: files of the account remain", app.name);
+    };
+    bob.session.click("#lock-wipe");
+    wiped(&bob, &dir.path().join("bob"));
+    alice.session.click("#nav-settings");
+    alice.session.click("#set-wipe");
+    wiped(&alice, &dir.path().join("alice"));
+
     alice.session.end();
     bob.session.end();
 }

@@ -58,7 +58,8 @@ enum Command {
         #[arg(long, value_enum, default_value = "tor")]
         transport: TransportArg,
         /// An Arti configuration file (Arti's TOML: bridges, or a private Tor network's
-        /// authorities), kept in the vault's settings; state and cache stay in the data dir
+        /// authorities): read once and its text kept in the vault (the file is not needed
+        /// afterwards); Tor's state and cache stay in the data dir
         #[arg(long, value_name = "FILE", env = "TESSERA_TOR_CONFIG")]
         tor_config: Option<PathBuf>,
         /// Argon2id memory in MiB (default 256; at least 19)
@@ -124,6 +125,13 @@ enum Command {
         /// How many (newest)
         #[arg(long, default_value_t = 50)]
         limit: u32,
+    },
+    /// Panic wipe: destroy this account's keys (keyring entry and key file, first) and then
+    /// its files, without the password or the card. Irreversible; see docs/panic.md
+    Panic {
+        /// Do not ask (needed when there is no terminal to ask on)
+        #[arg(long)]
+        yes: bool,
     },
     /// NTAG 424 DNA card tools
     #[command(subcommand)]
@@ -706,6 +714,68 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 return Err(CliError::Usage("the SDMMAC does not verify".into()));
             }
         }
+        Command::Panic { yes } => {
+            let dir = data_dir(&cli)?;
+            if !yes {
+                use std::io::IsTerminal as _;
+                if !std::io::stdin().is_terminal() {
+                    return Err(CliError::Usage(
+                        "panic asks for confirmation on a terminal; pass --yes to wipe without asking"
+                            .into(),
+                    ));
+                }
+                eprint!(
+                    "This destroys the account in {} for good. Type WIPE: ",
+                    dir.display()
+                );
+                let mut answer = String::new();
+                std::io::stdin()
+                    .read_line(&mut answer)
+                    .map_err(|e| CliError::Usage(format!("cannot read the answer: {e}")))?;
+                if answer.trim() != "WIPE" {
+                    return Err(CliError::Usage("not wiped".into()));
+                }
+            }
+            // The keyring's API blocks: off the async threads.
+            let wipe_dir = dir.clone();
+            let report =
+                tokio::task::spawn_blocking(move || tessera_core::wipe(&wipe_dir, &OsKeyring))
+                    .await
+                    .map_err(|e| CliError::Usage(e.to_string()))?;
+            let ms = report.keys_destroyed_in.as_secs_f64() * 1000.0;
+            let problems: Vec<String> = report.problems.iter().map(|p| p.to_string()).collect();
+            out(
+                json!({
+                    "wiped": report.had_vault,
+                    "keys_destroyed_ms": ms,
+                    "removed": report.removed,
+                    "problems": problems,
+                }),
+                if report.had_vault {
+                    format!(
+                        "wiped: keys destroyed in {ms:.1} ms, {} files and folders removed{}",
+                        report.removed,
+                        if problems.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; could not: {}", problems.join("; "))
+                        }
+                    )
+                } else {
+                    format!(
+                        "no account in {}; removed {} leftover files",
+                        dir.display(),
+                        report.removed
+                    )
+                },
+            );
+            if !problems.is_empty() {
+                return Err(CliError::Usage(format!(
+                    "{} steps of the wipe failed (the rest ran)",
+                    problems.len()
+                )));
+            }
+        }
         Command::Relay(RelayCommand::Check {
             address,
             tor,
@@ -715,7 +785,10 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 .map_err(|e| CliError::Usage(format!("temporary directory: {e}")))?;
             let transport = if *tor {
                 let mut opts = tessera_net::TorOptions::under(scratch.path());
-                opts.config_file = tor_config.clone();
+                opts.config = tor_config
+                    .as_deref()
+                    .map(tessera_net::read_config_file)
+                    .transpose()?;
                 Transport::Tor(tessera_net::Tor::start(&opts)?)
             } else {
                 Transport::Direct
@@ -740,13 +813,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         } => {
             let transport = match transport {
                 TransportArg::Direct => TransportConfig::Direct,
+                // Read once: the text goes into the vault, the file is not needed again.
                 TransportArg::Tor => TransportConfig::Tor {
-                    config_file: match tor_config {
-                        Some(f) => Some(std::path::absolute(f).map_err(|e| {
-                            CliError::Usage(format!("--tor-config {}: {e}", f.display()))
-                        })?),
-                        None => None,
-                    },
+                    config: tor_config
+                        .as_deref()
+                        .map(tessera_net::read_config_file)
+                        .transpose()?,
                 },
             };
             let mut kdf = KdfParams::DEFAULT;

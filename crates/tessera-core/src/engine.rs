@@ -122,8 +122,9 @@ struct Inner {
     wake: tokio::sync::Notify,
     /// Background delivery held ([`Engine::hold_delivery`]).
     held: std::sync::atomic::AtomicBool,
-    /// Until when a card swap (replacement) may leave the reader empty without locking.
-    card_swap: Mutex<Option<std::time::Instant>>,
+    /// A card swap (replacement) under way: until when the reader may stay empty without
+    /// locking, and the factors its first step checked. Dropped (zeroized) when the engine locks.
+    card_swap: Mutex<Option<card_watch::CardSwap>>,
     /// One connection attempt at a time: two would both log in and the second would replace
     /// the first at the relay, failing whatever was in flight on it.
     connecting: tokio::sync::Mutex<()>,
@@ -140,13 +141,25 @@ fn setting(v: &Vault, name: &str) -> Result<String, CoreError> {
         .ok_or(CoreError::Vault(VaultError::NotInitialised))
 }
 
-/// The transport recorded in the vault's settings.
+/// The transport recorded in the vault's settings. The Arti configuration is kept in the vault
+/// as text (`tor_config_toml`); a vault from before kept only the path of a file beside it
+/// (`tor_config`): that file is read once, its text moved into the vault, and the path dropped.
 fn transport_config(v: &Vault) -> Result<TransportConfig, CoreError> {
     Ok(match setting(v, "transport")?.as_str() {
         "direct" => TransportConfig::Direct,
-        "tor" => TransportConfig::Tor {
-            config_file: v.setting("tor_config")?.map(PathBuf::from),
-        },
+        "tor" => {
+            if let Some(path) = v.setting("tor_config")? {
+                let text =
+                    tessera_net::read_config_file(Path::new(&path)).map_err(ClientError::Net)?;
+                v.transaction(|v| {
+                    v.set_setting("tor_config_toml", &text)?;
+                    v.delete_setting("tor_config")
+                })?;
+            }
+            TransportConfig::Tor {
+                config: v.setting("tor_config_toml")?,
+            }
+        }
         other => return Err(CoreError::TransportUnavailable(other.to_string())),
     })
 }
@@ -235,9 +248,9 @@ impl Engine {
     /// The transport recorded for the next unlock: `direct` or `tor`.
     pub fn configured_transport(&self) -> Result<&'static str, CoreError> {
         self.with(|u| {
-            Ok(match transport_config(&u.vault)? {
-                TransportConfig::Direct => "direct",
-                TransportConfig::Tor { .. } => "tor",
+            Ok(match setting(&u.vault, "transport")?.as_str() {
+                "direct" => "direct",
+                _ => "tor",
             })
         })
     }
@@ -286,6 +299,8 @@ impl Engine {
         if let Ok(mut c) = self.inner.client.lock() {
             c.take();
         }
+        // A card replacement's password and old card read do not outlive the unlock.
+        self.end_card_swap();
         self.inner.link.send_replace(false);
         if let Ok(mut d) = self.inner.delivery.lock() {
             *d = tessera_messaging::Delivery::new(*d.config());
@@ -399,5 +414,53 @@ impl Engine {
                 name: u.me.name.clone(),
             })
         })
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// Review finding: the Arti configuration (which would name bridges and pluggable-transport
+    /// programs) lived in a file beside the vault, read at every unlock. Its text is kept in the
+    /// vault now; a vault that only had the file's path takes the text in once and drops the
+    /// path, and the file is not needed again.
+    #[test]
+    fn arti_configuration_lives_in_the_vault() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = Vault::create(
+            &dir.path().join("v"),
+            b"pw",
+            KdfParams::MINIMUM,
+            &tessera_store::MemorySecrets::default(),
+            None,
+            &mut rng(),
+        )
+        .unwrap();
+        let text = "[address_filter]\nallow_local_addrs = true\n";
+        let file = dir.path().join("arti.toml");
+        std::fs::write(&file, text).unwrap();
+        v.set_setting("transport", "tor").unwrap();
+        v.set_setting("tor_config", &file.to_string_lossy())
+            .unwrap();
+
+        let expected = TransportConfig::Tor {
+            config: Some(text.into()),
+        };
+        assert_eq!(transport_config(&v).unwrap(), expected);
+        assert_eq!(
+            v.setting("tor_config").unwrap(),
+            None,
+            "the path is dropped"
+        );
+        std::fs::remove_file(&file).unwrap();
+        assert_eq!(transport_config(&v).unwrap(), expected, "no file needed");
+
+        // A configuration that does not parse is refused when it is taken in.
+        std::fs::write(&file, "[address_filter\n").unwrap();
+        v.set_setting("tor_config", &file.to_string_lossy())
+            .unwrap();
+        assert!(transport_config(&v).is_err());
     }
 }

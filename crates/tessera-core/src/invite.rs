@@ -14,6 +14,18 @@ use tessera_proto::{RelayAddress, SpkiPin};
 use crate::CoreError;
 
 const PREFIX: &str = "tessera-invite:1:";
+/// The longest suggested name an invite carries, in bytes of UTF-8.
+const NAME_MAX: usize = 64;
+
+/// The longest prefix of `name` that fits in `max` bytes and ends on a character boundary (an
+/// invite must never carry half a character: the other side would refuse it as malformed).
+fn name_prefix(name: &str, max: usize) -> &str {
+    let mut end = name.len().min(max);
+    while !name.is_char_boundary(end) {
+        end -= 1;
+    }
+    &name[..end]
+}
 
 /// A decoded invite.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,8 +43,7 @@ impl Invite {
     pub fn to_text(&self) -> String {
         let host = self.relay.host.to_string();
         let host = host.as_bytes();
-        let name = self.name.as_bytes();
-        let name = &name[..name.len().min(64)];
+        let name = name_prefix(&self.name, NAME_MAX).as_bytes();
         let mut b = Vec::with_capacity(32 + 32 + 2 + 2 + host.len() + name.len());
         b.extend_from_slice(&self.account_id.0);
         b.extend_from_slice(self.relay.pin.as_bytes());
@@ -108,5 +119,37 @@ mod tests {
         }
         assert!(Invite::parse(&text.replace(PREFIX, "tessera-invite:2:")).is_err());
         assert!(Invite::parse(&format!("{text}AA")).is_err());
+    }
+
+    /// Review finding: a name longer than the invite's 64 bytes was cut at byte 64, which can be
+    /// inside a character; the invite then failed to parse on the other side.
+    #[test]
+    fn invite_name_is_cut_on_a_character_boundary() {
+        let relay: RelayAddress =
+            "tessera://relay.example.org:4443/AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"
+                .parse()
+                .expect("address");
+        // 63 ASCII bytes, then a two-byte "é" that straddles byte 64; then 4-byte emoji.
+        for name in [
+            format!("{}é and more", "a".repeat(63)),
+            "😀".repeat(20),
+            "Zoë".repeat(30),
+        ] {
+            let invite = Invite {
+                account_id: AccountId([9; 32]),
+                relay: relay.clone(),
+                name: name.clone(),
+            };
+            let parsed = Invite::parse(&invite.to_text()).expect("a long name still parses");
+            assert!(parsed.name.len() <= NAME_MAX);
+            assert!(name.starts_with(&parsed.name));
+            assert!(
+                parsed.name.len() > NAME_MAX - 4,
+                "all whole characters that fit are kept"
+            );
+        }
+        assert_eq!(name_prefix("aé", 2), "a");
+        assert_eq!(name_prefix("aé", 3), "aé");
+        assert_eq!(name_prefix("", 64), "");
     }
 }

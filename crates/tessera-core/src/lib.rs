@@ -20,7 +20,7 @@ pub use tessera_messaging::{Content, FailReason};
 pub use tessera_store::CardFactor;
 pub use tessera_store::{
     Contact, ContactState, Conversation, KdfParams, Message, MessageStatus, OsKeyring, Quarantined,
-    SecretStore, direct_conversation,
+    SecretStore, WipeProblem, WipeReport, direct_conversation, wipe,
 };
 pub use transport::TransportConfig;
 
@@ -164,16 +164,20 @@ pub enum LockReason {
     /// The app's window lost focus (the screen locked, or the user switched away) and the
     /// user asked to lock then.
     FocusLost,
+    /// The account was wiped ([`Engine::wipe`]): there is nothing left to unlock.
+    Wiped,
 }
 
 impl LockReason {
-    /// The reason's name (`requested`, `card_removed`, `idle`, `focus_lost`), as serialised.
+    /// The reason's name (`requested`, `card_removed`, `idle`, `focus_lost`, `wiped`), as
+    /// serialised.
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Requested => "requested",
             Self::CardRemoved => "card_removed",
             Self::Idle => "idle",
             Self::FocusLost => "focus_lost",
+            Self::Wiped => "wiped",
         }
     }
 }

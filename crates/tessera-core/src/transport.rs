@@ -1,6 +1,6 @@
 //! The transport an account uses, as configured (`docs/network.md`).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use tessera_net::{Tor, TorOptions, Transport};
 
@@ -14,8 +14,10 @@ pub enum TransportConfig {
     Direct,
     /// Through the embedded Tor client; state and cache under the account's data directory.
     Tor {
-        /// An Arti configuration file (bridges, a private network).
-        config_file: Option<PathBuf>,
+        /// An Arti configuration (bridges and the pluggable-transport programs they use, a
+        /// private network), as TOML text. It lives in the vault's settings, never beside it:
+        /// which bridges and transports someone uses is for the vault's eyes only.
+        config: Option<String>,
     },
 }
 
@@ -25,9 +27,9 @@ impl TransportConfig {
     pub fn open(&self, dir: &Path) -> Result<Transport, CoreError> {
         Ok(match self {
             Self::Direct => Transport::Direct,
-            Self::Tor { config_file } => {
+            Self::Tor { config } => {
                 let mut opts = TorOptions::under(dir);
-                opts.config_file = config_file.clone();
+                opts.config = config.clone();
                 Transport::Tor(Tor::start(&opts).map_err(tessera_net::ClientError::Net)?)
             }
         })
@@ -38,13 +40,13 @@ impl TransportConfig {
 mod tests {
     use super::*;
 
-    /// Tor that cannot start (its configuration cannot be read) is an error, never a direct
+    /// Tor that cannot start (its configuration does not parse) is an error, never a direct
     /// connection in its place.
     #[tokio::test]
     async fn tor_that_cannot_start_is_an_error_not_a_direct_link() {
         let dir = tempfile::tempdir().unwrap();
         let tor = TransportConfig::Tor {
-            config_file: Some(dir.path().join("missing.toml")),
+            config: Some("[bridges\nenabled = ".into()),
         };
         assert!(tor.open(dir.path()).is_err());
         assert!(matches!(

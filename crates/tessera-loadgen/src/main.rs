@@ -589,14 +589,18 @@ async fn roundtrip(
     let dir = tempfile::tempdir()?;
     let secrets: Arc<dyn tessera_store::SecretStore> =
         Arc::new(tessera_store::MemorySecrets::default());
+    let tor_text = tor_config
+        .as_deref()
+        .map(tessera_net::read_config_file)
+        .transpose()?;
     let make = |name: &str| CreateOptions {
         dir: dir.path().join(name),
         password: zeroize::Zeroizing::new(b"benchmark".to_vec()),
         relay: addr.clone(),
         name: name.to_string(),
-        transport: match &tor_config {
-            Some(f) => tessera_core::TransportConfig::Tor {
-                config_file: Some(f.clone()),
+        transport: match &tor_text {
+            Some(text) => tessera_core::TransportConfig::Tor {
+                config: Some(text.clone()),
             },
             None => tessera_core::TransportConfig::Direct,
         },
@@ -762,7 +766,7 @@ fn argon2_alone(password: &[u8]) -> anyhow::Result<()> {
 async fn tor_bootstrap(config: &std::path::Path, rounds: usize) -> anyhow::Result<()> {
     let dir = tempfile::tempdir().context("temporary directory")?;
     let mut opts = tessera_net::TorOptions::under(dir.path());
-    opts.config_file = Some(config.to_path_buf());
+    opts.config = Some(tessera_net::read_config_file(config)?);
     let t = Instant::now();
     let tor = tessera_net::Tor::start(&opts)?;
     tor.ready().await?;

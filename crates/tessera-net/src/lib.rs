@@ -12,4 +12,4 @@ pub use connect::{
 };
 pub use error::{ErrorKind, NetError};
 pub use pin::{PinnedVerifier, client_config, spki_pin_of_certificate};
-pub use tor::{Tor, TorOptions, TorProgress};
+pub use tor::{Tor, TorOptions, TorProgress, read_config_file};

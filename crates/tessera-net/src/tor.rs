@@ -26,9 +26,11 @@ pub struct TorOptions {
     pub state_dir: PathBuf,
     /// Arti's directory cache: under the account's data directory, mode 0700.
     pub cache_dir: PathBuf,
-    /// An Arti configuration file (Arti's own TOML format: bridges, a private network's
-    /// authorities, …). Its storage paths are replaced by the two above.
-    pub config_file: Option<PathBuf>,
+    /// An Arti configuration (Arti's own TOML format: bridges, pluggable-transport programs, a
+    /// private network's authorities, …), as text: the client keeps it in the vault and never
+    /// reads it from a file ([`read_config_file`] is for taking one in). Its storage paths are
+    /// replaced by the two above.
+    pub config: Option<String>,
     /// How long a connection waits for bootstrap.
     pub bootstrap_timeout: Duration,
 }
@@ -45,7 +47,7 @@ impl TorOptions {
         Self {
             state_dir: dir.join("tor").join("state"),
             cache_dir: dir.join("tor").join("cache"),
-            config_file: None,
+            config: None,
             bootstrap_timeout,
         }
     }
@@ -92,15 +94,22 @@ fn private_dir(p: &Path) -> Result<(), NetError> {
     Ok(())
 }
 
-/// Reads `opts` into an Arti configuration (the file, if any, then our storage paths).
+/// Reads an Arti configuration file once, checking that it parses, so that its text can be kept
+/// (in the vault) instead of the file being read again at every start.
+pub fn read_config_file(path: &Path) -> Result<String, NetError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| NetError::TorConfig(format!("{}: {e}", path.display())))?;
+    toml::from_str::<TorClientConfigBuilder>(&text)
+        .map_err(|e| NetError::TorConfig(format!("{}: {e}", path.display())))?;
+    Ok(text)
+}
+
+/// Reads `opts` into an Arti configuration (the configuration text, if any, then our storage
+/// paths).
 pub fn arti_config(opts: &TorOptions) -> Result<arti_client::TorClientConfig, NetError> {
-    let mut builder = match &opts.config_file {
-        Some(path) => {
-            let text = std::fs::read_to_string(path)
-                .map_err(|e| NetError::TorConfig(format!("{}: {e}", path.display())))?;
-            toml::from_str::<TorClientConfigBuilder>(&text)
-                .map_err(|e| NetError::TorConfig(format!("{}: {e}", path.display())))?
-        }
+    let mut builder = match &opts.config {
+        Some(text) => toml::from_str::<TorClientConfigBuilder>(text)
+            .map_err(|e| NetError::TorConfig(format!("the Arti configuration: {e}")))?,
         None => TorClientConfigBuilder::default(),
     };
     builder

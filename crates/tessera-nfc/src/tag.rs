@@ -459,6 +459,26 @@ pub fn originality(t: &mut dyn Transport, uid: &[u8; 7]) -> Result<bool, TagErro
     Ok(crate::protocol::originality::verify(uid, sig))
 }
 
+/// A hex field of the SUN URL, decoded byte by byte: the card's bytes are never sliced as text,
+/// so a card that answers with multi-byte UTF-8 (or anything but hex digits) is the wrong card,
+/// not a panic.
+fn hex_field(s: &[u8]) -> Result<Vec<u8>, TagError> {
+    let digit = |c: u8| -> Result<u8, TagError> {
+        match c {
+            b'0'..=b'9' => Ok(c - b'0'),
+            b'a'..=b'f' => Ok(c - b'a' + 10),
+            b'A'..=b'F' => Ok(c - b'A' + 10),
+            _ => Err(TagError::WrongCard),
+        }
+    };
+    if !s.len().is_multiple_of(2) {
+        return Err(TagError::WrongCard);
+    }
+    s.chunks_exact(2)
+        .map(|p| Ok(digit(p[0])? << 4 | digit(p[1])?))
+        .collect()
+}
+
 /// The unlock read: a fresh SUN from the NDEF file (verified with keys 1 and 2, which gives the
 /// UID and the read counter), then AuthenticateEV2First with key 2 and the secret read in Full
 /// mode. A card that does not hold these keys is [`TagError::WrongCard`].
@@ -474,15 +494,8 @@ pub fn read(
         // Not Tessera's NDEF layout: not provisioned by Tessera.
         return Err(TagError::WrongCard);
     }
-    let hex = |s: &[u8]| -> Result<Vec<u8>, TagError> {
-        let text = std::str::from_utf8(s).map_err(|_| TagError::WrongCard)?;
-        (0..text.len())
-            .step_by(2)
-            .map(|i| u8::from_str_radix(&text[i..i + 2], 16).map_err(|_| TagError::WrongCard))
-            .collect()
-    };
-    let picc = hex(&file[PICC_OFFSET..PICC_OFFSET + 32])?;
-    let mac = hex(&file[MAC_OFFSET..MAC_OFFSET + 16])?;
+    let picc = hex_field(&file[PICC_OFFSET..PICC_OFFSET + 32])?;
+    let mac = hex_field(&file[MAC_OFFSET..MAC_OFFSET + 16])?;
     let sun = sdm::verify_sun(
         &master.key(KEY_SDM_META),
         &master.key(KEY_READ),
@@ -661,6 +674,40 @@ mod tests {
         assert_eq!(
             read(&mut t(&mut f), &a, &mut r).err(),
             Some(TagError::WrongCard)
+        );
+    }
+
+    /// Review finding: the SUN fields were decoded by slicing the card's bytes as a `str` two
+    /// bytes at a time, which panics inside a multi-byte character a hostile card can send.
+    #[test]
+    fn tag_parser_never_slices_inside_a_character() {
+        struct Accented<T>(T);
+        impl<T: Transport> Transport for Accented<T> {
+            fn transmit(&mut self, apdu: &[u8]) -> Result<Vec<u8>, ReaderError> {
+                let mut r = self.0.transmit(apdu)?;
+                if apdu.get(1) == Some(&0xAD) && r.len() > PICC_OFFSET + 3 {
+                    // "é" (C3 A9) across the boundary of the first hex pair.
+                    r[PICC_OFFSET + 1..PICC_OFFSET + 3].copy_from_slice(&[0xC3, 0xA9]);
+                }
+                Ok(r)
+            }
+        }
+        let mut r = rng();
+        let master = CardMasterKey::generate(&mut r);
+        let mut c = card();
+        provision(&mut t(&mut c), &[], &master, &[3; 32], &mut r).unwrap();
+        assert_eq!(
+            read(&mut Accented(t(&mut c)), &master, &mut r).err(),
+            Some(TagError::WrongCard)
+        );
+        assert_eq!(hex_field(b"0aF1").unwrap(), [0x0A, 0xF1]);
+        for bad in [&b"0g"[..], b"abc", "é0".as_bytes(), b"+1"] {
+            assert_eq!(hex_field(bad).err(), Some(TagError::WrongCard), "{bad:?}");
+        }
+        // The card still reads normally without the rewrite.
+        assert_eq!(
+            *read(&mut t(&mut c), &master, &mut r).unwrap().secret,
+            [3; 32]
         );
     }
 

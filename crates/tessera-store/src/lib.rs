@@ -9,6 +9,7 @@ mod schema;
 mod secrets;
 mod signal;
 mod vault;
+mod wipe;
 
 pub use keyfile::{CardBinding, CardFactor, Factors, KEY_FILE_LEN, KdfParams, KeyFile, Unwrapped};
 pub use keys::{KeyInventory, NamedSecret, RetiredKey};
@@ -23,6 +24,7 @@ pub use secrets::{
 };
 pub use signal::{IdentityRecord, SignalStore};
 pub use vault::{DATABASE_FILE, KEY_FILE, Vault};
+pub use wipe::{WipeProblem, WipeReport, wipe};
 
 /// Why a vault operation failed. No variant carries a secret, a key, or user data.
 #[derive(Debug, thiserror::Error)]

@@ -779,6 +779,12 @@ impl Vault {
         )?;
         Ok(())
     }
+
+    /// Removes a setting (nothing if it is not set).
+    pub fn delete_setting(&self, name: &str) -> Result<(), VaultError> {
+        self.execute("DELETE FROM settings WHERE name = ?1", [name])?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -91,10 +91,10 @@ impl Engine {
             v.set_setting("name", &opts.name)?;
             match &opts.transport {
                 TransportConfig::Direct => v.set_setting("transport", "direct")?,
-                TransportConfig::Tor { config_file } => {
+                TransportConfig::Tor { config } => {
                     v.set_setting("transport", "tor")?;
-                    if let Some(f) = config_file {
-                        v.set_setting("tor_config", &f.to_string_lossy())?;
+                    if let Some(text) = config {
+                        v.set_setting("tor_config_toml", text)?;
                     }
                 }
             }
@@ -164,6 +164,17 @@ impl Engine {
         .await
         .map_err(|_| CoreError::Busy)??;
         Ok(())
+    }
+
+    /// Panic wipe (`docs/panic.md`): locks first (the vault closes and every key in memory is
+    /// dropped; listeners get [`Event::Locked`] with [`LockReason::Wiped`]), then destroys the
+    /// device secret and the key file, then the card's keys and every file of the account
+    /// ([`tessera_store::wipe`]). Needs neither the password nor the card. The relay keeps the
+    /// account's mailbox until it expires; nothing in it can be read without the wiped keys.
+    /// Blocking (file system, the OS keyring): call it off the async threads.
+    pub fn wipe(&self) -> tessera_store::WipeReport {
+        self.lock_because(LockReason::Wiped);
+        tessera_store::wipe(&self.inner.dir, self.inner.secrets.as_ref())
     }
 
     /// Moves the vault's card factor to another card; see [`Vault::replace_card`]. The engine
@@ -310,5 +321,37 @@ mod tests {
         ));
         let unlocked = Engine::unlock(&home, new, secrets, None).await.unwrap();
         assert_eq!(unlocked.account_id().unwrap(), id);
+    }
+
+    /// Panic wipe from an unlocked engine: listeners see it lock as wiped, the data directory
+    /// and the keyring entry are gone, and unlocking finds no vault.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn wipe_locks_then_leaves_nothing_to_unlock() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay().await;
+        let (alice, secrets) = account(dir.path(), &relay, "alice").await;
+        let home = dir.path().join("alice");
+        let entry = tessera_store::vault_entry(
+            &tessera_store::KeyFile::load(&home.join(tessera_store::KEY_FILE))
+                .unwrap()
+                .vault_id,
+        );
+        assert!(secrets.get(&entry).unwrap().is_some());
+        let mut events = alice.subscribe();
+        let report = alice.wipe();
+        assert!(report.had_vault && report.problems.is_empty(), "{report:?}");
+        assert!(!alice.is_unlocked());
+        assert!(!home.exists());
+        assert!(secrets.get(&entry).unwrap().is_none());
+        let locked = loop {
+            if let Event::Locked { reason } = events.recv().await.unwrap() {
+                break reason;
+            }
+        };
+        assert_eq!(locked, LockReason::Wiped);
+        assert!(matches!(
+            Engine::unlock(&home, password("alice"), secrets, None).await,
+            Err(CoreError::Vault(VaultError::NoVault))
+        ));
     }
 }

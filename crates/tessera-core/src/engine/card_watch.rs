@@ -68,15 +68,38 @@ impl Engine {
         })
     }
 
-    /// Lets the card leave the reader for at most `for_at_most` without locking (a card
-    /// replacement). [`Engine::end_card_swap`] ends it early.
-    pub fn begin_card_swap(&self, for_at_most: Duration) {
+    /// Starts a card swap (replacement) whose first step checked `password` and read the
+    /// enrolled card (`old`): for at most `for_at_most` the card may leave the reader without
+    /// locking, and [`Engine::card_swap_factors`] gives the factors back to the second step.
+    /// [`Engine::end_card_swap`] ends it early; locking ends it too and drops the factors.
+    pub fn begin_card_swap(
+        &self,
+        for_at_most: Duration,
+        password: Zeroizing<Vec<u8>>,
+        old: CardFactor,
+    ) {
         if let Ok(mut s) = self.inner.card_swap.lock() {
-            *s = Some(std::time::Instant::now() + for_at_most);
+            *s = Some(CardSwap {
+                until: std::time::Instant::now() + for_at_most,
+                password,
+                old,
+            });
         }
     }
 
-    /// Ends a card swap: from now on a removal locks again.
+    /// The password and enrolled-card read of the card swap under way; `None` if there is none
+    /// (never started, ended, expired, or the engine locked).
+    pub fn card_swap_factors(&self) -> Option<(Zeroizing<Vec<u8>>, CardFactor)> {
+        let mut s = self.inner.card_swap.lock().ok()?;
+        if s.as_ref()
+            .is_some_and(|w| std::time::Instant::now() >= w.until)
+        {
+            s.take();
+        }
+        s.as_ref().map(|w| (w.password.clone(), w.old.clone()))
+    }
+
+    /// Ends a card swap: from now on a removal locks again, and its factors are dropped.
     pub fn end_card_swap(&self) {
         if let Ok(mut s) = self.inner.card_swap.lock() {
             *s = None;
@@ -87,7 +110,68 @@ impl Engine {
         self.inner
             .card_swap
             .lock()
-            .map(|s| s.is_some_and(|until| std::time::Instant::now() < until))
+            .map(|s| {
+                s.as_ref()
+                    .is_some_and(|w| std::time::Instant::now() < w.until)
+            })
             .unwrap_or(false)
+    }
+}
+
+/// A card swap under way (zeroized on drop: the password is `Zeroizing`, the card secret too).
+pub(super) struct CardSwap {
+    until: std::time::Instant,
+    password: Zeroizing<Vec<u8>>,
+    old: CardFactor,
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::super::testing::{account, password, relay};
+    use super::*;
+
+    fn factor(secret: u8) -> CardFactor {
+        CardFactor {
+            uid: [4, 1, 2, 3, 4, 5, 6],
+            counter: 9,
+            secret: Zeroizing::new([secret; 32]),
+        }
+    }
+
+    /// Review finding: a card replacement started and never finished kept the password (and
+    /// the enrolled card's read) in the app after the vault locked. The engine holds them now,
+    /// for the swap's window only, and locking drops them.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_pending_card_replacement_keeps_no_password_after_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay().await;
+        let (alice, _secrets) = account(dir.path(), &relay, "alice").await;
+        assert!(alice.card_swap_factors().is_none());
+
+        alice.begin_card_swap(Duration::from_secs(60), password("alice"), factor(7));
+        assert!(alice.card_swapping());
+        let (pw, old) = alice.card_swap_factors().unwrap();
+        assert_eq!(
+            (pw.as_slice(), *old.secret),
+            (&b"alice's password"[..], [7; 32])
+        );
+        // Still there for a second try after a failed step 2.
+        assert!(alice.card_swap_factors().is_some());
+
+        alice.lock();
+        assert!(
+            alice.card_swap_factors().is_none(),
+            "locking drops the factors"
+        );
+        assert!(!alice.card_swapping());
+
+        // An expired window gives nothing back either.
+        let (bob, _) = account(dir.path(), &relay, "bob").await;
+        bob.begin_card_swap(Duration::ZERO, password("bob"), factor(8));
+        assert!(bob.card_swap_factors().is_none());
+        bob.begin_card_swap(Duration::from_secs(60), password("bob"), factor(8));
+        bob.end_card_swap();
+        assert!(bob.card_swap_factors().is_none());
     }
 }
