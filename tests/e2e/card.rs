@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use tessera_e2e::card::{Sim, pcscd, slots, vpcd_reader};
+use tessera_e2e::card::{KeyringKeys, Sim, pcscd, slots, vpcd_reader};
 use tessera_e2e::cli::Cli;
 use tessera_e2e::process::Guard;
 use tessera_e2e::relay::Relay;
@@ -26,6 +26,7 @@ fn card_virtual_card_through_pcscd_answers_and_removal_is_seen() {
             tessera_nfc::vpcd::serve(
                 &format!("127.0.0.1:{}", tessera_nfc::vpcd::DEFAULT_PORT),
                 &state,
+                &KeyringKeys,
                 &|| removed.load(Ordering::SeqCst),
             )
         })
@@ -56,8 +57,8 @@ fn card_virtual_card_through_pcscd_answers_and_removal_is_seen() {
     let uid = s.response(p, &card.transmit(&c).unwrap()).unwrap();
     assert_eq!(uid.len(), 7);
     // The state file was written and is private.
-    let saved = tessera_nfc::vpcd::load_or_create(&state).unwrap();
-    assert_eq!(saved.uid.to_vec(), uid);
+    let saved = tessera_nfc::vpcd::load_or_create(&state, &KeyringKeys).unwrap();
+    assert_eq!(saved.state.uid.to_vec(), uid);
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt as _;
@@ -145,15 +146,10 @@ fn card_provision_unlock_and_every_refusal() {
         assert_eq!(o.json["kind"], "not_factory_fresh", "{}", o.stdout);
     }
     // The card's keys are no longer the factory's: the simulator's state says so.
-    let state: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(&card_a).unwrap()).unwrap();
-    assert!(
-        state["keys"].as_array().unwrap().iter().all(|k| k
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|b| b != 0))
-    );
+    let state = tessera_nfc::vpcd::load_or_create(&card_a, &KeyringKeys)
+        .unwrap()
+        .state;
+    assert!(state.keys.iter().all(|k| k.iter().any(|b| *b != 0)));
 
     // init with the card; the vault opens with card + password.
     let created = init_with_card(&alice, &relay_addr, "Alice", &sim_a.reader);

@@ -135,3 +135,22 @@ impl Sim {
         );
     }
 }
+
+/// The virtual card's state-file keys in the OS keyring, as `tessera-cli card sim` keeps them:
+/// for tests that run a card or read its state in process.
+pub struct KeyringKeys;
+
+impl tessera_nfc::vpcd::StateKeys for KeyringKeys {
+    fn get(&self, name: &str) -> Result<Option<zeroize::Zeroizing<[u8; 32]>>, String> {
+        use tessera_store::SecretStore as _;
+        tessera_store::OsKeyring
+            .get(name)
+            .map_err(|e| e.to_string())
+    }
+    fn put(&self, name: &str, key: &[u8; 32]) -> Result<(), String> {
+        use tessera_store::SecretStore as _;
+        tessera_store::OsKeyring
+            .put(name, key)
+            .map_err(|e| e.to_string())
+    }
+}

@@ -145,7 +145,8 @@ enum Command {
 enum CardCommand {
     /// Run a virtual NTAG 424 DNA in pcscd's vpcd reader until interrupted (state kept in FILE)
     Sim {
-        /// The card's state file (created as a factory card if absent; holds its keys)
+        /// The card's state file (created as a factory card if absent; holds its keys and
+        /// secret, sealed with a key kept in the OS keyring)
         #[arg(long, value_name = "FILE", default_value = "tessera-virtual-card.json")]
         state: PathBuf,
         /// Where vpcd listens
@@ -307,6 +308,20 @@ enum CliError {
     Net(#[from] NetError),
     #[error("{0}")]
     Usage(String),
+}
+
+/// The virtual card's state-file keys, in the OS keyring beside the vault's device secrets.
+struct CardStateKeys;
+
+impl tessera_nfc::vpcd::StateKeys for CardStateKeys {
+    fn get(&self, name: &str) -> Result<Option<Zeroizing<[u8; 32]>>, String> {
+        use tessera_core::SecretStore as _;
+        OsKeyring.get(name).map_err(|e| e.to_string())
+    }
+    fn put(&self, name: &str, key: &[u8; 32]) -> Result<(), String> {
+        use tessera_core::SecretStore as _;
+        OsKeyring.put(name, key).map_err(|e| e.to_string())
+    }
 }
 
 fn data_dir(cli: &Cli) -> Result<PathBuf, CliError> {
@@ -526,7 +541,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             tokio::task::spawn_blocking(move || -> Result<(), CliError> {
                 let stopped = || stop.load(std::sync::atomic::Ordering::SeqCst);
                 while !stopped() {
-                    match tessera_nfc::vpcd::serve(&vpcd, &state, &stopped) {
+                    match tessera_nfc::vpcd::serve(&vpcd, &state, &CardStateKeys, &stopped) {
                         Ok(()) => {}
                         Err(tessera_nfc::vpcd::VpcdError::Io(_)) => {
                             // vpcd not there (yet) or it restarted: try again shortly.

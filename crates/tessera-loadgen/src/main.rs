@@ -692,7 +692,9 @@ fn unlock(rounds: usize, slot: u16) -> anyhow::Result<()> {
         let (state, removed) = (dir.path().join("card.json"), removed.clone());
         let addr = format!("127.0.0.1:{}", tessera_nfc::vpcd::DEFAULT_PORT + slot);
         std::thread::spawn(move || {
-            tessera_nfc::vpcd::serve(&addr, &state, &|| removed.load(Ordering::SeqCst))
+            // A card for this run only: its state key stays in memory.
+            let keys = tessera_nfc::vpcd::MemoryStateKeys::default();
+            tessera_nfc::vpcd::serve(&addr, &state, &keys, &|| removed.load(Ordering::SeqCst))
         })
     };
     anyhow::ensure!(

@@ -1,6 +1,7 @@
 //! The virtual card behind pcscd's `vpcd` driver (vsmartcard): a TCP client that answers vpcd's
 //! control bytes and APDUs with the [`crate::card::Card`] logic, keeping the card's state
-//! in a file (mode 0600: it holds the card's keys, as a real card's memory does).
+//! in a file that is sealed with a key kept in the OS keyring ([`StateKeys`]) and mode 0600: it
+//! holds the card's keys and secret, as a real card's memory does, and never in plaintext.
 //!
 //! Wire format (`docs/ntag424.md` §virtual card): every message both ways is `u16 length (big
 //! endian) || payload`; a 1-byte payload from vpcd is a control: 0 power off, 1 power on,
@@ -12,7 +13,10 @@ use std::io::{Read as _, Write as _};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 
+use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
+use chacha20poly1305::{Key, XChaCha20Poly1305, XNonce};
 use rand::RngCore as _;
+use zeroize::Zeroizing;
 
 use crate::card::{Card, CardState};
 
@@ -90,31 +94,155 @@ pub enum VpcdError {
     },
 }
 
-/// Loads the state file, or creates a factory card (random UID) if there is none.
-pub fn load_or_create(path: &Path) -> Result<CardState, VpcdError> {
-    match std::fs::read(path) {
-        Ok(bytes) => serde_json::from_slice(&bytes).map_err(|e| VpcdError::State {
-            path: path.to_owned(),
-            message: e.to_string(),
-        }),
+/// Where the keys of virtual-card state files live: the OS keyring in `tessera-cli` (a real
+/// card keeps its keys in its own chip; the keyring is the closest thing a computer has), memory
+/// in tests. Entries are named `vcard-<file id hex>`.
+pub trait StateKeys {
+    /// The key named `name`, if there is one.
+    fn get(&self, name: &str) -> Result<Option<Zeroizing<[u8; 32]>>, String>;
+    /// Stores the key named `name`.
+    fn put(&self, name: &str, key: &[u8; 32]) -> Result<(), String>;
+}
+
+/// State-file keys held in memory only: for tests and benchmarks whose card lives no longer than
+/// the process (its state file cannot be opened afterwards).
+#[derive(Default)]
+pub struct MemoryStateKeys(
+    std::sync::Mutex<std::collections::HashMap<String, Zeroizing<[u8; 32]>>>,
+);
+
+impl StateKeys for MemoryStateKeys {
+    fn get(&self, name: &str) -> Result<Option<Zeroizing<[u8; 32]>>, String> {
+        let keys = self
+            .0
+            .lock()
+            .map_err(|_| "key store poisoned".to_string())?;
+        Ok(keys.get(name).cloned())
+    }
+    fn put(&self, name: &str, key: &[u8; 32]) -> Result<(), String> {
+        let mut keys = self
+            .0
+            .lock()
+            .map_err(|_| "key store poisoned".to_string())?;
+        keys.insert(name.into(), Zeroizing::new(*key));
+        Ok(())
+    }
+}
+
+/// A card state file opened with its key: the state, and what [`save`] needs to seal it again.
+pub struct StateFile {
+    /// The card's state.
+    pub state: CardState,
+    id: [u8; 16],
+    key: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for StateFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StateFile")
+            .field("uid", &self.state.uid)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The state file's header: magic, version, file id (names the key), nonce.
+const MAGIC: &[u8; 4] = b"TSVC";
+const VERSION: u8 = 1;
+const HEADER_LEN: usize = 4 + 1 + 16 + 24;
+
+fn key_name(id: &[u8; 16]) -> String {
+    let hex: String = id.iter().map(|b| format!("{b:02x}")).collect();
+    format!("vcard-{hex}")
+}
+
+fn state_error(path: &Path, message: impl Into<String>) -> VpcdError {
+    VpcdError::State {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Opens the state file with its key from `keys`, or creates a factory card (random UID) and a
+/// key for it if there is no file. The file is `TSVC || version || id (16) || nonce (24) ||
+/// XChaCha20-Poly1305(JSON state)` with the header as associated data, so the card's keys and
+/// its secret are never written in plaintext. A plaintext file from an earlier version is read
+/// once and sealed in place.
+pub fn load_or_create(path: &Path, keys: &dyn StateKeys) -> Result<StateFile, VpcdError> {
+    let bytes = match std::fs::read(path) {
+        Ok(bytes) => bytes,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let mut uid = [0u8; 7];
             rand::rng().fill_bytes(&mut uid);
             uid[0] = 0x04; // NXP
-            let state = CardState::factory(uid);
-            save(path, &state)?;
-            Ok(state)
+            let file = new_file(path, CardState::factory(uid), keys)?;
+            save(path, &file)?;
+            return Ok(file);
         }
-        Err(e) => Err(e.into()),
+        Err(e) => return Err(e.into()),
+    };
+    if bytes.first() == Some(&b'{') {
+        let state = serde_json::from_slice(&bytes).map_err(|e| state_error(path, e.to_string()))?;
+        let file = new_file(path, state, keys)?;
+        save(path, &file)?;
+        return Ok(file);
     }
+    if bytes.len() < HEADER_LEN || &bytes[..4] != MAGIC || bytes[4] != VERSION {
+        return Err(state_error(path, "not a virtual card state file"));
+    }
+    let (header, sealed) = bytes.split_at(HEADER_LEN);
+    let mut id = [0u8; 16];
+    id.copy_from_slice(&header[5..21]);
+    let key = keys
+        .get(&key_name(&id))
+        .map_err(|e| state_error(path, format!("keyring: {e}")))?
+        .ok_or_else(|| state_error(path, "its key is not in this keyring"))?;
+    let plain = Zeroizing::new(
+        XChaCha20Poly1305::new(Key::from_slice(&key[..]))
+            .decrypt(
+                XNonce::from_slice(&header[21..]),
+                Payload {
+                    msg: sealed,
+                    aad: header,
+                },
+            )
+            .map_err(|_| state_error(path, "damaged, or sealed with another key"))?,
+    );
+    let state = serde_json::from_slice(&plain).map_err(|e| state_error(path, e.to_string()))?;
+    Ok(StateFile { state, id, key })
 }
 
-/// Writes the state file atomically, readable by the owner only.
-pub fn save(path: &Path, state: &CardState) -> Result<(), VpcdError> {
-    let bytes = serde_json::to_vec_pretty(state).map_err(|e| VpcdError::State {
-        path: path.to_owned(),
-        message: e.to_string(),
-    })?;
+fn new_file(path: &Path, state: CardState, keys: &dyn StateKeys) -> Result<StateFile, VpcdError> {
+    let mut id = [0u8; 16];
+    rand::rng().fill_bytes(&mut id);
+    let mut key = Zeroizing::new([0u8; 32]);
+    rand::rng().fill_bytes(&mut key[..]);
+    keys.put(&key_name(&id), &key)
+        .map_err(|e| state_error(path, format!("keyring: {e}")))?;
+    Ok(StateFile { state, id, key })
+}
+
+/// Seals the state with a fresh nonce and writes the file atomically, readable by the owner only.
+pub fn save(path: &Path, file: &StateFile) -> Result<(), VpcdError> {
+    let plain = Zeroizing::new(
+        serde_json::to_vec(&file.state).map_err(|e| state_error(path, e.to_string()))?,
+    );
+    let mut bytes = Vec::with_capacity(HEADER_LEN + plain.len() + 16);
+    bytes.extend_from_slice(MAGIC);
+    bytes.push(VERSION);
+    bytes.extend_from_slice(&file.id);
+    let mut nonce = [0u8; 24];
+    rand::rng().fill_bytes(&mut nonce);
+    bytes.extend_from_slice(&nonce);
+    let sealed = XChaCha20Poly1305::new(Key::from_slice(&file.key[..]))
+        .encrypt(
+            XNonce::from_slice(&nonce),
+            Payload {
+                msg: &plain,
+                aad: &bytes,
+            },
+        )
+        .map_err(|_| state_error(path, "cannot seal the state"))?;
+    bytes.extend_from_slice(&sealed);
     let tmp = path.with_extension("tmp");
     {
         let mut options = std::fs::OpenOptions::new();
@@ -174,8 +302,14 @@ fn write_message(s: &mut TcpStream, payload: &[u8]) -> std::io::Result<()> {
 /// Inserts the card into the vpcd reader at `addr` and serves it until vpcd closes the
 /// connection (or `removed` returns true between messages). The state file is rewritten after
 /// every command that changed the card.
-pub fn serve(addr: &str, state_path: &Path, removed: &dyn Fn() -> bool) -> Result<(), VpcdError> {
-    let mut card = Card::new(load_or_create(state_path)?);
+pub fn serve(
+    addr: &str,
+    state_path: &Path,
+    keys: &dyn StateKeys,
+    removed: &dyn Fn() -> bool,
+) -> Result<(), VpcdError> {
+    let mut file = load_or_create(state_path, keys)?;
+    let mut card = Card::new(file.state.clone());
     let mut stream = TcpStream::connect(addr)?;
     stream.set_nodelay(true)?;
     stream.set_read_timeout(Some(std::time::Duration::from_millis(200)))?;
@@ -209,7 +343,8 @@ pub fn serve(addr: &str, state_path: &Path, removed: &dyn Fn() -> bool) -> Resul
             b
         });
         if card.state != before {
-            save(state_path, &card.state)?;
+            file.state = card.state.clone();
+            save(state_path, &file)?;
         }
         if let Some(reply) = reply {
             write_message(&mut stream, &reply)?;
@@ -220,6 +355,55 @@ pub fn serve(addr: &str, state_path: &Path, removed: &dyn Fn() -> bool) -> Resul
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn contains(hay: &[u8], needle: &[u8]) -> bool {
+        hay.windows(needle.len()).any(|w| w == needle)
+    }
+
+    /// Review finding: the virtual card's state file (its five keys and the card secret) was
+    /// written as plaintext JSON. It is sealed now, under a key kept in the keyring.
+    #[test]
+    fn the_development_card_secret_is_never_written_in_plaintext() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("card.json");
+        let keys = MemoryStateKeys::default();
+        let mut file = load_or_create(&path, &keys).unwrap();
+        let secret = [0xA5u8; 32];
+        file.state.keys[2] = [0x5A; 16];
+        file.state.files[2].data[..32].copy_from_slice(&secret);
+        save(&path, &file).unwrap();
+
+        let bytes = std::fs::read(&path).unwrap();
+        assert_eq!(&bytes[..4], MAGIC);
+        assert!(!contains(&bytes, &secret), "the card secret is in the file");
+        assert!(!contains(&bytes, &[0x5A; 16]), "a card key is in the file");
+        assert!(!contains(&bytes, b"keys") && !contains(&bytes, b"165"));
+        let again = load_or_create(&path, &keys).unwrap();
+        assert_eq!(again.state, file.state);
+
+        // Without its key (another keyring), or damaged: a typed error, never a new card.
+        let other = MemoryStateKeys::default();
+        assert!(matches!(
+            load_or_create(&path, &other),
+            Err(VpcdError::State { .. })
+        ));
+        let mut damaged = bytes.clone();
+        let last = damaged.len() - 1;
+        damaged[last] ^= 1;
+        std::fs::write(&path, &damaged).unwrap();
+        assert!(matches!(
+            load_or_create(&path, &keys),
+            Err(VpcdError::State { .. })
+        ));
+
+        // A plaintext file from before is taken in and sealed in place.
+        let legacy = dir.path().join("old.json");
+        std::fs::write(&legacy, serde_json::to_vec(&file.state).unwrap()).unwrap();
+        let taken = load_or_create(&legacy, &keys).unwrap();
+        assert_eq!(taken.state, file.state);
+        let sealed = std::fs::read(&legacy).unwrap();
+        assert!(sealed.starts_with(MAGIC) && !contains(&sealed, &secret));
+    }
 
     #[test]
     fn the_framer_reassembles_messages_split_anywhere() {
@@ -263,7 +447,7 @@ mod tests {
             let stop = stop.clone();
             let state = state.clone();
             std::thread::spawn(move || {
-                serve(&addr, &state, &|| {
+                serve(&addr, &state, &MemoryStateKeys::default(), &|| {
                     stop.load(std::sync::atomic::Ordering::SeqCst)
                 })
             })
