@@ -314,10 +314,7 @@ fn delivery_an_envelope_forged_in_a_contacts_name_is_acknowledged_quarantined_an
 
     let _relay = Relay::start_on(&data, port, &[]);
     let events = alice.sync();
-    let quarantined: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event"] == "quarantined")
-        .collect();
+    let quarantined = quarantined(&events);
     assert_eq!(quarantined.len(), 1, "{events:?}");
     // Not attributed to Bob: the envelope layer never authenticated a sender.
     assert!(quarantined[0]["from"].is_null(), "{quarantined:?}");
@@ -410,10 +407,7 @@ fn delivery_a_corrupted_and_a_garbage_envelope_are_acknowledged_quarantined_and_
 
     let _relay = Relay::start_on(&data, port, &[]);
     let events = alice.sync();
-    let quarantined: Vec<&Value> = events
-        .iter()
-        .filter(|e| e["event"] == "quarantined")
-        .collect();
+    let quarantined = quarantined(&events);
     assert_eq!(quarantined.len(), 2, "{events:?}");
     assert!(
         quarantined
@@ -454,4 +448,12 @@ fn delivery_a_corrupted_and_a_garbage_envelope_are_acknowledged_quarantined_and_
         Cli::messages(&events),
         vec![("bob".to_string(), "genuine two".to_string())]
     );
+}
+
+/// The `quarantined` events among what a `sync` printed.
+fn quarantined(events: &[Value]) -> Vec<&Value> {
+    events
+        .iter()
+        .filter(|e| e["event"] == "quarantined")
+        .collect()
 }
