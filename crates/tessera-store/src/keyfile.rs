@@ -1,7 +1,6 @@
 //! The vault key file: the random database key wrapped by a key-encryption key derived from the
 //! unlock factors (`docs/vault.md`).
 
-use std::io::Write as _;
 use std::path::Path;
 
 use argon2::{Algorithm, Argon2, Params, Version};
@@ -378,25 +377,7 @@ impl KeyFile {
     /// Writes the key file atomically (temporary file, fsync, rename, fsync of the directory),
     /// readable by the owner only.
     pub fn store(&self, path: &Path) -> Result<(), VaultError> {
-        let io = |e: std::io::Error| VaultError::Io(e.kind());
-        let dir = path
-            .parent()
-            .ok_or(VaultError::Io(std::io::ErrorKind::NotFound))?;
-        let tmp = path.with_extension("key.tmp");
-        {
-            let mut options = std::fs::OpenOptions::new();
-            options.write(true).create(true).truncate(true);
-            #[cfg(unix)]
-            std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
-            let mut f = options.open(&tmp).map_err(io)?;
-            f.write_all(&self.to_bytes()).map_err(io)?;
-            f.sync_all().map_err(io)?;
-        }
-        std::fs::rename(&tmp, path).map_err(io)?;
-        if let Ok(d) = std::fs::File::open(dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        crate::backup::write_private(path, &self.to_bytes()).map_err(|e| VaultError::Io(e.kind()))
     }
 }
 

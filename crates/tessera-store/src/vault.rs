@@ -50,7 +50,7 @@ const PRAGMAS: &str = "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
                        PRAGMA secure_delete = ON;";
 
 /// Opens the SQLCipher database with a raw key and checks that it reads.
-fn open_database(path: &Path, key: &[u8; 32]) -> Result<Connection, VaultError> {
+pub(crate) fn open_database(path: &Path, key: &[u8; 32]) -> Result<Connection, VaultError> {
     let conn = Connection::open(path).map_err(|e| VaultError::Database(e.to_string()))?;
     // SQLCipher's own log goes to standard error; failures reach the caller as typed errors.
     let _ = conn.execute_batch("PRAGMA cipher_log_level = NONE;");
@@ -133,6 +133,50 @@ impl Vault {
         card: Option<&CardFactor>,
         rng: &mut R,
     ) -> Result<Self, VaultError> {
+        let db_key = Zeroizing::new(rng.random::<[u8; 32]>());
+        Self::create_from(dir, password, kdf, secrets, card, rng, db_key, None)
+    }
+
+    /// Restores a vault from a backup's snapshot into `dir` (which must not hold a vault): the
+    /// snapshot's database is written as it is (encrypted under its own key), and that key is
+    /// wrapped to this machine's factors: a new password, a new device secret in `secrets`, and
+    /// the new card (`docs/backup.md`). Migrations run if the snapshot's schema is older.
+    pub fn restore<R: Rng + CryptoRng>(
+        dir: &Path,
+        snapshot: &crate::backup::Snapshot,
+        password: &[u8],
+        kdf: KdfParams,
+        secrets: &dyn SecretStore,
+        card: Option<&CardFactor>,
+        rng: &mut R,
+    ) -> Result<Self, VaultError> {
+        if snapshot.schema > schema::SCHEMA_VERSION {
+            return Err(VaultError::NewerVersion);
+        }
+        let db_key = Zeroizing::new(*snapshot.key);
+        Self::create_from(
+            dir,
+            password,
+            kdf,
+            secrets,
+            card,
+            rng,
+            db_key,
+            Some(&snapshot.database),
+        )
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn create_from<R: Rng + CryptoRng>(
+        dir: &Path,
+        password: &[u8],
+        kdf: KdfParams,
+        secrets: &dyn SecretStore,
+        card: Option<&CardFactor>,
+        rng: &mut R,
+        db_key: Zeroizing<[u8; 32]>,
+        database: Option<&[u8]>,
+    ) -> Result<Self, VaultError> {
         kdf.check()?;
         let io = |e: std::io::Error| VaultError::Io(e.kind());
         let key_path = dir.join(KEY_FILE);
@@ -159,7 +203,6 @@ impl Vault {
         }
         let vault_id: [u8; 16] = rng.random();
         let device_secret = Zeroizing::new(rng.random::<[u8; 32]>());
-        let db_key = Zeroizing::new(rng.random::<[u8; 32]>());
         let file = KeyFile::wrap(
             vault_id,
             kdf,
@@ -172,7 +215,17 @@ impl Vault {
             rng,
         )?;
         secrets.put(&vault_entry(&vault_id), &device_secret)?;
-        let conn = open_database(&db_path, &db_key)?;
+        if let Some(bytes) = database {
+            crate::backup::write_private(&db_path, bytes).map_err(io)?;
+        }
+        let conn = match open_database(&db_path, &db_key) {
+            Ok(c) => c,
+            Err(e) => {
+                let _ = secrets.delete(&vault_entry(&vault_id));
+                let _ = std::fs::remove_file(&db_path);
+                return Err(e);
+            }
+        };
         schema::migrate(&conn)?;
         file.store(&key_path)?;
         Ok(Self {

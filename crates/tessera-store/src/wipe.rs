@@ -26,6 +26,7 @@ const ACCOUNT_FILES: &[&str] = &[
     "vault.sqlite3-wal",
     "vault.sqlite3-shm",
     "vault.sqlite3-journal",
+    crate::backup::SNAPSHOT_FILE,
     "tor",
 ];
 
