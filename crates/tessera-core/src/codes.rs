@@ -27,8 +27,23 @@ impl CoreError {
             CoreError::TooLong => "too_long",
             CoreError::IdentityChanged(_) => "identity_changed",
             CoreError::Call(c) => call_code(c),
+            CoreError::Backup(b) => backup_code(b),
             _ => "engine",
         }
+    }
+}
+
+/// The stable name of a backup error.
+pub fn backup_code(e: &tessera_store::backup::BackupError) -> &'static str {
+    use tessera_store::backup::BackupError as B;
+    match e {
+        B::NotABackup => "not_a_backup",
+        B::NewerVersion => "backup_newer_version",
+        B::BadRecoveryKey => "bad_recovery_key",
+        B::WrongKey => "wrong_recovery_key",
+        B::Damaged | B::BadParameters => "backup_damaged",
+        B::TooLarge => "backup_too_large",
+        _ => "backup",
     }
 }
 

@@ -40,6 +40,7 @@ use tessera_messaging::inbound::Standing;
 use tessera_messaging::{CallId, Content, MessageId};
 
 mod account;
+mod backup;
 mod card_watch;
 mod connection;
 mod contacts;
@@ -49,6 +50,7 @@ mod messages;
 #[cfg(test)]
 mod testing;
 
+pub use backup::{BackupMade, RestoreOptions};
 use inbound::standing;
 use messages::{address, at, base64_encode, queue};
 

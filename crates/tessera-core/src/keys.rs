@@ -296,27 +296,10 @@ pub(crate) fn maintain<R: Rng + CryptoRng>(
     let mut new_epoch_key = None;
     v.transaction(|v| -> Result<(), CoreError> {
         if due.device_certificate {
-            // Retire the current envelope key; it opens envelopes sealed to the old certificate
-            // until ENVELOPE_KEY_GRACE_MS after that certificate ends.
-            let old = &me.certificate.fields;
-            let mut seeds = Zeroizing::new(Vec::with_capacity(96));
-            seeds.extend_from_slice(&local_array::<32>(v, "envelope.x25519")?[..]);
-            seeds.extend_from_slice(&local_array::<64>(v, "envelope.mlkem")?[..]);
-            v.set_local(&format!("{ENVELOPE_RETIRED}{}", old.serial), &seeds)?;
-            // Senders may have sealed to it until now (a peer's newest knowledge of this device
-            // is its last certificate, however old): the grace counts from the later of its
-            // end and now.
-            let until = old.not_after.max(now) + ENVELOPE_KEY_GRACE_MS;
-            v.retire_key("envelope", old.serial, until)?;
-            retired_ring_key = Some((envelope_from_retired(&seeds)?, until));
-            let envelope = EnvelopeKeyPair::generate(rng);
-            let certificate =
-                issue_certificate(&me.identity, &me.auth, &envelope, old.serial + 1, now, rng)?;
-            let (ex, em) = envelope.to_seeds();
-            v.set_local("envelope.x25519", &ex[..])?;
-            v.set_local("envelope.mlkem", &em[..])?;
-            v.set_local("device.certificate", &certificate.to_bytes())?;
-            new_ring_key = Some((envelope, certificate));
+            let serial = me.certificate.fields.serial + 1;
+            let (retired, renewed) = renew_certificate(v, me, serial, now, rng)?;
+            retired_ring_key = Some(retired);
+            new_ring_key = Some(renewed);
             out.renewed_certificate = true;
         }
         if due.epoch {
@@ -361,6 +344,69 @@ pub(crate) fn maintain<R: Rng + CryptoRng>(
         );
     }
     Ok(out)
+}
+
+/// A retired envelope key with the end of its grace, and a new envelope key with its
+/// certificate: what [`renew_certificate`] hands back for `me` once the vault committed.
+type Renewal = ((EnvelopeKeyPair, u64), (EnvelopeKeyPair, DeviceCertificate));
+
+/// Retires the current envelope key (it opens envelopes sealed to the old certificate until
+/// ENVELOPE_KEY_GRACE_MS after that certificate ends) and issues a new key and certificate
+/// with `serial`. Inside the caller's transaction; `me` is not changed.
+fn renew_certificate<R: Rng + CryptoRng>(
+    v: &Vault,
+    me: &Me,
+    serial: u32,
+    now: u64,
+    rng: &mut R,
+) -> Result<Renewal, CoreError> {
+    let old = &me.certificate.fields;
+    let mut seeds = Zeroizing::new(Vec::with_capacity(96));
+    seeds.extend_from_slice(&local_array::<32>(v, "envelope.x25519")?[..]);
+    seeds.extend_from_slice(&local_array::<64>(v, "envelope.mlkem")?[..]);
+    v.set_local(&format!("{ENVELOPE_RETIRED}{}", old.serial), &seeds)?;
+    // Senders may have sealed to it until now (a peer's newest knowledge of this device is
+    // its last certificate, however old): the grace counts from the later of its end and now.
+    let until = old.not_after.max(now) + ENVELOPE_KEY_GRACE_MS;
+    v.retire_key("envelope", old.serial, until)?;
+    let retired = (envelope_from_retired(&seeds)?, until);
+    let envelope = EnvelopeKeyPair::generate(rng);
+    let certificate = issue_certificate(&me.identity, &me.auth, &envelope, serial, now, rng)?;
+    let (ex, em) = envelope.to_seeds();
+    v.set_local("envelope.x25519", &ex[..])?;
+    v.set_local("envelope.mlkem", &em[..])?;
+    v.set_local("device.certificate", &certificate.to_bytes())?;
+    Ok((retired, (envelope, certificate)))
+}
+
+/// After a restore from a backup (`docs/backup.md`, "Starting over"): the keys in the backup
+/// may be older than what the relay and contacts know of this device, so everything that
+/// others address is replaced at once. A new envelope key and certificate with a serial above
+/// both the vault's and the relay's (`relay_serial`), a new sending epoch, a new signed and
+/// Kyber prekey (published at the next connect, with a new one-time batch if the relay holds
+/// another). One vault transaction; `me` follows once it committed.
+pub(crate) fn start_over<R: Rng + CryptoRng>(
+    v: &Vault,
+    me: &mut Me,
+    relay_serial: u32,
+    now: u64,
+    rng: &mut R,
+) -> Result<(), CoreError> {
+    let serial = me.certificate.fields.serial.max(relay_serial) + 1;
+    let (retired, renewed, epoch) = v.transaction(|v| -> Result<_, CoreError> {
+        let (retired, renewed) = renew_certificate(v, me, serial, now, rng)?;
+        let epoch = new_epoch(&me.identity, now, rng)?;
+        store_epoch(v, &epoch)?;
+        rotate_signed_prekey(v, &me.identity, now, rng)?;
+        v.set_local("prekeys.unpublished", &[1])?;
+        Ok((retired, renewed, epoch))
+    })?;
+    me.ring.insert(retired.0, retired.1);
+    me.ring.insert(renewed.0, u64::MAX);
+    me.certificate = renewed.1;
+    me.epoch = epoch;
+    me.ring.prune(now);
+    Ok(())
 }
 
 /// Deletes every retired key whose grace ended; returns how many private keys went.

@@ -12,12 +12,13 @@ mod run_to_end;
 mod transport;
 
 pub use codes::{card_code, net_code, vault_code};
-pub use engine::{APP_SETTINGS, CreateOptions, Engine};
+pub use engine::{APP_SETTINGS, BackupMade, CreateOptions, Engine, RestoreOptions};
 pub use invite::Invite;
 pub use tessera_messaging::content::receipt::ReceiptKind;
 pub use tessera_messaging::content::text::MAX_TEXT;
 pub use tessera_messaging::{Content, FailReason};
 pub use tessera_store::CardFactor;
+pub use tessera_store::backup::{BackupError, RecoveryKey};
 pub use tessera_store::{
     Contact, ContactState, Conversation, KdfParams, Message, MessageStatus, OsKeyring, Quarantined,
     SecretStore, WipeProblem, WipeReport, direct_conversation, wipe,
@@ -244,6 +245,9 @@ pub enum CoreError {
     /// Not a setting an interface may read or write.
     #[error("unknown setting")]
     UnknownSetting,
+    /// A backup could not be made or read.
+    #[error(transparent)]
+    Backup(#[from] tessera_store::backup::BackupError),
     /// An internal operation could not complete.
     #[error("internal error")]
     Busy,

@@ -479,7 +479,7 @@ mod tests {
     #[test]
     fn a_session_reset_is_reported_unless_from_a_stranger() {
         let mut s = store_with(Standing::Accepted);
-        let reset = Content::SessionReset(Reset {});
+        let reset = Content::SessionReset(Reset::default());
         assert_eq!(
             from(&mut s, ALICE, &reset),
             vec![Effect::PeerReset { from: ALICE }]

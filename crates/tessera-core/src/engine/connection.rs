@@ -11,6 +11,8 @@ impl Engine {
         // Rotations due now happen before the relay sees this device (a device offline for a
         // year renews everything here, before it sends anything).
         self.maybe_maintain()?;
+        // A vault restored from a backup replaces its keys before it is seen with them.
+        self.start_over().await?;
         let now = self.now_ms();
         let current = self
             .with(|u| Ok(keys::registered_serial(&u.vault)? == u.me.certificate.fields.serial))?;
@@ -203,7 +205,16 @@ impl Engine {
             match self.connect().await {
                 Ok(client) => {
                     backoff = Duration::from_secs(1);
+                    if let Err(e) = self.finish_restore().await {
+                        tracing::warn!(error = %e, "session resets after a restore failed");
+                    }
                     let _ = self.flush_outbox().await;
+                    let engine = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = engine.backup_if_due().await {
+                            tracing::warn!(error = %e, "scheduled backup failed");
+                        }
+                    });
                     // Receipts queued by incoming messages are flushed by `receive`.
                     let mut link = self.inner.link.subscribe();
                     let mut hourly = tokio::time::Instant::now() + Duration::from_secs(3600);
@@ -225,6 +236,9 @@ impl Engine {
                             // maintains and registers a renewed certificate.
                             () = tokio::time::sleep_until(hourly) => {
                                 hourly += Duration::from_secs(3600);
+                                if let Err(e) = self.backup_if_due().await {
+                                    tracing::warn!(error = %e, "scheduled backup failed");
+                                }
                                 if self.connect().await.is_err() {
                                     break;
                                 }
@@ -248,6 +262,7 @@ impl Engine {
     pub async fn sync(&self, idle: Duration) -> Result<(), CoreError> {
         let mut events = self.subscribe();
         self.connect().await?;
+        self.finish_restore().await?;
         self.flush_outbox().await?;
         loop {
             match tokio::time::timeout(idle, events.recv()).await {
@@ -257,6 +272,9 @@ impl Engine {
             }
         }
         self.flush_outbox().await?;
+        if let Err(e) = self.backup_if_due().await {
+            tracing::warn!(error = %e, "scheduled backup failed");
+        }
         Ok(())
     }
 }

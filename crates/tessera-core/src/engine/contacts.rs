@@ -141,7 +141,11 @@ impl Engine {
                 let (mut s, mut i) = (v.signal(), v.signal());
                 process_prekey_bundle(&addr, &mut s, &mut i, &lib, at(now), &mut rng())
                     .run_to_end()?;
-                let reset = Content::SessionReset(tessera_messaging::content::session::Reset {});
+                // Our certificate rides along: after a restore (docs/backup.md) it is new, and
+                // the contact must seal to its envelope key from now on.
+                let reset = Content::SessionReset(tessera_messaging::content::session::Reset {
+                    certificate: Some(base64_encode(&u.me.certificate.to_bytes())),
+                });
                 queue(v, &account, &reset, None, now)
             })
         })?;

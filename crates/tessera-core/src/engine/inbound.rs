@@ -292,6 +292,33 @@ pub(super) fn process(
                         });
                     }
                 }
+                // A reset from a contact may carry a newer certificate of the device (a
+                // device restored from a backup has a new envelope key): kept if it verifies.
+                Content::SessionReset(tessera_messaging::content::session::Reset {
+                    certificate: Some(ref text),
+                }) if contact.is_some() => {
+                    let cert_bytes = base64_decode(text).ok_or(CoreError::BadContent)?;
+                    let cert = DeviceCertificate::from_bytes(&cert_bytes)?;
+                    cert.verify(&sender_public, now)?;
+                    if cert.account_id != sender || cert.fields.device_id != device {
+                        return Err(CoreError::BadContent);
+                    }
+                    let newer = v
+                        .contact_devices(&sender.0)?
+                        .into_iter()
+                        .find(|(d, _)| *d == device)
+                        .and_then(|(_, b)| DeviceCertificate::from_bytes(&b).ok())
+                        .is_none_or(|held| cert.fields.serial > held.fields.serial);
+                    if newer {
+                        v.put_contact_device(&sender.0, device, &cert_bytes)?;
+                    }
+                    let arrival = Arrival::Content {
+                        from: sender,
+                        content: &content,
+                        envelope: envelope_key(&verified.replay_key().to_bytes()),
+                    };
+                    drive(v, arrival, "", 0, now, &mut events)?;
+                }
                 // Texts, receipts, unknown kinds, session resets: tessera-messaging decides.
                 content @ (Content::Text(_)
                 | Content::Receipt(_)
