@@ -1,5 +1,7 @@
 #![doc = include_str!("../README.md")]
 
+mod backup;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -133,6 +135,9 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+    /// Encrypted backups: create, restore, schedule (docs/backup.md)
+    #[command(subcommand)]
+    Backup(backup::BackupCommand),
     /// NTAG 424 DNA card tools
     #[command(subcommand)]
     Card(CardCommand),
@@ -729,6 +734,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 return Err(CliError::Usage("the SDMMAC does not verify".into()));
             }
         }
+        Command::Backup(command) => backup::run(&cli, command, out).await?,
         Command::Panic { yes } => {
             let dir = data_dir(&cli)?;
             if !yes {

@@ -11,14 +11,14 @@ pub mod phone;
 mod run_to_end;
 mod transport;
 
-pub use codes::{card_code, net_code, vault_code};
+pub use codes::{backup_code, card_code, net_code, vault_code};
 pub use engine::{APP_SETTINGS, BackupMade, CreateOptions, Engine, RestoreOptions};
 pub use invite::Invite;
 pub use tessera_messaging::content::receipt::ReceiptKind;
 pub use tessera_messaging::content::text::MAX_TEXT;
 pub use tessera_messaging::{Content, FailReason};
 pub use tessera_store::CardFactor;
-pub use tessera_store::backup::{BackupError, RecoveryKey};
+pub use tessera_store::backup::{BackupError, BackupHeader, RecoveryKey};
 pub use tessera_store::{
     Contact, ContactState, Conversation, KdfParams, Message, MessageStatus, OsKeyring, Quarantined,
     SecretStore, WipeProblem, WipeReport, direct_conversation, wipe,

@@ -421,7 +421,7 @@ impl Snapshot {
     }
 }
 
-/// Where [`Vault::snapshot`] writes its copy for the moment it is read back (encrypted; removed
+/// Where [`Vault::snapshot`](crate::Vault::snapshot) writes its copy for the moment it is read back (encrypted; removed
 /// at once, and by a wipe if a crash left it).
 pub const SNAPSHOT_FILE: &str = "vault.snapshot.tmp";
 

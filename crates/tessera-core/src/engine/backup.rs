@@ -162,8 +162,8 @@ impl Engine {
     }
 
     /// Writes a scheduled backup if one is due (scheduled backups on, a recovery key made, and
-    /// the interval passed since the last), then removes all but the newest
-    /// [`SCHEDULED_KEPT`] scheduled backups in the folder. Returns the backup written.
+    /// the interval passed since the last), then removes all but the newest three
+    /// (`SCHEDULED_KEPT`) scheduled backups in the folder. Returns the backup written.
     pub async fn backup_if_due(&self) -> Result<Option<BackupMade>, CoreError> {
         let Some((folder, every_days)) = self.backup_schedule()? else {
             return Ok(None);
