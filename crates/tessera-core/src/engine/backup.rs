@@ -394,6 +394,21 @@ mod tests {
         let (alice, _) = account(dir.path(), &relay, "alice").await;
         let (bob, _) = account(dir.path(), &relay, "bob").await;
         let (alice_id, bob_id) = befriend(&alice, &bob).await;
+        // Carol asks; Alice has not answered when the backup is made.
+        let (carol, _) = account(dir.path(), &relay, "carol").await;
+        let carol_id = carol.account_id().unwrap().0;
+        carol
+            .add_contact(&alice.invite().unwrap(), Some("alice"))
+            .await
+            .unwrap();
+        wait_for("carol's request", || {
+            alice
+                .contacts()
+                .unwrap()
+                .iter()
+                .any(|c| c.account_id == carol_id && c.state == ContactState::Incoming)
+        })
+        .await;
         alice.send_text(&bob_id, "before the backup").await.unwrap();
         wait_for("the first text", || {
             has(&bob, &alice_id, "before the backup")
@@ -477,6 +492,20 @@ mod tests {
             serial_held(&bob, &alice_id),
             restored.device_certificate().unwrap().0
         );
+
+        // Carol was not told by a reset (her request was unanswered); the acceptance carries
+        // the new certificate.
+        assert!(serial_held(&carol, &alice_id) < serial_held(&bob, &alice_id));
+        restored.answer_request(&carol_id, true).await.unwrap();
+        wait_for("carol to see the acceptance", || {
+            carol
+                .contacts()
+                .unwrap()
+                .iter()
+                .any(|c| c.account_id == alice_id && c.state == ContactState::Accepted)
+        })
+        .await;
+        assert_eq!(serial_held(&carol, &alice_id), serial_held(&bob, &alice_id));
 
         bob.send_text(&alice_id, "welcome back").await.unwrap();
         wait_for("bob's text to the restored account", || {

@@ -179,6 +179,8 @@ impl Engine {
                     c.state = ContactState::Accepted;
                     Content::ContactAccept(contact::Accept {
                         name: me.name.clone(),
+                        // Newer than the invite's after a rotation or a restore.
+                        certificate: Some(base64_encode(&me.certificate.to_bytes())),
                     })
                 } else {
                     c.state = ContactState::Rejected;

@@ -123,6 +123,37 @@ fn failure_of(e: &CoreError, authenticated: bool) -> Failure {
 
 /// Processes one envelope. `authenticated` is set to the sender as soon as the envelope layer
 /// verified who sent it (so a failure after that can be shown in their conversation).
+/// Keeps a contact device's certificate that came inside a message (a session reset, an
+/// acceptance) if it verifies under the account keys we hold for the sender, is that device's,
+/// and is newer (higher serial) than the one we have: from then on we seal to its envelope key
+/// (`docs/backup.md`, "Starting over"). An older or equal one is ignored; one that does not
+/// verify is refused (`BadContent` or the certificate's error).
+fn keep_newer_certificate(
+    v: &Vault,
+    sender: AccountId,
+    sender_public: &AccountPublic,
+    device: u32,
+    text: &str,
+    now: u64,
+) -> Result<(), CoreError> {
+    let cert_bytes = base64_decode(text).ok_or(CoreError::BadContent)?;
+    let cert = DeviceCertificate::from_bytes(&cert_bytes)?;
+    cert.verify(sender_public, now)?;
+    if cert.account_id != sender || cert.fields.device_id != device {
+        return Err(CoreError::BadContent);
+    }
+    let newer = v
+        .contact_devices(&sender.0)?
+        .into_iter()
+        .find(|(d, _)| *d == device)
+        .and_then(|(_, b)| DeviceCertificate::from_bytes(&b).ok())
+        .is_none_or(|held| cert.fields.serial > held.fields.serial);
+    if newer {
+        v.put_contact_device(&sender.0, device, &cert_bytes)?;
+    }
+    Ok(())
+}
+
 pub(super) fn process(
     u: &mut Unlocked,
     bytes: &[u8],
@@ -266,8 +297,11 @@ pub(super) fn process(
                     }
                     v.put_contact_device(&sender.0, cert.fields.device_id, &cert_bytes)?;
                 }
-                Content::ContactAccept(_) => {
+                Content::ContactAccept(ref accept) => {
                     if contact.is_some_and(|c| c.state == ContactState::Requested) {
+                        if let Some(text) = &accept.certificate {
+                            keep_newer_certificate(v, sender, &sender_public, device, text, now)?;
+                        }
                         v.set_contact_state(&sender.0, ContactState::Accepted)?;
                         events.push(Event::ContactAccepted { contact: sender.0 });
                     }
@@ -297,21 +331,7 @@ pub(super) fn process(
                 Content::SessionReset(tessera_messaging::content::session::Reset {
                     certificate: Some(ref text),
                 }) if contact.is_some() => {
-                    let cert_bytes = base64_decode(text).ok_or(CoreError::BadContent)?;
-                    let cert = DeviceCertificate::from_bytes(&cert_bytes)?;
-                    cert.verify(&sender_public, now)?;
-                    if cert.account_id != sender || cert.fields.device_id != device {
-                        return Err(CoreError::BadContent);
-                    }
-                    let newer = v
-                        .contact_devices(&sender.0)?
-                        .into_iter()
-                        .find(|(d, _)| *d == device)
-                        .and_then(|(_, b)| DeviceCertificate::from_bytes(&b).ok())
-                        .is_none_or(|held| cert.fields.serial > held.fields.serial);
-                    if newer {
-                        v.put_contact_device(&sender.0, device, &cert_bytes)?;
-                    }
+                    keep_newer_certificate(v, sender, &sender_public, device, text, now)?;
                     let arrival = Arrival::Content {
                         from: sender,
                         content: &content,

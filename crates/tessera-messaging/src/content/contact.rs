@@ -36,12 +36,21 @@ impl Kind for Request {
 pub struct Accept {
     /// The accepter's display name.
     pub name: String,
+    /// The accepter device's current certificate (standard base64). The requester had the one
+    /// in the invite's bundle; it may have been replaced since (a rotation, a restore from a
+    /// backup, `docs/backup.md`). Absent from clients before it was added.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub certificate: Option<String>,
 }
 
 impl Kind for Accept {
     const TAG: &'static str = "contact_accept";
     fn within_limits(&self) -> bool {
         self.name.len() <= MAX_NAME
+            && self
+                .certificate
+                .as_ref()
+                .is_none_or(|c| c.len() <= MAX_CERTIFICATE)
     }
 }
 
@@ -65,12 +74,44 @@ mod tests {
     fn names_are_bounded() {
         let long = Content::ContactAccept(Accept {
             name: "x".repeat(MAX_NAME + 1),
+            certificate: None,
         });
         assert!(Content::from_bytes(&long.to_bytes().expect("encode")).is_err());
-        let ok = Content::ContactAccept(Accept { name: "Ada".into() });
+        let ok = Content::ContactAccept(Accept {
+            name: "Ada".into(),
+            certificate: None,
+        });
         assert_eq!(
             Content::from_bytes(&ok.to_bytes().expect("encode")).expect("parse"),
             ok
         );
+    }
+
+    #[test]
+    fn an_acceptance_may_carry_a_bounded_certificate() {
+        // Without one it is byte-for-byte what earlier clients wrote and read.
+        let plain = Content::ContactAccept(Accept {
+            name: "Ada".into(),
+            certificate: None,
+        });
+        assert_eq!(
+            plain.to_bytes().expect("encode"),
+            br#"{"t":"contact_accept","name":"Ada"}"#
+        );
+        let with = Content::ContactAccept(Accept {
+            name: "Ada".into(),
+            certificate: Some("AAAA".into()),
+        });
+        let bytes = with.to_bytes().expect("encode");
+        assert_eq!(
+            bytes,
+            br#"{"t":"contact_accept","name":"Ada","certificate":"AAAA"}"#
+        );
+        assert_eq!(Content::from_bytes(&bytes).expect("parse"), with);
+        let over = format!(
+            r#"{{"t":"contact_accept","name":"Ada","certificate":"{}"}}"#,
+            "A".repeat(MAX_CERTIFICATE + 1)
+        );
+        assert!(Content::from_bytes(over.as_bytes()).is_err());
     }
 }
