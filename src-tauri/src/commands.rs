@@ -673,7 +673,7 @@ pub async fn change_password(app: AppState<'_>, old: String, new: String) -> UiR
     }
     let tap = tap_for_vault(&app).await?;
     engine
-        .change_password(old, new, KdfParams::DEFAULT, tap.map(|t| t.factor))
+        .change_password(old, new, None, tap.map(|t| t.factor))
         .await?;
     Ok(())
 }

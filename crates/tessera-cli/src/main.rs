@@ -1144,9 +1144,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                         .into_bytes(),
                 ),
             };
-            engine
-                .change_password(old, new, KdfParams::DEFAULT, card)
-                .await?;
+            engine.change_password(old, new, None, card).await?;
             out(json!({"ok": true}), "password changed".into());
         }
         Command::Verify { contact } => {

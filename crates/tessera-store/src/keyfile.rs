@@ -6,19 +6,36 @@ use std::path::Path;
 use argon2::{Algorithm, Argon2, Params, Version};
 use chacha20poly1305::aead::{Aead as _, KeyInit as _, Payload};
 use chacha20poly1305::{XChaCha20Poly1305, XNonce};
-use rand::{CryptoRng, Rng};
+use rand::{CryptoRng, Rng, RngCore as _};
+use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use crate::VaultError;
 
 const MAGIC: &[u8; 4] = b"TSVK";
-const VERSION: u8 = 1;
+/// The version written. Version 1 (no duress slot) is read and rewritten as version 2 at the
+/// next unlock.
+const VERSION: u8 = 2;
+const VERSION_1: u8 = 1;
 const KEK_CONTEXT: &str = "tessera v1 vault kek";
+const HEADER_LEN: usize = 50;
+const NONCE_LEN: usize = 24;
+const TAG_LEN: usize = 16;
+/// Slot A's plaintext: the database key, then the duress password's Argon2id output (random
+/// when no duress password is set).
+const SLOT_A_PLAIN: usize = 32 + 32;
+const SLOT_A_LEN: usize = SLOT_A_PLAIN + TAG_LEN;
+/// Slot B's plaintext: a two-byte length, the decoy record, zero padding.
+const SLOT_B_PLAIN: usize = 1024;
+const SLOT_B_LEN: usize = SLOT_B_PLAIN + TAG_LEN;
+/// The longest decoy record the duress slot holds.
+pub const DURESS_RECORD_MAX: usize = SLOT_B_PLAIN - 2;
 /// Size of the key file without the card factor.
-pub const KEY_FILE_LEN: usize = 4 + 1 + 16 + 1 + 12 + 16 + 24 + 48;
+pub const KEY_FILE_LEN: usize = HEADER_LEN + NONCE_LEN + SLOT_A_LEN + NONCE_LEN + SLOT_B_LEN;
+/// Size of a version 1 key file without the card factor.
+const KEY_FILE_V1_LEN: usize = HEADER_LEN + NONCE_LEN + 48;
 /// The card section appended when the card factor is on: UID (7) and last SUN counter (4).
 const CARD_SECTION_LEN: usize = 7 + 4;
-const AAD_LEN: usize = 50;
 
 const FACTOR_PASSWORD: u8 = 1;
 const FACTOR_DEVICE: u8 = 2;
@@ -105,12 +122,39 @@ pub struct CardBinding {
     pub counter: u32,
 }
 
-/// An unwrapped key file: the database key and the key-encryption key that opened it (kept
-/// only to record a new card counter); both zeroized on drop.
+/// What slot A of a key file holds, after an unlock with the account's password: the database
+/// key, the key-encryption key that opened it, and the duress slot as it stands (needed to
+/// record a new card counter or to rewrap without losing the duress password). Zeroized on
+/// drop.
 pub struct Unwrapped {
     /// The database key.
     pub db_key: Zeroizing<[u8; 32]>,
     kek: Zeroizing<[u8; 32]>,
+    /// Argon2id of the duress password under this file's salt (random bytes when none is set).
+    duress_stretched: Zeroizing<[u8; 32]>,
+    /// The decoy record, when a duress password is set.
+    duress_record: Option<Zeroizing<Vec<u8>>>,
+}
+
+impl Unwrapped {
+    /// Whether a duress password is set.
+    pub fn duress_configured(&self) -> bool {
+        self.duress_record.is_some()
+    }
+}
+
+/// What an unlock opened.
+pub enum Unwrap {
+    /// The account's password: slot A.
+    Account(Unwrapped),
+    /// The duress password: slot B. Holds the decoy record and the password's Argon2id output
+    /// under this file's salt (so the decoy vault is made without a second key derivation).
+    Duress {
+        /// The decoy record stored with the duress password.
+        record: Zeroizing<Vec<u8>>,
+        /// Argon2id of the typed password under [`KeyFile::salt`].
+        stretched: Zeroizing<[u8; 32]>,
+    },
 }
 
 /// The parsed key file.
@@ -122,24 +166,29 @@ pub struct KeyFile {
     pub card: Option<CardBinding>,
     /// Argon2id parameters.
     pub kdf: KdfParams,
+    version: u8,
     salt: [u8; 16],
-    nonce: [u8; 24],
-    wrapped: [u8; 48],
+    nonce_a: [u8; NONCE_LEN],
+    slot_a: Vec<u8>,
+    nonce_b: [u8; NONCE_LEN],
+    slot_b: Vec<u8>,
 }
 
 impl std::fmt::Debug for KeyFile {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyFile")
+            .field("version", &self.version)
             .field("card", &self.card)
             .field("kdf", &self.kdf)
             .finish_non_exhaustive()
     }
 }
 
-fn kek(
+/// Argon2id of `password` under `salt` with `kdf`.
+fn stretch(
     kdf: &KdfParams,
     salt: &[u8; 16],
-    factors: &Factors<'_>,
+    password: &[u8],
 ) -> Result<Zeroizing<[u8; 32]>, VaultError> {
     kdf.check()?;
     let params = Params::new(kdf.memory_kib, kdf.passes, kdf.lanes, Some(32))
@@ -147,22 +196,100 @@ fn kek(
     let argon = Argon2::new(Algorithm::Argon2id, Version::V0x13, params);
     let mut stretched = Zeroizing::new([0u8; 32]);
     argon
-        .hash_password_into(factors.password, salt, stretched.as_mut())
+        .hash_password_into(password, salt, stretched.as_mut())
         .map_err(|_| VaultError::WeakKdf)?;
+    Ok(stretched)
+}
+
+/// The key-encryption key: BLAKE3 over the stretched password, the device secret and the card
+/// secret (`docs/vault.md`). The same for both slots; only the password differs.
+fn kek_of(
+    stretched: &[u8; 32],
+    device_secret: &[u8; 32],
+    card: Option<&CardFactor>,
+) -> Zeroizing<[u8; 32]> {
     let mut h = blake3::Hasher::new_derive_key(KEK_CONTEXT);
-    h.update(stretched.as_ref());
-    h.update(factors.device_secret);
-    if let Some(card) = factors.card {
+    h.update(stretched);
+    h.update(device_secret);
+    if let Some(card) = card {
         h.update(&card.secret[..]);
     }
-    Ok(Zeroizing::new(*h.finalize().as_bytes()))
+    Zeroizing::new(*h.finalize().as_bytes())
+}
+
+fn seal<R: Rng + CryptoRng>(
+    kek: &[u8; 32],
+    plain: &[u8],
+    aad: &[u8],
+    rng: &mut R,
+) -> Result<([u8; NONCE_LEN], Vec<u8>), VaultError> {
+    let nonce: [u8; NONCE_LEN] = rng.random();
+    let ct = XChaCha20Poly1305::new(kek.into())
+        .encrypt(XNonce::from_slice(&nonce), Payload { msg: plain, aad })
+        .map_err(|_| VaultError::KeyFileDamaged)?;
+    Ok((nonce, ct))
+}
+
+fn open(
+    kek: &[u8; 32],
+    nonce: &[u8; NONCE_LEN],
+    ct: &[u8],
+    aad: &[u8],
+) -> Option<Zeroizing<Vec<u8>>> {
+    XChaCha20Poly1305::new(kek.into())
+        .decrypt(XNonce::from_slice(nonce), Payload { msg: ct, aad })
+        .ok()
+        .map(Zeroizing::new)
+}
+
+/// Slot B's plaintext: length, record, zero padding.
+fn pad_record(record: &[u8]) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+    let len = u16::try_from(record.len())
+        .ok()
+        .filter(|_| record.len() <= DURESS_RECORD_MAX)
+        .ok_or(VaultError::DuressRecordTooLarge {
+            max: DURESS_RECORD_MAX,
+        })?;
+    let mut plain = Zeroizing::new(vec![0u8; SLOT_B_PLAIN]);
+    plain[..2].copy_from_slice(&len.to_be_bytes());
+    plain[2..2 + record.len()].copy_from_slice(record);
+    Ok(plain)
+}
+
+fn unpad_record(plain: &[u8]) -> Option<Zeroizing<Vec<u8>>> {
+    let len = usize::from(u16::from_be_bytes([*plain.first()?, *plain.get(1)?]));
+    plain.get(2..2 + len).map(|r| Zeroizing::new(r.to_vec()))
+}
+
+/// What goes into slot B when a file is sealed.
+enum SlotB<'a> {
+    /// Random bytes: no duress password (indistinguishable from a sealed record).
+    Empty,
+    /// A decoy record sealed under this key-encryption key.
+    Record(&'a [u8; 32], &'a [u8]),
+    /// Left as it is (a new card counter does not touch slot B).
+    Keep,
 }
 
 impl KeyFile {
-    /// The AEAD's associated data: the header, then the card section when there is one.
-    fn aad(&self) -> Vec<u8> {
+    /// Slot A's associated data: the header, the slot letter, the whole card section.
+    fn aad_a(&self) -> Vec<u8> {
         let mut out = self.header().to_vec();
+        if self.version != VERSION_1 {
+            out.push(b'A');
+        }
         out.extend(self.card_section());
+        out
+    }
+
+    /// Slot B's associated data: the header, the slot letter, the card's UID — not the counter,
+    /// so recording a new counter (which needs only slot A's key) leaves slot B valid.
+    fn aad_b(&self) -> Vec<u8> {
+        let mut out = self.header().to_vec();
+        out.push(b'B');
+        if let Some(c) = &self.card {
+            out.extend_from_slice(&c.uid);
+        }
         out
     }
 
@@ -177,10 +304,10 @@ impl KeyFile {
         }
     }
 
-    fn header(&self) -> [u8; AAD_LEN] {
-        let mut out = [0u8; AAD_LEN];
+    fn header(&self) -> [u8; HEADER_LEN] {
+        let mut out = [0u8; HEADER_LEN];
         out[..4].copy_from_slice(MAGIC);
-        out[4] = VERSION;
+        out[4] = self.version;
         out[5..21].copy_from_slice(&self.vault_id);
         out[21] =
             FACTOR_PASSWORD | FACTOR_DEVICE | if self.card.is_some() { FACTOR_CARD } else { 0 };
@@ -191,7 +318,60 @@ impl KeyFile {
         out
     }
 
-    /// Wraps `db_key` under `factors` with a fresh salt and nonce.
+    fn blank(
+        vault_id: [u8; 16],
+        kdf: KdfParams,
+        salt: [u8; 16],
+        card: Option<&CardFactor>,
+    ) -> Self {
+        Self {
+            vault_id,
+            card: card.map(|c| CardBinding {
+                uid: c.uid,
+                counter: c.counter,
+            }),
+            kdf,
+            version: VERSION,
+            salt,
+            nonce_a: [0; NONCE_LEN],
+            slot_a: Vec::new(),
+            nonce_b: [0; NONCE_LEN],
+            slot_b: Vec::new(),
+        }
+    }
+
+    /// Seals slot A (database key and duress stretch) under `kek` with a fresh nonce, and slot B
+    /// as `b` says, as version 2.
+    fn seal_slots<R: Rng + CryptoRng>(
+        &mut self,
+        kek: &[u8; 32],
+        db_key: &[u8; 32],
+        duress_stretched: &[u8; 32],
+        b: SlotB<'_>,
+        rng: &mut R,
+    ) -> Result<(), VaultError> {
+        let upgrading = self.version == VERSION_1;
+        self.version = VERSION;
+        let mut plain = Zeroizing::new([0u8; SLOT_A_PLAIN]);
+        plain[..32].copy_from_slice(db_key);
+        plain[32..].copy_from_slice(duress_stretched);
+        (self.nonce_a, self.slot_a) = seal(kek, plain.as_ref(), &self.aad_a(), rng)?;
+        match b {
+            SlotB::Keep if !upgrading => {}
+            SlotB::Empty | SlotB::Keep => {
+                self.nonce_b = rng.random();
+                self.slot_b = vec![0u8; SLOT_B_LEN];
+                rng.fill_bytes(&mut self.slot_b);
+            }
+            SlotB::Record(kek_b, record) => {
+                let plain = pad_record(record)?;
+                (self.nonce_b, self.slot_b) = seal(kek_b, &plain, &self.aad_b(), rng)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Wraps `db_key` under `factors` with a fresh salt and nonce, without a duress password.
     pub fn wrap<R: Rng + CryptoRng>(
         vault_id: [u8; 16],
         kdf: KdfParams,
@@ -199,47 +379,38 @@ impl KeyFile {
         factors: &Factors<'_>,
         rng: &mut R,
     ) -> Result<Self, VaultError> {
-        let mut file = Self {
-            vault_id,
-            card: factors.card.map(|c| CardBinding {
-                uid: c.uid,
-                counter: c.counter,
-            }),
-            kdf,
-            salt: rng.random(),
-            nonce: [0; 24],
-            wrapped: [0; 48],
-        };
-        let kek = kek(&file.kdf, &file.salt, factors)?;
-        file.seal(&kek, db_key, rng)?;
+        let salt: [u8; 16] = rng.random();
+        let stretched = stretch(&kdf, &salt, factors.password)?;
+        Self::wrap_stretched(vault_id, kdf, salt, &stretched, factors, db_key, rng)
+    }
+
+    /// As [`KeyFile::wrap`] with the password already stretched under `salt` (a vault made by a
+    /// duress unlock reuses that unlock's key derivation). `factors.password` is not used.
+    pub(crate) fn wrap_stretched<R: Rng + CryptoRng>(
+        vault_id: [u8; 16],
+        kdf: KdfParams,
+        salt: [u8; 16],
+        stretched: &[u8; 32],
+        factors: &Factors<'_>,
+        db_key: &[u8; 32],
+        rng: &mut R,
+    ) -> Result<Self, VaultError> {
+        kdf.check()?;
+        let mut file = Self::blank(vault_id, kdf, salt, factors.card);
+        let kek = kek_of(stretched, factors.device_secret, factors.card);
+        let no_duress = Zeroizing::new(rng.random::<[u8; 32]>());
+        file.seal_slots(&kek, db_key, &no_duress, SlotB::Empty, rng)?;
         Ok(file)
     }
 
-    /// Wraps `db_key` under `kek` with a fresh nonce (the salt, parameters and card section as
-    /// they are now).
-    fn seal<R: Rng + CryptoRng>(
-        &mut self,
-        kek: &[u8; 32],
-        db_key: &[u8; 32],
-        rng: &mut R,
-    ) -> Result<(), VaultError> {
-        self.nonce = rng.random();
-        let cipher = XChaCha20Poly1305::new(kek.into());
-        let ct = cipher
-            .encrypt(
-                XNonce::from_slice(&self.nonce),
-                Payload {
-                    msg: db_key,
-                    aad: &self.aad(),
-                },
-            )
-            .map_err(|_| VaultError::KeyFileDamaged)?;
-        self.wrapped.copy_from_slice(&ct);
-        Ok(())
+    /// The Argon2id salt (a duress unlock makes the decoy's key file with the same one).
+    pub(crate) fn salt(&self) -> [u8; 16] {
+        self.salt
     }
 
     /// After an unlock with the card: the same wrap with the card read's counter recorded, so
-    /// a later read must be above it. Needs the key-encryption key of that unlock.
+    /// a later read must be above it. Needs the key-encryption key of that unlock. Slot B is
+    /// left as it is (its associated data does not include the counter).
     pub fn with_counter<R: Rng + CryptoRng>(
         &self,
         unlocked: &Unwrapped,
@@ -251,14 +422,118 @@ impl KeyFile {
             return Err(VaultError::CardRequired);
         };
         card.counter = counter;
-        next.seal(&unlocked.kek, &unlocked.db_key, rng)?;
+        next.seal_slots(
+            &unlocked.kek,
+            &unlocked.db_key,
+            &unlocked.duress_stretched,
+            SlotB::Keep,
+            rng,
+        )?;
         Ok(next)
     }
 
-    /// Recovers the database key; [`VaultError::WrongFactor`] if any factor is wrong. With the
-    /// card factor, a card with another UID is [`VaultError::WrongCard`] and a SUN counter not
-    /// above the recorded one is [`VaultError::CardReplayed`] — both before any key derivation.
-    pub fn unwrap_key(&self, factors: &Factors<'_>) -> Result<Unwrapped, VaultError> {
+    /// A version 1 file rewritten as version 2 (same key-encryption key, an empty duress slot);
+    /// `None` if it already is.
+    pub fn upgraded<R: Rng + CryptoRng>(
+        &self,
+        unlocked: &Unwrapped,
+        rng: &mut R,
+    ) -> Result<Option<Self>, VaultError> {
+        if self.version == VERSION {
+            return Ok(None);
+        }
+        let mut next = self.clone();
+        next.seal_slots(
+            &unlocked.kek,
+            &unlocked.db_key,
+            &unlocked.duress_stretched,
+            SlotB::Keep,
+            rng,
+        )?;
+        Ok(Some(next))
+    }
+
+    /// The same database key wrapped to new factors: a new password, Argon2id cost or card.
+    /// The duress password carries over while the cost stays the same (the salt is kept, so
+    /// its Argon2id output in slot A still holds); with a new cost the salt is new and the
+    /// duress password is dropped. A new password equal to the duress password is refused.
+    pub fn rewrapped<R: Rng + CryptoRng>(
+        &self,
+        unlocked: &Unwrapped,
+        device_secret: &[u8; 32],
+        new_password: &[u8],
+        new_kdf: KdfParams,
+        new_card: Option<&CardFactor>,
+        rng: &mut R,
+    ) -> Result<Self, VaultError> {
+        let same_cost = new_kdf == self.kdf;
+        let salt = if same_cost { self.salt } else { rng.random() };
+        let stretched = stretch(&new_kdf, &salt, new_password)?;
+        let mut next = Self::blank(self.vault_id, new_kdf, salt, new_card);
+        let kek = kek_of(&stretched, device_secret, new_card);
+        match (&unlocked.duress_record, same_cost) {
+            (Some(record), true) => {
+                let kek_b = kek_of(&unlocked.duress_stretched, device_secret, new_card);
+                if bool::from(kek_b[..].ct_eq(&kek[..])) {
+                    return Err(VaultError::DuressSameAsPassword);
+                }
+                next.seal_slots(
+                    &kek,
+                    &unlocked.db_key,
+                    &unlocked.duress_stretched,
+                    SlotB::Record(&kek_b, record),
+                    rng,
+                )?;
+            }
+            _ => {
+                let none = Zeroizing::new(rng.random::<[u8; 32]>());
+                next.seal_slots(&kek, &unlocked.db_key, &none, SlotB::Empty, rng)?;
+            }
+        }
+        Ok(next)
+    }
+
+    /// Sets (`Some((duress password, decoy record))`) or clears the duress password. `card` is
+    /// the fresh read the unlock of `unlocked` was checked with; its counter is recorded.
+    pub fn with_duress<R: Rng + CryptoRng>(
+        &self,
+        unlocked: &Unwrapped,
+        device_secret: &[u8; 32],
+        card: Option<&CardFactor>,
+        duress: Option<(&[u8], &[u8])>,
+        rng: &mut R,
+    ) -> Result<Self, VaultError> {
+        let mut next = Self::blank(self.vault_id, self.kdf, self.salt, card);
+        match duress {
+            Some((password, record)) => {
+                pad_record(record)?;
+                let stretched = stretch(&self.kdf, &self.salt, password)?;
+                let kek_b = kek_of(&stretched, device_secret, card);
+                if bool::from(kek_b[..].ct_eq(&unlocked.kek[..])) {
+                    return Err(VaultError::DuressSameAsPassword);
+                }
+                next.seal_slots(
+                    &unlocked.kek,
+                    &unlocked.db_key,
+                    &stretched,
+                    SlotB::Record(&kek_b, record),
+                    rng,
+                )?;
+            }
+            None => {
+                let none = Zeroizing::new(rng.random::<[u8; 32]>());
+                next.seal_slots(&unlocked.kek, &unlocked.db_key, &none, SlotB::Empty, rng)?;
+            }
+        }
+        Ok(next)
+    }
+
+    /// Opens the key file with `factors`: slot A (the account) or slot B (the duress
+    /// password), else [`VaultError::WrongFactor`] if any factor is wrong. Both slots are always
+    /// tried, so the two outcomes cost the same. With the card factor, a card with another UID
+    /// is [`VaultError::WrongCard`] and a SUN counter not above the recorded one is
+    /// [`VaultError::CardReplayed`] — both before any key derivation.
+    pub fn unwrap_key(&self, factors: &Factors<'_>) -> Result<Unwrap, VaultError> {
         let card = match (&self.card, factors.card) {
             (None, _) => None,
             (Some(_), None) => return Err(VaultError::CardRequired),
@@ -272,56 +547,85 @@ impl KeyFile {
                 Some(read)
             }
         };
-        let kek = kek(
-            &self.kdf,
-            &self.salt,
-            &Factors {
-                password: factors.password,
-                device_secret: factors.device_secret,
-                card,
-            },
-        )?;
-        let cipher = XChaCha20Poly1305::new(kek.as_ref().into());
-        let plain = Zeroizing::new(
-            cipher
-                .decrypt(
-                    XNonce::from_slice(&self.nonce),
-                    Payload {
-                        msg: &self.wrapped,
-                        aad: &self.aad(),
-                    },
-                )
-                .map_err(|_| VaultError::WrongFactor)?,
-        );
-        let mut db_key = Zeroizing::new([0u8; 32]);
-        if plain.len() != 32 {
-            return Err(VaultError::KeyFileDamaged);
+        let stretched = stretch(&self.kdf, &self.salt, factors.password)?;
+        let kek = kek_of(&stretched, factors.device_secret, card);
+        let a = open(&kek, &self.nonce_a, &self.slot_a, &self.aad_a());
+        let b = if self.version == VERSION_1 {
+            None
+        } else {
+            open(&kek, &self.nonce_b, &self.slot_b, &self.aad_b())
+        };
+        match (a, b) {
+            (Some(plain), _) => {
+                let expected = if self.version == VERSION_1 {
+                    32
+                } else {
+                    SLOT_A_PLAIN
+                };
+                if plain.len() != expected {
+                    return Err(VaultError::KeyFileDamaged);
+                }
+                let mut db_key = Zeroizing::new([0u8; 32]);
+                db_key.copy_from_slice(&plain[..32]);
+                let mut duress_stretched = Zeroizing::new([0u8; 32]);
+                let mut duress_record = None;
+                if self.version == VERSION_1 {
+                    rand::rng().fill_bytes(duress_stretched.as_mut());
+                } else {
+                    duress_stretched.copy_from_slice(&plain[32..]);
+                    let kek_b = kek_of(&duress_stretched, factors.device_secret, card);
+                    duress_record = open(&kek_b, &self.nonce_b, &self.slot_b, &self.aad_b())
+                        .and_then(|p| unpad_record(&p));
+                }
+                Ok(Unwrap::Account(Unwrapped {
+                    db_key,
+                    kek,
+                    duress_stretched,
+                    duress_record,
+                }))
+            }
+            (None, Some(plain)) => Ok(Unwrap::Duress {
+                record: unpad_record(&plain).ok_or(VaultError::KeyFileDamaged)?,
+                stretched,
+            }),
+            (None, None) => Err(VaultError::WrongFactor),
         }
-        db_key.copy_from_slice(&plain);
-        Ok(Unwrapped { db_key, kek })
     }
 
-    /// The encoding in `docs/vault.md`.
+    /// The encoding in `docs/vault.md` (always version 2; a version 1 file is only written
+    /// after [`KeyFile::upgraded`] or a rewrap).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = self.header().to_vec();
-        out.extend_from_slice(&self.nonce);
-        out.extend_from_slice(&self.wrapped);
+        out.extend_from_slice(&self.nonce_a);
+        out.extend_from_slice(&self.slot_a);
+        if self.version != VERSION_1 {
+            out.extend_from_slice(&self.nonce_b);
+            out.extend_from_slice(&self.slot_b);
+        }
         out.extend(self.card_section());
         out
     }
 
-    /// Parses a key file.
+    /// Parses a key file (version 1 or 2).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, VaultError> {
-        if bytes.len() < KEY_FILE_LEN || &bytes[..4] != MAGIC {
+        if bytes.len() < KEY_FILE_V1_LEN || &bytes[..4] != MAGIC {
             return Err(VaultError::KeyFileDamaged);
         }
-        if bytes[4] != VERSION {
-            return Err(VaultError::NewerVersion);
-        }
+        let version = bytes[4];
+        let body_len = match version {
+            VERSION_1 => KEY_FILE_V1_LEN,
+            VERSION => KEY_FILE_LEN,
+            _ => return Err(VaultError::NewerVersion),
+        };
         let flags = bytes[21];
         if flags & (FACTOR_PASSWORD | FACTOR_DEVICE) != (FACTOR_PASSWORD | FACTOR_DEVICE)
             || flags & !(FACTOR_PASSWORD | FACTOR_DEVICE | FACTOR_CARD) != 0
         {
+            return Err(VaultError::KeyFileDamaged);
+        }
+        let with_card = flags & FACTOR_CARD != 0;
+        let expected = body_len + if with_card { CARD_SECTION_LEN } else { 0 };
+        if bytes.len() != expected {
             return Err(VaultError::KeyFileDamaged);
         }
         let u32_at = |i: usize| {
@@ -329,22 +633,15 @@ impl KeyFile {
             b.copy_from_slice(&bytes[i..i + 4]);
             u32::from_be_bytes(b)
         };
-        let card = if flags & FACTOR_CARD != 0 {
-            if bytes.len() != KEY_FILE_LEN + CARD_SECTION_LEN {
-                return Err(VaultError::KeyFileDamaged);
-            }
+        let card = with_card.then(|| {
             let mut uid = [0u8; 7];
-            uid.copy_from_slice(&bytes[KEY_FILE_LEN..KEY_FILE_LEN + 7]);
-            Some(CardBinding {
+            uid.copy_from_slice(&bytes[body_len..body_len + 7]);
+            CardBinding {
                 uid,
-                counter: u32_at(KEY_FILE_LEN + 7),
-            })
-        } else {
-            if bytes.len() != KEY_FILE_LEN {
-                return Err(VaultError::KeyFileDamaged);
+                counter: u32_at(body_len + 7),
             }
-            None
-        };
+        });
+        let slot_a_len = if version == VERSION_1 { 48 } else { SLOT_A_LEN };
         let mut file = Self {
             vault_id: [0; 16],
             card,
@@ -353,14 +650,25 @@ impl KeyFile {
                 passes: u32_at(26),
                 lanes: u32_at(30),
             },
+            version,
             salt: [0; 16],
-            nonce: [0; 24],
-            wrapped: [0; 48],
+            nonce_a: [0; NONCE_LEN],
+            slot_a: Vec::new(),
+            nonce_b: [0; NONCE_LEN],
+            slot_b: Vec::new(),
         };
         file.vault_id.copy_from_slice(&bytes[5..21]);
         file.salt.copy_from_slice(&bytes[34..50]);
-        file.nonce.copy_from_slice(&bytes[50..74]);
-        file.wrapped.copy_from_slice(&bytes[74..122]);
+        let mut at = HEADER_LEN;
+        file.nonce_a.copy_from_slice(&bytes[at..at + NONCE_LEN]);
+        at += NONCE_LEN;
+        file.slot_a = bytes[at..at + slot_a_len].to_vec();
+        at += slot_a_len;
+        if version == VERSION {
+            file.nonce_b.copy_from_slice(&bytes[at..at + NONCE_LEN]);
+            at += NONCE_LEN;
+            file.slot_b = bytes[at..at + SLOT_B_LEN].to_vec();
+        }
         Ok(file)
     }
 
@@ -394,6 +702,15 @@ mod tests {
         }
     }
 
+    /// The account's slot, or a failed test.
+    fn account(u: Result<Unwrap, VaultError>) -> Unwrapped {
+        match u {
+            Ok(Unwrap::Account(u)) => u,
+            Ok(Unwrap::Duress { .. }) => panic!("opened the duress slot"),
+            Err(e) => panic!("unwrap failed: {e}"),
+        }
+    }
+
     fn factors<'a>(pw: &'a [u8], dev: &'a [u8; 32], card: Option<&'a CardFactor>) -> Factors<'a> {
         Factors {
             password: pw,
@@ -418,10 +735,7 @@ mod tests {
         let back = KeyFile::from_bytes(&f.to_bytes()).expect("parse");
         assert_eq!(back, f);
         assert_eq!(
-            *back
-                .unwrap_key(&factors(b"pw", &dev, None))
-                .expect("unwrap")
-                .db_key,
+            *account(back.unwrap_key(&factors(b"pw", &dev, None))).db_key,
             key
         );
         assert!(matches!(
@@ -467,9 +781,7 @@ mod tests {
                 Err(VaultError::CardReplayed)
             ));
         }
-        let opened = with_card
-            .unwrap_key(&factors(b"pw", &dev, Some(&card(4, 11, 9))))
-            .expect("unwrap");
+        let opened = account(with_card.unwrap_key(&factors(b"pw", &dev, Some(&card(4, 11, 9)))));
         assert_eq!(*opened.db_key, key);
         // Recording the new counter: 11 is then a replay, 12 opens.
         let next = with_card
@@ -481,10 +793,7 @@ mod tests {
             Err(VaultError::CardReplayed)
         ));
         assert_eq!(
-            *next
-                .unwrap_key(&factors(b"pw", &dev, Some(&card(4, 12, 9))))
-                .expect("unwrap")
-                .db_key,
+            *account(next.unwrap_key(&factors(b"pw", &dev, Some(&card(4, 12, 9))))).db_key,
             key
         );
         // Lowering the recorded counter in the file (to replay an old read) breaks the wrap.
@@ -559,10 +868,10 @@ mod tests {
             KeyFile::from_bytes(&long),
             Err(VaultError::KeyFileDamaged)
         ));
-        let mut v2 = bytes.clone();
-        v2[4] = 2;
+        let mut v3 = bytes.clone();
+        v3[4] = 3;
         assert!(matches!(
-            KeyFile::from_bytes(&v2),
+            KeyFile::from_bytes(&v3),
             Err(VaultError::NewerVersion)
         ));
         let weak = KdfParams {
@@ -580,5 +889,249 @@ mod tests {
             ),
             Err(VaultError::WeakKdf)
         ));
+    }
+
+    #[test]
+    fn the_duress_slot_opens_with_its_own_password_and_looks_the_same_when_empty() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(3);
+        let dev = [7u8; 32];
+        let key = [42u8; 32];
+        let plain = KeyFile::wrap(
+            [1; 16],
+            KdfParams::MINIMUM,
+            &key,
+            &factors(b"pw", &dev, Some(&card(4, 10, 9))),
+            &mut rng,
+        )
+        .expect("wrap");
+        let tap = card(4, 11, 9);
+        let opened = account(plain.unwrap_key(&factors(b"pw", &dev, Some(&tap))));
+        assert!(!opened.duress_configured());
+        let set = plain
+            .with_duress(
+                &opened,
+                &dev,
+                Some(&tap),
+                Some((b"duress", b"decoy record")),
+                &mut rng,
+            )
+            .expect("set duress");
+        // Same size and layout with and without a duress password.
+        assert_eq!(set.to_bytes().len(), plain.to_bytes().len());
+        assert_eq!(set.to_bytes().len(), KEY_FILE_LEN + CARD_SECTION_LEN);
+        let set = KeyFile::from_bytes(&set.to_bytes()).expect("parse");
+        assert_eq!(set.card.map(|c| c.counter), Some(11));
+
+        match set.unwrap_key(&factors(b"duress", &dev, Some(&card(4, 12, 9)))) {
+            Ok(Unwrap::Duress { record, stretched }) => {
+                assert_eq!(&record[..], b"decoy record");
+                let expected = stretch(&set.kdf, &set.salt, b"duress").expect("stretch");
+                assert_eq!(*stretched, *expected);
+            }
+            Ok(Unwrap::Account(_)) => panic!("the duress password opened the account"),
+            Err(e) => panic!("the duress password failed: {e}"),
+        }
+        // Like the account's password, it needs the device secret and the card.
+        for (d, c) in [([8u8; 32], card(4, 12, 9)), (dev, card(4, 12, 8))] {
+            assert!(matches!(
+                set.unwrap_key(&factors(b"duress", &d, Some(&c))),
+                Err(VaultError::WrongFactor)
+            ));
+        }
+        assert!(matches!(
+            set.unwrap_key(&factors(b"duress", &dev, Some(&card(4, 11, 9)))),
+            Err(VaultError::CardReplayed)
+        ));
+        // The account's password still opens the account, which knows a duress password is set.
+        let again = account(set.unwrap_key(&factors(b"pw", &dev, Some(&card(4, 12, 9)))));
+        assert_eq!(*again.db_key, key);
+        assert!(again.duress_configured());
+        // Recording a counter rewrites slot A only; the duress slot still opens after it.
+        let counted = set.with_counter(&again, 12, &mut rng).expect("counter");
+        assert_eq!(counted.slot_b, set.slot_b);
+        assert_ne!(counted.slot_a, set.slot_a);
+        assert!(matches!(
+            counted.unwrap_key(&factors(b"duress", &dev, Some(&card(4, 13, 9)))),
+            Ok(Unwrap::Duress { .. })
+        ));
+        // Clearing it: the duress password is then just a wrong password.
+        let tap = card(4, 13, 9);
+        let opened = account(counted.unwrap_key(&factors(b"pw", &dev, Some(&tap))));
+        let cleared = counted
+            .with_duress(&opened, &dev, Some(&tap), None, &mut rng)
+            .expect("clear");
+        assert_eq!(cleared.to_bytes().len(), set.to_bytes().len());
+        assert!(matches!(
+            cleared.unwrap_key(&factors(b"duress", &dev, Some(&card(4, 14, 9)))),
+            Err(VaultError::WrongFactor)
+        ));
+        assert!(
+            !account(cleared.unwrap_key(&factors(b"pw", &dev, Some(&card(4, 14, 9)))))
+                .duress_configured()
+        );
+        // Refusals: the account's own password, a record too long for the slot.
+        let tap = card(4, 11, 9);
+        let opened = account(plain.unwrap_key(&factors(b"pw", &dev, Some(&tap))));
+        assert!(matches!(
+            plain.with_duress(&opened, &dev, Some(&tap), Some((b"pw", b"x")), &mut rng),
+            Err(VaultError::DuressSameAsPassword)
+        ));
+        let long = vec![b'x'; DURESS_RECORD_MAX + 1];
+        assert!(matches!(
+            plain.with_duress(&opened, &dev, Some(&tap), Some((b"d", &long)), &mut rng),
+            Err(VaultError::DuressRecordTooLarge { .. })
+        ));
+        let full = plain
+            .with_duress(
+                &opened,
+                &dev,
+                Some(&tap),
+                Some((b"d", &long[..DURESS_RECORD_MAX])),
+                &mut rng,
+            )
+            .expect("a record of the slot's capacity");
+        match full.unwrap_key(&factors(b"d", &dev, Some(&card(4, 12, 9)))) {
+            Ok(Unwrap::Duress { record, .. }) => assert_eq!(record.len(), DURESS_RECORD_MAX),
+            _ => panic!("the full record did not open"),
+        }
+    }
+
+    #[test]
+    fn a_tampered_duress_slot_opens_nothing_and_leaves_the_account() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(4);
+        let dev = [7u8; 32];
+        let f = KeyFile::wrap(
+            [1; 16],
+            KdfParams::MINIMUM,
+            &[1; 32],
+            &factors(b"pw", &dev, None),
+            &mut rng,
+        )
+        .expect("wrap");
+        let opened = account(f.unwrap_key(&factors(b"pw", &dev, None)));
+        let f = f
+            .with_duress(&opened, &dev, None, Some((b"duress", b"r")), &mut rng)
+            .expect("set");
+        let slot_b_at = HEADER_LEN + NONCE_LEN + SLOT_A_LEN + NONCE_LEN;
+        let mut bytes = f.to_bytes();
+        bytes[slot_b_at + 5] ^= 1;
+        let bad = KeyFile::from_bytes(&bytes).expect("parse");
+        assert!(matches!(
+            bad.unwrap_key(&factors(b"duress", &dev, None)),
+            Err(VaultError::WrongFactor)
+        ));
+        let opened = account(bad.unwrap_key(&factors(b"pw", &dev, None)));
+        assert!(!opened.duress_configured());
+    }
+
+    #[test]
+    fn a_rewrap_keeps_the_duress_password_unless_the_cost_changes() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(5);
+        let dev = [7u8; 32];
+        let key = [9u8; 32];
+        let f = KeyFile::wrap(
+            [1; 16],
+            KdfParams::MINIMUM,
+            &key,
+            &factors(b"pw", &dev, None),
+            &mut rng,
+        )
+        .expect("wrap");
+        let opened = account(f.unwrap_key(&factors(b"pw", &dev, None)));
+        let f = f
+            .with_duress(&opened, &dev, None, Some((b"duress", b"r")), &mut rng)
+            .expect("set");
+        let opened = account(f.unwrap_key(&factors(b"pw", &dev, None)));
+        // A new password: the duress password still works, the old password does not.
+        let changed = f
+            .rewrapped(&opened, &dev, b"new", KdfParams::MINIMUM, None, &mut rng)
+            .expect("rewrap");
+        assert!(matches!(
+            changed.unwrap_key(&factors(b"pw", &dev, None)),
+            Err(VaultError::WrongFactor)
+        ));
+        assert!(matches!(
+            changed.unwrap_key(&factors(b"duress", &dev, None)),
+            Ok(Unwrap::Duress { .. })
+        ));
+        let opened = account(changed.unwrap_key(&factors(b"new", &dev, None)));
+        assert!(opened.duress_configured());
+        assert_eq!(*opened.db_key, key);
+        // The new password may not be the duress password.
+        assert!(matches!(
+            changed.rewrapped(&opened, &dev, b"duress", KdfParams::MINIMUM, None, &mut rng),
+            Err(VaultError::DuressSameAsPassword)
+        ));
+        // Enrolling a card carries it over (now needing the card).
+        let enrolled = changed
+            .rewrapped(
+                &opened,
+                &dev,
+                b"new",
+                KdfParams::MINIMUM,
+                Some(&card(3, 1, 6)),
+                &mut rng,
+            )
+            .expect("enroll");
+        assert!(matches!(
+            enrolled.unwrap_key(&factors(b"duress", &dev, Some(&card(3, 2, 6)))),
+            Ok(Unwrap::Duress { .. })
+        ));
+        // Another cost means another salt: the duress password is dropped.
+        let costlier = KdfParams {
+            passes: 3,
+            ..KdfParams::MINIMUM
+        };
+        let recosted = changed
+            .rewrapped(&opened, &dev, b"new", costlier, None, &mut rng)
+            .expect("rewrap");
+        assert!(matches!(
+            recosted.unwrap_key(&factors(b"duress", &dev, None)),
+            Err(VaultError::WrongFactor)
+        ));
+        let opened = account(recosted.unwrap_key(&factors(b"new", &dev, None)));
+        assert!(!opened.duress_configured());
+        assert_eq!(*opened.db_key, key);
+    }
+
+    #[test]
+    fn a_version_1_file_opens_and_is_rewritten_as_version_2() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
+        let dev = [7u8; 32];
+        let key = [5u8; 32];
+        let tap = card(2, 7, 1);
+        // A version 1 file as the previous release wrote it: one slot, the key alone.
+        let mut v1 = KeyFile::blank([3; 16], KdfParams::MINIMUM, [4; 16], Some(&tap));
+        v1.version = VERSION_1;
+        let stretched = stretch(&v1.kdf, &v1.salt, b"pw").expect("stretch");
+        let kek = kek_of(&stretched, &dev, Some(&tap));
+        (v1.nonce_a, v1.slot_a) = seal(&kek, &key, &v1.aad_a(), &mut rng).expect("seal");
+        let bytes = v1.to_bytes();
+        assert_eq!(bytes.len(), KEY_FILE_V1_LEN + CARD_SECTION_LEN);
+        let v1 = KeyFile::from_bytes(&bytes).expect("parse v1");
+        let opened = account(v1.unwrap_key(&factors(b"pw", &dev, Some(&card(2, 8, 1)))));
+        assert_eq!(*opened.db_key, key);
+        assert!(!opened.duress_configured());
+        let v2 = v1.with_counter(&opened, 8, &mut rng).expect("counter");
+        let v2 = KeyFile::from_bytes(&v2.to_bytes()).expect("parse v2");
+        assert_eq!(v2.version, VERSION);
+        assert_eq!(v2.to_bytes().len(), KEY_FILE_LEN + CARD_SECTION_LEN);
+        assert_eq!(
+            *account(v2.unwrap_key(&factors(b"pw", &dev, Some(&card(2, 9, 1))))).db_key,
+            key
+        );
+        // Without the card factor, `upgraded` does the same; a version 2 file needs nothing.
+        let mut plain = KeyFile::blank([3; 16], KdfParams::MINIMUM, [4; 16], None);
+        plain.version = VERSION_1;
+        let kek = kek_of(&stretched, &dev, None);
+        (plain.nonce_a, plain.slot_a) = seal(&kek, &key, &plain.aad_a(), &mut rng).expect("seal");
+        let opened = account(plain.unwrap_key(&factors(b"pw", &dev, None)));
+        let up = plain
+            .upgraded(&opened, &mut rng)
+            .expect("upgrade")
+            .expect("a version 1 file is rewritten");
+        assert_eq!(up.to_bytes().len(), KEY_FILE_LEN);
+        let opened = account(up.unwrap_key(&factors(b"pw", &dev, None)));
+        assert!(up.upgraded(&opened, &mut rng).expect("upgrade").is_none());
     }
 }

@@ -12,7 +12,10 @@ mod signal;
 mod vault;
 mod wipe;
 
-pub use keyfile::{CardBinding, CardFactor, Factors, KEY_FILE_LEN, KdfParams, KeyFile, Unwrapped};
+pub use keyfile::{
+    CardBinding, CardFactor, DURESS_RECORD_MAX, Factors, KEY_FILE_LEN, KdfParams, KeyFile, Unwrap,
+    Unwrapped,
+};
 pub use keys::{KeyInventory, NamedSecret, RetiredKey};
 pub use machines::standing;
 pub use messages::{
@@ -24,7 +27,7 @@ pub use secrets::{
     KEYRING_SERVICE, MemorySecrets, OsKeyring, SecretStore, card_entry, vault_entry,
 };
 pub use signal::{IdentityRecord, SignalStore};
-pub use vault::{DATABASE_FILE, KEY_FILE, Vault};
+pub use vault::{DATABASE_FILE, KEY_FILE, Unlock, Vault};
 pub use wipe::{WipeProblem, WipeReport, wipe};
 
 /// Why a vault operation failed. No variant carries a secret, a key, or user data.
@@ -66,6 +69,15 @@ pub enum VaultError {
     /// change its secret before the vault could be rewrapped).
     #[error("the replacement card is the card already enrolled")]
     SameCard,
+    /// The duress password would be the account's password (then it could never wipe).
+    #[error("the duress password must differ from the account's password")]
+    DuressSameAsPassword,
+    /// What the duress password opens does not fit the key file's fixed slot.
+    #[error("the decoy account's settings are too long for the duress slot ({max} bytes)")]
+    DuressRecordTooLarge {
+        /// The slot's capacity in bytes.
+        max: usize,
+    },
     /// The OS keyring has no device secret for this vault.
     #[error(
         "the device secret for this vault is missing from the OS keyring; the vault cannot be \

@@ -1,12 +1,13 @@
 //! Creating, opening and re-keying the vault.
 
+use std::cell::Cell;
 use std::path::{Path, PathBuf};
 
 use rand::{CryptoRng, Rng};
 use rusqlite::Connection;
 use zeroize::Zeroizing;
 
-use crate::keyfile::{CardBinding, CardFactor, Factors, KdfParams, KeyFile, Unwrapped};
+use crate::keyfile::{CardBinding, CardFactor, Factors, KdfParams, KeyFile, Unwrap, Unwrapped};
 use crate::secrets::{SecretStore, vault_entry};
 use crate::{VaultError, schema};
 
@@ -21,6 +22,33 @@ pub struct Vault {
     pub(crate) conn: Connection,
     vault_id: [u8; 16],
     dir: PathBuf,
+    /// Whether the key file has a duress password set (known after an unlock with the card).
+    duress: Cell<bool>,
+}
+
+/// What [`Vault::unlock`] opened.
+#[derive(Debug)]
+pub enum Unlock {
+    /// The account, with its password.
+    Opened(Vault),
+    /// The duress password was typed: the account was wiped (keys first) and this is a new,
+    /// empty vault under the same password and card, holding nothing yet. `record` is the decoy
+    /// record stored with the duress password (`docs/duress.md`).
+    Duress {
+        /// The new, empty vault.
+        vault: Vault,
+        /// The decoy record.
+        record: Zeroizing<Vec<u8>>,
+    },
+}
+
+impl Unlock {
+    /// The vault, whichever it is.
+    pub fn into_vault(self) -> Vault {
+        match self {
+            Self::Opened(v) | Self::Duress { vault: v, .. } => v,
+        }
+    }
 }
 
 impl std::fmt::Debug for Vault {
@@ -77,15 +105,14 @@ pub(crate) fn open_database(path: &Path, key: &[u8; 32]) -> Result<Connection, V
     Ok(conn)
 }
 
-/// The device secret of the vault `file` belongs to, from the keyring.
 /// The device secret from the keyring and the key file unwrapped with it and the given
 /// factors (all of `KeyFile::unwrap_key`'s checks).
-fn unwrap_with(
+fn unwrap_any(
     file: &KeyFile,
     secrets: &dyn SecretStore,
     password: &[u8],
     card: Option<&CardFactor>,
-) -> Result<(Zeroizing<[u8; 32]>, Unwrapped), VaultError> {
+) -> Result<(Zeroizing<[u8; 32]>, Unwrap), VaultError> {
     let device_secret = device_secret(secrets, file)?;
     let unwrapped = file.unwrap_key(&Factors {
         password,
@@ -93,6 +120,21 @@ fn unwrap_with(
         card,
     })?;
     Ok((device_secret, unwrapped))
+}
+
+/// As [`unwrap_any`] where only the account's password will do: everything but unlocking
+/// (changing the password or the card, checking factors) treats the duress password as a
+/// wrong password and wipes nothing.
+fn unwrap_with(
+    file: &KeyFile,
+    secrets: &dyn SecretStore,
+    password: &[u8],
+    card: Option<&CardFactor>,
+) -> Result<(Zeroizing<[u8; 32]>, Unwrapped), VaultError> {
+    match unwrap_any(file, secrets, password, card)? {
+        (device_secret, Unwrap::Account(u)) => Ok((device_secret, u)),
+        (_, Unwrap::Duress { .. }) => Err(VaultError::WrongFactor),
+    }
 }
 
 fn device_secret(
@@ -133,8 +175,28 @@ impl Vault {
         card: Option<&CardFactor>,
         rng: &mut R,
     ) -> Result<Self, VaultError> {
+        kdf.check()?;
         let db_key = Zeroizing::new(rng.random::<[u8; 32]>());
-        Self::create_from(dir, password, kdf, secrets, card, rng, db_key, None)
+        Self::create_from(
+            dir,
+            secrets,
+            rng,
+            db_key,
+            None,
+            |id, device_secret, key, rng| {
+                KeyFile::wrap(
+                    id,
+                    kdf,
+                    key,
+                    &Factors {
+                        password,
+                        device_secret,
+                        card,
+                    },
+                    rng,
+                )
+            },
+        )
     }
 
     /// Restores a vault from a backup's snapshot into `dir` (which must not hold a vault): the
@@ -153,31 +215,41 @@ impl Vault {
         if snapshot.schema > schema::SCHEMA_VERSION {
             return Err(VaultError::NewerVersion);
         }
+        kdf.check()?;
         let db_key = Zeroizing::new(*snapshot.key);
         Self::create_from(
             dir,
-            password,
-            kdf,
             secrets,
-            card,
             rng,
             db_key,
             Some(&snapshot.database),
+            |id, device_secret, key, rng| {
+                KeyFile::wrap(
+                    id,
+                    kdf,
+                    key,
+                    &Factors {
+                        password,
+                        device_secret,
+                        card,
+                    },
+                    rng,
+                )
+            },
         )
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Makes a vault in `dir`: a new vault id and device secret (put into `secrets`), the
+    /// database (`database`'s bytes, or a new one) under `db_key`, and the key file `wrap`
+    /// makes, written last.
     fn create_from<R: Rng + CryptoRng>(
         dir: &Path,
-        password: &[u8],
-        kdf: KdfParams,
         secrets: &dyn SecretStore,
-        card: Option<&CardFactor>,
         rng: &mut R,
         db_key: Zeroizing<[u8; 32]>,
         database: Option<&[u8]>,
+        wrap: impl FnOnce([u8; 16], &[u8; 32], &[u8; 32], &mut R) -> Result<KeyFile, VaultError>,
     ) -> Result<Self, VaultError> {
-        kdf.check()?;
         let io = |e: std::io::Error| VaultError::Io(e.kind());
         let key_path = dir.join(KEY_FILE);
         if key_path.exists() {
@@ -203,17 +275,7 @@ impl Vault {
         }
         let vault_id: [u8; 16] = rng.random();
         let device_secret = Zeroizing::new(rng.random::<[u8; 32]>());
-        let file = KeyFile::wrap(
-            vault_id,
-            kdf,
-            &db_key,
-            &Factors {
-                password,
-                device_secret: &device_secret,
-                card,
-            },
-            rng,
-        )?;
+        let file = wrap(vault_id, &device_secret, &db_key, rng)?;
         secrets.put(&vault_entry(&vault_id), &device_secret)?;
         if let Some(bytes) = database {
             crate::backup::write_private(&db_path, bytes).map_err(io)?;
@@ -232,6 +294,7 @@ impl Vault {
             conn,
             vault_id,
             dir: dir.to_path_buf(),
+            duress: Cell::new(false),
         })
     }
 
@@ -240,9 +303,8 @@ impl Vault {
         Ok(KeyFile::load(&dir.join(KEY_FILE))?.card)
     }
 
-    /// Reads the key file and the device secret, derives the key and opens the database. With
-    /// the card factor, the card read's counter must be above the recorded one, and is recorded
-    /// (the key file rewritten) before the database is opened.
+    /// Opens the vault in `dir` like [`Vault::unlock`], returning whichever vault that opened
+    /// (after a duress password, the new empty one).
     pub fn open<R: Rng + CryptoRng>(
         dir: &Path,
         password: &[u8],
@@ -250,13 +312,66 @@ impl Vault {
         card: Option<&CardFactor>,
         rng: &mut R,
     ) -> Result<Self, VaultError> {
+        Self::unlock(dir, password, secrets, card, rng).map(Unlock::into_vault)
+    }
+
+    /// Reads the key file and the device secret, derives the key and opens the database. With
+    /// the card factor, the card read's counter must be above the recorded one, and is recorded
+    /// (the key file rewritten) before the database is opened. A version 1 key file is
+    /// rewritten as version 2.
+    ///
+    /// The duress password (`docs/duress.md`) destroys the account as a panic wipe does — the
+    /// device secret and the key file first, then the files; the card's keys stay — and makes
+    /// a new, empty vault in `dir` under the same password, card and Argon2id salt (no second
+    /// key derivation), returned as [`Unlock::Duress`].
+    pub fn unlock<R: Rng + CryptoRng>(
+        dir: &Path,
+        password: &[u8],
+        secrets: &dyn SecretStore,
+        card: Option<&CardFactor>,
+        rng: &mut R,
+    ) -> Result<Unlock, VaultError> {
         let key_path = dir.join(KEY_FILE);
         let file = KeyFile::load(&key_path)?;
-        let (_, unwrapped) = unwrap_with(&file, secrets, password, card)?;
-        if let (Some(_), Some(read)) = (&file.card, card) {
-            file.with_counter(&unwrapped, read.counter, rng)?
-                .store(&key_path)?;
+        let unwrapped = match unwrap_any(&file, secrets, password, card)? {
+            (_, Unwrap::Account(u)) => u,
+            (_, Unwrap::Duress { record, stretched }) => {
+                crate::wipe::wipe_keeping_card(dir, secrets);
+                let db_key = Zeroizing::new(rng.random::<[u8; 32]>());
+                let (kdf, salt) = (file.kdf, file.salt());
+                let vault = Self::create_from(
+                    dir,
+                    secrets,
+                    rng,
+                    db_key,
+                    None,
+                    |id, device_secret, key, rng| {
+                        KeyFile::wrap_stretched(
+                            id,
+                            kdf,
+                            salt,
+                            &stretched,
+                            &Factors {
+                                password,
+                                device_secret,
+                                card,
+                            },
+                            key,
+                            rng,
+                        )
+                    },
+                )?;
+                return Ok(Unlock::Duress { vault, record });
+            }
+        };
+        let rewritten = match (&file.card, card) {
+            (Some(_), Some(read)) => Some(file.with_counter(&unwrapped, read.counter, rng)?),
+            _ => file.upgraded(&unwrapped, rng)?,
+        };
+        if let Some(next) = rewritten {
+            next.store(&key_path)?;
         }
+        let duress = unwrapped.duress_configured();
         let db_key = unwrapped.db_key;
         let db_path = dir.join(DATABASE_FILE);
         if !db_path.exists() {
@@ -264,11 +379,44 @@ impl Vault {
         }
         let conn = open_database(&db_path, &db_key)?;
         schema::migrate(&conn)?;
-        Ok(Self {
+        Ok(Unlock::Opened(Self {
             conn,
             vault_id: file.vault_id,
             dir: dir.to_path_buf(),
-        })
+            duress: Cell::new(duress),
+        }))
+    }
+
+    /// Whether a duress password is set (as of this unlock, or as changed since through
+    /// [`Vault::set_duress`] with this vault's [`Vault::note_duress`]).
+    pub fn duress_configured(&self) -> bool {
+        self.duress.get()
+    }
+
+    /// Records that the duress password was set or cleared while this vault is open.
+    pub fn note_duress(&self, configured: bool) {
+        self.duress.set(configured);
+    }
+
+    /// Sets (`Some((duress password, decoy record))`) or clears the duress password of the vault
+    /// in `dir` (`docs/duress.md`): checks the account's password and a fresh card read, then
+    /// rewrites the key file — slot A with the duress password's Argon2id output, slot B with
+    /// the decoy record sealed under the duress password's key. The key file's size and layout
+    /// are the same either way. Refuses a duress password equal to the account's password.
+    pub fn set_duress<R: Rng + CryptoRng>(
+        dir: &Path,
+        password: &[u8],
+        secrets: &dyn SecretStore,
+        card: Option<&CardFactor>,
+        duress: Option<(&[u8], &[u8])>,
+        rng: &mut R,
+    ) -> Result<(), VaultError> {
+        let key_path = dir.join(KEY_FILE);
+        let file = KeyFile::load(&key_path)?;
+        let card = if file.card.is_some() { card } else { None };
+        let (device_secret, unwrapped) = unwrap_with(&file, secrets, password, card)?;
+        file.with_duress(&unwrapped, &device_secret, card, duress, rng)?
+            .store(&key_path)
     }
 
     /// Reads every page of the database (SQLite's `quick_check`; SQLCipher authenticates each
@@ -280,12 +428,14 @@ impl Vault {
         }
     }
 
-    /// Rewraps the database key under a new password (the database is not touched).
+    /// Rewraps the database key under a new password (the database is not touched). `kdf`
+    /// `None` keeps the Argon2id cost (and the salt, and so a duress password); another cost
+    /// means a new salt, which drops the duress password.
     pub fn change_password<R: Rng + CryptoRng>(
         dir: &Path,
         old: &[u8],
         new: &[u8],
-        kdf: KdfParams,
+        kdf: Option<KdfParams>,
         secrets: &dyn SecretStore,
         card: Option<&CardFactor>,
         rng: &mut R,
@@ -296,15 +446,15 @@ impl Vault {
             |file| {
                 // A vault without the card factor keeps none (a card read given anyway is unused).
                 let card = if file.card.is_some() { card } else { None };
-                Ok((old, card, kdf, new, card))
+                Ok((old, card, kdf.unwrap_or(file.kdf), new, card))
             },
             rng,
         )
     }
 
     /// Adds the card factor to a vault that has none: unwraps with the password and device
-    /// secret, rewraps with the card read as well (new salt and nonce, same database key and
-    /// password). From then on the vault opens only with that card.
+    /// secret, rewraps with the card read as well (new nonces; same salt, database key, password
+    /// and duress password). From then on the vault opens only with that card.
     pub fn enroll_card<R: Rng + CryptoRng>(
         dir: &Path,
         password: &[u8],
@@ -340,7 +490,8 @@ impl Vault {
 
     /// Moves the card factor to another card: unwraps with the password, the device secret and
     /// a fresh read of the enrolled card (UID and a rising counter checked as at unlock), then
-    /// rewraps with the new card's read (new salt and nonce; same database key and password).
+    /// rewraps with the new card's read (new nonces; same salt, database key, password and
+    /// duress password).
     /// From then on only the new card opens the vault. The new card must be another card.
     pub fn replace_card<R: Rng + CryptoRng>(
         dir: &Path,
@@ -378,6 +529,7 @@ impl Vault {
             conn,
             vault_id: [0; 16],
             dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
+            duress: Cell::new(false),
         })
     }
 
@@ -443,8 +595,9 @@ type Rewrap<'a> = (
 );
 
 /// Unwraps the key file in `dir` with the old factors `plan` chooses (after any refusal of its
-/// own), then wraps the same database key to the new factors with a fresh salt and nonce and
-/// replaces the file atomically. Nothing is written on any error.
+/// own), then wraps the same database key to the new factors with fresh nonces
+/// ([`KeyFile::rewrapped`]: the salt and a duress password are kept unless the Argon2id cost
+/// changes) and replaces the file atomically. Nothing is written on any error.
 fn rewrap<'a, R: Rng + CryptoRng>(
     dir: &Path,
     secrets: &dyn SecretStore,
@@ -455,18 +608,8 @@ fn rewrap<'a, R: Rng + CryptoRng>(
     let file = KeyFile::load(&key_path)?;
     let (old_password, old_card, kdf, new_password, new_card) = plan(&file)?;
     let (device_secret, unwrapped) = unwrap_with(&file, secrets, old_password, old_card)?;
-    KeyFile::wrap(
-        file.vault_id,
-        kdf,
-        &unwrapped.db_key,
-        &Factors {
-            password: new_password,
-            device_secret: &device_secret,
-            card: new_card,
-        },
-        rng,
-    )?
-    .store(&key_path)
+    file.rewrapped(&unwrapped, &device_secret, new_password, kdf, new_card, rng)?
+        .store(&key_path)
 }
 
 #[cfg(test)]

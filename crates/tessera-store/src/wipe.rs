@@ -73,6 +73,16 @@ pub enum WipeProblem {
 /// It never stops early: a step that fails is recorded in [`WipeReport::problems`] and the
 /// next one runs. The vault must not be open in this process (lock the engine first).
 pub fn wipe(dir: &Path, secrets: &dyn SecretStore) -> WipeReport {
+    wipe_account(dir, secrets, true)
+}
+
+/// A wipe that leaves the card's keys in the keyring: a duress unlock makes a new vault bound
+/// to the same card right after (`docs/duress.md`).
+pub(crate) fn wipe_keeping_card(dir: &Path, secrets: &dyn SecretStore) -> WipeReport {
+    wipe_account(dir, secrets, false)
+}
+
+fn wipe_account(dir: &Path, secrets: &dyn SecretStore, card_keys: bool) -> WipeReport {
     let started = Instant::now();
     let mut report = WipeReport::default();
     let key_path = dir.join(KEY_FILE);
@@ -94,7 +104,11 @@ pub fn wipe(dir: &Path, secrets: &dyn SecretStore) -> WipeReport {
     report.keys_destroyed_in = started.elapsed();
 
     // The card's keys: without the vault they only serve someone holding the card.
-    if let Some(card) = named.as_ref().and_then(|f| f.card.as_ref()) {
+    if let Some(card) = named
+        .as_ref()
+        .and_then(|f| f.card.as_ref())
+        .filter(|_| card_keys)
+    {
         let entry = card_entry(&card.uid);
         if let Err(error) = secrets.delete(&entry) {
             report.problems.push(WipeProblem::Keyring { entry, error });

@@ -118,7 +118,7 @@ fn password_device_secret_and_password_change() {
         dir.path(),
         b"correct horse",
         b"battery staple",
-        KdfParams::MINIMUM,
+        Some(KdfParams::MINIMUM),
         &secrets,
         None,
         &mut rng(3),
@@ -715,7 +715,7 @@ fn the_card_factor_is_enrolled_required_and_its_counter_must_rise() {
             dir.path(),
             b"pw",
             b"new",
-            KdfParams::MINIMUM,
+            Some(KdfParams::MINIMUM),
             &secrets,
             None,
             &mut rng(10)
@@ -726,7 +726,7 @@ fn the_card_factor_is_enrolled_required_and_its_counter_must_rise() {
         dir.path(),
         b"pw",
         b"new",
-        KdfParams::MINIMUM,
+        None,
         &secrets,
         Some(&card(4, 5, 1)),
         &mut rng(10),
@@ -778,4 +778,165 @@ fn the_card_factor_is_enrolled_required_and_its_counter_must_rise() {
     ));
     let v = open(Some(&card(6, 2, 3)), b"new").unwrap();
     assert_eq!(v.setting("kept").unwrap().as_deref(), Some("yes"));
+}
+
+/// Names and sizes of the files in `dir`, sorted.
+fn listing(dir: &Path) -> Vec<(String, u64)> {
+    let mut out: Vec<(String, u64)> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| {
+            let e = e.unwrap();
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                e.metadata().unwrap().len(),
+            )
+        })
+        .collect();
+    out.sort();
+    out
+}
+
+/// A card vault holding a contact and a message, with the duress password `run` set or not.
+fn duress_vault(dir: &Path, secrets: &MemorySecrets, duress: bool) {
+    let v = Vault::create(
+        dir,
+        b"pw",
+        KdfParams::MINIMUM,
+        secrets,
+        Some(&card(4, 1, 9)),
+        &mut rng(20),
+    )
+    .unwrap();
+    v.put_contact(&contact(2, "bob")).unwrap();
+    v.insert_message(&message(2, 1, "the meeting is at six", false))
+        .unwrap();
+    drop(v);
+    if duress {
+        Vault::set_duress(
+            dir,
+            b"pw",
+            secrets,
+            Some(&card(4, 2, 9)),
+            Some((b"run", b"decoy settings")),
+            &mut rng(21),
+        )
+        .unwrap();
+    } else {
+        // The same operation without a duress password (what clearing does).
+        Vault::set_duress(
+            dir,
+            b"pw",
+            secrets,
+            Some(&card(4, 2, 9)),
+            None,
+            &mut rng(21),
+        )
+        .unwrap();
+    }
+}
+
+#[test]
+fn a_duress_password_wipes_the_account_and_opens_an_empty_one() {
+    let parent = tempfile::tempdir().unwrap();
+    let (with, without) = (parent.path().join("with"), parent.path().join("without"));
+    let secrets = MemorySecrets::default();
+    let card_keys = tessera_store::card_entry(&[4; 7]);
+    secrets.put(&card_keys, &[6; 32]).unwrap();
+    duress_vault(&with, &secrets, true);
+    duress_vault(&without, &secrets, false);
+    // Nothing on disk tells the two apart: the same names and sizes.
+    assert_eq!(listing(&with), listing(&without));
+
+    // The account's own password still opens the account, which knows the duress password is
+    // set; the duress password is refused where it would only change keys.
+    let v = Vault::unlock(&with, b"pw", &secrets, Some(&card(4, 3, 9)), &mut rng(22)).unwrap();
+    let tessera_store::Unlock::Opened(v) = v else {
+        panic!("the account's password took the duress path");
+    };
+    assert!(v.duress_configured());
+    assert_eq!(v.contacts().unwrap().len(), 1);
+    drop(v);
+    assert!(matches!(
+        Vault::check_factors(&with, b"run", &secrets, Some(&card(4, 4, 9))),
+        Err(VaultError::WrongFactor)
+    ));
+    assert!(matches!(
+        Vault::change_password(
+            &with,
+            b"run",
+            b"x",
+            None,
+            &secrets,
+            Some(&card(4, 4, 9)),
+            &mut rng(23)
+        ),
+        Err(VaultError::WrongFactor)
+    ));
+    assert!(matches!(
+        Vault::change_password(
+            &with,
+            b"pw",
+            b"run",
+            None,
+            &secrets,
+            Some(&card(4, 4, 9)),
+            &mut rng(23)
+        ),
+        Err(VaultError::DuressSameAsPassword)
+    ));
+    // A changed password keeps the duress password.
+    Vault::change_password(
+        &with,
+        b"pw",
+        b"pw2",
+        None,
+        &secrets,
+        Some(&card(4, 4, 9)),
+        &mut rng(24),
+    )
+    .unwrap();
+
+    let old_id = tessera_store::KeyFile::load(&with.join("vault.key"))
+        .unwrap()
+        .vault_id;
+    let old_entry = tessera_store::vault_entry(&old_id);
+    assert!(secrets.get(&old_entry).unwrap().is_some());
+    let unlocked =
+        Vault::unlock(&with, b"run", &secrets, Some(&card(4, 5, 9)), &mut rng(25)).unwrap();
+    let tessera_store::Unlock::Duress { vault, record } = unlocked else {
+        panic!("the duress password opened the account");
+    };
+    assert_eq!(&record[..], b"decoy settings");
+    // An empty vault, bound to the same card, opened by the duress password.
+    assert!(vault.contacts().unwrap().is_empty());
+    assert!(!vault.duress_configured());
+    assert_ne!(vault.vault_id(), old_id);
+    drop(vault);
+    // The account is gone: its device secret left the keyring, the card's keys stayed.
+    assert!(secrets.get(&old_entry).unwrap().is_none());
+    assert!(secrets.get(&card_keys).unwrap().is_some());
+    assert!(matches!(
+        Vault::unlock(&with, b"pw2", &secrets, Some(&card(4, 6, 9)), &mut rng(26)),
+        Err(VaultError::WrongFactor)
+    ));
+    // The card counter of the duress unlock is recorded in the new vault too.
+    assert!(matches!(
+        Vault::unlock(&with, b"run", &secrets, Some(&card(4, 5, 9)), &mut rng(26)),
+        Err(VaultError::CardReplayed)
+    ));
+    match Vault::unlock(&with, b"run", &secrets, Some(&card(4, 7, 9)), &mut rng(27)).unwrap() {
+        tessera_store::Unlock::Opened(v) => {
+            assert!(v.contacts().unwrap().is_empty());
+            assert!(!v.duress_configured());
+        }
+        tessera_store::Unlock::Duress { .. } => panic!("the decoy wiped itself"),
+    }
+    // And the decoy looks like any vault on disk.
+    let names: Vec<String> = listing(&with).into_iter().map(|(n, _)| n).collect();
+    let expected: Vec<String> = listing(&without).into_iter().map(|(n, _)| n).collect();
+    assert_eq!(names, expected);
+    assert_eq!(
+        std::fs::metadata(with.join("vault.key")).unwrap().len(),
+        std::fs::metadata(without.join("vault.key")).unwrap().len()
+    );
 }

@@ -196,12 +196,13 @@ impl Engine {
     }
 
     /// Changes the vault password (rewraps the vault key; the database is not touched). A vault
-    /// with the card factor needs a fresh card read.
+    /// with the card factor needs a fresh card read. `kdf` `None` keeps the Argon2id cost (and
+    /// a duress password; another cost drops it, [`Vault::change_password`]).
     pub async fn change_password(
         &self,
         old: Zeroizing<Vec<u8>>,
         new: Zeroizing<Vec<u8>>,
-        kdf: KdfParams,
+        kdf: Option<KdfParams>,
         card: Option<CardFactor>,
     ) -> Result<(), CoreError> {
         let dir = self.inner.dir.clone();
@@ -311,7 +312,12 @@ mod tests {
         assert_eq!(again.account_id().unwrap(), id);
         let new = Zeroizing::new(b"a better password".to_vec());
         again
-            .change_password(password("alice"), new.clone(), KdfParams::MINIMUM, None)
+            .change_password(
+                password("alice"),
+                new.clone(),
+                Some(KdfParams::MINIMUM),
+                None,
+            )
             .await
             .unwrap();
         again.lock();
