@@ -8,6 +8,7 @@ mod call;
 mod card;
 mod chat;
 mod delivery;
+mod duress;
 mod exchange;
 mod keys;
 mod loadgen;

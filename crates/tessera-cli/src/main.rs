@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod backup;
+mod duress;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -138,6 +139,9 @@ enum Command {
     /// Encrypted backups: create, restore, schedule (docs/backup.md)
     #[command(subcommand)]
     Backup(backup::BackupCommand),
+    /// The duress password: set, clear, status (docs/duress.md)
+    #[command(subcommand)]
+    Duress(duress::DuressCommand),
     /// NTAG 424 DNA card tools
     #[command(subcommand)]
     Card(CardCommand),
@@ -735,6 +739,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             }
         }
         Command::Backup(command) => backup::run(&cli, command, out).await?,
+        Command::Duress(command) => duress::run(&cli, command, out).await?,
         Command::Panic { yes } => {
             let dir = data_dir(&cli)?;
             if !yes {

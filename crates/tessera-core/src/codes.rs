@@ -74,6 +74,8 @@ pub fn vault_code(e: &V) -> &'static str {
         V::CardAlreadyEnrolled => "card_already_enrolled",
         V::NoCardEnrolled => "no_card_enrolled",
         V::SameCard => "same_card",
+        V::DuressSameAsPassword => "duress_same_as_password",
+        V::DuressRecordTooLarge { .. } => "duress_settings_too_long",
         _ => "vault",
     }
 }

@@ -45,6 +45,7 @@ mod card_watch;
 mod connection;
 mod contacts;
 mod delivery;
+mod duress;
 mod inbound;
 mod messages;
 #[cfg(test)]

@@ -446,7 +446,7 @@ fn registration_id(v: &Vault) -> Result<u32, CoreError> {
 }
 
 /// The current signed statement (`None` before the first upload).
-fn current_statement(v: &Vault) -> Result<Option<SignedPrekeys>, CoreError> {
+pub(crate) fn current_statement(v: &Vault) -> Result<Option<SignedPrekeys>, CoreError> {
     match v.local("prekeys.signed")? {
         Some(b) => Ok(Some(SignedPrekeys::from_bytes(&b).map_err(corrupt)?)),
         None => Ok(None),

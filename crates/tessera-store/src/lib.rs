@@ -27,7 +27,7 @@ pub use secrets::{
     KEYRING_SERVICE, MemorySecrets, OsKeyring, SecretStore, card_entry, vault_entry,
 };
 pub use signal::{IdentityRecord, SignalStore};
-pub use vault::{DATABASE_FILE, KEY_FILE, Unlock, Vault};
+pub use vault::{DATABASE_FILE, KEY_FILE, PENDING_ACCOUNT, Unlock, Vault};
 pub use wipe::{WipeProblem, WipeReport, wipe};
 
 /// Why a vault operation failed. No variant carries a secret, a key, or user data.

@@ -15,6 +15,9 @@ use crate::{VaultError, schema};
 pub const DATABASE_FILE: &str = "vault.sqlite3";
 /// The key file in the data directory.
 pub const KEY_FILE: &str = "vault.key";
+/// The local entry holding what a vault made by a duress unlock starts its account from (the
+/// decoy record), until the engine has made that account (`docs/duress.md`).
+pub const PENDING_ACCOUNT: &str = "account.pending";
 
 /// An open vault: the decrypted database connection. Dropping it closes the database; the
 /// database key lives only inside SQLCipher while it is open.
@@ -183,6 +186,7 @@ impl Vault {
             rng,
             db_key,
             None,
+            None,
             |id, device_secret, key, rng| {
                 KeyFile::wrap(
                     id,
@@ -223,6 +227,7 @@ impl Vault {
             rng,
             db_key,
             Some(&snapshot.database),
+            None,
             |id, device_secret, key, rng| {
                 KeyFile::wrap(
                     id,
@@ -241,13 +246,16 @@ impl Vault {
 
     /// Makes a vault in `dir`: a new vault id and device secret (put into `secrets`), the
     /// database (`database`'s bytes, or a new one) under `db_key`, and the key file `wrap`
-    /// makes, written last.
+    /// makes, written last. `pending` (a duress unlock's decoy record) is stored as
+    /// [`PENDING_ACCOUNT`] before the key file exists, so the vault never exists without it.
+    #[allow(clippy::too_many_arguments)]
     fn create_from<R: Rng + CryptoRng>(
         dir: &Path,
         secrets: &dyn SecretStore,
         rng: &mut R,
         db_key: Zeroizing<[u8; 32]>,
         database: Option<&[u8]>,
+        pending: Option<&[u8]>,
         wrap: impl FnOnce([u8; 16], &[u8; 32], &[u8; 32], &mut R) -> Result<KeyFile, VaultError>,
     ) -> Result<Self, VaultError> {
         let io = |e: std::io::Error| VaultError::Io(e.kind());
@@ -289,13 +297,17 @@ impl Vault {
             }
         };
         schema::migrate(&conn)?;
-        file.store(&key_path)?;
-        Ok(Self {
+        let vault = Self {
             conn,
             vault_id,
             dir: dir.to_path_buf(),
             duress: Cell::new(false),
-        })
+        };
+        if let Some(record) = pending {
+            vault.set_local(PENDING_ACCOUNT, record)?;
+        }
+        file.store(&key_path)?;
+        Ok(vault)
     }
 
     /// The card a vault in `dir` is bound to (`None`: no card factor).
@@ -345,6 +357,7 @@ impl Vault {
                     rng,
                     db_key,
                     None,
+                    Some(&record),
                     |id, device_secret, key, rng| {
                         KeyFile::wrap_stretched(
                             id,

@@ -71,44 +71,32 @@ impl Engine {
         pushes: Pushes,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, CoreError> {
-        let mut r = rng();
-        let identity = AccountIdentity::generate(&mut r);
-        let auth = HybridSigningKey::generate(&mut r);
-        let envelope = EnvelopeKeyPair::generate(&mut r);
         let now = clock.now_ms();
-        let certificate = keys::issue_certificate(&identity, &auth, &envelope, 1, now, &mut r)?;
-        let epoch = keys::new_epoch(&identity, now, &mut r)?;
-        let registration_id = 1 + rand::Rng::random_range(&mut r, 0..16000u32);
-        vault.transaction(|v| -> Result<(), CoreError> {
-            v.set_local_identity(&identity, registration_id)?;
-            let (ac, am) = auth.to_parts();
-            v.set_local("auth.curve", &ac[..])?;
-            v.set_local("auth.mldsa", &am[..])?;
-            keys::store_device_keys(v, &envelope, &certificate, &epoch)?;
-            // Registered below; if that fails the vault is removed again.
-            keys::set_registered_serial(v, certificate.fields.serial)?;
-            v.set_setting("relay", &opts.relay.to_string())?;
-            v.set_setting("name", &opts.name)?;
-            match &opts.transport {
-                TransportConfig::Direct => v.set_setting("transport", "direct")?,
-                TransportConfig::Tor { config } => {
-                    v.set_setting("transport", "tor")?;
-                    if let Some(text) = config {
-                        v.set_setting("tor_config_toml", text)?;
-                    }
-                }
-            }
-            Ok(())
-        })?;
+        let (transport_name, tor_config) = match &opts.transport {
+            TransportConfig::Direct => ("direct", None),
+            TransportConfig::Tor { config } => ("tor", config.clone()),
+        };
+        let settings = duress::AccountSettings {
+            name: opts.name.clone(),
+            relay: opts.relay.to_string(),
+            transport: transport_name.into(),
+            tor_config,
+        };
+        duress::init_account(&vault, &settings, now)?;
         let me = load_me(&vault, transport)?;
+        let (public, certificate, auth) =
+            (me.public.clone(), me.certificate.clone(), me.auth.clone());
+        let identity = me.identity.clone();
+        // Registered below; if that fails the vault is removed again.
+        keys::set_registered_serial(&vault, certificate.fields.serial)?;
         let engine = Self::new(&opts.dir, secrets, Unlocked { vault, me }, clock);
         engine.forward_tor_progress();
         let (signed, wire) = engine.with(|u| {
             u.vault
-                .transaction(|v| keys::new_batch(v, &u.me.identity, 1, now, &mut rng()))
+                .transaction(|v| keys::new_batch(v, &identity, 1, now, &mut rng()))
         })?;
         client
-            .register(&identity.public(), &certificate, &auth, &mut rng())
+            .register(&public, &certificate, &auth, &mut rng())
             .await?;
         client.publish_prekeys(&signed, wire).await?;
         engine.attach(client, pushes);
@@ -137,8 +125,15 @@ impl Engine {
     ) -> Result<Self, CoreError> {
         let d = dir.to_path_buf();
         let s2 = secrets.clone();
-        let vault = tokio::task::spawn_blocking(move || {
-            Vault::open(&d, &password, s2.as_ref(), card.as_ref(), &mut rng())
+        let now = clock.now_ms();
+        // A duress password wipes the account inside `Vault::unlock`, which then returns a new,
+        // empty vault: its account is made here, and the unlock goes on as any other (nothing
+        // tells the caller, the logs or the interface which password it was).
+        let vault = tokio::task::spawn_blocking(move || -> Result<Vault, CoreError> {
+            let vault =
+                Vault::unlock(&d, &password, s2.as_ref(), card.as_ref(), &mut rng())?.into_vault();
+            duress::finish_pending(&vault, now)?;
+            Ok(vault)
         })
         .await
         .map_err(|_| CoreError::Busy)??;

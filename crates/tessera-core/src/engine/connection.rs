@@ -51,6 +51,21 @@ impl Engine {
             self.with(|u| keys::set_registered_serial(&u.vault, serial))?;
             tracing::info!(serial, "registered a renewed device certificate");
         }
+        // An account that never published prekeys (one a duress unlock made) publishes its
+        // first batch now.
+        let first = self.with(|u| {
+            if keys::current_statement(&u.vault)?.is_some() {
+                return Ok(None);
+            }
+            let batch = keys::next_batch_id(&u.vault)?;
+            u.vault
+                .transaction(|v| keys::new_batch(v, &u.me.identity, batch, now, &mut rng()))
+                .map(Some)
+        })?;
+        if let Some((signed, wire)) = first {
+            client.publish_prekeys(&signed, wire).await?;
+            self.with(|u| keys::mark_published(&u.vault))?;
+        }
         let unpublished = self.with(|u| keys::unpublished_statement(&u.vault))?;
         if let Some(signed) = unpublished {
             match client.publish_prekeys(&signed, Vec::new()).await {

@@ -1,0 +1,141 @@
+//! The duress password (`docs/duress.md`): set and cleared here; typed at unlock it has the
+//! vault wipe the account and make an empty one ([`Vault::unlock`]), which this module then
+//! fills with a new identity from the decoy record.
+
+use super::*;
+
+/// The settings a new account starts with. As JSON, the decoy record a duress unlock starts
+/// the new account from, sealed in the key file's duress slot (at most
+/// [`tessera_store::DURESS_RECORD_MAX`] bytes), taken from the account's settings when the
+/// duress password is set.
+#[derive(serde::Serialize, serde::Deserialize)]
+pub(super) struct AccountSettings {
+    /// The display name of the new account.
+    pub name: String,
+    /// The relay address (with its pinned key).
+    pub relay: String,
+    /// `direct` or `tor`.
+    pub transport: String,
+    /// The Arti configuration, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tor_config: Option<String>,
+}
+
+/// Generates the keys of a new account and stores them with its settings, in one transaction:
+/// identity, relay authentication key, envelope key, device certificate (serial 1), epoch key
+/// and registration id. Prekeys are made when the account registers (`Engine::connect`, or
+/// `Engine::set_up` at creation).
+pub(super) fn init_account(
+    v: &Vault,
+    settings: &AccountSettings,
+    now: u64,
+) -> Result<(), CoreError> {
+    let mut r = rng();
+    let identity = AccountIdentity::generate(&mut r);
+    let auth = HybridSigningKey::generate(&mut r);
+    let envelope = EnvelopeKeyPair::generate(&mut r);
+    let certificate = keys::issue_certificate(&identity, &auth, &envelope, 1, now, &mut r)?;
+    let epoch = keys::new_epoch(&identity, now, &mut r)?;
+    let registration_id = 1 + rand::Rng::random_range(&mut r, 0..16000u32);
+    v.transaction(|v| -> Result<(), CoreError> {
+        v.set_local_identity(&identity, registration_id)?;
+        let (ac, am) = auth.to_parts();
+        v.set_local("auth.curve", &ac[..])?;
+        v.set_local("auth.mldsa", &am[..])?;
+        keys::store_device_keys(v, &envelope, &certificate, &epoch)?;
+        // Not registered yet: the next connection registers (`Engine::set_up` records the
+        // registration it makes at once).
+        keys::set_registered_serial(v, 0)?;
+        v.set_setting("relay", &settings.relay)?;
+        v.set_setting("name", &settings.name)?;
+        v.set_setting("transport", &settings.transport)?;
+        if let Some(text) = &settings.tor_config {
+            v.set_setting("tor_config_toml", text)?;
+        }
+        v.delete_local(tessera_store::PENDING_ACCOUNT)?;
+        Ok(())
+    })
+}
+
+/// After an unlock: a vault made by a duress unlock (or one whose making was interrupted
+/// before its account was) gets its account now, from the decoy record it holds.
+pub(super) fn finish_pending(v: &Vault, now: u64) -> Result<(), CoreError> {
+    let Some(record) = v.local(tessera_store::PENDING_ACCOUNT)? else {
+        return Ok(());
+    };
+    let settings: AccountSettings =
+        serde_json::from_slice(&record).map_err(|_| CoreError::Vault(VaultError::Corrupt))?;
+    init_account(v, &settings, now)
+}
+
+impl Engine {
+    /// Sets the duress password (`docs/duress.md`): typed at unlock with the card, it wipes
+    /// this account and opens a new, empty one named `decoy_name` (this account's name if
+    /// `None`) on the same relay. Needs the account's password and a fresh card read; the
+    /// duress password must differ from the password.
+    pub async fn set_duress(
+        &self,
+        password: Zeroizing<Vec<u8>>,
+        card: Option<CardFactor>,
+        duress: Zeroizing<Vec<u8>>,
+        decoy_name: Option<String>,
+    ) -> Result<(), CoreError> {
+        let record = self.with(|u| {
+            let name = match &decoy_name {
+                Some(n) => n.trim().to_string(),
+                None => setting(&u.vault, "name")?,
+            };
+            let record = AccountSettings {
+                name,
+                relay: setting(&u.vault, "relay")?,
+                transport: setting(&u.vault, "transport")?,
+                tor_config: u.vault.setting("tor_config_toml")?,
+            };
+            serde_json::to_vec(&record).map_err(|_| CoreError::Vault(VaultError::Corrupt))
+        })?;
+        let record = Zeroizing::new(record);
+        self.rewrite_duress(password, card, Some((duress, record)))
+            .await
+    }
+
+    /// Clears the duress password: from then on it is a wrong password like any other.
+    pub async fn clear_duress(
+        &self,
+        password: Zeroizing<Vec<u8>>,
+        card: Option<CardFactor>,
+    ) -> Result<(), CoreError> {
+        self.rewrite_duress(password, card, None).await
+    }
+
+    async fn rewrite_duress(
+        &self,
+        password: Zeroizing<Vec<u8>>,
+        card: Option<CardFactor>,
+        duress: Option<(Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>)>,
+    ) -> Result<(), CoreError> {
+        let dir = self.inner.dir.clone();
+        let secrets = self.inner.secrets.clone();
+        let set = duress.is_some();
+        tokio::task::spawn_blocking(move || {
+            Vault::set_duress(
+                &dir,
+                &password,
+                secrets.as_ref(),
+                card.as_ref(),
+                duress.as_ref().map(|(p, r)| (&p[..], &r[..])),
+                &mut rng(),
+            )
+        })
+        .await
+        .map_err(|_| CoreError::Busy)??;
+        self.with(|u| {
+            u.vault.note_duress(set);
+            Ok(())
+        })
+    }
+
+    /// Whether a duress password is set.
+    pub fn duress_configured(&self) -> Result<bool, CoreError> {
+        self.with(|u| Ok(u.vault.duress_configured()))
+    }
+}
