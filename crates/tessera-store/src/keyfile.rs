@@ -152,7 +152,7 @@ pub enum Unwrap {
     Duress {
         /// The decoy record stored with the duress password.
         record: Zeroizing<Vec<u8>>,
-        /// Argon2id of the typed password under [`KeyFile::salt`].
+        /// Argon2id of the typed password under the key file's salt.
         stretched: Zeroizing<[u8; 32]>,
     },
 }

@@ -149,6 +149,21 @@ fn device_secret(
         .ok_or(VaultError::DeviceSecretMissing)
 }
 
+/// Cover work (`docs/duress.md`): a duress unlock makes a new database while the person
+/// waits, so every other unlock makes one too — in memory, under a random key, thrown away —
+/// and the two take about the same time. Failures do not matter here.
+fn cover_for_duress<R: Rng + CryptoRng>(rng: &mut R) {
+    let Ok(conn) = Connection::open_in_memory() else {
+        return;
+    };
+    let _ =
+        conn.execute_batch("PRAGMA cipher_log_level = NONE; PRAGMA cipher_memory_security = ON;");
+    let key = hex(&rng.random::<[u8; 32]>());
+    let pragma = Zeroizing::new(format!("PRAGMA key = \"x'{}'\";", key.as_str()));
+    let _ = conn.execute_batch(&pragma);
+    let _ = schema::migrate(&conn);
+}
+
 /// Prepared statements kept per connection (the vault has about a hundred fixed ones).
 const STATEMENT_CACHE: usize = 128;
 
@@ -392,6 +407,7 @@ impl Vault {
         }
         let conn = open_database(&db_path, &db_key)?;
         schema::migrate(&conn)?;
+        cover_for_duress(rng);
         Ok(Unlock::Opened(Self {
             conn,
             vault_id: file.vault_id,

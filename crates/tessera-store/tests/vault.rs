@@ -907,6 +907,16 @@ fn a_duress_password_wipes_the_account_and_opens_an_empty_one() {
         panic!("the duress password opened the account");
     };
     assert_eq!(&record[..], b"decoy settings");
+    // The record is in the new vault before its key file exists, for the engine to start the
+    // new account from.
+    assert_eq!(
+        vault
+            .local(tessera_store::PENDING_ACCOUNT)
+            .unwrap()
+            .as_deref()
+            .map(|v| &v[..]),
+        Some(&b"decoy settings"[..])
+    );
     // An empty vault, bound to the same card, opened by the duress password.
     assert!(vault.contacts().unwrap().is_empty());
     assert!(!vault.duress_configured());

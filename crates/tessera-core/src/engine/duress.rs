@@ -30,13 +30,14 @@ pub(super) fn init_account(
     settings: &AccountSettings,
     now: u64,
 ) -> Result<(), CoreError> {
-    let mut r = rng();
-    let identity = AccountIdentity::generate(&mut r);
-    let auth = HybridSigningKey::generate(&mut r);
-    let envelope = EnvelopeKeyPair::generate(&mut r);
-    let certificate = keys::issue_certificate(&identity, &auth, &envelope, 1, now, &mut r)?;
-    let epoch = keys::new_epoch(&identity, now, &mut r)?;
-    let registration_id = 1 + rand::Rng::random_range(&mut r, 0..16000u32);
+    let AccountKeys {
+        identity,
+        auth,
+        envelope,
+        certificate,
+        epoch,
+        registration_id,
+    } = AccountKeys::generate(now)?;
     v.transaction(|v| -> Result<(), CoreError> {
         v.set_local_identity(&identity, registration_id)?;
         let (ac, am) = auth.to_parts();
@@ -57,10 +58,46 @@ pub(super) fn init_account(
     })
 }
 
+/// A duress password and the decoy record sealed with it.
+type DuressSetting = (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>);
+
+/// The keys of a new account.
+struct AccountKeys {
+    identity: AccountIdentity,
+    auth: HybridSigningKey,
+    envelope: EnvelopeKeyPair,
+    certificate: DeviceCertificate,
+    epoch: tessera_crypto::EpochSigningKey,
+    registration_id: u32,
+}
+
+impl AccountKeys {
+    fn generate(now: u64) -> Result<Self, CoreError> {
+        let mut r = rng();
+        let identity = AccountIdentity::generate(&mut r);
+        let auth = HybridSigningKey::generate(&mut r);
+        let envelope = EnvelopeKeyPair::generate(&mut r);
+        let certificate = keys::issue_certificate(&identity, &auth, &envelope, 1, now, &mut r)?;
+        let epoch = keys::new_epoch(&identity, now, &mut r)?;
+        let registration_id = 1 + rand::Rng::random_range(&mut r, 0..16000u32);
+        Ok(Self {
+            identity,
+            auth,
+            envelope,
+            certificate,
+            epoch,
+            registration_id,
+        })
+    }
+}
+
 /// After an unlock: a vault made by a duress unlock (or one whose making was interrupted
-/// before its account was) gets its account now, from the decoy record it holds.
+/// before its account was) gets its account now, from the decoy record it holds. Any other
+/// unlock makes the same keys and drops them (cover work, `docs/duress.md`: the two unlocks
+/// take about the same time).
 pub(super) fn finish_pending(v: &Vault, now: u64) -> Result<(), CoreError> {
     let Some(record) = v.local(tessera_store::PENDING_ACCOUNT)? else {
+        drop(AccountKeys::generate(now));
         return Ok(());
     };
     let settings: AccountSettings =
@@ -111,7 +148,7 @@ impl Engine {
         &self,
         password: Zeroizing<Vec<u8>>,
         card: Option<CardFactor>,
-        duress: Option<(Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>)>,
+        duress: Option<DuressSetting>,
     ) -> Result<(), CoreError> {
         let dir = self.inner.dir.clone();
         let secrets = self.inner.secrets.clone();
