@@ -28,6 +28,8 @@ export function showOnly(ids, id) {
 /** What the user reads for a backend error code. Messages never echo secrets. */
 const MESSAGES = {
   wrong_password: 'Wrong password. The vault stays locked.',
+  duress_same_as_password: 'The duress password must differ from your password.',
+  duress_settings_too_long: 'The account\u2019s settings are too long to keep with the duress password.',
   wrong_card: 'This is not the card for this vault. Tap the card you set up Tessera with.',
   card_replayed: 'This card answered with an old counter: it may be a copy. The vault stays locked.',
   no_reader: 'No card reader found. Plug in the reader and try again.',
