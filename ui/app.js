@@ -261,6 +261,10 @@ async function refreshSettings() {
   $('#set-zoom').value = s.zoom;
   $('#set-call-policy').value = s.callIcePolicy;
   $('#set-calls-tor').checked = s.callsOutsideTor;
+  $('#duress-state').textContent = s.duressPassword ? 'A duress password is set.' : 'No duress password is set.';
+  $('#duress-clear').hidden = !s.duressPassword;
+  if (s.backupFolder) $('#backup-folder').value = s.backupFolder;
+  $('#backup-scheduled').checked = Boolean(s.backupFolder);
   if (s.zoom !== '1') await backend.setSetting('zoom', s.zoom).catch(() => {});
   window.dispatchEvent(new CustomEvent('tessera-theme', { detail: s.theme }));
 }
@@ -321,6 +325,53 @@ async function swapFinish() {
   }
 }
 
+/** Shows a recovery key once, until the person says they wrote it down. */
+function showRecoveryKey(key) {
+  if (!key) return;
+  $('#backup-key').textContent = key;
+  $('#backup-key-panel').hidden = false;
+  $('#backup-key').focus();
+}
+
+async function backupNow() {
+  showError('backup-error', null);
+  $('#backup-done').hidden = true;
+  try {
+    const made = await backend.backupNow($('#backup-folder').value);
+    $('#backup-done').textContent = `Backup written: ${made.path} (${made.bytes} bytes).`;
+    $('#backup-done').hidden = false;
+    showRecoveryKey(made.recoveryKey);
+  } catch (err) {
+    showError('backup-error', err);
+  }
+}
+
+async function backupScheduled() {
+  showError('backup-error', null);
+  try {
+    const on = $('#backup-scheduled').checked;
+    showRecoveryKey(await backend.backupSchedule(on ? $('#backup-folder').value : '', 7));
+  } catch (err) {
+    showError('backup-error', err);
+    await refreshSettings();
+  }
+}
+
+async function duress(ev, set) {
+  if (ev) ev.preventDefault();
+  showError('duress-error', null);
+  try {
+    if (set) await backend.duressSet($('#duress-pw').value, $('#duress-new').value);
+    else await backend.duressClear($('#duress-pw').value);
+  } catch (err) {
+    showError('duress-error', err);
+  } finally {
+    $('#duress-pw').value = '';
+    $('#duress-new').value = '';
+    await refreshSettings();
+  }
+}
+
 async function changePassword(ev) {
   ev.preventDefault();
   showError('pw-error', null);
@@ -377,6 +428,14 @@ function wire() {
   $('#call-video').addEventListener('click', () => { if (open) dial(open, true); });
   wireCalls();
   $('#pw-form').addEventListener('submit', changePassword);
+  $('#backup-now').addEventListener('click', backupNow);
+  $('#backup-scheduled').addEventListener('change', backupScheduled);
+  $('#backup-key-done').addEventListener('click', () => {
+    $('#backup-key').textContent = '';
+    $('#backup-key-panel').hidden = true;
+  });
+  $('#duress-form').addEventListener('submit', (ev) => duress(ev, true));
+  $('#duress-clear').addEventListener('click', () => duress(null, false));
   $('#swap-start').addEventListener('click', swapStart);
   $('#swap-finish').addEventListener('click', swapFinish);
   $('#swap-cancel').addEventListener('click', async () => { await backend.cardSwapCancel(); swapUi('idle'); });

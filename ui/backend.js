@@ -39,6 +39,10 @@ export const setSetting = (name, value) => call('set_setting', { name, value });
 export const cardSwapStart = (password) => call('card_swap_start', { password });
 export const cardSwapCancel = () => call('card_swap_cancel');
 export const changePassword = (old, next) => call('change_password', { old, new: next });
+export const backupNow = (folder) => call('backup_now', { folder });
+export const backupSchedule = (folder, everyDays) => call('backup_schedule', { folder, everyDays });
+export const duressSet = (password, duress) => call('duress_set', { password, duress });
+export const duressClear = (password) => call('duress_clear', { password });
 
 /** Provisions the card on the reader; `onStep({step, of, what})` sees each step. */
 export function provisionCard(reprovision, onStep) {

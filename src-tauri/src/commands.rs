@@ -568,12 +568,21 @@ pub struct Settings {
     call_ice_policy: &'static str,
     /// Calls may leave Tor (their UDP goes straight to the relay's TURN service).
     calls_outside_tor: bool,
+    /// Whether a duress password is set.
+    duress_password: bool,
+    /// The scheduled-backup folder (`None`: scheduled backups off).
+    backup_folder: Option<String>,
+    /// Days between scheduled backups.
+    backup_every_days: u32,
+    /// Whether a recovery key was made (the first backup makes it and shows it once).
+    has_recovery_key: bool,
 }
 
 #[tauri::command]
 pub fn settings(app: AppState<'_>) -> UiResult<Settings> {
     let e = app.engine()?;
     let get = |n: &str| e.app_setting(n).map(Option::unwrap_or_default);
+    let schedule = e.backup_schedule()?;
     Ok(Settings {
         lock_on_card_removal: e.lock_on_card_removal()?,
         idle_lock_minutes: get("idle_lock_minutes")?.parse().unwrap_or(0),
@@ -590,6 +599,12 @@ pub fn settings(app: AppState<'_>) -> UiResult<Settings> {
         },
         call_ice_policy: app.phone()?.0.policy()?.as_str(),
         calls_outside_tor: get(tessera_core::phone::OUTSIDE_TOR_SETTING)? == "on",
+        duress_password: e.duress_configured()?,
+        backup_folder: schedule
+            .as_ref()
+            .map(|(f, _)| f.to_string_lossy().into_owned()),
+        backup_every_days: schedule.map_or(7, |(_, d)| d),
+        has_recovery_key: e.has_recovery_key()?,
     })
 }
 
@@ -674,6 +689,91 @@ pub async fn change_password(app: AppState<'_>, old: String, new: String) -> UiR
     let tap = tap_for_vault(&app).await?;
     engine
         .change_password(old, new, None, tap.map(|t| t.factor))
+        .await?;
+    Ok(())
+}
+
+/// A backup that was written, for the page: the recovery key only when this backup made it
+/// (the page shows it once).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct BackupView {
+    path: String,
+    bytes: u64,
+    recovery_key: Option<String>,
+}
+
+/// Makes a backup now into `folder` (`docs/backup.md`).
+#[tauri::command]
+pub async fn backup_now(app: AppState<'_>, folder: String) -> UiResult<BackupView> {
+    let engine = app.engine()?;
+    let folder = folder_path(&folder)?;
+    let made = engine.backup_into(&folder).await?;
+    Ok(BackupView {
+        path: made.path.to_string_lossy().into_owned(),
+        bytes: made.bytes,
+        recovery_key: made.recovery_key.map(|k| k.grouped().to_string()),
+    })
+}
+
+/// Scheduled backups into `folder` every `every_days` days, or off (`folder` empty). Returns a
+/// recovery key when this made it (shown once).
+#[tauri::command]
+pub async fn backup_schedule(
+    app: AppState<'_>,
+    folder: String,
+    every_days: u32,
+) -> UiResult<Option<String>> {
+    let engine = app.engine()?;
+    let folder = if folder.trim().is_empty() {
+        None
+    } else {
+        Some(folder_path(&folder)?)
+    };
+    let key = engine
+        .set_backup_schedule(folder.as_deref(), every_days)
+        .await?;
+    Ok(key.map(|k| k.grouped().to_string()))
+}
+
+/// A backup folder typed on the page: an absolute path.
+fn folder_path(text: &str) -> UiResult<std::path::PathBuf> {
+    let path = std::path::PathBuf::from(text.trim());
+    if !path.is_absolute() {
+        return Err(UiError::new(
+            "backup_folder",
+            "the backup folder must be a full path",
+        ));
+    }
+    Ok(path)
+}
+
+/// Sets the duress password (`docs/duress.md`); needs the password and a card tap.
+#[tauri::command]
+pub async fn duress_set(app: AppState<'_>, password: String, duress: String) -> UiResult<()> {
+    let engine = app.engine()?;
+    if duress.is_empty() {
+        return Err(UiError::new("duress_empty", "the duress password is empty"));
+    }
+    let tap = tap_for_vault(&app).await?;
+    engine
+        .set_duress(
+            self::password(password),
+            tap.map(|t| t.factor),
+            self::password(duress),
+            None,
+        )
+        .await?;
+    Ok(())
+}
+
+/// Clears the duress password; needs the password and a card tap.
+#[tauri::command]
+pub async fn duress_clear(app: AppState<'_>, password: String) -> UiResult<()> {
+    let engine = app.engine()?;
+    let tap = tap_for_vault(&app).await?;
+    engine
+        .clear_duress(self::password(password), tap.map(|t| t.factor))
         .await?;
     Ok(())
 }

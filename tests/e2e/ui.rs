@@ -448,6 +448,39 @@ fn ui_two_apps_first_run_chat_search_lock_on_removal_and_refusals() {
     alice.session.wait_visible("#main", LONG);
     wait_incoming(&alice, "hello alice");
 
+    // Settings: a backup made now shows the recovery key once (docs/backup.md); a duress
+    // password set from the window (it taps the card) leaves the key file's size as it was
+    // (docs/duress.md).
+    alice.session.click("#nav-settings");
+    alice.wait_text("#duress-state", "No duress password");
+    let backups = dir.path().join("alice-backups");
+    alice
+        .session
+        .type_into("#backup-folder", backups.to_str().unwrap());
+    alice.session.click("#backup-now");
+    alice.session.wait_visible("#backup-key-panel", LONG);
+    let key = alice.session.text("#backup-key");
+    assert_eq!(key.len(), 35, "six groups of five: {key:?}");
+    alice.wait_text("#backup-done", "Backup written");
+    let written: Vec<_> = std::fs::read_dir(&backups).unwrap().collect();
+    assert_eq!(written.len(), 1, "one backup file in {}", backups.display());
+    alice.session.click("#backup-key-done");
+    assert_eq!(alice.session.text("#backup-key"), "");
+    let key_file = dir.path().join("alice/vault.key");
+    let size = std::fs::metadata(&key_file).unwrap().len();
+    alice.session.type_into("#duress-pw", password);
+    alice.session.type_into("#duress-new", password);
+    alice.session.click("#duress-set");
+    alice.wait_text("#duress-error", "must differ");
+    alice.session.type_into("#duress-pw", password);
+    alice
+        .session
+        .type_into("#duress-new", "a different duress phrase");
+    alice.session.click("#duress-set");
+    alice.wait_text("#duress-state", "A duress password is set");
+    alice.screenshot("settings-backup-duress");
+    assert_eq!(std::fs::metadata(&key_file).unwrap().len(), size);
+
     // Panic wipe (docs/panic.md). Bob's window is locked: from the lock screen, no password
     // and no card. Alice's is unlocked: from Settings. Both return to first run with no file
     // of the account left.
@@ -489,6 +522,12 @@ fn ui_first_run_screen_and_the_capability_refuses_other_commands() {
     );
     app.session.wait_visible("#first-run", LONG);
     assert_eq!(app.session.text("h1#fr-title"), "Set up Tessera");
+    // The recovery policy is on the first-run screen, before the account exists.
+    let recovery = app.session.text("#fr-recovery");
+    assert!(
+        recovery.contains("the account is gone") && recovery.contains("recovery key"),
+        "{recovery}"
+    );
     assert_eq!(app.value("#fr-relay"), relay.address.to_string());
     // A weak password is refused by the backend too, not only by the meter.
     let refused = app.session.execute_async(

@@ -21,6 +21,9 @@ pub const DEFAULT_BACKUP_EVERY_DAYS: u32 = 7;
 pub const SCHEDULED_KEPT: usize = 3;
 /// Name prefix and suffix of scheduled backups.
 const SCHEDULED_PREFIX: &str = "tessera-backup-";
+/// File name prefix of backups made on request into a folder ([`Engine::backup_into`]); never
+/// pruned.
+const MANUAL_PREFIX: &str = "tessera-manual-";
 /// The file name extension of backups.
 pub const BACKUP_EXTENSION: &str = "tsbk";
 
@@ -112,6 +115,17 @@ impl Engine {
             created_ms,
             recovery_key,
         })
+    }
+
+    /// A backup made now into `folder` (created if needed), named after the time
+    /// (`tessera-manual-YYYYMMDD-HHMMSS.tsbk`); scheduled backups' pruning leaves it alone.
+    pub async fn backup_into(&self, folder: &Path) -> Result<BackupMade, CoreError> {
+        std::fs::create_dir_all(folder).map_err(|e| VaultError::Io(e.kind()))?;
+        let name = format!(
+            "{MANUAL_PREFIX}{}.{BACKUP_EXTENSION}",
+            file_time(self.now_ms())
+        );
+        self.create_backup(&folder.join(name), false).await
     }
 
     /// Sets scheduled backups: every `every_days` days into `folder` (`None`: off). Returns a
