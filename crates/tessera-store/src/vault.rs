@@ -164,6 +164,28 @@ fn cover_for_duress<R: Rng + CryptoRng>(rng: &mut R) {
     let _ = schema::migrate(&conn);
 }
 
+/// The key file maker for [`Vault::create_from`]: the database key wrapped to `password`
+/// (Argon2id at `kdf`, a new salt), the new device secret and `card`.
+fn wrap_to<'a, R: Rng + CryptoRng>(
+    password: &'a [u8],
+    kdf: KdfParams,
+    card: Option<&'a CardFactor>,
+) -> impl FnOnce([u8; 16], &[u8; 32], &[u8; 32], &mut R) -> Result<KeyFile, VaultError> + 'a {
+    move |id, device_secret, key, rng| {
+        KeyFile::wrap(
+            id,
+            kdf,
+            key,
+            &Factors {
+                password,
+                device_secret,
+                card,
+            },
+            rng,
+        )
+    }
+}
+
 /// Prepared statements kept per connection (the vault has about a hundred fixed ones).
 const STATEMENT_CACHE: usize = 128;
 
@@ -202,19 +224,7 @@ impl Vault {
             db_key,
             None,
             None,
-            |id, device_secret, key, rng| {
-                KeyFile::wrap(
-                    id,
-                    kdf,
-                    key,
-                    &Factors {
-                        password,
-                        device_secret,
-                        card,
-                    },
-                    rng,
-                )
-            },
+            wrap_to(password, kdf, card),
         )
     }
 
@@ -243,19 +253,7 @@ impl Vault {
             db_key,
             Some(&snapshot.database),
             None,
-            |id, device_secret, key, rng| {
-                KeyFile::wrap(
-                    id,
-                    kdf,
-                    key,
-                    &Factors {
-                        password,
-                        device_secret,
-                        card,
-                    },
-                    rng,
-                )
-            },
+            wrap_to(password, kdf, card),
         )
     }
 
