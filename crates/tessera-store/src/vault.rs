@@ -224,6 +224,7 @@ impl Vault {
             db_key,
             None,
             None,
+            None,
             wrap_to(password, kdf, card),
         )
     }
@@ -253,11 +254,13 @@ impl Vault {
             db_key,
             Some(&snapshot.database),
             None,
+            None,
             wrap_to(password, kdf, card),
         )
     }
 
-    /// Makes a vault in `dir`: a new vault id and device secret (put into `secrets`), the
+    /// Makes a vault in `dir`: a new vault id and device secret (put into `secrets`; or
+    /// `identity`'s, already in the keyring after a duress unlock's wipe), the
     /// database (`database`'s bytes, or a new one) under `db_key`, and the key file `wrap`
     /// makes, written last. `pending` (a duress unlock's decoy record) is stored as
     /// [`PENDING_ACCOUNT`] before the key file exists, so the vault never exists without it.
@@ -269,6 +272,7 @@ impl Vault {
         db_key: Zeroizing<[u8; 32]>,
         database: Option<&[u8]>,
         pending: Option<&[u8]>,
+        identity: Option<([u8; 16], Zeroizing<[u8; 32]>)>,
         wrap: impl FnOnce([u8; 16], &[u8; 32], &[u8; 32], &mut R) -> Result<KeyFile, VaultError>,
     ) -> Result<Self, VaultError> {
         let io = |e: std::io::Error| VaultError::Io(e.kind());
@@ -294,10 +298,16 @@ impl Vault {
                 std::fs::remove_file(&leftover).map_err(io)?;
             }
         }
-        let vault_id: [u8; 16] = rng.random();
-        let device_secret = Zeroizing::new(rng.random::<[u8; 32]>());
+        let (vault_id, device_secret) = match identity {
+            Some((id, secret)) => (id, secret),
+            None => {
+                let id: [u8; 16] = rng.random();
+                let secret = Zeroizing::new(rng.random::<[u8; 32]>());
+                secrets.put(&vault_entry(&id), &secret)?;
+                (id, secret)
+            }
+        };
         let file = wrap(vault_id, &device_secret, &db_key, rng)?;
-        secrets.put(&vault_entry(&vault_id), &device_secret)?;
         if let Some(bytes) = database {
             crate::backup::write_private(&db_path, bytes).map_err(io)?;
         }
@@ -346,9 +356,10 @@ impl Vault {
     /// rewritten as version 2.
     ///
     /// The duress password (`docs/duress.md`) destroys the account as a panic wipe does — the
-    /// device secret and the key file first, then the files; the card's keys stay — and makes
-    /// a new, empty vault in `dir` under the same password, card and Argon2id salt (no second
-    /// key derivation), returned as [`Unlock::Duress`].
+    /// device secret (replaced by the new vault's, under the same entry name) and the key file
+    /// first, then the files; the card's keys stay — and makes a new, empty vault in `dir` with
+    /// the same vault id, under the same password, card and Argon2id salt (no second key
+    /// derivation), returned as [`Unlock::Duress`].
     pub fn unlock<R: Rng + CryptoRng>(
         dir: &Path,
         password: &[u8],
@@ -361,7 +372,15 @@ impl Vault {
         let unwrapped = match unwrap_any(&file, secrets, password, card)? {
             (_, Unwrap::Account(u)) => u,
             (_, Unwrap::Duress { record, stretched }) => {
-                crate::wipe::wipe_keeping_card(dir, secrets);
+                // The new vault keeps the vault id (so the keyring entry's name): its device
+                // secret replaces the old one before anything else happens.
+                let device_secret = Zeroizing::new(rng.random::<[u8; 32]>());
+                let report = crate::wipe::wipe_for_duress(dir, secrets, &device_secret);
+                let replaced = !report
+                    .problems
+                    .iter()
+                    .any(|p| matches!(p, crate::wipe::WipeProblem::Keyring { .. }));
+                let identity = replaced.then_some((file.vault_id, device_secret));
                 let db_key = Zeroizing::new(rng.random::<[u8; 32]>());
                 let (kdf, salt) = (file.kdf, file.salt());
                 let vault = Self::create_from(
@@ -371,6 +390,7 @@ impl Vault {
                     db_key,
                     None,
                     Some(&record),
+                    identity,
                     |id, device_secret, key, rng| {
                         KeyFile::wrap_stretched(
                             id,

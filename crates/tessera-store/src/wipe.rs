@@ -73,16 +73,27 @@ pub enum WipeProblem {
 /// It never stops early: a step that fails is recorded in [`WipeReport::problems`] and the
 /// next one runs. The vault must not be open in this process (lock the engine first).
 pub fn wipe(dir: &Path, secrets: &dyn SecretStore) -> WipeReport {
-    wipe_account(dir, secrets, true)
+    wipe_account(dir, secrets, None)
 }
 
-/// A wipe that leaves the card's keys in the keyring: a duress unlock makes a new vault bound
-/// to the same card right after (`docs/duress.md`).
-pub(crate) fn wipe_keeping_card(dir: &Path, secrets: &dyn SecretStore) -> WipeReport {
-    wipe_account(dir, secrets, false)
+/// The duress unlock's wipe (`docs/duress.md`): the device secret is replaced by `next` (the
+/// old one is gone; the entry keeps its name for the vault made next, so the keyring's entry
+/// names do not change either), then the key file and the files go as in a wipe. The card's
+/// keys stay: the new vault is bound to the same card.
+pub(crate) fn wipe_for_duress(
+    dir: &Path,
+    secrets: &dyn SecretStore,
+    next: &[u8; 32],
+) -> WipeReport {
+    wipe_account(dir, secrets, Some(next))
 }
 
-fn wipe_account(dir: &Path, secrets: &dyn SecretStore, card_keys: bool) -> WipeReport {
+/// A wipe; with `replacement`, the duress variant of [`wipe_for_duress`].
+fn wipe_account(
+    dir: &Path,
+    secrets: &dyn SecretStore,
+    replacement: Option<&[u8; 32]>,
+) -> WipeReport {
     let started = Instant::now();
     let mut report = WipeReport::default();
     let key_path = dir.join(KEY_FILE);
@@ -91,7 +102,14 @@ fn wipe_account(dir: &Path, secrets: &dyn SecretStore, card_keys: bool) -> WipeR
     report.had_vault = named.is_some() || key_path.exists();
     if let Some(file) = &named {
         let entry = vault_entry(&file.vault_id);
-        if let Err(error) = secrets.delete(&entry) {
+        let destroyed = match replacement {
+            None => secrets.delete(&entry),
+            // Replacing the secret destroys it as deleting would; if that fails, delete it.
+            Some(next) => secrets
+                .put(&entry, next)
+                .or_else(|_| secrets.delete(&entry)),
+        };
+        if let Err(error) = destroyed {
             report.problems.push(WipeProblem::Keyring { entry, error });
         }
     }
@@ -107,7 +125,7 @@ fn wipe_account(dir: &Path, secrets: &dyn SecretStore, card_keys: bool) -> WipeR
     if let Some(card) = named
         .as_ref()
         .and_then(|f| f.card.as_ref())
-        .filter(|_| card_keys)
+        .filter(|_| replacement.is_none())
     {
         let entry = card_entry(&card.uid);
         if let Err(error) = secrets.delete(&entry) {

@@ -900,7 +900,7 @@ fn a_duress_password_wipes_the_account_and_opens_an_empty_one() {
         .unwrap()
         .vault_id;
     let old_entry = tessera_store::vault_entry(&old_id);
-    assert!(secrets.get(&old_entry).unwrap().is_some());
+    let old_secret = secrets.get(&old_entry).unwrap().unwrap();
     let unlocked =
         Vault::unlock(&with, b"run", &secrets, Some(&card(4, 5, 9)), &mut rng(25)).unwrap();
     let tessera_store::Unlock::Duress { vault, record } = unlocked else {
@@ -920,10 +920,12 @@ fn a_duress_password_wipes_the_account_and_opens_an_empty_one() {
     // An empty vault, bound to the same card, opened by the duress password.
     assert!(vault.contacts().unwrap().is_empty());
     assert!(!vault.duress_configured());
-    assert_ne!(vault.vault_id(), old_id);
+    // The same vault id, so the same keyring entry name; its secret is a new one.
+    assert_eq!(vault.vault_id(), old_id);
     drop(vault);
-    // The account is gone: its device secret left the keyring, the card's keys stayed.
-    assert!(secrets.get(&old_entry).unwrap().is_none());
+    // The account is gone: its device secret was replaced, the card's keys stayed.
+    let now_secret = secrets.get(&old_entry).unwrap().unwrap();
+    assert_ne!(*now_secret, *old_secret);
     assert!(secrets.get(&card_keys).unwrap().is_some());
     assert!(matches!(
         Vault::unlock(&with, b"pw2", &secrets, Some(&card(4, 6, 9)), &mut rng(26)),
