@@ -58,6 +58,9 @@ pub(super) fn init_account(
     })
 }
 
+/// The longest decoy name kept, in characters (the first-run screen allows as many).
+const DECOY_NAME_MAX: usize = 64;
+
 /// A duress password and the decoy record sealed with it.
 type DuressSetting = (Zeroizing<Vec<u8>>, Zeroizing<Vec<u8>>);
 
@@ -107,8 +110,8 @@ pub(super) fn finish_pending(v: &Vault, now: u64) -> Result<(), CoreError> {
 
 impl Engine {
     /// Sets the duress password (`docs/duress.md`): typed at unlock with the card, it wipes
-    /// this account and opens a new, empty one named `decoy_name` (this account's name if
-    /// `None`) on the same relay. Needs the account's password and a fresh card read; the
+    /// this account and opens a new, empty one named `decoy_name` (trimmed, at most 64
+    /// characters; this account's name if `None` or blank) on the same relay. Needs the account's password and a fresh card read; the
     /// duress password must differ from the password.
     pub async fn set_duress(
         &self,
@@ -118,9 +121,9 @@ impl Engine {
         decoy_name: Option<String>,
     ) -> Result<(), CoreError> {
         let record = self.with(|u| {
-            let name = match &decoy_name {
-                Some(n) => n.trim().to_string(),
-                None => setting(&u.vault, "name")?,
+            let name = match decoy_name.as_deref().map(str::trim) {
+                Some(n) if !n.is_empty() => n.chars().take(DECOY_NAME_MAX).collect(),
+                _ => setting(&u.vault, "name")?,
             };
             let record = AccountSettings {
                 name,
@@ -174,5 +177,61 @@ impl Engine {
     /// Whether a duress password is set.
     pub fn duress_configured(&self) -> Result<bool, CoreError> {
         self.with(|u| Ok(u.vault.duress_configured()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::testing::{account, befriend, password, relay};
+    use super::*;
+
+    fn pw(text: &str) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(text.as_bytes().to_vec())
+    }
+
+    /// Through the engine: the duress password opens a new identity named after the decoy
+    /// record (a blank decoy name means the account's own, a long one is cut to 64
+    /// characters), which registers and publishes its prekeys at its first connection, so a
+    /// new contact can reach it.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_duress_unlock_opens_a_new_account_that_others_can_reach() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay().await;
+        let (alice, secrets) = account(dir.path(), &relay, "alice").await;
+        let id = alice.account_id().unwrap();
+        assert!(!alice.duress_configured().unwrap());
+        assert!(matches!(
+            alice
+                .set_duress(password("alice"), None, password("alice"), None)
+                .await,
+            Err(CoreError::Vault(VaultError::DuressSameAsPassword))
+        ));
+        alice
+            .set_duress(password("alice"), None, pw("run"), Some("   ".into()))
+            .await
+            .unwrap();
+        assert!(alice.duress_configured().unwrap());
+        alice.lock();
+        let home = dir.path().join("alice");
+        let decoy = Engine::unlock(&home, pw("run"), secrets.clone(), None)
+            .await
+            .unwrap();
+        assert_ne!(decoy.account_id().unwrap(), id);
+        assert!(decoy.contacts().unwrap().is_empty());
+        assert!(!decoy.duress_configured().unwrap());
+        assert_eq!(decoy.invite().unwrap().name, "alice");
+        decoy.connect().await.unwrap();
+        let (bob, _) = account(dir.path(), &relay, "bob").await;
+        befriend(&bob, &decoy).await;
+        // The decoy's own duress password, with a long name: cut to 64 characters.
+        decoy
+            .set_duress(pw("run"), None, pw("again"), Some("é".repeat(100)))
+            .await
+            .unwrap();
+        decoy.lock();
+        let second = Engine::unlock(&home, pw("again"), secrets, None)
+            .await
+            .unwrap();
+        assert_eq!(second.invite().unwrap().name, "é".repeat(64));
     }
 }
