@@ -261,6 +261,7 @@ async function refreshSettings() {
   $('#set-zoom').value = s.zoom;
   $('#set-call-policy').value = s.callIcePolicy;
   $('#set-calls-tor').checked = s.callsOutsideTor;
+  $('#set-panic-shortcut').value = s.panicShortcut || '';
   $('#duress-state').textContent = s.duressPassword ? 'A duress password is set.' : 'No duress password is set.';
   $('#duress-clear').hidden = !s.duressPassword;
   if (s.backupFolder) $('#backup-folder').value = s.backupFolder;
@@ -424,6 +425,7 @@ function wire() {
   $('#set-zoom').addEventListener('change', (e) => setSetting('zoom', e.target.value));
   $('#set-call-policy').addEventListener('change', (e) => setSetting('call_ice_policy', e.target.value));
   $('#set-calls-tor').addEventListener('change', (e) => setSetting('calls_outside_tor', e.target.checked ? 'on' : 'off'));
+  $('#set-panic-shortcut').addEventListener('change', (e) => setSetting('panic_shortcut', e.target.value.trim()));
   $('#call-audio').addEventListener('click', () => { if (open) dial(open, false); });
   $('#call-video').addEventListener('click', () => { if (open) dial(open, true); });
   wireCalls();

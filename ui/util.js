@@ -30,6 +30,8 @@ const MESSAGES = {
   wrong_password: 'Wrong password. The vault stays locked.',
   backup_folder: 'The backup folder must be a full path, such as /media/usb/tessera.',
   duress_empty: 'Type a duress password.',
+  bad_shortcut: 'That is not a usable shortcut: use at least one of Ctrl, Alt, Shift, Super and a key, for example Ctrl+Alt+Shift+W.',
+  shortcut_unavailable: 'Another program holds this shortcut. Choose another.',
   duress_same_as_password: 'The duress password must differ from your password.',
   duress_settings_too_long: 'The account\u2019s settings are too long to keep with the duress password.',
   wrong_card: 'This is not the card for this vault. Tap the card you set up Tessera with.',

@@ -38,6 +38,7 @@ pub struct App {
     phone: Mutex<Option<(Phone, Arc<Devices>)>>,
     video: Mutex<Option<Channel<InvokeResponseBody>>>,
     ringtone: Mutex<Option<Ringtone>>,
+    panic_shortcut: Mutex<Option<tauri_plugin_global_shortcut::Shortcut>>,
 }
 
 impl App {
@@ -52,6 +53,7 @@ impl App {
             phone: Mutex::new(None),
             video: Mutex::new(None),
             ringtone: Mutex::new(None),
+            panic_shortcut: Mutex::new(None),
         })
     }
 
@@ -112,6 +114,37 @@ impl App {
         if let Ok(mut c) = self.channels.lock() {
             c.push(channel);
         }
+    }
+
+    /// Sets the registered panic shortcut (`shortcut.rs`); returns the one before.
+    pub fn replace_panic_shortcut(
+        &self,
+        next: Option<tauri_plugin_global_shortcut::Shortcut>,
+    ) -> Option<tauri_plugin_global_shortcut::Shortcut> {
+        self.panic_shortcut
+            .lock()
+            .map(|mut s| std::mem::replace(&mut *s, next))
+            .unwrap_or(None)
+    }
+
+    /// Panic wipe (`docs/panic.md`), blocking: an unlocked engine locks and wipes; without one
+    /// the account's files and keys in the data directory go.
+    pub fn wipe(&self) -> tessera_core::WipeReport {
+        match self.engine() {
+            Ok(e) => e.wipe(),
+            Err(_) => tessera_core::wipe(&self.config.data_dir, &tessera_core::OsKeyring),
+        }
+    }
+
+    /// The panic shortcut's wipe: then the page is told, and shows first run.
+    pub fn wipe_now(&self) {
+        let report = self.wipe();
+        for p in &report.problems {
+            tracing::warn!(problem = %p, "panic wipe: a step failed; the others ran");
+        }
+        self.emit(&UiEvent::Locked {
+            reason: "wiped".into(),
+        });
     }
 
     /// Sends an event to every page channel; drops channels whose page went away.

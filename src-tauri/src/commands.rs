@@ -326,7 +326,11 @@ pub async fn create_account(app: AppState<'_>, form: NewAccount) -> UiResult<()>
 }
 
 #[tauri::command]
-pub async fn unlock(app: AppState<'_>, password: String) -> UiResult<()> {
+pub async fn unlock<R: tauri::Runtime>(
+    app: AppState<'_>,
+    handle: tauri::AppHandle<R>,
+    password: String,
+) -> UiResult<()> {
     let pw = self::password(password);
     let tap = tap_for_vault(&app).await?;
     let (reader, factor) = match tap {
@@ -334,7 +338,13 @@ pub async fn unlock(app: AppState<'_>, password: String) -> UiResult<()> {
         None => (None, None),
     };
     let engine = Engine::unlock(&app.config.data_dir, pw, Arc::new(OsKeyring), factor).await?;
+    let shortcut = engine.app_setting(crate::shortcut::SETTING).ok().flatten();
     app.start(engine, reader);
+    if let Some(text) = shortcut
+        && let Err(e) = crate::shortcut::apply(&handle, app.inner(), &text)
+    {
+        tracing::warn!(code = e.code, "the panic shortcut could not be registered");
+    }
     Ok(())
 }
 
@@ -359,16 +369,14 @@ pub struct WipeView {
 /// An unlocked engine locks first (every key in memory dropped), then the keys on disk go, then
 /// the files; the page returns to first run.
 #[tauri::command]
-pub async fn panic_wipe(app: AppState<'_>) -> UiResult<WipeView> {
-    let engine = app.engine().ok();
-    let dir = app.config.data_dir.clone();
-    let report = blocking(move || {
-        Ok(match engine {
-            Some(e) => e.wipe(),
-            None => tessera_core::wipe(&dir, &OsKeyring),
-        })
-    })
-    .await?;
+pub async fn panic_wipe<R: tauri::Runtime>(
+    app: AppState<'_>,
+    handle: tauri::AppHandle<R>,
+) -> UiResult<WipeView> {
+    let state = app.inner().clone();
+    let report = blocking(move || Ok(state.wipe())).await?;
+    // The shortcut belonged to the account that is gone.
+    let _ = crate::shortcut::apply(&handle, app.inner(), "");
     for p in &report.problems {
         tracing::warn!(problem = %p, "panic wipe: a step failed; the others ran");
     }
@@ -570,6 +578,8 @@ pub struct Settings {
     calls_outside_tor: bool,
     /// Whether a duress password is set.
     duress_password: bool,
+    /// The panic shortcut (empty: none).
+    panic_shortcut: String,
     /// The scheduled-backup folder (`None`: scheduled backups off).
     backup_folder: Option<String>,
     /// Days between scheduled backups.
@@ -600,6 +610,7 @@ pub fn settings(app: AppState<'_>) -> UiResult<Settings> {
         call_ice_policy: app.phone()?.0.policy()?.as_str(),
         calls_outside_tor: get(tessera_core::phone::OUTSIDE_TOR_SETTING)? == "on",
         duress_password: e.duress_configured()?,
+        panic_shortcut: get(crate::shortcut::SETTING)?,
         backup_folder: schedule
             .as_ref()
             .map(|(f, _)| f.to_string_lossy().into_owned()),
@@ -662,6 +673,10 @@ pub fn set_setting<R: tauri::Runtime>(
             "direct" => e.set_transport(false)?,
             _ => return Err(UiError::new("bad_setting", "transport is tor or direct")),
         },
+        crate::shortcut::SETTING => {
+            crate::shortcut::apply(tauri::Manager::app_handle(&webview), app.inner(), &value)?;
+            e.set_app_setting(&name, value.trim())?;
+        }
         "theme" => {
             if !["system", "light", "dark"].contains(&value.as_str()) {
                 return Err(UiError::new(

@@ -5,6 +5,7 @@ mod camera;
 mod commands;
 mod devices;
 mod error;
+mod shortcut;
 mod view;
 
 use std::path::PathBuf;
@@ -80,6 +81,7 @@ pub fn builder<R: tauri::Runtime>(
     let app = App::new(config);
     let on_focus = app.clone();
     builder
+        .plugin(tauri_plugin_global_shortcut::Builder::new().build())
         .manage(app)
         .on_window_event(move |_window, event| match event {
             tauri::WindowEvent::Focused(false) => on_focus.focus_lost(),

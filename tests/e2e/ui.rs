@@ -689,3 +689,54 @@ fn ui_video_call_rings_is_answered_shows_both_pictures_and_hangs_up_on_both() {
     alice.session.end();
     bob.session.end();
 }
+
+/// The panic shortcut (docs/panic.md): one without a modifier is refused; a good one, set in
+/// Settings, pressed while the window is locked (real X key events through the X server, as a
+/// person's keyboard would send them) wipes the account, and the window returns to first run.
+#[test]
+fn ui_panic_shortcut_wipes_from_the_lock_screen() {
+    tools();
+    let _slots = slots();
+    let _pcscd = pcscd();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let sim = Sim::insert(&dir.path().join("card-carol.json"), 0);
+    let home = dir.path().join("carol");
+    let carol = App::start("carol", &args(&home, &sim.reader, &relay));
+    first_run(&carol, &relay, "amber kettle wanders past 47 dunes", false);
+
+    carol.session.click("#nav-settings");
+    carol.session.type_into("#set-panic-shortcut", "W");
+    carol.session.click("#settings-title");
+    carol.wait_text("#settings-error", "not a usable shortcut");
+    carol
+        .session
+        .type_into("#set-panic-shortcut", "Ctrl+Alt+Shift+W");
+    carol.session.click("#settings-title");
+    let saved = carol.session.wait_js(
+        "the shortcut saved",
+        // Each poll asks the backend again and returns what the last answer said.
+        "window.__TAURI__.core.invoke('settings') \
+           .then(v => { window.__tesseraShortcut = v.panicShortcut; }); \
+         return window.__tesseraShortcut || '';",
+        LONG,
+    );
+    assert_eq!(saved, "Ctrl+Alt+Shift+W");
+    assert!(home.join("vault.key").exists());
+
+    // Locked, then the keys pressed: the account is wiped.
+    carol.session.click("#lock-now");
+    carol.session.wait_visible("#lock-screen", LONG);
+    let pressed = std::process::Command::new("xdotool")
+        .args(["key", "--clearmodifiers", "ctrl+alt+shift+w"])
+        .env("DISPLAY", format!(":{}", carol.xvfb.display))
+        .status()
+        .expect("xdotool (package xdotool) is needed; ./scripts/setup installs it");
+    assert!(pressed.success());
+    carol.session.wait_visible("#first-run", LONG);
+    assert!(
+        !home.join("vault.key").exists() && !home.join("vault.sqlite3").exists(),
+        "files of the account remain"
+    );
+    carol.session.end();
+}

@@ -67,6 +67,7 @@ pub const APP_SETTINGS: &[&str] = &[
     "idle_lock_minutes",
     "lock_on_focus_loss",
     "notification_content",
+    "panic_shortcut",
     "theme",
     "zoom",
 ];
