@@ -86,14 +86,13 @@ impl Engine {
         let me = load_me(&vault, transport)?;
         let (public, certificate, auth) =
             (me.public.clone(), me.certificate.clone(), me.auth.clone());
-        let identity = me.identity.clone();
         // Registered below; if that fails the vault is removed again.
         keys::set_registered_serial(&vault, certificate.fields.serial)?;
         let engine = Self::new(&opts.dir, secrets, Unlocked { vault, me }, clock);
         engine.forward_tor_progress();
         let (signed, wire) = engine.with(|u| {
             u.vault
-                .transaction(|v| keys::new_batch(v, &identity, 1, now, &mut rng()))
+                .transaction(|v| keys::new_batch(v, &u.me.identity, 1, now, &mut rng()))
         })?;
         client
             .register(&public, &certificate, &auth, &mut rng())
