@@ -263,8 +263,15 @@ fn tor_two_clients_chat_through_the_onion_relay_and_fail_closed() {
     } = setup;
 
     // Two accounts over Tor (each CLI process bootstraps its own Arti; the first is cold).
-    let alice = Cli::new(&dir.path().join("alice"));
-    let bob = Cli::new(&dir.path().join("bob"));
+    let mut alice = Cli::new(&dir.path().join("alice"));
+    let mut bob = Cli::new(&dir.path().join("bob"));
+    // What Arti did on the way to the onion service, in the failure message if a step fails.
+    for cli in [&mut alice, &mut bob] {
+        cli.env.push((
+            "TESSERA_LOG".into(),
+            "warn,tessera_net=info,tor_hsclient=debug".into(),
+        ));
+    }
     let t = Instant::now();
     let a = init_tor(&alice, &address, "Alice", &arti);
     assert!(a.ok, "{}\n{}", a.stdout, a.stderr);

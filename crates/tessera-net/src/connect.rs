@@ -17,6 +17,13 @@ use crate::{NetError, PinnedVerifier, client_config};
 /// How long connecting plus the TLS handshake may take before [`NetError::Timeout`].
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
+/// The same over Tor, once Tor is bootstrapped. A stream to an onion service needs three
+/// circuits (descriptor fetch, introduction, rendezvous), each of which Arti retries on its own
+/// with timeouts it estimates from measured build times; on a slow or loaded path the whole
+/// takes well over a minute, and giving up earlier turns a connection that was about to open
+/// into an error. Tor Browser waits about as long for an onion service.
+const TOR_CONNECT_TIMEOUT: Duration = Duration::from_secs(120);
+
 /// How to reach the relay. Always chosen explicitly by configuration; one never stands in for
 /// the other.
 #[derive(Debug, Clone)]
@@ -55,18 +62,26 @@ pub async fn connect_tls(
     addr: &RelayAddress,
     transport: &Transport,
 ) -> Result<RelayStream, NetError> {
-    // Over Tor, waiting for bootstrap has its own timeout; the stream and handshake get the
-    // usual one (onion circuits take a few seconds more).
+    // Over Tor, waiting for bootstrap has its own timeout; the stream and handshake get theirs.
     let limit = match transport {
         Transport::Direct => CONNECT_TIMEOUT,
-        Transport::Tor(_) => CONNECT_TIMEOUT * 3,
+        Transport::Tor(_) => TOR_CONNECT_TIMEOUT,
     };
     if let Transport::Tor(tor) = transport {
         tor.ready().await?;
     }
-    tokio::time::timeout(limit, connect_tls_inner(addr, transport))
+    let started = std::time::Instant::now();
+    let result = tokio::time::timeout(limit, connect_tls_inner(addr, transport))
         .await
-        .map_err(|_| NetError::Timeout)?
+        .map_err(|_| NetError::Timeout)
+        .and_then(|r| r);
+    tracing::info!(
+        transport = transport.name(),
+        ok = result.is_ok(),
+        seconds = started.elapsed().as_secs_f64(),
+        "stream and TLS handshake to the relay"
+    );
+    result
 }
 
 async fn connect_tls_inner(
@@ -116,6 +131,7 @@ pub async fn connect_websocket(
     let tls = connect_tls(addr, transport).await?;
     let url = format!("wss://{}{}", addr.authority(), paths::WEBSOCKET_V1);
     let handshake = tokio_tungstenite::client_async(url, tls);
+    // One round trip on the open stream: the usual limit, also over Tor.
     let (ws, _response) = tokio::time::timeout(CONNECT_TIMEOUT, handshake)
         .await
         .map_err(|_| NetError::Timeout)?
