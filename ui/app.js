@@ -405,6 +405,7 @@ function wire() {
   $('#nav-contacts').addEventListener('click', () => showView('view-contacts'));
   $('#nav-settings').addEventListener('click', () => showView('view-settings'));
   $('#lock-now').addEventListener('click', () => backend.lock());
+  $('#card-banner-close').addEventListener('click', () => { $('#card-banner').hidden = true; });
   $('#composer').addEventListener('submit', send);
   $('#compose').addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); $('#composer').requestSubmit(); }
@@ -443,8 +444,23 @@ function wire() {
   $('#swap-cancel').addEventListener('click', async () => { await backend.cardSwapCancel(); swapUi('idle'); });
 }
 
-export async function openApp() {
+/** What the unlock's card check found, shown above the app until dismissed. */
+function showCardCheck(check) {
+  const b = $('#card-banner');
+  const lines = [];
+  if (check && check.readsElsewhere > 0) {
+    lines.push(`Your card was read ${check.readsElsewhere} time${check.readsElsewhere === 1 ? '' : 's'} since Tessera last opened, not by Tessera on this computer. If that was not you (a phone, another reader), someone may have tried to copy it. Its secret has been replaced, so a copy made before no longer opens Tessera.`);
+  }
+  if (check && check.rotationError) {
+    lines.push('Your card\u2019s secret could not be replaced this time (was the card taken away?). It still opens Tessera; the next unlock tries again.');
+  }
+  $('#card-banner-text').textContent = lines.join(' ');
+  b.hidden = lines.length === 0;
+}
+
+export async function openApp(cardCheck) {
   wire();
+  showCardCheck(cardCheck);
   showView('view-chats');
   await refreshMe();
   await refreshSettings();
@@ -463,6 +479,8 @@ export function closeApp() {
   for (const id of ['#invite-qr', '#safety-qr']) $(id).removeAttribute('src');
   $('#safety').hidden = true;
   $('#identity-banner').hidden = true;
+  $('#card-banner-text').textContent = '';
+  $('#card-banner').hidden = true;
   $('#composer').hidden = true;
   $('#call-buttons').hidden = true;
   $('#chat-title').textContent = 'Choose a conversation';

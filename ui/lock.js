@@ -51,9 +51,9 @@ async function submit(ev) {
   const pw = $('#password');
   $('#unlock').disabled = true;
   try {
-    await backend.unlock(pw.value);
+    const check = await backend.unlock(pw.value);
     pw.value = '';
-    onUnlocked();
+    onUnlocked(check);
   } catch (err) {
     showError('unlock-error', err);
     pw.select();

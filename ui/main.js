@@ -9,7 +9,7 @@ import { setupWipe } from './wipe.js';
 
 const SCREENS = ['first-run', 'lock-screen', 'main'];
 
-async function route(lockReason) {
+async function route(lockReason, cardCheck) {
   const state = await backend.appState();
   if (state.phase === 'first_run') {
     showOnly(SCREENS, 'first-run');
@@ -17,10 +17,10 @@ async function route(lockReason) {
   } else if (state.phase === 'locked') {
     closeApp();
     showOnly(SCREENS, 'lock-screen');
-    showLock(state, lockReason, () => route());
+    showLock(state, lockReason, (check) => route(undefined, check));
   } else {
     showOnly(SCREENS, 'main');
-    await openApp();
+    await openApp(cardCheck);
   }
 }
 

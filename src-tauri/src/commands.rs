@@ -325,19 +325,29 @@ pub async fn create_account(app: AppState<'_>, form: NewAccount) -> UiResult<()>
     Ok(())
 }
 
+/// What the card check of an unlock found, for the page (`None` without the card).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CardCheckView {
+    /// Whether the card's secret was replaced (a copy made before no longer opens the vault).
+    rotated: bool,
+    /// Why it was not (no secrets in it).
+    rotation_error: Option<String>,
+    /// SUN reads of the card since the last unlock that were not this app's.
+    reads_elsewhere: u32,
+}
+
 #[tauri::command]
 pub async fn unlock<R: tauri::Runtime>(
     app: AppState<'_>,
     handle: tauri::AppHandle<R>,
     password: String,
-) -> UiResult<()> {
+) -> UiResult<Option<CardCheckView>> {
     let pw = self::password(password);
     let tap = tap_for_vault(&app).await?;
-    let (reader, factor) = match tap {
-        Some(t) => (Some(t.reader), Some(t.factor)),
-        None => (None, None),
-    };
-    let engine = Engine::unlock(&app.config.data_dir, pw, Arc::new(OsKeyring), factor).await?;
+    let reader = tap.as_ref().map(|t| t.reader.clone());
+    let engine = Engine::unlock_tap(&app.config.data_dir, pw, Arc::new(OsKeyring), tap).await?;
+    let check = engine.card_check();
     let shortcut = engine.app_setting(crate::shortcut::SETTING).ok().flatten();
     app.start(engine, reader);
     if let Some(text) = shortcut
@@ -345,7 +355,11 @@ pub async fn unlock<R: tauri::Runtime>(
     {
         tracing::warn!(code = e.code, "the panic shortcut could not be registered");
     }
-    Ok(())
+    Ok(check.map(|c| CardCheckView {
+        rotated: c.rotated,
+        rotation_error: c.rotation_error,
+        reads_elsewhere: c.reads_elsewhere,
+    }))
 }
 
 #[tauri::command]

@@ -183,15 +183,22 @@ fn card_provision_unlock_and_every_refusal() {
     assert!(bob.run(&["invite", "--reader", &sim_b.reader]).ok);
 
     // A replayed SUN counter: a copy of card A taken before Alice's last unlock (a clone made
-    // earlier) is refused.
+    // earlier) is refused. Its next read is above the recorded counter, but that unlock gave
+    // the card a new secret, which the copy does not have: refused again.
     let snapshot = std::fs::read(&card_a).unwrap();
     assert!(alice.run(&["invite", "--reader", &sim_a.reader]).ok);
     sim_a.remove();
+    let genuine = std::fs::read(&card_a).unwrap();
     std::fs::write(&card_a, &snapshot).unwrap();
     let sim_a = Sim::insert(&card_a, 0);
     let o = alice.run(&["invite", "--reader", &sim_a.reader]);
     assert_eq!(o.json["kind"], "card_replayed", "{}", o.stdout);
-    // The next genuine read is above the recorded counter again and opens.
+    let o = alice.run(&["invite", "--reader", &sim_a.reader]);
+    assert_eq!(o.json["kind"], "wrong_password", "{}", o.stdout);
+    // The card itself still opens.
+    sim_a.remove();
+    std::fs::write(&card_a, &genuine).unwrap();
+    let sim_a = Sim::insert(&card_a, 0);
     assert!(alice.run(&["invite", "--reader", &sim_a.reader]).ok);
 
     // No card, no reader service: clear errors, the key file untouched, the vault locked.
@@ -435,4 +442,113 @@ fn card_panic_wipe_from_the_cli_leaves_nothing() {
     assert_eq!(o.json["kind"], "no_vault", "{}", o.stdout);
     // Bob's side is untouched.
     assert!(bob.run(&["invite"]).ok);
+}
+
+/// The secret file's two slots as the virtual card holds them now.
+fn card_slots(state: &std::path::Path) -> [[u8; 32]; 2] {
+    let card = tessera_nfc::vpcd::load_or_create(state, &KeyringKeys)
+        .unwrap()
+        .state;
+    let file = card.files.iter().find(|f| f.no == 3).unwrap();
+    let mut slots = [[0u8; 32]; 2];
+    slots[0].copy_from_slice(&file.data[..32]);
+    slots[1].copy_from_slice(&file.data[32..64]);
+    slots
+}
+
+/// `docs/vault.md` §Card secret rotation, through pcscd: every unlock gives the card a new
+/// secret; a copy of the card made before an unlock is refused after it, however far its
+/// counter is pushed; reads made elsewhere are reported; a card pulled in the middle of the
+/// write (torn, or written but not answered) still opens the vault at the next unlock.
+#[test]
+fn card_secret_rotation_refuses_a_clone_and_survives_a_card_pulled_mid_write() {
+    let _slots = slots();
+    let _pcscd = pcscd();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let relay_addr = relay.address.to_string();
+    let state = dir.path().join("card.json");
+    let sim = Sim::insert(&state, 0);
+    let alice = Cli::new(&dir.path().join("alice"));
+    let key_file = alice.dir.join("vault.key");
+    let next_file = alice.dir.join("vault.key.next");
+    alice.ok(&["card", "provision", "--reader", &sim.reader]);
+    let created = init_with_card(&alice, &relay_addr, "Alice", &sim.reader);
+    assert!(created.ok, "{}\n{}", created.stdout, created.stderr);
+
+    // Each unlock writes a new secret into the slot that did not open the vault.
+    let first = card_slots(&state);
+    let o = alice.run(&["invite", "--reader", &sim.reader]);
+    assert!(o.ok, "{}\n{}", o.stdout, o.stderr);
+    assert!(!o.stderr.contains("warning"), "{}", o.stderr);
+    let second = card_slots(&state);
+    assert_eq!(second[0], first[0]);
+    assert_ne!(second[1], first[1]);
+    assert!(!next_file.exists());
+    let o = alice.run(&["invite", "--reader", &sim.reader]);
+    assert!(o.ok, "{}", o.stderr);
+    let third = card_slots(&state);
+    assert_ne!(third[0], second[0]);
+    assert_eq!(third[1], second[1]);
+
+    eprintln!("rotation: two unlocks rotated the card");
+    // A clone: the card's state copied before the owner's next unlock.
+    let clone_state = dir.path().join("clone.json");
+    std::fs::copy(&state, &clone_state).unwrap();
+    assert!(alice.run(&["invite", "--reader", &sim.reader]).ok);
+    sim.remove();
+    let clone = Sim::insert(&clone_state, 1);
+    // Its counter pushed past the owner's (reads as a phone makes them), it is refused all
+    // the same, and nothing of the vault changes.
+    for _ in 0..3 {
+        alice.ok(&["--reader", &clone.reader, "card", "read-ndef"]);
+    }
+    let before = std::fs::read(&key_file).unwrap();
+    let o = alice.run(&["invite", "--reader", &clone.reader]);
+    assert_eq!(o.json["kind"], "wrong_password", "{}", o.stdout);
+    assert_eq!(std::fs::read(&key_file).unwrap(), before);
+    clone.remove();
+
+    eprintln!("rotation: the clone was refused");
+    // The card itself opens; three reads made elsewhere in between are reported.
+    let sim = Sim::insert(&state, 0);
+    for _ in 0..3 {
+        alice.ok(&["--reader", &sim.reader, "card", "read-ndef"]);
+    }
+    let o = alice.run(&["invite", "--reader", &sim.reader]);
+    assert!(o.ok, "{}", o.stderr);
+    assert!(o.stderr.contains("read 3 time(s)"), "{}", o.stderr);
+    sim.remove();
+
+    // Pulled in the middle of the write: torn, or written but not answered. The unlock that
+    // was under way succeeds and says the secret was not replaced; the next unlock opens with
+    // the same card, and replaces the secret.
+    eprintln!("rotation: reads elsewhere reported");
+    for how in ["torn", "written"] {
+        eprintln!("rotation: card pulled during the write ({how})");
+        let before = card_slots(&state);
+        let sim = Sim::insert_with(&state, 0, &["--pull-at", how]);
+        let o = alice.run(&["invite", "--reader", &sim.reader]);
+        assert!(o.ok, "{how}: {}\n{}", o.stdout, o.stderr);
+        assert!(o.stderr.contains("was not replaced"), "{how}: {}", o.stderr);
+        sim.remove();
+        let after = card_slots(&state);
+        let changed = (0..2).filter(|&i| after[i] != before[i]).count();
+        assert_eq!(changed, 1, "{how}: one slot written");
+        let sim = Sim::insert(&state, 0);
+        let o = alice.run(&["invite", "--reader", &sim.reader]);
+        assert!(o.ok, "{how}: {}\n{}", o.stdout, o.stderr);
+        assert!(
+            !o.stderr.contains("was not replaced"),
+            "{how}: {}",
+            o.stderr
+        );
+        assert!(!next_file.exists(), "{how}");
+        assert_ne!(
+            card_slots(&state),
+            after,
+            "{how}: rotated at the next unlock"
+        );
+        sim.remove();
+    }
 }

@@ -80,6 +80,11 @@ impl Sim {
     /// reader events, until PC/SC sees it. If it does not, the panic says what pcscd reported
     /// for the reader and what the card process did.
     pub fn insert(state: &std::path::Path, slot: u16) -> Self {
+        Self::insert_with(state, slot, &[])
+    }
+
+    /// As [`Sim::insert`], with more arguments for `card sim` (e.g. `--pull-at torn`).
+    pub fn insert_with(state: &std::path::Path, slot: u16, extra: &[&str]) -> Self {
         let readers = Readers::open().unwrap();
         let reader = slot_reader(&readers, slot);
         // The slot must be empty first (a previous card fully removed).
@@ -96,6 +101,7 @@ impl Sim {
                 "--vpcd",
                 &format!("127.0.0.1:{}", tessera_nfc::vpcd::DEFAULT_PORT + slot),
             ])
+            .args(extra)
             .stdout(std::process::Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()

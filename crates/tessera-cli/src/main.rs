@@ -38,6 +38,15 @@ struct Cli {
     command: Command,
 }
 
+/// When `card sim --pull-at` leaves the reader.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum PullAtArg {
+    /// Half way through the first write to the secret file.
+    Torn,
+    /// Right after the first write to the secret file, before it is answered.
+    Written,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum TransportArg {
     /// Through the embedded Tor client (if Tor cannot connect, commands fail; nothing is ever
@@ -161,6 +170,11 @@ enum CardCommand {
         /// Where vpcd listens
         #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:35963")]
         vpcd: String,
+        /// Leave the reader by itself in the middle of the first write to the card's secret
+        /// file, to test a card taken away during a write: `torn` keeps half of the bytes the
+        /// write changes, `written` all of them (in both, the write is not answered)
+        #[arg(long, value_name = "WHEN")]
+        pull_at: Option<PullAtArg>,
     },
     /// Show the card readers, whether a card is on them and its provisioning state
     Status,
@@ -504,11 +518,25 @@ async fn unlock_with_reader(cli: &Cli) -> Result<(Engine, Option<String>), CliEr
     let dir = data_dir(cli)?;
     let tap = tap(cli).await?;
     let pw = password(false)?;
-    let (reader, factor) = match tap {
-        Some(t) => (Some(t.reader), Some(t.factor)),
-        None => (None, None),
-    };
-    let engine = Engine::unlock(&dir, pw, Arc::new(OsKeyring), factor).await?;
+    let reader = tap.as_ref().map(|t| t.reader.clone());
+    let engine = Engine::unlock_tap(&dir, pw, Arc::new(OsKeyring), tap).await?;
+    if let Some(check) = engine.card_check() {
+        // On standard error, so the command's own output stays as it is.
+        if check.reads_elsewhere > 0 {
+            eprintln!(
+                "tessera-cli: warning: the card was read {} time(s) since this vault last opened, \
+                 not by Tessera on this device (a phone, another reader, or someone copying it); \
+                 its secret has been replaced, so a copy made before no longer opens the vault",
+                check.reads_elsewhere
+            );
+        }
+        if let Some(e) = check.rotation_error {
+            eprintln!(
+                "tessera-cli: warning: the card's secret was not replaced this time ({e}); \
+                 the card still opens the vault, and the next unlock tries again"
+            );
+        }
+    }
     Ok((engine, reader))
 }
 
@@ -533,7 +561,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
     };
     match &cli.command {
-        Command::Card(CardCommand::Sim { state, vpcd }) => {
+        Command::Card(CardCommand::Sim {
+            state,
+            vpcd,
+            pull_at,
+        }) => {
+            let pull = match pull_at {
+                None => tessera_nfc::vpcd::PullAt::Never,
+                Some(PullAtArg::Torn) => tessera_nfc::vpcd::PullAt::SecretWriteTorn,
+                Some(PullAtArg::Written) => tessera_nfc::vpcd::PullAt::SecretWritten,
+            };
             let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
             {
                 let stop = stop.clone();
@@ -550,8 +587,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             tokio::task::spawn_blocking(move || -> Result<(), CliError> {
                 let stopped = || stop.load(std::sync::atomic::Ordering::SeqCst);
                 while !stopped() {
-                    match tessera_nfc::vpcd::serve(&vpcd, &state, &CardStateKeys, &stopped) {
-                        Ok(()) => {}
+                    match tessera_nfc::vpcd::serve_with(
+                        &vpcd,
+                        &state,
+                        &CardStateKeys,
+                        &stopped,
+                        pull,
+                    ) {
+                        Ok(tessera_nfc::vpcd::Served::Closed) => {}
+                        Ok(tessera_nfc::vpcd::Served::Pulled) => {
+                            eprintln!("virtual card: pulled from the reader during a write");
+                            return Ok(());
+                        }
                         Err(tessera_nfc::vpcd::VpcdError::Io(_)) => {
                             // vpcd not there (yet) or it restarted: try again shortly.
                             std::thread::sleep(Duration::from_millis(500));

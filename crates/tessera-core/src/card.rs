@@ -9,7 +9,7 @@ use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use tessera_nfc::reader::{ReaderError, Readers};
 use tessera_nfc::tag::{self, CardMasterKey, TagError};
-use tessera_store::{CardFactor, SecretStore, Vault, VaultError, card_entry};
+use tessera_store::{CardFactor, CardRotation, SecretStore, Vault, VaultError, card_entry};
 use zeroize::Zeroizing;
 
 use crate::CoreError;
@@ -212,7 +212,7 @@ pub fn tap(secrets: &dyn SecretStore, reader: Option<&str>) -> Result<Tap, CardE
         factor: CardFactor {
             uid: read.uid,
             counter: read.counter,
-            secret: read.secret,
+            slots: read.slots,
         },
     })
 }
@@ -231,6 +231,52 @@ pub fn tap_for_vault(
         return Err(CoreError::Vault(VaultError::WrongCard));
     }
     Ok(Some(tap))
+}
+
+/// What the card check at an unlock found (`docs/vault.md` §Card secret rotation).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct CardCheck {
+    /// Whether the card now holds a new secret and the vault opens only with it.
+    pub rotated: bool,
+    /// Why the rotation did not happen (the card was taken away, the reader failed); the next
+    /// unlock tries again. No secrets in it.
+    pub rotation_error: Option<String>,
+    /// SUN reads of the card since this vault's last unlock that were not this unlock's: a
+    /// phone, another reader, or someone copying the card. Zero when only this device read it.
+    pub reads_elsewhere: u32,
+}
+
+/// Moves the vault to a new card secret after an unlock: a new random secret, the key file for
+/// it written beside the current one, the secret written into the card's other slot and read
+/// back, then the key file replaced. A clone of the card made before stops opening the vault.
+/// Cut short anywhere (card pulled, reader gone), the card still opens the vault with the old
+/// secret, or the new one when the write finished. Blocking (PC/SC).
+pub fn rotate_secret(
+    secrets: &dyn SecretStore,
+    reader: &str,
+    rotation: CardRotation,
+) -> Result<(), CardError> {
+    let uid = rotation.uid().ok_or(VaultError::NoCardEnrolled)?;
+    let master = secrets
+        .get(&card_entry(&uid))?
+        .ok_or(CardError::KeysMissing)?;
+    let master = CardMasterKey::from_bytes(&master);
+    let readers = Readers::open()?;
+    let mut found = connect(&readers, Some(reader))?;
+    let mut r = rng();
+    let mut secret = Zeroizing::new([0u8; 32]);
+    rand::RngCore::fill_bytes(&mut r, &mut secret[..]);
+    rotation.prepare(&secret, &mut r)?;
+    tag::write_secret(
+        &mut found.connection,
+        &master,
+        &uid,
+        rotation.target_slot(),
+        &secret,
+        &mut r,
+    )?;
+    rotation.commit()?;
+    Ok(())
 }
 
 /// The state of one reader.

@@ -113,6 +113,8 @@ struct Inner {
     /// Engine time of the last key maintenance (0: never).
     maintained: std::sync::atomic::AtomicU64,
     secrets: Arc<dyn SecretStore>,
+    /// What the card check of the unlock found (`None`: no card, or made without an unlock).
+    card_check: Mutex<Option<crate::card::CardCheck>>,
     state: Mutex<Option<Unlocked>>,
     client: Mutex<Option<Arc<RelayClient>>>,
     events: broadcast::Sender<Event>,
@@ -186,6 +188,7 @@ impl Engine {
                 last_sent: std::sync::atomic::AtomicU64::new(0),
                 link: tokio::sync::watch::Sender::new(false),
                 secrets,
+                card_check: Mutex::new(None),
                 state: Mutex::new(Some(unlocked)),
                 client: Mutex::new(None),
                 events,

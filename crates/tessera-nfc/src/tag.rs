@@ -16,6 +16,12 @@ use crate::{Authentication, CommMode, NfcError, Session};
 
 /// The file holding the card secret (the proprietary file).
 pub const SECRET_FILE: u8 = 3;
+/// The secret file's two 32-byte slots (offsets 0 and 32): the vault's card secret is in one
+/// of them; a rotation writes the new secret into the other, so a write cut short (card pulled)
+/// can only damage the slot that is not in use (`docs/ntag424.md` §Secret rotation).
+pub const SECRET_SLOTS: usize = 2;
+/// Length of one secret slot.
+pub const SECRET_LEN: usize = 32;
 /// The NDEF file (SUN mirroring).
 pub const NDEF_FILE: u8 = 2;
 /// Key numbers: 0 application master (settings, keys), 1 SDM meta read (PICC data), 2 SDM file
@@ -129,14 +135,17 @@ impl CardMasterKey {
     }
 }
 
+/// The secret file's slots as read (zeroized on drop).
+pub type SecretSlots = Zeroizing<[[u8; SECRET_LEN]; SECRET_SLOTS]>;
+
 /// What the unlock read returns.
 pub struct CardRead {
     /// The card's UID (from the SUN, which the SDM keys authenticate).
     pub uid: [u8; 7],
     /// The SUN read counter of this read.
     pub counter: u32,
-    /// The card secret (zeroized on drop).
-    pub secret: Zeroizing<[u8; 32]>,
+    /// Both slots of the secret file (zeroized on drop); the card secret is in one of them.
+    pub slots: SecretSlots,
 }
 
 impl std::fmt::Debug for CardRead {
@@ -397,14 +406,18 @@ pub fn provision(
         }
     }
     select(t)?;
-    // The secret, written with the write key in Full mode.
+    // The secret in slot 0 and random bytes in slot 1, written with the write key in Full
+    // mode.
+    let mut slots = Zeroizing::new([0u8; SECRET_LEN * SECRET_SLOTS]);
+    slots[..SECRET_LEN].copy_from_slice(secret);
+    rng.fill_bytes(&mut slots[SECRET_LEN..]);
     let mut s3 = authenticate(t, &old[usize::from(KEY_WRITE)], KEY_WRITE, rng)?;
     run(
         t,
         &mut s3,
         0x8D,
-        &file_range(SECRET_FILE, 0, secret.len()),
-        secret,
+        &file_range(SECRET_FILE, 0, slots.len()),
+        &slots[..],
         CommMode::Full,
     )?;
     // NDEF template and SDM settings, then the keys, with the master key.
@@ -444,7 +457,7 @@ pub fn provision(
     }
     // Check: read it back the way unlock will.
     let read = read(t, new, rng)?;
-    if read.uid != uid || *read.secret != *secret {
+    if read.uid != uid || read.slots[0] != *secret {
         return Err(NfcError::Malformed("card read back differs from what was written").into());
     }
     Ok(read)
@@ -515,26 +528,79 @@ pub fn read(
         }
         Err(e) => return Err(e),
     };
-    let mut data = run(
-        t,
-        &mut s,
-        0xAD,
-        &file_range(SECRET_FILE, 0, 32),
-        &[],
-        CommMode::Full,
-    )?;
-    let mut secret = Zeroizing::new([0u8; 32]);
-    if data.len() != 32 {
-        data.zeroize();
-        return Err(NfcError::Malformed("secret length").into());
-    }
-    secret.copy_from_slice(&data);
-    data.zeroize();
+    let slots = read_slots(t, &mut s)?;
     Ok(CardRead {
         uid: sun.uid,
         counter: sun.counter,
-        secret,
+        slots,
     })
+}
+
+/// Both slots of the secret file, in Full mode, in a session with the read key.
+fn read_slots(t: &mut dyn Transport, s: &mut Session) -> Result<SecretSlots, TagError> {
+    let mut data = run(
+        t,
+        s,
+        0xAD,
+        &file_range(SECRET_FILE, 0, SECRET_LEN * SECRET_SLOTS),
+        &[],
+        CommMode::Full,
+    )?;
+    if data.len() != SECRET_LEN * SECRET_SLOTS {
+        data.zeroize();
+        return Err(NfcError::Malformed("secret file length").into());
+    }
+    let mut slots = Zeroizing::new([[0u8; SECRET_LEN]; SECRET_SLOTS]);
+    for (slot, chunk) in slots.iter_mut().zip(data.chunks_exact(SECRET_LEN)) {
+        slot.copy_from_slice(chunk);
+    }
+    data.zeroize();
+    Ok(slots)
+}
+
+/// Writes `secret` into `slot` of the secret file (the write key, Full mode), then reads the
+/// file back with the read key and checks that slot: `Ok` only when the card holds the new
+/// secret. The other slot is not touched, so a card pulled during the write still holds the
+/// secret the vault opens with now (`docs/ntag424.md` §Secret rotation). `uid` must be the
+/// card's (from the reader), else [`TagError::WrongCard`] before anything is written.
+pub fn write_secret(
+    t: &mut dyn Transport,
+    master: &CardMasterKey,
+    uid: &[u8; 7],
+    slot: usize,
+    secret: &[u8; SECRET_LEN],
+    rng: &mut dyn RngCore,
+) -> Result<(), TagError> {
+    if slot >= SECRET_SLOTS {
+        return Err(NfcError::Malformed("secret slot out of range").into());
+    }
+    if reader_uid(t)? != *uid {
+        return Err(TagError::WrongCard);
+    }
+    select(t)?;
+    let mut s3 = match authenticate(t, &master.key(KEY_WRITE), KEY_WRITE, rng) {
+        Ok(s) => s,
+        Err(TagError::Card(NfcError::Card(Status::AuthenticationError))) => {
+            return Err(TagError::WrongCard);
+        }
+        Err(e) => return Err(e),
+    };
+    run(
+        t,
+        &mut s3,
+        0x8D,
+        &file_range(SECRET_FILE, slot * SECRET_LEN, SECRET_LEN),
+        secret,
+        CommMode::Full,
+    )?;
+    let mut s2 = authenticate(t, &master.key(KEY_READ), KEY_READ, rng)?;
+    let back = read_slots(t, &mut s2)?;
+    if back[slot] != *secret {
+        return Err(
+            NfcError::Malformed("the secret read back differs from what was written").into(),
+        );
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -579,12 +645,13 @@ mod tests {
         );
         let first = provision(&mut t(&mut c), &[], &master, &[5; 32], &mut r).unwrap();
         assert_eq!(first.uid, UID);
-        assert_eq!(*first.secret, [5; 32]);
+        assert_eq!(first.slots[0], [5; 32]);
+        assert_ne!(first.slots[1], [0; 32], "slot 1 holds random bytes");
         let mut last = first.counter;
         for _ in 0..3 {
             c.reset();
             let again = read(&mut t(&mut c), &master, &mut r).unwrap();
-            assert_eq!(*again.secret, [5; 32]);
+            assert_eq!(again.slots[0], [5; 32]);
             assert!(again.counter > last);
             last = again.counter;
         }
@@ -611,7 +678,7 @@ mod tests {
             Some(TagError::WrongCurrentKey)
         );
         provision(&mut t(&mut c), &[&a], &b, &[2; 32], &mut r).unwrap();
-        assert_eq!(*read(&mut t(&mut c), &b, &mut r).unwrap().secret, [2; 32]);
+        assert_eq!(read(&mut t(&mut c), &b, &mut r).unwrap().slots[0], [2; 32]);
         assert_eq!(
             read(&mut t(&mut c), &a, &mut r).err(),
             Some(TagError::WrongCard)
@@ -637,7 +704,52 @@ mod tests {
             c.reset();
             provision(&mut t(&mut c), &[&a], &b, &[4; 32], &mut r)
                 .unwrap_or_else(|e| panic!("cut after {cut} commands: {e}"));
-            assert_eq!(*read(&mut t(&mut c), &b, &mut r).unwrap().secret, [4; 32]);
+            assert_eq!(read(&mut t(&mut c), &b, &mut r).unwrap().slots[0], [4; 32]);
+        }
+    }
+
+    #[test]
+    fn a_secret_written_into_one_slot_leaves_the_other_whatever_happens() {
+        let mut r = rng();
+        let (a, b) = (
+            CardMasterKey::generate(&mut r),
+            CardMasterKey::generate(&mut r),
+        );
+        let mut c = card();
+        provision(&mut t(&mut c), &[], &a, &[1; 32], &mut r).unwrap();
+        let before = read(&mut t(&mut c), &a, &mut r).unwrap();
+        write_secret(&mut t(&mut c), &a, &UID, 1, &[2; 32], &mut r).unwrap();
+        let after = read(&mut t(&mut c), &a, &mut r).unwrap();
+        assert_eq!((after.slots[0], after.slots[1]), ([1; 32], [2; 32]));
+        assert!(after.counter > before.counter);
+        write_secret(&mut t(&mut c), &a, &UID, 0, &[3; 32], &mut r).unwrap();
+        let after = read(&mut t(&mut c), &a, &mut r).unwrap();
+        assert_eq!((after.slots[0], after.slots[1]), ([3; 32], [2; 32]));
+        // Another card's keys, another UID, a slot that does not exist: nothing written.
+        for e in [
+            write_secret(&mut t(&mut c), &b, &UID, 1, &[9; 32], &mut r),
+            write_secret(&mut t(&mut c), &a, &[4; 7], 1, &[9; 32], &mut r),
+            write_secret(&mut t(&mut c), &a, &UID, 2, &[9; 32], &mut r),
+        ] {
+            assert!(e.is_err());
+        }
+        assert_eq!(read(&mut t(&mut c), &a, &mut r).unwrap().slots[1], [2; 32]);
+
+        // Cut after every possible command: slot 0 always holds its secret, slot 1 the old or
+        // the new one (the in-process card applies a command whole; a torn write on a real
+        // card can only damage slot 1, which `tessera-store`'s tests cover).
+        for cut in 0..12 {
+            let mut cutting = Cutting {
+                inner: t(&mut c),
+                left: cut,
+            };
+            let done = write_secret(&mut cutting, &a, &UID, 1, &[10 + cut as u8; 32], &mut r);
+            c.reset();
+            let now = read(&mut t(&mut c), &a, &mut r).unwrap();
+            assert_eq!(now.slots[0], [3; 32], "cut after {cut}");
+            if done.is_ok() {
+                assert_eq!(now.slots[1], [10 + cut as u8; 32], "cut after {cut}");
+            }
         }
     }
 
@@ -706,7 +818,7 @@ mod tests {
         }
         // The card still reads normally without the rewrite.
         assert_eq!(
-            *read(&mut t(&mut c), &master, &mut r).unwrap().secret,
+            read(&mut t(&mut c), &master, &mut r).unwrap().slots[0],
             [3; 32]
         );
     }

@@ -308,6 +308,71 @@ pub fn serve(
     keys: &dyn StateKeys,
     removed: &dyn Fn() -> bool,
 ) -> Result<(), VpcdError> {
+    serve_with(addr, state_path, keys, removed, PullAt::Never).map(drop)
+}
+
+/// A moment at which the virtual card leaves the reader by itself, to test what a card taken
+/// away in the middle of a write does (`tessera-cli card sim --pull-at`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum PullAt {
+    /// Never.
+    #[default]
+    Never,
+    /// During the first command that changes the secret file (file 3): only the first half of
+    /// the bytes it changes are written (a torn write), the command fails (`91 EE`, memory
+    /// error), and the card is gone.
+    SecretWriteTorn,
+    /// Right after the first command that changes the secret file: the write is whole, but the
+    /// command fails (`91 EE`) as if the answer was lost, and the card is gone.
+    SecretWritten,
+}
+
+/// How [`serve_with`] ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Served {
+    /// vpcd closed the connection, or `removed` said so.
+    Closed,
+    /// The card left at the moment [`PullAt`] chose.
+    Pulled,
+}
+
+fn secret_file(state: &CardState) -> Option<&[u8]> {
+    state
+        .files
+        .iter()
+        .find(|f| f.no == crate::tag::SECRET_FILE)
+        .map(|f| f.data.as_slice())
+}
+
+/// `after`'s secret file with the second half of the bytes that differ from `before`'s put
+/// back: what a write cut off half way leaves.
+fn tear(before: &CardState, after: &mut CardState) {
+    let Some(old) = secret_file(before).map(<[u8]>::to_vec) else {
+        return;
+    };
+    let Some(file) = after
+        .files
+        .iter_mut()
+        .find(|f| f.no == crate::tag::SECRET_FILE)
+    else {
+        return;
+    };
+    let changed: Vec<usize> = (0..file.data.len().min(old.len()))
+        .filter(|&i| file.data[i] != old[i])
+        .collect();
+    for &i in &changed[changed.len() / 2..] {
+        file.data[i] = old[i];
+    }
+}
+
+/// [`serve`], leaving the reader at the moment `pull` names.
+pub fn serve_with(
+    addr: &str,
+    state_path: &Path,
+    keys: &dyn StateKeys,
+    removed: &dyn Fn() -> bool,
+    pull: PullAt,
+) -> Result<Served, VpcdError> {
     let mut file = load_or_create(state_path, keys)?;
     let mut card = Card::new(file.state.clone());
     let mut stream = TcpStream::connect(addr)?;
@@ -316,14 +381,20 @@ pub fn serve(
     let mut rng = rand::rng();
     let mut framer = Framer::default();
     let mut chunk = [0u8; 4096];
+    // Once pulled: the card is gone when vpcd's own messages for the failed command (power,
+    // reset) have been answered; closing in the middle of an exchange leaves vpcd waiting.
+    let mut pulled: Option<std::time::Instant> = None;
     loop {
         if removed() {
-            return Ok(());
+            return Ok(Served::Closed);
+        }
+        if pulled.is_some_and(|at| at.elapsed() > std::time::Duration::from_millis(500)) {
+            return Ok(Served::Pulled);
         }
         let Some(msg) = framer.next_message() else {
             quick_ack(&stream);
             match stream.read(&mut chunk) {
-                Ok(0) => return Ok(()),
+                Ok(0) => return Ok(Served::Closed),
                 Ok(n) => framer.push(&chunk[..n]),
                 Err(e)
                     if matches!(
@@ -342,7 +413,21 @@ pub fn serve(
             rng.fill_bytes(&mut b);
             b
         });
-        if card.state != before {
+        if pulled.is_some() {
+            // Gone: nothing more reaches the state file.
+            card.state = before;
+        } else if card.state != before {
+            let secret_changed = secret_file(&card.state) != secret_file(&before);
+            if secret_changed && pull != PullAt::Never {
+                if pull == PullAt::SecretWriteTorn {
+                    tear(&before, &mut card.state);
+                }
+                file.state = card.state.clone();
+                save(state_path, &file)?;
+                pulled = Some(std::time::Instant::now());
+                write_message(&mut stream, &[0x91, 0xEE])?;
+                continue;
+            }
             file.state = card.state.clone();
             save(state_path, &file)?;
         }

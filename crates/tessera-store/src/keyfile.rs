@@ -83,15 +83,38 @@ impl Default for KdfParams {
     }
 }
 
-/// What a card read gives the vault: the card secret, and the UID and SUN counter of that read.
+/// Slots in the card's secret file (`docs/vault.md` §Card secret rotation).
+pub const CARD_SLOTS: usize = 2;
+
+/// What a card read gives the vault: the two slots of the card's secret file (the card secret
+/// the vault is wrapped to is in one of them), and the UID and SUN counter of that read.
 #[derive(Clone)]
 pub struct CardFactor {
     /// The card's UID.
     pub uid: [u8; 7],
     /// The SUN read counter of this read; it must be above the one recorded at the last unlock.
     pub counter: u32,
-    /// The secret from the card's proprietary file.
-    pub secret: Zeroizing<[u8; 32]>,
+    /// The slots of the card's secret file. A new vault (or a newly enrolled card) is wrapped
+    /// to slot 0; each unlock's rotation moves the secret to the other slot.
+    pub slots: Zeroizing<[[u8; 32]; CARD_SLOTS]>,
+}
+
+impl CardFactor {
+    /// A read whose slot 0 holds `secret` (slot 1 all zero): for tests and tools.
+    pub fn with_secret(uid: [u8; 7], counter: u32, secret: [u8; 32]) -> Self {
+        let mut slots = Zeroizing::new([[0u8; 32]; CARD_SLOTS]);
+        slots[0] = secret;
+        Self {
+            uid,
+            counter,
+            slots,
+        }
+    }
+
+    /// The secret in `slot`.
+    pub fn secret(&self, slot: usize) -> &[u8; 32] {
+        &self.slots[slot.min(CARD_SLOTS - 1)]
+    }
 }
 
 impl std::fmt::Debug for CardFactor {
@@ -130,6 +153,11 @@ pub struct Unwrapped {
     /// The database key.
     pub db_key: Zeroizing<[u8; 32]>,
     kek: Zeroizing<[u8; 32]>,
+    /// Argon2id of the password under this file's salt (a card secret rotation wraps to the
+    /// new secret without a second key derivation).
+    stretched: Zeroizing<[u8; 32]>,
+    /// The slot of the card's secret file that opened the file (`None` without the card).
+    card_slot: Option<usize>,
     /// Argon2id of the duress password under this file's salt (random bytes when none is set).
     duress_stretched: Zeroizing<[u8; 32]>,
     /// The decoy record, when a duress password is set.
@@ -140,6 +168,32 @@ impl Unwrapped {
     /// Whether a duress password is set.
     pub fn duress_configured(&self) -> bool {
         self.duress_record.is_some()
+    }
+
+    /// The slot of the card's secret file whose secret opened the file (`None` without the
+    /// card factor).
+    pub fn card_slot(&self) -> Option<usize> {
+        self.card_slot
+    }
+
+    /// What a file made by [`KeyFile::wrap_stretched`] for a new vault holds (no duress
+    /// password; the card's slot 0), for rotating that vault's card secret.
+    pub(crate) fn for_new_vault<R: Rng + CryptoRng>(
+        db_key: Zeroizing<[u8; 32]>,
+        stretched: &[u8; 32],
+        device_secret: &[u8; 32],
+        card: Option<&CardFactor>,
+        rng: &mut R,
+    ) -> Self {
+        let card_slot = card.map(|_| 0);
+        Self {
+            db_key,
+            kek: kek_of(stretched, device_secret, secret_in(card, 0)),
+            stretched: Zeroizing::new(*stretched),
+            card_slot,
+            duress_stretched: Zeroizing::new(rng.random()),
+            duress_record: None,
+        }
     }
 }
 
@@ -154,6 +208,8 @@ pub enum Unwrap {
         record: Zeroizing<Vec<u8>>,
         /// Argon2id of the typed password under the key file's salt.
         stretched: Zeroizing<[u8; 32]>,
+        /// The slot of the card's secret file that opened slot B.
+        card_slot: Option<usize>,
     },
 }
 
@@ -206,15 +262,20 @@ fn stretch(
 fn kek_of(
     stretched: &[u8; 32],
     device_secret: &[u8; 32],
-    card: Option<&CardFactor>,
+    card_secret: Option<&[u8; 32]>,
 ) -> Zeroizing<[u8; 32]> {
     let mut h = blake3::Hasher::new_derive_key(KEK_CONTEXT);
     h.update(stretched);
     h.update(device_secret);
-    if let Some(card) = card {
-        h.update(&card.secret[..]);
+    if let Some(secret) = card_secret {
+        h.update(&secret[..]);
     }
     Zeroizing::new(*h.finalize().as_bytes())
+}
+
+/// The card secret in `slot` of `card`'s read.
+fn secret_in(card: Option<&CardFactor>, slot: usize) -> Option<&[u8; 32]> {
+    card.map(|c| c.secret(slot))
 }
 
 fn seal<R: Rng + CryptoRng>(
@@ -324,12 +385,26 @@ impl KeyFile {
         salt: [u8; 16],
         card: Option<&CardFactor>,
     ) -> Self {
-        Self {
+        Self::blank_bound(
             vault_id,
-            card: card.map(|c| CardBinding {
+            kdf,
+            salt,
+            card.map(|c| CardBinding {
                 uid: c.uid,
                 counter: c.counter,
             }),
+        )
+    }
+
+    fn blank_bound(
+        vault_id: [u8; 16],
+        kdf: KdfParams,
+        salt: [u8; 16],
+        card: Option<CardBinding>,
+    ) -> Self {
+        Self {
+            vault_id,
+            card,
             kdf,
             version: VERSION,
             salt,
@@ -397,7 +472,7 @@ impl KeyFile {
     ) -> Result<Self, VaultError> {
         kdf.check()?;
         let mut file = Self::blank(vault_id, kdf, salt, factors.card);
-        let kek = kek_of(stretched, factors.device_secret, factors.card);
+        let kek = kek_of(stretched, factors.device_secret, secret_in(factors.card, 0));
         let no_duress = Zeroizing::new(rng.random::<[u8; 32]>());
         file.seal_slots(&kek, db_key, &no_duress, SlotB::Empty, rng)?;
         Ok(file)
@@ -470,10 +545,20 @@ impl KeyFile {
         let salt = if same_cost { self.salt } else { rng.random() };
         let stretched = stretch(&new_kdf, &salt, new_password)?;
         let mut next = Self::blank(self.vault_id, new_kdf, salt, new_card);
-        let kek = kek_of(&stretched, device_secret, new_card);
+        // The same card stays on the slot that opened the file (the other one holds the secret
+        // from before the last rotation, which a copy of the card may still have); another
+        // card starts on slot 0.
+        let same_card = matches!((&self.card, new_card), (Some(b), Some(c)) if b.uid == c.uid);
+        let slot = if same_card {
+            unlocked.card_slot.unwrap_or(0)
+        } else {
+            0
+        };
+        let secret = secret_in(new_card, slot);
+        let kek = kek_of(&stretched, device_secret, secret);
         match (&unlocked.duress_record, same_cost) {
             (Some(record), true) => {
-                let kek_b = kek_of(&unlocked.duress_stretched, device_secret, new_card);
+                let kek_b = kek_of(&unlocked.duress_stretched, device_secret, secret);
                 if bool::from(kek_b[..].ct_eq(&kek[..])) {
                     return Err(VaultError::DuressSameAsPassword);
                 }
@@ -508,7 +593,8 @@ impl KeyFile {
             Some((password, record)) => {
                 pad_record(record)?;
                 let stretched = stretch(&self.kdf, &self.salt, password)?;
-                let kek_b = kek_of(&stretched, device_secret, card);
+                let slot = unlocked.card_slot.unwrap_or(0);
+                let kek_b = kek_of(&stretched, device_secret, secret_in(card, slot));
                 if bool::from(kek_b[..].ct_eq(&unlocked.kek[..])) {
                     return Err(VaultError::DuressSameAsPassword);
                 }
@@ -534,9 +620,16 @@ impl KeyFile {
     /// is [`VaultError::WrongCard`] and a SUN counter not above the recorded one is
     /// [`VaultError::CardReplayed`] — both before any key derivation.
     pub fn unwrap_key(&self, factors: &Factors<'_>) -> Result<Unwrap, VaultError> {
-        let card = match (&self.card, factors.card) {
-            (None, _) => None,
-            (Some(_), None) => return Err(VaultError::CardRequired),
+        self.check_card(factors)?;
+        let stretched = self.stretch(factors.password)?;
+        self.unwrap_stretched(&stretched, factors)
+    }
+
+    /// The checks [`KeyFile::unwrap_key`] makes of the card read before any key derivation.
+    pub(crate) fn check_card(&self, factors: &Factors<'_>) -> Result<(), VaultError> {
+        match (&self.card, factors.card) {
+            (None, _) => Ok(()),
+            (Some(_), None) => Err(VaultError::CardRequired),
             (Some(bound), Some(read)) => {
                 if read.uid != bound.uid {
                     return Err(VaultError::WrongCard);
@@ -544,19 +637,49 @@ impl KeyFile {
                 if read.counter <= bound.counter {
                     return Err(VaultError::CardReplayed);
                 }
-                Some(read)
+                Ok(())
             }
+        }
+    }
+
+    /// Argon2id of `password` under this file's salt and cost.
+    pub(crate) fn stretch(&self, password: &[u8]) -> Result<Zeroizing<[u8; 32]>, VaultError> {
+        stretch(&self.kdf, &self.salt, password)
+    }
+
+    /// [`KeyFile::unwrap_key`] with the password already stretched under this file's salt
+    /// (the card checks made by the caller). Every slot of the card's secret file is tried
+    /// against both slots of the file, so the outcomes cost the same.
+    pub(crate) fn unwrap_stretched(
+        &self,
+        stretched: &Zeroizing<[u8; 32]>,
+        factors: &Factors<'_>,
+    ) -> Result<Unwrap, VaultError> {
+        let card = match self.card {
+            Some(_) => factors.card,
+            None => None,
         };
-        let stretched = stretch(&self.kdf, &self.salt, factors.password)?;
-        let kek = kek_of(&stretched, factors.device_secret, card);
-        let a = open(&kek, &self.nonce_a, &self.slot_a, &self.aad_a());
-        let b = if self.version == VERSION_1 {
-            None
+        let slots: &[Option<usize>] = if card.is_some() {
+            &[Some(0), Some(1)]
         } else {
-            open(&kek, &self.nonce_b, &self.slot_b, &self.aad_b())
+            &[None]
         };
+        let mut a = None;
+        let mut b = None;
+        for &slot in slots {
+            let secret = slot.and_then(|i| secret_in(card, i));
+            let kek = kek_of(stretched, factors.device_secret, secret);
+            if let Some(plain) = open(&kek, &self.nonce_a, &self.slot_a, &self.aad_a()) {
+                a = Some((plain, kek.clone(), slot));
+            }
+            if self.version != VERSION_1
+                && let Some(plain) = open(&kek, &self.nonce_b, &self.slot_b, &self.aad_b())
+            {
+                b = Some((plain, slot));
+            }
+        }
         match (a, b) {
-            (Some(plain), _) => {
+            (Some((plain, kek, card_slot)), _) => {
                 let expected = if self.version == VERSION_1 {
                     32
                 } else {
@@ -573,23 +696,65 @@ impl KeyFile {
                     rand::rng().fill_bytes(duress_stretched.as_mut());
                 } else {
                     duress_stretched.copy_from_slice(&plain[32..]);
-                    let kek_b = kek_of(&duress_stretched, factors.device_secret, card);
+                    let secret = card_slot.and_then(|i| secret_in(card, i));
+                    let kek_b = kek_of(&duress_stretched, factors.device_secret, secret);
                     duress_record = open(&kek_b, &self.nonce_b, &self.slot_b, &self.aad_b())
                         .and_then(|p| unpad_record(&p));
                 }
                 Ok(Unwrap::Account(Unwrapped {
                     db_key,
                     kek,
+                    stretched: stretched.clone(),
+                    card_slot,
                     duress_stretched,
                     duress_record,
                 }))
             }
-            (None, Some(plain)) => Ok(Unwrap::Duress {
+            (None, Some((plain, card_slot))) => Ok(Unwrap::Duress {
                 record: unpad_record(&plain).ok_or(VaultError::KeyFileDamaged)?,
-                stretched,
+                stretched: stretched.clone(),
+                card_slot,
             }),
             (None, None) => Err(VaultError::WrongFactor),
         }
+    }
+
+    /// The file a card secret rotation writes (`docs/vault.md` §Card secret rotation): the
+    /// same database key, password (same salt and cost) and duress password, wrapped to
+    /// `secret` instead of the card secret that opened it, with the card's counter as
+    /// recorded in this file. Fresh nonces.
+    pub fn for_card_secret<R: Rng + CryptoRng>(
+        &self,
+        unlocked: &Unwrapped,
+        device_secret: &[u8; 32],
+        secret: &[u8; 32],
+        rng: &mut R,
+    ) -> Result<Self, VaultError> {
+        let Some(binding) = self.card else {
+            return Err(VaultError::NoCardEnrolled);
+        };
+        let mut next = Self::blank_bound(self.vault_id, self.kdf, self.salt, Some(binding));
+        let kek = kek_of(&unlocked.stretched, device_secret, Some(secret));
+        match &unlocked.duress_record {
+            Some(record) => {
+                let kek_b = kek_of(&unlocked.duress_stretched, device_secret, Some(secret));
+                next.seal_slots(
+                    &kek,
+                    &unlocked.db_key,
+                    &unlocked.duress_stretched,
+                    SlotB::Record(&kek_b, record),
+                    rng,
+                )?;
+            }
+            None => next.seal_slots(
+                &kek,
+                &unlocked.db_key,
+                &unlocked.duress_stretched,
+                SlotB::Empty,
+                rng,
+            )?,
+        }
+        Ok(next)
     }
 
     /// The encoding in `docs/vault.md` (always version 2; a version 1 file is only written
@@ -695,11 +860,7 @@ mod tests {
     use rand::SeedableRng as _;
 
     fn card(uid: u8, counter: u32, secret: u8) -> CardFactor {
-        CardFactor {
-            uid: [uid; 7],
-            counter,
-            secret: Zeroizing::new([secret; 32]),
-        }
+        CardFactor::with_secret([uid; 7], counter, [secret; 32])
     }
 
     /// The account's slot, or a failed test.
@@ -923,7 +1084,9 @@ mod tests {
         assert_eq!(set.card.map(|c| c.counter), Some(11));
 
         match set.unwrap_key(&factors(b"duress", &dev, Some(&card(4, 12, 9)))) {
-            Ok(Unwrap::Duress { record, stretched }) => {
+            Ok(Unwrap::Duress {
+                record, stretched, ..
+            }) => {
                 assert_eq!(&record[..], b"decoy record");
                 let expected = stretch(&set.kdf, &set.salt, b"duress").expect("stretch");
                 assert_eq!(*stretched, *expected);
@@ -1104,7 +1267,7 @@ mod tests {
         let mut v1 = KeyFile::blank([3; 16], KdfParams::MINIMUM, [4; 16], Some(&tap));
         v1.version = VERSION_1;
         let stretched = stretch(&v1.kdf, &v1.salt, b"pw").expect("stretch");
-        let kek = kek_of(&stretched, &dev, Some(&tap));
+        let kek = kek_of(&stretched, &dev, Some(tap.secret(0)));
         (v1.nonce_a, v1.slot_a) = seal(&kek, &key, &v1.aad_a(), &mut rng).expect("seal");
         let bytes = v1.to_bytes();
         assert_eq!(bytes.len(), KEY_FILE_V1_LEN + CARD_SECTION_LEN);

@@ -13,8 +13,8 @@ mod vault;
 mod wipe;
 
 pub use keyfile::{
-    CardBinding, CardFactor, DURESS_RECORD_MAX, Factors, KEY_FILE_LEN, KdfParams, KeyFile, Unwrap,
-    Unwrapped,
+    CARD_SLOTS, CardBinding, CardFactor, DURESS_RECORD_MAX, Factors, KEY_FILE_LEN, KdfParams,
+    KeyFile, Unwrap, Unwrapped,
 };
 pub use keys::{KeyInventory, NamedSecret, RetiredKey};
 pub use machines::standing;
@@ -27,7 +27,9 @@ pub use secrets::{
     KEYRING_SERVICE, MemorySecrets, OsKeyring, SecretStore, card_entry, vault_entry,
 };
 pub use signal::{IdentityRecord, SignalStore};
-pub use vault::{DATABASE_FILE, KEY_FILE, PENDING_ACCOUNT, Unlock, Vault};
+pub use vault::{
+    CardRotation, DATABASE_FILE, KEY_FILE, NEXT_KEY_FILE, PENDING_ACCOUNT, Unlock, Vault,
+};
 pub use wipe::{WipeProblem, WipeReport, wipe};
 
 /// Why a vault operation failed. No variant carries a secret, a key, or user data.

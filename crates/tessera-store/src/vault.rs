@@ -15,6 +15,9 @@ use crate::{VaultError, schema};
 pub const DATABASE_FILE: &str = "vault.sqlite3";
 /// The key file in the data directory.
 pub const KEY_FILE: &str = "vault.key";
+/// The key file a card secret rotation writes before the card changes, renamed over
+/// [`KEY_FILE`] once the card holds the new secret (`docs/vault.md` §Card secret rotation).
+pub const NEXT_KEY_FILE: &str = "vault.key.next";
 /// The local entry holding what a vault made by a duress unlock starts its account from (the
 /// decoy record), until the engine has made that account (`docs/duress.md`).
 pub const PENDING_ACCOUNT: &str = "account.pending";
@@ -27,6 +30,82 @@ pub struct Vault {
     dir: PathBuf,
     /// Whether the key file has a duress password set (known after an unlock with the card).
     duress: Cell<bool>,
+    /// The card secret rotation this unlock allows, until taken.
+    rotation: Option<CardRotation>,
+}
+
+/// After an unlock with the card: what is needed to move the vault to a new card secret
+/// (`docs/vault.md` §Card secret rotation), and what the card's counter said. Holds key
+/// material (zeroized on drop); use it at once and drop it.
+///
+/// The caller makes a new secret, calls [`CardRotation::prepare`] (the key file for the new
+/// secret is written beside the current one), writes the secret into
+/// [`CardRotation::target_slot`] of the card, and then calls [`CardRotation::commit`]. Cut
+/// short anywhere, the next unlock still opens: the card holds the old secret in the slot it
+/// came from, and the new one (if the write finished) in the other, and the vault has a key
+/// file for each until the commit.
+pub struct CardRotation {
+    dir: PathBuf,
+    file: KeyFile,
+    unwrapped: Unwrapped,
+    device_secret: Zeroizing<[u8; 32]>,
+    reads_elsewhere: u32,
+}
+
+impl std::fmt::Debug for CardRotation {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CardRotation")
+            .field("card", &self.file.card)
+            .field("target_slot", &self.target_slot())
+            .field("reads_elsewhere", &self.reads_elsewhere)
+            .finish_non_exhaustive()
+    }
+}
+
+impl CardRotation {
+    /// The card's UID.
+    pub fn uid(&self) -> Option<[u8; 7]> {
+        self.file.card.map(|c| c.uid)
+    }
+
+    /// The slot of the card's secret file the new secret goes into: the one that did not open
+    /// the vault.
+    pub fn target_slot(&self) -> usize {
+        match self.unwrapped.card_slot() {
+            Some(0) | None => 1,
+            Some(_) => 0,
+        }
+    }
+
+    /// How many times the card's SUN counter moved between the last unlock of this vault and
+    /// this one besides this unlock's own read: reads by something else (a phone, another
+    /// reader, someone copying the card). Zero when the card was read only here.
+    pub fn reads_elsewhere(&self) -> u32 {
+        self.reads_elsewhere
+    }
+
+    /// Writes the key file for `secret` beside the current one ([`NEXT_KEY_FILE`]), before the
+    /// card changes.
+    pub fn prepare<R: Rng + CryptoRng>(
+        &self,
+        secret: &[u8; 32],
+        rng: &mut R,
+    ) -> Result<(), VaultError> {
+        self.file
+            .for_card_secret(&self.unwrapped, &self.device_secret, secret, rng)?
+            .store(&self.dir.join(NEXT_KEY_FILE))
+    }
+
+    /// Once the card holds the new secret: the prepared key file replaces the current one
+    /// (rename, then fsync of the directory). From then on only the new secret opens the vault.
+    pub fn commit(self) -> Result<(), VaultError> {
+        let io = |e: std::io::Error| VaultError::Io(e.kind());
+        std::fs::rename(self.dir.join(NEXT_KEY_FILE), self.dir.join(KEY_FILE)).map_err(io)?;
+        if let Ok(d) = std::fs::File::open(&self.dir) {
+            d.sync_all().map_err(io)?;
+        }
+        Ok(())
+    }
 }
 
 /// What [`Vault::unlock`] opened.
@@ -325,6 +404,7 @@ impl Vault {
             vault_id,
             dir: dir.to_path_buf(),
             duress: Cell::new(false),
+            rotation: None,
         };
         if let Some(record) = pending {
             vault.set_local(PENDING_ACCOUNT, record)?;
@@ -352,8 +432,11 @@ impl Vault {
 
     /// Reads the key file and the device secret, derives the key and opens the database. With
     /// the card factor, the card read's counter must be above the recorded one, and is recorded
-    /// (the key file rewritten) before the database is opened. A version 1 key file is
-    /// rewritten as version 2.
+    /// (the key file rewritten) before the database is opened; either slot of the card's secret
+    /// file may hold the secret, and a [`NEXT_KEY_FILE`] left by a rotation cut short after the
+    /// card changed is used (and made the key file) when the current one does not open. The
+    /// rotation this unlock allows is then [`Vault::take_card_rotation`]. A version 1 key file
+    /// is rewritten as version 2.
     ///
     /// The duress password (`docs/duress.md`) destroys the account as a panic wipe does — the
     /// device secret (replaced by the new vault's, under the same entry name) and the key file
@@ -368,10 +451,49 @@ impl Vault {
         rng: &mut R,
     ) -> Result<Unlock, VaultError> {
         let key_path = dir.join(KEY_FILE);
-        let file = KeyFile::load(&key_path)?;
-        let unwrapped = match unwrap_any(&file, secrets, password, card)? {
-            (_, Unwrap::Account(u)) => u,
-            (_, Unwrap::Duress { record, stretched }) => {
+        let next_path = dir.join(NEXT_KEY_FILE);
+        let mut file = KeyFile::load(&key_path)?;
+        let device_secret = device_secret(secrets, &file)?;
+        let factors = Factors {
+            password,
+            device_secret: &device_secret,
+            card,
+        };
+        file.check_card(&factors)?;
+        let stretched = file.stretch(password)?;
+        let mut opened = file.unwrap_stretched(&stretched, &factors);
+        if matches!(opened, Err(VaultError::WrongFactor))
+            && file.card.is_some()
+            && let Ok(next) = KeyFile::load(&next_path)
+            && next.vault_id == file.vault_id
+            && next.kdf == file.kdf
+            && next.salt() == file.salt()
+            && next.check_card(&factors).is_ok()
+            && let Ok(u) = next.unwrap_stretched(&stretched, &factors)
+        {
+            // A rotation cut short after the card took the new secret: finish it.
+            next.store(&key_path)?;
+            file = next;
+            opened = Ok(u);
+        }
+        let opened = opened?;
+        // What is left of a rotation cut short before the card changed (or before the commit).
+        if next_path.exists() {
+            std::fs::remove_file(&next_path).map_err(|e| VaultError::Io(e.kind()))?;
+        }
+        let reads_elsewhere = match (&file.card, card) {
+            (Some(bound), Some(read)) => {
+                read.counter.saturating_sub(bound.counter).saturating_sub(1)
+            }
+            _ => 0,
+        };
+        let unwrapped = match opened {
+            Unwrap::Account(u) => u,
+            Unwrap::Duress {
+                record,
+                stretched,
+                card_slot: _,
+            } => {
                 // The new vault keeps the vault id (so the keyring entry's name): its device
                 // secret replaces the old one before anything else happens.
                 let device_secret = Zeroizing::new(rng.random::<[u8; 32]>());
@@ -380,10 +502,11 @@ impl Vault {
                     .problems
                     .iter()
                     .any(|p| matches!(p, crate::wipe::WipeProblem::Keyring { .. }));
-                let identity = replaced.then_some((file.vault_id, device_secret));
+                let identity = replaced.then(|| (file.vault_id, device_secret.clone()));
                 let db_key = Zeroizing::new(rng.random::<[u8; 32]>());
                 let (kdf, salt) = (file.kdf, file.salt());
-                let vault = Self::create_from(
+                let kept_key = db_key.clone();
+                let mut vault = Self::create_from(
                     dir,
                     secrets,
                     rng,
@@ -407,6 +530,21 @@ impl Vault {
                         )
                     },
                 )?;
+                // The new vault's card is rotated as any other's (same work, same card writes).
+                if replaced
+                    && card.is_some()
+                    && let Ok(new_file) = KeyFile::load(&key_path)
+                {
+                    let unwrapped =
+                        Unwrapped::for_new_vault(kept_key, &stretched, &device_secret, card, rng);
+                    vault.rotation = Some(CardRotation {
+                        dir: dir.to_path_buf(),
+                        file: new_file,
+                        unwrapped,
+                        device_secret,
+                        reads_elsewhere,
+                    });
+                }
                 return Ok(Unlock::Duress { vault, record });
             }
         };
@@ -416,22 +554,36 @@ impl Vault {
         };
         if let Some(next) = rewritten {
             next.store(&key_path)?;
+            file = next;
         }
         let duress = unwrapped.duress_configured();
-        let db_key = unwrapped.db_key;
         let db_path = dir.join(DATABASE_FILE);
         if !db_path.exists() {
             return Err(VaultError::Corrupt);
         }
-        let conn = open_database(&db_path, &db_key)?;
+        let conn = open_database(&db_path, &unwrapped.db_key)?;
         schema::migrate(&conn)?;
         cover_for_duress(rng);
+        let rotation = file.card.is_some().then(|| CardRotation {
+            dir: dir.to_path_buf(),
+            file: file.clone(),
+            unwrapped,
+            device_secret,
+            reads_elsewhere,
+        });
         Ok(Unlock::Opened(Self {
             conn,
             vault_id: file.vault_id,
             dir: dir.to_path_buf(),
             duress: Cell::new(duress),
+            rotation,
         }))
+    }
+
+    /// The card secret rotation this unlock allows (`None` without the card factor, or once
+    /// taken). See [`CardRotation`].
+    pub fn take_card_rotation(&mut self) -> Option<CardRotation> {
+        self.rotation.take()
     }
 
     /// Whether a duress password is set (as of this unlock, or as changed since through
@@ -577,6 +729,7 @@ impl Vault {
             vault_id: [0; 16],
             dir: path.parent().map(Path::to_path_buf).unwrap_or_default(),
             duress: Cell::new(false),
+            rotation: None,
         })
     }
 

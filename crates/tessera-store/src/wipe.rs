@@ -15,7 +15,7 @@ use rand::RngCore as _;
 use crate::VaultError;
 use crate::keyfile::KeyFile;
 use crate::secrets::{SecretStore, card_entry, vault_entry};
-use crate::vault::{DATABASE_FILE, KEY_FILE};
+use crate::vault::{DATABASE_FILE, KEY_FILE, NEXT_KEY_FILE};
 
 /// Everything Tessera writes into an account's data directory, besides the key file: the
 /// database and SQLite's side files, the key file's atomic-replace file, and Tor's state and
@@ -113,7 +113,14 @@ fn wipe_account(
             report.problems.push(WipeProblem::Keyring { entry, error });
         }
     }
-    for path in [key_path.clone(), key_path.with_extension("key.tmp")] {
+    // The key file, its atomic-replace file, and a card secret rotation's key file.
+    let next_path = dir.join(NEXT_KEY_FILE);
+    for path in [
+        key_path.clone(),
+        key_path.with_extension("key.tmp"),
+        next_path.with_extension("next.tmp"),
+        next_path,
+    ] {
         shred(&path, &mut report);
     }
     if let Ok(d) = std::fs::File::open(dir) {
@@ -199,11 +206,7 @@ mod tests {
     use rand::SeedableRng as _;
 
     fn vault_with_card(dir: &Path, secrets: &MemorySecrets) -> CardFactor {
-        let card = CardFactor {
-            uid: [4, 9, 9, 9, 9, 9, 9],
-            counter: 1,
-            secret: zeroize::Zeroizing::new([5; 32]),
-        };
+        let card = CardFactor::with_secret([4, 9, 9, 9, 9, 9, 9], 1, [5; 32]);
         secrets.put(&card_entry(&card.uid), &[6; 32]).unwrap();
         let v = Vault::create(
             dir,

@@ -638,11 +638,7 @@ fn libsignal_sessions_live_in_the_vault_and_survive_reopening() {
 }
 
 fn card(uid: u8, counter: u32, secret: u8) -> tessera_store::CardFactor {
-    tessera_store::CardFactor {
-        uid: [uid; 7],
-        counter,
-        secret: zeroize::Zeroizing::new([secret; 32]),
-    }
+    tessera_store::CardFactor::with_secret([uid; 7], counter, [secret; 32])
 }
 
 #[test]

@@ -113,6 +113,25 @@ impl Engine {
         Self::unlock_with_clock(dir, password, secrets, card, Arc::new(SystemClock)).await
     }
 
+    /// Unlocks with a card read on a reader ([`crate::card::tap_for_vault`]) as
+    /// [`Engine::unlock`] does, then moves the vault to a new card secret on that reader
+    /// ([`crate::card::rotate_secret`]): a copy of the card made before stops opening the
+    /// vault. A rotation that fails (card taken away) leaves the vault unlocked and the old
+    /// secret working; [`Engine::card_check`] says what happened, and how often the card was
+    /// read elsewhere since the last unlock.
+    pub async fn unlock_tap(
+        dir: &Path,
+        password: Zeroizing<Vec<u8>>,
+        secrets: Arc<dyn SecretStore>,
+        tap: Option<crate::card::Tap>,
+    ) -> Result<Self, CoreError> {
+        let (card, reader) = match tap {
+            Some(t) => (Some(t.factor), Some(t.reader)),
+            None => (None, None),
+        };
+        Self::unlock_inner(dir, password, secrets, card, reader, Arc::new(SystemClock)).await
+    }
+
     /// As [`Engine::unlock`], with the clock the engine uses from then on. Keys due for
     /// rotation are rotated here, before anything is sent (`docs/keys.md`).
     pub async fn unlock_with_clock(
@@ -122,17 +141,56 @@ impl Engine {
         card: Option<CardFactor>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, CoreError> {
+        Self::unlock_inner(dir, password, secrets, card, None, clock).await
+    }
+
+    /// What the card check of this engine's unlock found (`None` without the card).
+    pub fn card_check(&self) -> Option<crate::card::CardCheck> {
+        self.inner.card_check.lock().ok().and_then(|c| c.clone())
+    }
+
+    async fn unlock_inner(
+        dir: &Path,
+        password: Zeroizing<Vec<u8>>,
+        secrets: Arc<dyn SecretStore>,
+        card: Option<CardFactor>,
+        reader: Option<String>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, CoreError> {
         let d = dir.to_path_buf();
         let s2 = secrets.clone();
         let now = clock.now_ms();
         // A duress password wipes the account inside `Vault::unlock`, which then returns a new,
         // empty vault: its account is made here, and the unlock goes on as any other (nothing
-        // tells the caller, the logs or the interface which password it was).
-        let vault = tokio::task::spawn_blocking(move || -> Result<Vault, CoreError> {
-            let vault =
+        // tells the caller, the logs or the interface which password it was; its card secret
+        // is rotated the same way).
+        let (vault, check) = tokio::task::spawn_blocking(move || {
+            let mut vault =
                 Vault::unlock(&d, &password, s2.as_ref(), card.as_ref(), &mut rng())?.into_vault();
+            let check = vault.take_card_rotation().map(|rotation| {
+                let reads_elsewhere = rotation.reads_elsewhere();
+                let outcome = match &reader {
+                    Some(reader) => crate::card::rotate_secret(s2.as_ref(), reader, rotation)
+                        .map_err(|e| e.to_string()),
+                    None => Err("no reader given for the card secret rotation".to_string()),
+                };
+                if let Err(e) = &outcome {
+                    tracing::warn!(error = %e, "the card secret was not rotated");
+                }
+                if reads_elsewhere > 0 {
+                    tracing::warn!(
+                        reads_elsewhere,
+                        "the card was read elsewhere since the last unlock"
+                    );
+                }
+                crate::card::CardCheck {
+                    rotated: outcome.is_ok(),
+                    rotation_error: outcome.err(),
+                    reads_elsewhere,
+                }
+            });
             duress::finish_pending(&vault, now)?;
-            Ok(vault)
+            Ok::<_, CoreError>((vault, check))
         })
         .await
         .map_err(|_| CoreError::Busy)??;
@@ -140,6 +198,9 @@ impl Engine {
         let mut me = load_me(&vault, transport)?;
         keys::maintain(&vault, &mut me, clock.now_ms(), &mut rng())?;
         let engine = Self::new(dir, secrets, Unlocked { vault, me }, clock);
+        if let Ok(mut c) = engine.inner.card_check.lock() {
+            *c = check;
+        }
         engine.forward_tor_progress();
         Ok(engine)
     }

@@ -132,11 +132,7 @@ mod tests {
     use super::*;
 
     fn factor(secret: u8) -> CardFactor {
-        CardFactor {
-            uid: [4, 1, 2, 3, 4, 5, 6],
-            counter: 9,
-            secret: Zeroizing::new([secret; 32]),
-        }
+        CardFactor::with_secret([4, 1, 2, 3, 4, 5, 6], 9, [secret; 32])
     }
 
     /// Review finding: a card replacement started and never finished kept the password (and
@@ -153,7 +149,7 @@ mod tests {
         assert!(alice.card_swapping());
         let (pw, old) = alice.card_swap_factors().unwrap();
         assert_eq!(
-            (pw.as_slice(), *old.secret),
+            (pw.as_slice(), *old.secret(0)),
             (&b"alice's password"[..], [7; 32])
         );
         // Still there for a second try after a failed step 2.
