@@ -35,6 +35,7 @@ function messageNode(m) {
   const notices = {
     unsupported: 'Unsupported message: it was sent from a newer version of Tessera.',
     undecryptable: 'A message could not be decrypted.',
+    account_deleted: 'This contact deleted their account. Nothing more can be sent to them.',
   };
   const body = notices[m.kind]
     ? el('p', { class: `body ${m.kind}` }, notices[m.kind])
@@ -194,7 +195,7 @@ async function refreshContacts() {
   const badge = $('#requests-badge');
   badge.textContent = String(incoming.length);
   badge.hidden = incoming.length === 0;
-  const STATE = { requested: 'request sent', incoming: 'wants to talk', accepted: 'contact', rejected: 'rejected' };
+  const STATE = { requested: 'request sent', incoming: 'wants to talk', accepted: 'contact', rejected: 'rejected', deleted: 'account deleted' };
   $('#contact-list').replaceChildren(...list.map((c) => el('li', { dataset: { contact: c.id, state: c.state } },
     el('span', { class: 'name' }, c.name), el('span', { class: 'state' }, STATE[c.state]),
     c.state === 'accepted' ? el('button', { type: 'button', class: 'open', onclick: () => openConversation(c.id, c.name) }, `Message ${c.name}`) : null,
@@ -358,6 +359,28 @@ async function backupScheduled() {
   }
 }
 
+/** Leaving: password and card confirm; the engine then reports the wipe as a lock and the
+ * router shows first run. */
+async function leave() {
+  showError('leave-error', null);
+  if (!$('#leave-sure').checked) {
+    showError('leave-error', { message: 'Tick the box to confirm that this cannot be undone.' });
+    return;
+  }
+  const button = $('#leave-go');
+  button.disabled = true;
+  $('#leave-status').textContent = 'Telling your contacts and deleting the account at the relay…';
+  try {
+    await backend.deleteAccount($('#leave-pw').value);
+    $('#leave-pw').value = '';
+  } catch (err) {
+    $('#leave-status').textContent = '';
+    showError('leave-error', err);
+  } finally {
+    button.disabled = false;
+  }
+}
+
 async function duress(ev, set) {
   if (ev) ev.preventDefault();
   showError('duress-error', null);
@@ -406,6 +429,7 @@ function wire() {
   $('#nav-settings').addEventListener('click', () => showView('view-settings'));
   $('#lock-now').addEventListener('click', () => backend.lock());
   $('#card-banner-close').addEventListener('click', () => { $('#card-banner').hidden = true; });
+  $('#leave-go').addEventListener('click', leave);
   $('#composer').addEventListener('submit', send);
   $('#compose').addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); $('#composer').requestSubmit(); }
@@ -472,7 +496,9 @@ export async function openApp(cardCheck) {
 /** Clears everything the unlocked page shows (called on lock, before the lock screen). */
 export function closeApp() {
   for (const id of ['#conv-list', '#search-results', '#chat-log', '#requests', '#contact-list']) $(id).replaceChildren();
-  for (const id of ['#my-invite', '#add-code', '#add-name', '#compose', '#search', '#pw-old', '#pw-new', '#swap-pw']) $(id).value = '';
+  for (const id of ['#my-invite', '#add-code', '#add-name', '#compose', '#search', '#pw-old', '#pw-new', '#swap-pw', '#leave-pw']) $(id).value = '';
+  $('#leave-sure').checked = false;
+  $('#leave-status').textContent = '';
   $('#swap-log').replaceChildren();
   swapUi('idle');
   for (const id of ['#me-name', '#set-relay', '#set-pin', '#set-transport', '#about-account', '#safety-digits', '#identity-banner']) $(id).textContent = '';

@@ -22,6 +22,7 @@ export const createAccount = (form) => call('create_account', { form });
 export const unlock = (password) => call('unlock', { password });
 export const lock = () => call('lock');
 export const panicWipe = () => call('panic_wipe');
+export const deleteAccount = (password) => call('delete_account', { password });
 export const me = () => call('me');
 export const conversations = () => call('conversations');
 export const history = (contact, before, limit) => call('history', { contact, before, limit });

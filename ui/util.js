@@ -62,6 +62,8 @@ const MESSAGES = {
   name_taken: 'Another contact already has this name.',
   identity_changed: 'This contact\u2019s identity changed. Compare safety numbers first.',
   too_long: 'The message is too long.',
+  contact_deleted: 'This contact deleted their account. Nothing can be sent to them.',
+  not_deleted: 'The account was not deleted: the relay could not be reached or refused. Nothing was deleted; try again.',
   same_card: 'That is the card already in use. Put a different card on the reader.',
   no_card_enrolled: 'This vault has no card to replace.',
   no_swap: 'Start the replacement with the current card first.',

@@ -12,6 +12,7 @@
     "unlock",
     "lock",
     "panic_wipe",
+    "delete_account",
     "me",
     "conversations",
     "history",

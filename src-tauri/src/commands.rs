@@ -401,6 +401,47 @@ pub async fn panic_wipe<R: tauri::Runtime>(
     })
 }
 
+/// What leaving did, for the page (counts only).
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct LeftView {
+    /// Contacts told.
+    told: usize,
+    /// Contacts that could not be told in time.
+    not_told: usize,
+}
+
+/// Leaving (`docs/leaving.md`): the password and a fresh read of the card confirm it, then
+/// contacts are told, the relay deletes the account, and everything here is wiped; the page
+/// goes back to first run (the engine reports the wipe as a lock).
+#[tauri::command]
+pub async fn delete_account<R: tauri::Runtime>(
+    app: AppState<'_>,
+    handle: tauri::AppHandle<R>,
+    password: String,
+) -> UiResult<LeftView> {
+    let pw = self::password(password);
+    let engine = app.engine()?;
+    let dir = app.config.data_dir.clone();
+    let reader = app.config.reader.clone();
+    blocking(move || {
+        let tap = card_retry(|| card::tap_for_vault(&dir, &OsKeyring, reader.as_deref()))?;
+        Vault::check_factors(&dir, &pw, &OsKeyring, tap.as_ref().map(|t| &t.factor))
+            .map_err(CoreError::from)?;
+        Ok(())
+    })
+    .await?;
+    let left = engine.delete_account().await?;
+    let _ = crate::shortcut::apply(&handle, app.inner(), "");
+    for p in &left.wipe.problems {
+        tracing::warn!(problem = %p, "leaving: a step of the wipe failed; the others ran");
+    }
+    Ok(LeftView {
+        told: left.told,
+        not_told: left.not_told,
+    })
+}
+
 /// Who this account is and what the status bar shows.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -100,6 +100,7 @@ pub fn builder<R: tauri::Runtime>(
             commands::unlock,
             commands::lock,
             commands::panic_wipe,
+            commands::delete_account,
             commands::me,
             commands::conversations,
             commands::history,

@@ -279,7 +279,8 @@ impl UiEvent {
             },
             Event::ContactRequest { .. }
             | Event::ContactAccepted { .. }
-            | Event::ContactRejected { .. } => Self::Contacts,
+            | Event::ContactRejected { .. }
+            | Event::ContactDeleted { .. } => Self::Contacts,
             Event::IdentityChanged { contact } => Self::IdentityChanged {
                 contact: contact.clone(),
             },

@@ -11,6 +11,7 @@ mod delivery;
 mod duress;
 mod exchange;
 mod keys;
+mod leaving;
 mod loadgen;
 mod migration;
 mod relay;

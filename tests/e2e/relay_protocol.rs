@@ -570,6 +570,90 @@ async fn relay_a_second_login_replaces_the_first_connection() {
     }
 }
 
+/// `DeleteAccount` (docs/leaving.md): refused before login, refused (and the connection
+/// closed) with a proof from another connection or another account, carried out with the
+/// account identity's proof for this connection; the account never comes back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn relay_account_deletion_needs_the_identity_s_proof_for_this_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start_configured(&dir.path().join("relay"), "");
+    let fay = TestDevice::new(11);
+    let gil = TestDevice::new(12);
+    let (_g, _gp) = gil.register(&relay.address).await;
+
+    // Before login: Unauthenticated.
+    let (anon, _ap) = RelayClient::connect(&relay.address, &Transport::Direct)
+        .await
+        .unwrap();
+    let proof = anon
+        .account_deletion_proof(&fay.identity, &mut rand::rng())
+        .unwrap();
+    assert_eq!(
+        anon.delete_account(proof)
+            .await
+            .err()
+            .and_then(|e| e.code()),
+        Some(ErrorCode::Unauthenticated)
+    );
+
+    // A proof made for another connection is refused and the connection closed. (The
+    // pushes are kept: a client whose pushes are dropped closes its connection.)
+    let (fay1, _p1) = fay.register(&relay.address).await;
+    let stale = fay1
+        .account_deletion_proof(&fay.identity, &mut rand::rng())
+        .unwrap();
+    let (fay2, _p2) = fay.login(&relay.address).await;
+    let r = fay2.delete_account(stale).await;
+    assert_eq!(
+        r.as_ref().err().and_then(|e| e.code()),
+        Some(ErrorCode::AuthFailed),
+        "{r:?}"
+    );
+    // Another account's identity (Gil's) cannot delete Fay.
+    let (fay3, _p3) = fay.login(&relay.address).await;
+    let foreign = fay3
+        .account_deletion_proof(&gil.identity, &mut rand::rng())
+        .unwrap();
+    assert_eq!(
+        fay3.delete_account(foreign)
+            .await
+            .err()
+            .and_then(|e| e.code()),
+        Some(ErrorCode::AuthFailed)
+    );
+
+    // Fay's own proof for this connection: deleted.
+    let (fay4, _p4) = fay.login(&relay.address).await;
+    let proof = fay4
+        .account_deletion_proof(&fay.identity, &mut rand::rng())
+        .unwrap();
+    fay4.delete_account(proof).await.unwrap();
+    // Gone: no login, no bundle, no certificate, no registration ever again.
+    let (c, _cp) = RelayClient::connect(&relay.address, &Transport::Direct)
+        .await
+        .unwrap();
+    let e = c
+        .login(&fay.account.account_id(), 1, &fay.auth, &mut rand::rng())
+        .await
+        .err();
+    assert_eq!(e.and_then(|e| e.code()), Some(ErrorCode::NotFound));
+    let (c, _cp) = RelayClient::connect(&relay.address, &Transport::Direct)
+        .await
+        .unwrap();
+    let e = c
+        .register(&fay.account, &fay.certificate, &fay.auth, &mut rand::rng())
+        .await
+        .err();
+    assert_eq!(e.and_then(|e| e.code()), Some(ErrorCode::AccountDeleted));
+    // Gil is untouched.
+    let (g, _gp2) = gil.login(&relay.address).await;
+    assert!(
+        g.fetch_certificate(&gil.account.account_id(), 1, &gil.account, now_ms())
+            .await
+            .is_ok()
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn relay_limits_mailbox_cap_connections_per_ip_and_rate() {
     let dir = tempfile::tempdir().unwrap();

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod account;
 mod backup;
 mod duress;
 
@@ -148,6 +149,9 @@ enum Command {
     /// Encrypted backups: create, restore, schedule (docs/backup.md)
     #[command(subcommand)]
     Backup(backup::BackupCommand),
+    /// The account itself: delete it for good (docs/leaving.md)
+    #[command(subcommand)]
+    Account(account::AccountCommand),
     /// The duress password: set, clear, status (docs/duress.md)
     #[command(subcommand)]
     Duress(duress::DuressCommand),
@@ -396,12 +400,7 @@ fn account_text(id: &[u8; 32]) -> String {
 }
 
 fn state(s: ContactState) -> &'static str {
-    match s {
-        ContactState::Requested => "requested",
-        ContactState::Incoming => "incoming",
-        ContactState::Accepted => "accepted",
-        ContactState::Rejected => "rejected",
-    }
+    s.as_str()
 }
 
 fn status(s: MessageStatus) -> &'static str {
@@ -457,6 +456,9 @@ fn event_json(e: &Event, engine: &Engine) -> Option<Value> {
         }
         Event::ContactRejected { contact } => {
             json!({"event": "contact_rejected", "contact": account_text(contact)})
+        }
+        Event::ContactDeleted { contact } => {
+            json!({"event": "contact_deleted", "contact": account_text(contact)})
         }
         Event::IdentityChanged { contact } => {
             json!({"event": "identity_changed", "contact": contact})
@@ -787,6 +789,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Backup(command) => backup::run(&cli, command, out).await?,
         Command::Duress(command) => duress::run(&cli, command, out).await?,
+        Command::Account(command) => account::run(&cli, command, out).await?,
         Command::Panic { yes } => {
             let dir = data_dir(&cli)?;
             if !yes {

@@ -24,6 +24,8 @@ impl CoreError {
             CoreError::BadInvite => "bad_invite",
             CoreError::NameTaken => "name_taken",
             CoreError::Rejected => "rejected",
+            CoreError::ContactDeleted => "contact_deleted",
+            CoreError::NotDeleted(_) => "not_deleted",
             CoreError::TooLong => "too_long",
             CoreError::IdentityChanged(_) => "identity_changed",
             CoreError::Call(c) => call_code(c),

@@ -47,12 +47,14 @@ mod contacts;
 mod delivery;
 mod duress;
 mod inbound;
+mod leaving;
 mod messages;
 #[cfg(test)]
 mod testing;
 
 pub use backup::{BackupMade, RestoreOptions};
 use inbound::standing;
+pub use leaving::Left;
 use messages::{address, at, base64_encode, queue};
 
 fn rng() -> StdRng {

@@ -12,7 +12,7 @@ mod run_to_end;
 mod transport;
 
 pub use codes::{backup_code, card_code, net_code, vault_code};
-pub use engine::{APP_SETTINGS, BackupMade, CreateOptions, Engine, RestoreOptions};
+pub use engine::{APP_SETTINGS, BackupMade, CreateOptions, Engine, Left, RestoreOptions};
 pub use invite::Invite;
 pub use tessera_messaging::content::receipt::ReceiptKind;
 pub use tessera_messaging::content::text::MAX_TEXT;
@@ -104,6 +104,11 @@ pub enum Event {
     },
     /// A contact rejected our request.
     ContactRejected {
+        /// Who.
+        contact: [u8; 32],
+    },
+    /// A contact deleted their account (`docs/leaving.md`).
+    ContactDeleted {
         /// Who.
         contact: [u8; 32],
     },
@@ -230,6 +235,12 @@ pub enum CoreError {
     /// The contact rejected us.
     #[error("this contact rejected the request")]
     Rejected,
+    /// The contact deleted their account: nothing reaches them any more.
+    #[error("this contact deleted their account")]
+    ContactDeleted,
+    /// Leaving was refused before anything was deleted (`docs/leaving.md`): the reason says why.
+    #[error("the account was not deleted: {0}")]
+    NotDeleted(String),
     /// The text is too long.
     #[error("message too long")]
     TooLong,

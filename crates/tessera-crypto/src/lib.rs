@@ -43,7 +43,10 @@ pub use prekeys::{
     MAX_BATCH, OneTimePrekeyBatch, OneTimePrekeyProof, PrekeySignature, PrekeyStatement,
     SIGNAL_SIGNATURE_LEN, SignedPrekeys, verified_bundle,
 };
-pub use relay_auth::{RELAY_LOGIN_LABEL, sign_relay_login, verify_relay_login};
+pub use relay_auth::{
+    ACCOUNT_DELETION_LABEL, RELAY_LOGIN_LABEL, sign_account_deletion, sign_relay_login,
+    verify_account_deletion, verify_relay_login,
+};
 
 /// The libsignal protocol crate this crate is built on (pinned exactly in the workspace).
 pub use libsignal_protocol as signal;

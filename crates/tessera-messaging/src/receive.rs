@@ -212,6 +212,7 @@ where
                 Content::ContactRequest(_)
                 | Content::ContactAccept(_)
                 | Content::ContactReject(_)
+                | Content::AccountDeleted(_)
                 | Content::Call(_) => {}
             }
         }

@@ -368,6 +368,27 @@ impl RelayClient {
         )
     }
 
+    /// The proof [`RelayClient::delete_account`] needs: the account identity's signature over
+    /// this connection's challenge and the relay's pin (good for this connection only).
+    pub fn account_deletion_proof<R: Rng + CryptoRng>(
+        &self,
+        identity: &tessera_crypto::AccountIdentity,
+        rng: &mut R,
+    ) -> Result<Vec<u8>, ClientError> {
+        Ok(tessera_crypto::sign_account_deletion(
+            identity,
+            &self.nonce,
+            &self.pin,
+            rng,
+        )?)
+    }
+
+    /// Deletes the logged-in account at the relay for good (`docs/leaving.md`): its devices,
+    /// certificates, prekeys and mailboxes. `Ok` comes after the relay's commit.
+    pub async fn delete_account(&self, proof: Vec<u8>) -> Result<(), ClientError> {
+        expect_ok(self.request(Body::DeleteAccount { proof }).await?)
+    }
+
     /// Publishes signed prekeys and the one-time prekeys of their batch (replacing earlier ones).
     pub async fn publish_prekeys(
         &self,

@@ -73,6 +73,8 @@ pub enum ErrorCode {
     Replaced,
     /// No such account or device.
     NotFound,
+    /// The account was deleted by its owner; it cannot be registered again.
+    AccountDeleted,
     /// Prekey store limit reached.
     NoPrekeys,
     /// Recipient mailbox at its cap.
@@ -105,6 +107,7 @@ impl ErrorCode {
             Self::AlreadyRegistered => 13,
             Self::Replaced => 14,
             Self::NotFound => 20,
+            Self::AccountDeleted => 22,
             Self::NoPrekeys => 21,
             Self::MailboxFull => 30,
             Self::RateLimited => 40,
@@ -129,6 +132,7 @@ impl ErrorCode {
             13 => Self::AlreadyRegistered,
             14 => Self::Replaced,
             20 => Self::NotFound,
+            22 => Self::AccountDeleted,
             21 => Self::NoPrekeys,
             30 => Self::MailboxFull,
             40 => Self::RateLimited,
@@ -189,6 +193,13 @@ pub enum Body {
         /// Device.
         device_id: u32,
         /// Signature over the challenge by the device's auth key.
+        proof: Vec<u8>,
+    },
+    /// 0x03: delete the logged-in account for good: its devices, certificates, prekeys and
+    /// mailboxes (`docs/leaving.md`).
+    DeleteAccount {
+        /// Signature by the account identity over this connection's challenge, the relay's
+        /// pin and the account id (`tessera_crypto::sign_account_deletion`).
         proof: Vec<u8>,
     },
     /// 0x10: publish prekeys.
@@ -299,6 +310,7 @@ impl Body {
         match self {
             Self::Register { .. } => 0x01,
             Self::Login { .. } => 0x02,
+            Self::DeleteAccount { .. } => 0x03,
             Self::PublishPrekeys { .. } => 0x10,
             Self::FetchBundle { .. } => 0x11,
             Self::FetchCertificate { .. } => 0x12,
@@ -440,6 +452,7 @@ impl Frame {
                 w.u32(*device_id);
                 w.blob(proof, MAX_PROOF, "proof")?;
             }
+            Body::DeleteAccount { proof } => w.blob(proof, MAX_PROOF, "proof")?,
             Body::PublishPrekeys { signed, one_time } => {
                 w.blob(signed, MAX_SIGNED_PREKEYS, "signed")?;
                 if one_time.len() > MAX_PREKEYS_PER_UPLOAD {
@@ -583,6 +596,9 @@ impl Frame {
                 device_id: r.u32("device_id")?,
                 proof: r.blob(MAX_PROOF, "proof")?,
             },
+            0x03 => Body::DeleteAccount {
+                proof: r.blob(MAX_PROOF, "proof")?,
+            },
             0x10 => {
                 let signed = r.blob(MAX_SIGNED_PREKEYS, "signed")?;
                 let count = usize::from(r.u16("one_time count")?);
@@ -720,6 +736,12 @@ mod tests {
                 body: Body::Login {
                     account_id: id,
                     device_id: 3,
+                    proof: vec![4; 4691],
+                },
+            },
+            Frame {
+                request_id: 31,
+                body: Body::DeleteAccount {
                     proof: vec![4; 4691],
                 },
             },

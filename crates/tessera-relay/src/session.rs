@@ -231,6 +231,8 @@ enum Auth {
         device: DeviceKey,
         conn_id: u64,
         pushes: broadcast::Receiver<Push>,
+        /// The challenge this connection logged in with (an account deletion proof signs it).
+        nonce: [u8; 32],
     },
 }
 
@@ -624,10 +626,35 @@ impl Session {
                 | Body::FetchCertificate { .. }
                 | Body::Send { .. }
                 | Body::Ack { .. }
-                | Body::TurnCredentials,
+                | Body::TurnCredentials
+                | Body::DeleteAccount { .. },
             ) => {
                 self.feed(&error(id, ErrorCode::Unauthenticated, 0, "log in first"))
                     .await
+            }
+            (Auth::Device { device, nonce, .. }, Body::DeleteAccount { proof }) => {
+                let (device, nonce) = (*device, *nonce);
+                let store = self.shared.store.clone();
+                // Checked here, so a proof that does not verify closes the connection as any
+                // failed authentication does; the deletion itself is answered in order.
+                match deletion_allowed(&store, device, &nonce, &self.shared.pin, &proof).await {
+                    Ok(()) => {}
+                    Err(DeletionRefused::Proof) => {
+                        return Err(End::Error(error(
+                            id,
+                            ErrorCode::AuthFailed,
+                            0,
+                            "account deletion proof does not verify",
+                        )));
+                    }
+                    Err(DeletionRefused::Reply(mut frame)) => {
+                        frame.request_id = id;
+                        return self.feed(&frame).await;
+                    }
+                }
+                let reply: Reply = Box::pin(async move { delete_account(store, device, id).await });
+                self.in_flight.push_back(reply);
+                Ok(())
             }
             (Auth::Device { device, .. }, body) => {
                 let device = *device;
@@ -879,6 +906,16 @@ impl Session {
                     .await
                 {
                     Ok(Registered::New | Registered::Updated | Registered::Same) => device,
+                    Ok(Registered::Deleted) => {
+                        return self
+                            .feed(&error(
+                                id,
+                                ErrorCode::AccountDeleted,
+                                0,
+                                "this account was deleted by its owner",
+                            ))
+                            .await;
+                    }
                     Ok(Registered::Conflict) => {
                         return self
                             .feed(&error(
@@ -932,6 +969,7 @@ impl Session {
             device,
             conn_id,
             pushes,
+            nonce,
         };
         self.shared
             .metrics
@@ -950,6 +988,62 @@ impl Session {
                 Ok(())
             }
         }
+    }
+}
+
+/// Why a `DeleteAccount` is not carried out.
+enum DeletionRefused {
+    /// The proof does not verify under the account's identity: the connection is closed.
+    Proof,
+    /// Another answer (no such device, a store failure).
+    Reply(Frame),
+}
+
+/// Whether `proof` is the account identity's signature over this connection's challenge and
+/// the relay's pin (`docs/leaving.md`).
+async fn deletion_allowed(
+    store: &Store,
+    device: DeviceKey,
+    nonce: &[u8; 32],
+    pin: &[u8; 32],
+    proof: &[u8],
+) -> Result<(), DeletionRefused> {
+    let record = match store.device(device).await {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            return Err(DeletionRefused::Reply(error(
+                0,
+                ErrorCode::NotFound,
+                0,
+                "no such device",
+            )));
+        }
+        Err(e) => return Err(DeletionRefused::Reply(internal(0, &e))),
+    };
+    let account =
+        AccountPublic::from_bytes(&record.account_public).map_err(|_| DeletionRefused::Proof)?;
+    if account.account_id().0 != device.0
+        || tessera_crypto::verify_account_deletion(&account, nonce, pin, proof).is_err()
+    {
+        return Err(DeletionRefused::Proof);
+    }
+    Ok(())
+}
+
+/// Deletes the logged-in device's account (its proof checked by [`deletion_allowed`]). The
+/// reply comes after the commit.
+async fn delete_account(store: Store, device: DeviceKey, id: u32) -> Frame {
+    match store.delete_account(device.0).await {
+        Ok(d) => {
+            tracing::info!(
+                devices = d.devices,
+                prekeys = d.prekeys,
+                envelopes = d.envelopes,
+                "an account was deleted by its owner"
+            );
+            Frame::reply(id, Body::Ok)
+        }
+        Err(e) => internal(id, &e),
     }
 }
 

@@ -28,7 +28,7 @@ const SWEEP_EVERY: Duration = Duration::from_secs(60);
 /// How often the WAL is checkpointed.
 const CHECKPOINT_EVERY: Duration = Duration::from_secs(1);
 /// The schema version this build writes (one numbered migration per version).
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// Numbered migrations: entry `i` takes the schema from version `i` to `i + 1`.
 const MIGRATIONS: &[&str] = &[
@@ -66,6 +66,11 @@ const MIGRATIONS: &[&str] = &[
      );
      CREATE INDEX mailbox_by_device ON mailbox(account_id, device_id, delivery_id);
      CREATE INDEX mailbox_by_expiry ON mailbox(expires_ms);",
+    // 2: accounts deleted by their owners (never registered again).
+    "CREATE TABLE deleted_accounts (
+        account_id BLOB PRIMARY KEY,
+        deleted_ms INTEGER NOT NULL
+     ) WITHOUT ROWID;",
 ];
 
 /// A device's address on the relay.
@@ -138,6 +143,8 @@ pub enum Registered {
     Same,
     /// The device exists with another certificate of this or a higher serial.
     Conflict,
+    /// The account was deleted by its owner.
+    Deleted,
 }
 
 /// A registered device as login needs it.
@@ -258,6 +265,21 @@ enum Op {
         delivery_id: u64,
         reply: Reply<bool>,
     },
+    DeleteAccount {
+        account_id: [u8; 32],
+        reply: Reply<Deleted>,
+    },
+}
+
+/// What deleting an account removed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Deleted {
+    /// Devices (with their certificates and signed prekeys).
+    pub devices: u64,
+    /// One-time prekeys.
+    pub prekeys: u64,
+    /// Envelopes waiting in its mailboxes.
+    pub envelopes: u64,
 }
 
 /// A handle to the store thread; cheap to clone.
@@ -525,6 +547,13 @@ impl Store {
         .await
     }
 
+    /// Deletes an account for good (`docs/leaving.md`): its devices, certificates, prekeys and
+    /// mailboxes, in one transaction, and remembers its id so it is never registered again.
+    pub async fn delete_account(&self, account_id: [u8; 32]) -> Result<Deleted, StoreError> {
+        self.call(|reply| Op::DeleteAccount { account_id, reply })
+            .await
+    }
+
     /// Deletes a delivered envelope; `false` if the device had no envelope with that id.
     #[cfg(test)]
     pub async fn ack(&self, device: DeviceKey, delivery_id: u64) -> Result<bool, StoreError> {
@@ -590,6 +619,7 @@ enum Done {
     ),
     Fetch(Reply<Page>, Result<Page, StoreError>),
     Ack(Reply<bool>, Result<bool, StoreError>, Option<u64>),
+    Deleted(Reply<Deleted>, Result<Deleted, StoreError>),
 }
 
 impl Done {
@@ -604,6 +634,7 @@ impl Done {
             Done::Enqueue(r, _, _) => Done::Enqueue(r, Err(StoreError::CommitFailed), None),
             Done::Fetch(r, _) => Done::Fetch(r, Err(StoreError::CommitFailed)),
             Done::Ack(r, _, _) => Done::Ack(r, Err(StoreError::CommitFailed), None),
+            Done::Deleted(r, _) => Done::Deleted(r, Err(StoreError::CommitFailed)),
         }
     }
 }
@@ -740,6 +771,12 @@ impl Writer {
             Done::Fetch(r, v) => {
                 let _ = r.send(v);
             }
+            Done::Deleted(r, v) => {
+                if v.as_ref().is_ok_and(|d| d.envelopes > 0) {
+                    self.reload_gauges();
+                }
+                let _ = r.send(v);
+            }
             Done::Ack(r, v, freed) => {
                 if let Some(size) = freed {
                     self.metrics.acked.fetch_add(1, Ordering::Relaxed);
@@ -765,6 +802,7 @@ impl Writer {
             Op::Enqueue { reply, .. } => Done::Enqueue(reply, Err(StoreError::CommitFailed), None),
             Op::Fetch { reply, .. } => Done::Fetch(reply, Err(StoreError::CommitFailed)),
             Op::Ack { reply, .. } => Done::Ack(reply, Err(StoreError::CommitFailed), None),
+            Op::DeleteAccount { reply, .. } => Done::Deleted(reply, Err(StoreError::CommitFailed)),
         }
     }
 
@@ -884,7 +922,39 @@ impl Writer {
                 Ok(None) => Done::Ack(reply, Ok(false), None),
                 Err(e) => Done::Ack(reply, Err(e), None),
             },
+            Op::DeleteAccount { account_id, reply } => {
+                let r = self.savepoint(|w| w.delete_account(&account_id));
+                if r.is_ok() {
+                    self.usage.retain(|(a, _), _| *a != account_id);
+                }
+                Done::Deleted(reply, r)
+            }
         }
+    }
+
+    fn delete_account(&mut self, account_id: &[u8; 32]) -> Result<Deleted, StoreError> {
+        let a = &account_id[..];
+        let envelopes = self
+            .conn
+            .execute("DELETE FROM mailbox WHERE account_id = ?1", params![a])?;
+        let prekeys = self.conn.execute(
+            "DELETE FROM one_time_prekeys WHERE account_id = ?1",
+            params![a],
+        )?;
+        let devices = self
+            .conn
+            .execute("DELETE FROM devices WHERE account_id = ?1", params![a])?;
+        self.conn
+            .execute("DELETE FROM accounts WHERE account_id = ?1", params![a])?;
+        self.conn.execute(
+            "INSERT OR IGNORE INTO deleted_accounts (account_id, deleted_ms) VALUES (?1, ?2)",
+            params![a, now_ms() as i64],
+        )?;
+        Ok(Deleted {
+            devices: devices as u64,
+            prekeys: prekeys as u64,
+            envelopes: envelopes as u64,
+        })
     }
 
     fn register(
@@ -896,6 +966,17 @@ impl Writer {
         certificate: &[u8],
     ) -> Result<Registered, StoreError> {
         let now = now_ms() as i64;
+        let deleted: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT deleted_ms FROM deleted_accounts WHERE account_id = ?1",
+                params![&account_id[..]],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if deleted.is_some() {
+            return Ok(Registered::Deleted);
+        }
         self.conn.execute(
             "INSERT OR IGNORE INTO accounts (account_id, public, created_ms) VALUES (?1, ?2, ?3)",
             params![&account_id[..], account_public, now],
@@ -1238,6 +1319,77 @@ mod tests {
         let rec = store.device(A).await.expect("device").expect("known");
         assert_eq!(rec.certificate, b"c2");
         assert!(store.device(B).await.expect("device").is_none());
+        drop(store);
+        threads.join();
+    }
+
+    #[tokio::test]
+    async fn a_deleted_account_leaves_nothing_and_is_never_registered_again() {
+        let dir = tempfile::tempdir().expect("dir");
+        let (store, threads, metrics, _) = start(config(dir.path()));
+        let a2: DeviceKey = (A.0, 2);
+        register(&store, A, 1, b"a1").await;
+        register(&store, a2, 1, b"a2").await;
+        register(&store, B, 1, b"b").await;
+        let prekeys = |n: u32| {
+            (0..n)
+                .map(|i| StoredPrekey {
+                    position: i,
+                    prekey_id: i,
+                    public: vec![1; 33],
+                    path: vec![],
+                })
+                .collect::<Vec<_>>()
+        };
+        store
+            .publish(A, b"signed".to_vec(), Some(prekeys(3)))
+            .await
+            .expect("publish");
+        store
+            .publish(B, b"signed".to_vec(), Some(prekeys(2)))
+            .await
+            .expect("publish");
+        for d in [A, a2, B] {
+            assert!(matches!(
+                store.enqueue(d, vec![3; 10]).await.expect("enqueue"),
+                Enqueued::Accepted(_)
+            ));
+        }
+        assert_eq!(metrics.queue_depth.load(Ordering::Relaxed), 3);
+
+        let gone = store.delete_account(A.0).await.expect("delete");
+        assert_eq!(
+            gone,
+            Deleted {
+                devices: 2,
+                prekeys: 3,
+                envelopes: 2
+            }
+        );
+        assert_eq!(metrics.queue_depth.load(Ordering::Relaxed), 1);
+        for d in [A, a2] {
+            assert!(store.device(d).await.expect("device").is_none());
+            assert!(store.bundle(d).await.expect("bundle").is_none());
+            assert!(store.fetch(d, 0, 10).await.expect("fetch").is_empty());
+            assert_eq!(
+                store.enqueue(d, vec![1]).await.expect("enqueue"),
+                Enqueued::NoDevice
+            );
+        }
+        // Another account is untouched.
+        assert!(store.device(B).await.expect("device").is_some());
+        assert_eq!(store.fetch(B, 0, 10).await.expect("fetch").len(), 1);
+        assert_eq!(store.prekey_count(B).await.expect("count"), 2);
+        // Never again, not even after a restart; deleting twice is harmless.
+        assert_eq!(register(&store, A, 5, b"again").await, Registered::Deleted);
+        assert_eq!(
+            store.delete_account(A.0).await.expect("again"),
+            Deleted::default()
+        );
+        drop(store);
+        threads.join();
+        let (store, threads, _, _) = start(config(dir.path()));
+        assert_eq!(register(&store, a2, 9, b"again").await, Registered::Deleted);
         drop(store);
         threads.join();
     }

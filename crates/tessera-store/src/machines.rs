@@ -13,7 +13,7 @@ pub fn standing(state: ContactState) -> Standing {
         ContactState::Requested => Standing::Requested,
         ContactState::Incoming => Standing::Incoming,
         ContactState::Accepted => Standing::Accepted,
-        ContactState::Rejected => Standing::Rejected,
+        ContactState::Rejected | ContactState::Deleted => Standing::Rejected,
     }
 }
 

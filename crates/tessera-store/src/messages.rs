@@ -15,6 +15,8 @@ pub enum ContactState {
     Accepted,
     /// One side rejected.
     Rejected,
+    /// They deleted their account (`docs/leaving.md`): nothing can be sent to them any more.
+    Deleted,
 }
 
 impl ContactState {
@@ -25,6 +27,7 @@ impl ContactState {
             Self::Incoming => "incoming",
             Self::Accepted => "accepted",
             Self::Rejected => "rejected",
+            Self::Deleted => "deleted",
         }
     }
 
@@ -33,6 +36,7 @@ impl ContactState {
             "requested" => Self::Requested,
             "incoming" => Self::Incoming,
             "accepted" => Self::Accepted,
+            "deleted" => Self::Deleted,
             _ => Self::Rejected,
         }
     }

@@ -46,6 +46,9 @@ pub(super) fn base64_decode(text: &str) -> Option<Vec<u8>> {
 /// grow the vault without bound.
 const QUARANTINE_KEPT: u32 = 1000;
 
+/// The kind of the notice a contact's account deletion leaves in the conversation.
+pub const ACCOUNT_DELETED: &str = "account_deleted";
+
 /// A 16-byte id for what an envelope leaves in a conversation (a second copy has the same).
 fn envelope_key(bytes: &[u8]) -> EnvelopeId {
     let mut id = [0u8; 16];
@@ -310,6 +313,38 @@ pub(super) fn process(
                     if contact.is_some() {
                         v.set_contact_state(&sender.0, ContactState::Rejected)?;
                         events.push(Event::ContactRejected { contact: sender.0 });
+                    }
+                }
+                Content::AccountDeleted(_) => {
+                    // Their last message: the contact stays (with the history) as deleted, and
+                    // the conversation says so (`docs/leaving.md`).
+                    if contact.is_some_and(|c| c.state != ContactState::Deleted) {
+                        v.set_contact_state(&sender.0, ContactState::Deleted)?;
+                        let notice = Message {
+                            id: 0,
+                            conversation: tessera_store::direct_conversation(&sender.0),
+                            contact: sender.0,
+                            message_id: envelope_key(&verified.replay_key().to_bytes()).0,
+                            outgoing: false,
+                            body: String::new(),
+                            sent: now as i64,
+                            received: Some(now as i64),
+                            status: MessageStatus::Received,
+                            read: false,
+                            kind: ACCOUNT_DELETED.into(),
+                            failure: None,
+                            time_flag: None,
+                        };
+                        v.insert_message(&notice)?;
+                        if let Some(message) = v.message(&notice.message_id)? {
+                            events.push(Event::Message {
+                                contact: sender.0,
+                                message_id: notice.message_id,
+                                body: String::new(),
+                                message: Box::new(message),
+                            });
+                        }
+                        events.push(Event::ContactDeleted { contact: sender.0 });
                     }
                 }
                 Content::Call(c) => {

@@ -63,8 +63,10 @@ impl Engine {
         self.with(|u| {
             u.vault.transaction(|v| -> Result<(), CoreError> {
                 let c = v.contact(contact)?.ok_or(CoreError::UnknownContact)?;
-                if c.state == ContactState::Rejected {
-                    return Err(CoreError::Rejected);
+                match c.state {
+                    ContactState::Rejected => return Err(CoreError::Rejected),
+                    ContactState::Deleted => return Err(CoreError::ContactDeleted),
+                    _ => {}
                 }
                 v.insert_message(&Message {
                     id: 0,

@@ -65,6 +65,18 @@ impl Kind for Reject {
     }
 }
 
+/// The sender deleted their account (`docs/leaving.md`): the last message they send to each
+/// contact, through the Signal session (so it is theirs), before their relay forgets them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Deleted {}
+
+impl Kind for Deleted {
+    const TAG: &'static str = "account_deleted";
+    fn within_limits(&self) -> bool {
+        true
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -106,6 +106,8 @@ kinds! {
     Call(call::Call),
     /// A new Signal session after a message that could not be decrypted.
     SessionReset(session::Reset),
+    /// The sender deleted their account.
+    AccountDeleted(contact::Deleted),
 }
 
 /// `t` first, then the kind's fields in declaration order, as every earlier version wrote it.
