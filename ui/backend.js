@@ -23,6 +23,7 @@ export const unlock = (password) => call('unlock', { password });
 export const lock = () => call('lock');
 export const panicWipe = () => call('panic_wipe');
 export const deleteAccount = (password) => call('delete_account', { password });
+export const restoreAccount = (form) => call('restore_account', { form });
 export const me = () => call('me');
 export const conversations = () => call('conversations');
 export const history = (contact, before, limit) => call('history', { contact, before, limit });

@@ -66,9 +66,47 @@ async function provision() {
   }
 }
 
+/** Whether the form restores a backup instead of creating an account. */
+function restoring() {
+  return $('#fr-mode-restore').checked;
+}
+
+function applyMode() {
+  const r = restoring();
+  $('#fr-restore').hidden = !r;
+  $('#fr-relay-set').hidden = r;
+  $('#fr-name-set').hidden = r;
+  $('#fr-title').textContent = r ? 'Restore Tessera from a backup' : 'Set up Tessera';
+  $('#fr-create').textContent = r ? 'Restore my account' : 'Create my account';
+  $('#fr-busy').textContent = r
+    ? 'Restoring the vault, registering new keys and telling your contacts…'
+    : 'Creating the vault and registering with the relay…';
+  showError('fr-error', null);
+}
+
+/** The chosen file's bytes as standard base64. */
+function fileBase64(file) {
+  return new Promise((resolve, reject) => {
+    const reader = new FileReader();
+    reader.onload = () => resolve(String(reader.result).replace(/^data:[^,]*,/, ''));
+    reader.onerror = () => reject(reader.error);
+    reader.readAsDataURL(file);
+  });
+}
+
 async function create(ev, done) {
   ev.preventDefault();
   showError('fr-error', null);
+  const restore = restoring();
+  const file = $('#fr-backup').files[0];
+  if (restore && !file) {
+    showError('fr-error', { code: 'no_backup', message: 'Choose the backup file (step 1).' });
+    return;
+  }
+  if (restore && !$('#fr-recovery-key').value.trim()) {
+    showError('fr-error', { code: 'no_recovery_key', message: 'Type the backup\u2019s recovery key (step 1).' });
+    return;
+  }
   const pw = $('#fr-password').value;
   if (pw !== $('#fr-password2').value) {
     showError('fr-error', { code: 'mismatch', message: 'The two passwords differ.' });
@@ -82,13 +120,24 @@ async function create(ev, done) {
   $('#fr-create').disabled = true;
   $('#fr-busy').hidden = false;
   try {
-    await backend.createAccount({
-      relay: $('#fr-relay').value,
-      password: pw,
-      name: $('#fr-name').value,
-      transport: $('#fr-transport').value,
-      useCard,
-    });
+    if (restore) {
+      await backend.restoreAccount({
+        backup: await fileBase64(file),
+        recoveryKey: $('#fr-recovery-key').value,
+        password: pw,
+        useCard,
+      });
+      $('#fr-recovery-key').value = '';
+      $('#fr-backup').value = '';
+    } else {
+      await backend.createAccount({
+        relay: $('#fr-relay').value,
+        password: pw,
+        name: $('#fr-name').value,
+        transport: $('#fr-transport').value,
+        useCard,
+      });
+    }
     $('#fr-password').value = '';
     $('#fr-password2').value = '';
     done();
@@ -121,6 +170,8 @@ export function startFirstRun(state, done) {
     timer = setTimeout(() => strength().catch(() => {}), 150);
   });
   $('#fr-provision').addEventListener('click', provision);
+  $('#fr-mode-new').addEventListener('change', applyMode);
+  $('#fr-mode-restore').addEventListener('change', applyMode);
   $('#fr-relay').addEventListener('change', suggestTransport);
   $('#fr-form').addEventListener('submit', (ev) => create(ev, done));
   setInterval(() => { if (!$('#first-run').hidden) refreshCard(); }, 2000);

@@ -13,6 +13,7 @@
     "lock",
     "panic_wipe",
     "delete_account",
+    "restore_account",
     "me",
     "conversations",
     "history",

@@ -20,10 +20,10 @@ use crate::app::App;
 use crate::error::{UiError, UiResult};
 use crate::view::{ContactView, ConversationView, MessageView, RequestView, UiEvent};
 
-type AppState<'a> = State<'a, Arc<App>>;
+pub(crate) type AppState<'a> = State<'a, Arc<App>>;
 
 /// Runs blocking work (PC/SC, the keyring, Argon2id) off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, UiError> + Send + 'static,
 ) -> UiResult<T> {
     tauri::async_runtime::spawn_blocking(f)
@@ -34,7 +34,7 @@ async fn blocking<T: Send + 'static>(
 /// Runs a card operation, trying again for up to five seconds while another connection (the
 /// lock screen's status poll, another program) holds the card exclusively. A poll holds it
 /// for a few milliseconds; the margin is for a heavily loaded machine.
-fn card_retry<T>(mut f: impl FnMut() -> Result<T, CoreError>) -> Result<T, CoreError> {
+pub(crate) fn card_retry<T>(mut f: impl FnMut() -> Result<T, CoreError>) -> Result<T, CoreError> {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         match f() {
@@ -173,7 +173,7 @@ pub async fn card_status(
 #[serde(rename_all = "camelCase")]
 pub struct Strength {
     /// 0 (guessable in seconds) to 4 (very strong).
-    score: u8,
+    pub(crate) score: u8,
     /// A warning about the password, if any.
     warning: Option<String>,
     /// Suggestions.
@@ -185,7 +185,7 @@ pub struct Strength {
 /// The weakest password the app accepts for a new vault (zxcvbn score).
 pub const MIN_SCORE: u8 = 3;
 
-fn strength_of(password: &str, name: &str) -> Strength {
+pub(crate) fn strength_of(password: &str, name: &str) -> Strength {
     let est = zxcvbn::zxcvbn(password, &[name, "tessera"]);
     let feedback = est.feedback();
     Strength {
@@ -436,6 +436,10 @@ pub async fn delete_account<R: tauri::Runtime>(
     for p in &left.wipe.problems {
         tracing::warn!(problem = %p, "leaving: a step of the wipe failed; the others ran");
     }
+    // The page goes back to first run, as after a panic wipe.
+    app.emit(&UiEvent::Locked {
+        reason: "wiped".into(),
+    });
     Ok(LeftView {
         told: left.told,
         not_told: left.not_told,

@@ -5,6 +5,7 @@ mod camera;
 mod commands;
 mod devices;
 mod error;
+mod restore;
 mod shortcut;
 mod view;
 
@@ -101,6 +102,7 @@ pub fn builder<R: tauri::Runtime>(
             commands::lock,
             commands::panic_wipe,
             commands::delete_account,
+            restore::restore_account,
             commands::me,
             commands::conversations,
             commands::history,

@@ -740,3 +740,115 @@ fn ui_panic_shortcut_wipes_from_the_lock_screen() {
     );
     carol.session.end();
 }
+
+/// Restore on the first-run screen (docs/backup.md) and leaving from Settings
+/// (docs/leaving.md), through the window: a backup made with the CLI, the account wiped, then
+/// restored in the app onto a new card with a new password (history and contact back, the
+/// contact reaches the new keys); then Settings → Leave Tessera deletes it at the relay and
+/// here, and the contact is told.
+#[test]
+fn ui_restore_from_a_backup_then_leave_for_good() {
+    use tessera_e2e::cli::Cli;
+    tools();
+    let _slots = slots();
+    let _pcscd = pcscd();
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let relay_addr = relay.address.to_string();
+
+    // Alice (CLI, no card) and Bob talk; Alice makes a backup; her laptop is wiped.
+    let alice = Cli::new(&dir.path().join("alice-cli"));
+    let bob = Cli::new(&dir.path().join("bob"));
+    alice.init(&relay_addr, "Alice");
+    bob.init(&relay_addr, "Bob");
+    bob.ok(&["contact", "add", &alice.invite(), "--name", "Alice"]);
+    alice.ok(&["contact", "add", &bob.invite(), "--name", "Bob"]);
+    bob.sync();
+    bob.ok(&["send", "Alice", "from bob before the backup"]);
+    alice.sync();
+    let file = dir.path().join("alice.tsbk");
+    let made = alice.ok(&["backup", "create", file.to_str().unwrap()]);
+    let recovery = made["recovery_key"].as_str().unwrap().to_string();
+    assert!(alice.run(&["panic", "--yes"]).ok);
+
+    // The app on a new computer: restore, with a new card and a new password.
+    let sim = Sim::insert(&dir.path().join("card-new.json"), 0);
+    let home = dir.path().join("alice-app");
+    let app = App::start("alice", &args(&home, &sim.reader, &relay));
+    let s = &app.session;
+    s.wait_visible("#first-run", LONG);
+    s.click("#fr-mode-restore");
+    s.wait_visible("#fr-restore", LONG);
+    assert_eq!(
+        s.js("return document.querySelector('#fr-relay-set').hidden;"),
+        true
+    );
+    // The file as a person picks it (WebDriver cannot drive the file chooser): a File in the
+    // input's list, as the chooser leaves it.
+    let bytes = serde_json::to_string(&std::fs::read(&file).unwrap()).unwrap();
+    s.js(&format!(
+        "const bytes = Uint8Array.from({bytes}); \
+         const dt = new DataTransfer(); \
+         dt.items.add(new File([bytes], 'alice.tsbk')); \
+         document.querySelector('#fr-backup').files = dt.files; return true;"
+    ));
+    // A wrong key is refused with its reason, and nothing is made.
+    let password = "copper lantern drifts over 93 hills";
+    s.type_into("#fr-password", password);
+    s.type_into("#fr-password2", password);
+    s.click("#fr-no-card");
+    s.type_into("#fr-recovery-key", "not a key");
+    s.click("#fr-create");
+    app.wait_text("#fr-error", "not a recovery key");
+    assert!(!home.join("vault.key").exists());
+    // The new card, the right key (typed in lower case).
+    s.click("#fr-no-card");
+    app.wait_text("#fr-card-status", "factory");
+    s.click("#fr-provision");
+    s.wait_visible("#fr-provision-done", LONG);
+    s.type_into("#fr-recovery-key", &recovery.to_lowercase());
+    s.click("#fr-create");
+    s.wait_visible("#main", LONG);
+    app.wait_text("#me-name", "Alice");
+    open_chat(&app, "Bob");
+    wait_incoming(&app, "from bob before the backup");
+    app.screenshot("restored");
+
+    // Bob is told of the new keys and reaches them.
+    let events = bob.sync();
+    assert!(
+        events.iter().any(|e| e["event"] == "session_reset"),
+        "{events:?}"
+    );
+    bob.ok(&["send", "Alice", "welcome back"]);
+    wait_incoming(&app, "welcome back");
+
+    // Leaving: the box unticked is refused; a wrong password is refused; then it goes.
+    s.click("#nav-settings");
+    s.type_into("#leave-pw", password);
+    s.click("#leave-go");
+    app.wait_text("#leave-error", "cannot be undone");
+    s.click("#leave-sure");
+    s.type_into("#leave-pw", "not the password");
+    s.click("#leave-go");
+    app.wait_text("#leave-error", "password");
+    assert!(home.join("vault.key").exists());
+    s.type_into("#leave-pw", password);
+    s.click("#leave-go");
+    let outcome = s.wait_js(
+        "first run, or an error from leaving",
+        "const e = document.querySelector('#leave-error'); \
+         if (!document.querySelector('#first-run').hidden) return 'first run'; \
+         return (e && !e.hidden) ? 'error: ' + e.textContent : '';",
+        LONG,
+    );
+    assert_eq!(outcome, "first run", "the page after leaving");
+    assert!(!home.join("vault.key").exists(), "the vault is gone");
+    let events = bob.sync();
+    assert!(
+        events.iter().any(|e| e["event"] == "contact_deleted"),
+        "{events:?}"
+    );
+    app.session.end();
+    sim.remove();
+}
