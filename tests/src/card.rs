@@ -8,26 +8,47 @@ use tessera_nfc::reader::Readers;
 use crate::process::Guard;
 
 /// pcscd, started for the test if it is not already running.
+///
+/// Its log goes to `e2e-artifacts/pcscd-<pid>-<n>.log`. A pcscd whose vpcd reader does not come
+/// up within 15 s is stopped and started again, three times at most: vpcd listens on 35963 and
+/// 35964, inside the ephemeral port range, and an outgoing connection of another test can hold
+/// one of them for a while (`scripts/setup` reserves them where it can).
 pub fn pcscd() -> Option<Guard> {
     if Readers::open().and_then(|r| r.list()).is_ok() {
         return None;
     }
-    let child = std::process::Command::new("pcscd")
-        .args(["--foreground"])
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .expect("pcscd (package pcscd) is needed for the card tests; ./scripts/setup installs it");
-    let guard = Guard::new("pcscd", child);
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while Readers::open().and_then(|r| r.list()).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "pcscd did not come up with the vpcd reader"
+    static STARTS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let mut logs = String::new();
+    for attempt in 1..=3 {
+        let n = STARTS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let log = crate::artifacts_dir().join(format!("pcscd-{}-{n}.log", std::process::id()));
+        let child = std::process::Command::new("pcscd")
+            .args(["--foreground", "--info"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::fs::File::create(&log).expect("pcscd log"))
+            .spawn()
+            .expect(
+                "pcscd (package pcscd) is needed for the card tests; ./scripts/setup installs it",
+            );
+        let mut guard = Guard::new("pcscd", child);
+        let deadline = Instant::now() + Duration::from_secs(15);
+        let mut last = None;
+        while Instant::now() < deadline {
+            match Readers::open().and_then(|r| r.list()) {
+                Ok(_) => return Some(guard),
+                Err(e) => last = Some(e),
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        eprintln!(
+            "pcscd (attempt {attempt}) did not come up with the vpcd reader ({last:?}); its log:\n{text}"
         );
-        std::thread::sleep(Duration::from_millis(100));
+        logs.push_str(&format!("attempt {attempt} ({last:?}):\n{text}\n"));
+        guard.stop_with("TERM");
+        std::thread::sleep(Duration::from_secs(2));
     }
-    Some(guard)
+    panic!("pcscd did not come up with the vpcd reader in three attempts:\n{logs}");
 }
 
 /// The card and UI tests share pcscd's two vpcd slots: one test at a time.
