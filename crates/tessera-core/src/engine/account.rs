@@ -169,11 +169,17 @@ impl Engine {
                 Vault::unlock(&d, &password, s2.as_ref(), card.as_ref(), &mut rng())?.into_vault();
             let check = vault.take_card_rotation().map(|rotation| {
                 let reads_elsewhere = rotation.reads_elsewhere();
+                let started = std::time::Instant::now();
                 let outcome = match &reader {
                     Some(reader) => crate::card::rotate_secret(s2.as_ref(), reader, rotation)
                         .map_err(|e| e.to_string()),
                     None => Err("no reader given for the card secret rotation".to_string()),
                 };
+                tracing::info!(
+                    ms = started.elapsed().as_secs_f64() * 1000.0,
+                    ok = outcome.is_ok(),
+                    "card secret rotation"
+                );
                 if let Err(e) = &outcome {
                     tracing::warn!(error = %e, "the card secret was not rotated");
                 }
