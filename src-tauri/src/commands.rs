@@ -246,6 +246,25 @@ fn how(reprovision: bool) -> Reprovision {
     }
 }
 
+/// A read of the card just set up on the reader, for a vault made now (a new account or a
+/// restore), and the reader it is on; `(None, None)` without the card.
+pub(crate) async fn new_card_read(
+    app: &AppState<'_>,
+    use_card: bool,
+) -> UiResult<(Option<tessera_store::CardFactor>, Option<String>)> {
+    if !use_card {
+        return Ok((None, None));
+    }
+    let reader = app.config.reader.clone();
+    let tap = blocking(move || {
+        Ok(card_retry(|| {
+            Ok(card::tap(&OsKeyring, reader.as_deref())?)
+        })?)
+    })
+    .await?;
+    Ok((Some(tap.factor), Some(tap.reader)))
+}
+
 /// What the first-run form sends.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "camelCase")]
@@ -291,23 +310,7 @@ pub async fn create_account(app: AppState<'_>, form: NewAccount) -> UiResult<()>
         "tor" => TransportConfig::Tor { config: None },
         _ => return Err(UiError::new("bad_transport", "transport is tor or direct")),
     };
-    let reader = app.config.reader.clone();
-    let tap = if use_card {
-        Some(
-            blocking(move || {
-                Ok(card_retry(|| {
-                    Ok(card::tap(&OsKeyring, reader.as_deref())?)
-                })?)
-            })
-            .await?,
-        )
-    } else {
-        None
-    };
-    let (card, reader) = match tap {
-        Some(t) => (Some(t.factor), Some(t.reader)),
-        None => (None, None),
-    };
+    let (card, reader) = new_card_read(&app, use_card).await?;
     let engine = Engine::create(
         CreateOptions {
             dir: app.config.data_dir.clone(),

@@ -7,14 +7,13 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use serde::{Deserialize, Serialize};
-use tessera_core::card;
 use tessera_core::clock::SystemClock;
 use tessera_core::{
     BackupHeader, CoreError, Engine, KdfParams, OsKeyring, RecoveryKey, RestoreOptions,
 };
 use zeroize::Zeroizing;
 
-use crate::commands::{AppState, MIN_SCORE, blocking, card_retry, strength_of};
+use crate::commands::{AppState, MIN_SCORE, new_card_read, strength_of};
 use crate::error::{UiError, UiResult};
 
 /// What the restore form sends.
@@ -61,23 +60,7 @@ pub async fn restore_account(app: AppState<'_>, form: RestoreForm) -> UiResult<R
             "the password is too easy to guess",
         ));
     }
-    let reader = app.config.reader.clone();
-    let tap = if use_card {
-        Some(
-            blocking(move || {
-                Ok(card_retry(|| {
-                    Ok(card::tap(&OsKeyring, reader.as_deref())?)
-                })?)
-            })
-            .await?,
-        )
-    } else {
-        None
-    };
-    let (card, reader) = match tap {
-        Some(t) => (Some(t.factor), Some(t.reader)),
-        None => (None, None),
-    };
+    let (card, reader) = new_card_read(&app, use_card).await?;
     let engine = Engine::restore(
         RestoreOptions {
             dir: app.config.data_dir.clone(),

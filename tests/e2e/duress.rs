@@ -5,9 +5,9 @@
 use std::path::Path;
 use std::time::Instant;
 
-use tessera_e2e::card::{Sim, pcscd, slots};
+use tessera_e2e::card::{pcscd, slots};
 use tessera_e2e::cli::Cli;
-use tessera_e2e::relay::Relay;
+use tessera_e2e::pair::CardPair;
 use tessera_store::SecretStore as _;
 
 const DURESS: &str = "they are watching";
@@ -46,27 +46,15 @@ fn a_duress_password_wipes_the_account_and_opens_an_empty_one() {
     let _slots = slots();
     let _pcscd = pcscd();
     let dir = tempfile::tempdir().unwrap();
-    let relay = Relay::start(&dir.path().join("relay"));
+    let CardPair {
+        relay,
+        card: _card,
+        reader,
+        alice,
+        bob,
+        invite,
+    } = CardPair::start(dir.path());
     let relay_addr = relay.address.to_string();
-    let card = Sim::insert(&dir.path().join("card.json"), 0);
-    let reader = card.reader.clone();
-    let alice = Cli::new(&dir.path().join("alice"));
-    let bob = Cli::new(&dir.path().join("bob"));
-    alice.ok(&["card", "provision", "--reader", &reader]);
-    alice.ok(&Cli::init_args(
-        &relay_addr,
-        "Alice",
-        &["--reader", &reader, "--transport", "direct"],
-    ));
-    bob.init(&relay_addr, "Bob");
-    let invite = alice.ok(&["invite", "--reader", &reader])["invite"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    bob.ok(&["contact", "add", &invite]);
-    let bob_invite = bob.invite();
-    alice.ok(&["contact", "add", &bob_invite, "--reader", &reader]);
-    bob.sync();
     bob.ok(&["send", "Alice", "the documents are under the floor"]);
     alice.ok(&["sync", "--reader", &reader]);
 

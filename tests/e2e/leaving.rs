@@ -5,8 +5,9 @@
 
 use std::str::FromStr as _;
 
-use tessera_e2e::card::{Sim, pcscd, slots};
+use tessera_e2e::card::{pcscd, slots};
 use tessera_e2e::cli::Cli;
+use tessera_e2e::pair::CardPair;
 use tessera_e2e::relay::Relay;
 use tessera_store::SecretStore as _;
 
@@ -39,26 +40,15 @@ fn leaving_tells_contacts_empties_the_relay_and_leaves_nothing_here() {
     let _slots = slots();
     let _pcscd = pcscd();
     let dir = tempfile::tempdir().unwrap();
-    let relay = Relay::start(&dir.path().join("relay"));
+    let CardPair {
+        relay,
+        card,
+        reader,
+        alice,
+        bob,
+        invite,
+    } = CardPair::start(dir.path());
     let relay_addr = relay.address.to_string();
-    let card = Sim::insert(&dir.path().join("card.json"), 0);
-    let reader = card.reader.clone();
-    let alice = Cli::new(&dir.path().join("alice"));
-    let bob = Cli::new(&dir.path().join("bob"));
-    alice.ok(&["card", "provision", "--reader", &reader]);
-    alice.ok(&Cli::init_args(
-        &relay_addr,
-        "Alice",
-        &["--reader", &reader, "--transport", "direct"],
-    ));
-    bob.init(&relay_addr, "Bob");
-    let invite = alice.ok(&["invite", "--reader", &reader])["invite"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    bob.ok(&["contact", "add", &invite, "--name", "Alice"]);
-    alice.ok(&["contact", "add", &bob.invite(), "--reader", &reader]);
-    bob.sync();
     alice.ok(&["send", "Bob", "I am leaving", "--reader", &reader]);
     // Something waits in Bob's mailbox for Alice, so the relay has a mailbox row to delete.
     bob.ok(&["send", "Alice", "wait, why?"]);

@@ -8,6 +8,7 @@ pub mod cut;
 pub mod delay;
 pub mod device;
 pub mod faketime;
+pub mod pair;
 pub mod process;
 pub mod relay;
 /// The envelope specification's own sealer (`docs/envelope.md`, written again from the
