@@ -446,6 +446,26 @@ impl KeyFile {
         Ok(())
     }
 
+    /// Seals both slots for `kek` (and `card_secret`) with what `unlocked` holds: the database
+    /// key, the duress password's Argon2id output, and its decoy record in slot B sealed again
+    /// for the same card secret (random bytes when no duress password is set). The salt must be
+    /// the one `unlocked` came from.
+    fn seal_keeping_duress<R: Rng + CryptoRng>(
+        &mut self,
+        kek: &[u8; 32],
+        unlocked: &Unwrapped,
+        device_secret: &[u8; 32],
+        card_secret: Option<&[u8; 32]>,
+        rng: &mut R,
+    ) -> Result<(), VaultError> {
+        let kek_b = kek_of(&unlocked.duress_stretched, device_secret, card_secret);
+        let b = match &unlocked.duress_record {
+            Some(record) => SlotB::Record(&kek_b, record),
+            None => SlotB::Empty,
+        };
+        self.seal_slots(kek, &unlocked.db_key, &unlocked.duress_stretched, b, rng)
+    }
+
     /// Wraps `db_key` under `factors` with a fresh salt and nonce, without a duress password.
     pub fn wrap<R: Rng + CryptoRng>(
         vault_id: [u8; 16],
@@ -556,24 +576,18 @@ impl KeyFile {
         };
         let secret = secret_in(new_card, slot);
         let kek = kek_of(&stretched, device_secret, secret);
-        match (&unlocked.duress_record, same_cost) {
-            (Some(record), true) => {
-                let kek_b = kek_of(&unlocked.duress_stretched, device_secret, secret);
-                if bool::from(kek_b[..].ct_eq(&kek[..])) {
-                    return Err(VaultError::DuressSameAsPassword);
-                }
-                next.seal_slots(
-                    &kek,
-                    &unlocked.db_key,
-                    &unlocked.duress_stretched,
-                    SlotB::Record(&kek_b, record),
-                    rng,
-                )?;
+        if same_cost {
+            if unlocked.duress_record.is_some()
+                && bool::from(
+                    kek_of(&unlocked.duress_stretched, device_secret, secret)[..].ct_eq(&kek[..]),
+                )
+            {
+                return Err(VaultError::DuressSameAsPassword);
             }
-            _ => {
-                let none = Zeroizing::new(rng.random::<[u8; 32]>());
-                next.seal_slots(&kek, &unlocked.db_key, &none, SlotB::Empty, rng)?;
-            }
+            next.seal_keeping_duress(&kek, unlocked, device_secret, secret, rng)?;
+        } else {
+            let none = Zeroizing::new(rng.random::<[u8; 32]>());
+            next.seal_slots(&kek, &unlocked.db_key, &none, SlotB::Empty, rng)?;
         }
         Ok(next)
     }
@@ -735,25 +749,7 @@ impl KeyFile {
         };
         let mut next = Self::blank_bound(self.vault_id, self.kdf, self.salt, Some(binding));
         let kek = kek_of(&unlocked.stretched, device_secret, Some(secret));
-        match &unlocked.duress_record {
-            Some(record) => {
-                let kek_b = kek_of(&unlocked.duress_stretched, device_secret, Some(secret));
-                next.seal_slots(
-                    &kek,
-                    &unlocked.db_key,
-                    &unlocked.duress_stretched,
-                    SlotB::Record(&kek_b, record),
-                    rng,
-                )?;
-            }
-            None => next.seal_slots(
-                &kek,
-                &unlocked.db_key,
-                &unlocked.duress_stretched,
-                SlotB::Empty,
-                rng,
-            )?,
-        }
+        next.seal_keeping_duress(&kek, unlocked, device_secret, Some(secret), rng)?;
         Ok(next)
     }
 
