@@ -46,13 +46,15 @@ pub(crate) fn card_retry<T>(mut f: impl FnMut() -> Result<T, CoreError>) -> Resu
     }
 }
 
-/// Reads the card for the vault in the data dir, if the vault has the card factor.
-async fn tap_for_vault(app: &App) -> UiResult<Option<card::Tap>> {
+/// Reads the card for the vault in the data dir, if the vault has the card factor, with the
+/// key the key file gives to `password` (`docs/card-key.md`).
+async fn tap_for_vault(app: &App, password: &Zeroizing<Vec<u8>>) -> UiResult<Option<card::Tap>> {
     let dir = app.config.data_dir.clone();
     let reader = app.config.reader.clone();
+    let pw = password.clone();
     blocking(move || {
         Ok(card_retry(|| {
-            card::tap_for_vault(&dir, &OsKeyring, reader.as_deref())
+            card::tap_for_vault(&dir, &pw, &OsKeyring, reader.as_deref())
         })?)
     })
     .await
@@ -347,9 +349,13 @@ pub async fn unlock<R: tauri::Runtime>(
     password: String,
 ) -> UiResult<Option<CardCheckView>> {
     let pw = self::password(password);
-    let tap = tap_for_vault(&app).await?;
-    let reader = tap.as_ref().map(|t| t.reader.clone());
-    let engine = Engine::unlock_tap(&app.config.data_dir, pw, Arc::new(OsKeyring), tap).await?;
+    let (engine, reader) = Engine::unlock_card(
+        &app.config.data_dir,
+        pw,
+        Arc::new(OsKeyring),
+        app.config.reader.clone(),
+    )
+    .await?;
     let check = engine.card_check();
     let shortcut = engine.app_setting(crate::shortcut::SETTING).ok().flatten();
     app.start(engine, reader);
@@ -428,7 +434,7 @@ pub async fn delete_account<R: tauri::Runtime>(
     let dir = app.config.data_dir.clone();
     let reader = app.config.reader.clone();
     blocking(move || {
-        let tap = card_retry(|| card::tap_for_vault(&dir, &OsKeyring, reader.as_deref()))?;
+        let tap = card_retry(|| card::tap_for_vault(&dir, &pw, &OsKeyring, reader.as_deref()))?;
         Vault::check_factors(&dir, &pw, &OsKeyring, tap.as_ref().map(|t| &t.factor))
             .map_err(CoreError::from)?;
         Ok(())
@@ -763,7 +769,7 @@ pub async fn change_password(app: AppState<'_>, old: String, new: String) -> UiR
             "the password is too easy to guess",
         ));
     }
-    let tap = tap_for_vault(&app).await?;
+    let tap = tap_for_vault(&app, &old).await?;
     engine
         .change_password(old, new, None, tap.map(|t| t.factor))
         .await?;
@@ -832,10 +838,11 @@ pub async fn duress_set(app: AppState<'_>, password: String, duress: String) -> 
     if duress.is_empty() {
         return Err(UiError::new("duress_empty", "the duress password is empty"));
     }
-    let tap = tap_for_vault(&app).await?;
+    let password = self::password(password);
+    let tap = tap_for_vault(&app, &password).await?;
     engine
         .set_duress(
-            self::password(password),
+            password,
             tap.map(|t| t.factor),
             self::password(duress),
             None,
@@ -848,10 +855,9 @@ pub async fn duress_set(app: AppState<'_>, password: String, duress: String) -> 
 #[tauri::command]
 pub async fn duress_clear(app: AppState<'_>, password: String) -> UiResult<()> {
     let engine = app.engine()?;
-    let tap = tap_for_vault(&app).await?;
-    engine
-        .clear_duress(self::password(password), tap.map(|t| t.factor))
-        .await?;
+    let password = self::password(password);
+    let tap = tap_for_vault(&app, &password).await?;
+    engine.clear_duress(password, tap.map(|t| t.factor)).await?;
     Ok(())
 }
 
@@ -869,8 +875,9 @@ pub async fn card_swap_start(app: AppState<'_>, password: String) -> UiResult<()
     let reader = app.config.reader.clone();
     let check_pw = pw.clone();
     let old = blocking(move || {
-        let tap = card_retry(|| card::tap_for_vault(&dir, &OsKeyring, reader.as_deref()))?
-            .ok_or(CoreError::Vault(tessera_store::VaultError::NoCardEnrolled))?;
+        let tap =
+            card_retry(|| card::tap_for_vault(&dir, &check_pw, &OsKeyring, reader.as_deref()))?
+                .ok_or(CoreError::Vault(tessera_store::VaultError::NoCardEnrolled))?;
         Vault::check_factors(&dir, &check_pw, &OsKeyring, Some(&tap.factor))
             .map_err(CoreError::from)?;
         Ok(tap.factor)

@@ -12,6 +12,15 @@ use tessera_e2e::relay::Relay;
 use tessera_nfc::protocol::apdu;
 use tessera_nfc::reader::{ReaderError, Readers};
 use tessera_nfc::{Authentication, CommMode, NfcError, Status};
+use tessera_store::SecretStore as _;
+
+/// Bytes from hex (test input only).
+fn unhex(text: &str) -> Vec<u8> {
+    (0..text.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).unwrap())
+        .collect()
+}
 
 #[test]
 fn card_virtual_card_through_pcscd_answers_and_removal_is_seen() {
@@ -162,14 +171,19 @@ fn card_provision_unlock_and_every_refusal() {
     );
     assert!(alice.run(&["invite"]).ok);
 
-    // Right card, wrong password: refused, and the key file still opens afterwards.
+    // Right card, wrong password: refused before the card is read (the card's key is sealed
+    // under the password, docs/card-key.md), and the key file still opens afterwards.
     let wrong_pw = Cli {
         dir: alice.dir.clone(),
         password: "wrong horse".into(),
         env: alice.env.clone(),
     };
-    let o = wrong_pw.run(&["invite"]);
+    let o = wrong_pw.run(&["invite", "--reader", &sim_a.reader]);
     assert_eq!(o.json["kind"], "wrong_password", "{}", o.stdout);
+    // The card's SUN counter did not move: the next unlock sees no read but its own.
+    let o = alice.run(&["invite", "--reader", &sim_a.reader]);
+    assert!(o.ok, "{}", o.stderr);
+    assert!(!o.stderr.contains("time(s) since"), "{}", o.stderr);
 
     // A second card, provisioned for another account, on the other slot: refused for Alice.
     let card_b = dir.path().join("card-b.json");
@@ -228,28 +242,56 @@ fn card_provision_unlock_and_every_refusal() {
     let sim_c = Sim::insert(&card_c, 1);
     let carol = Cli::new(&dir.path().join("carol"));
     carol.init(&relay_addr, "Carol");
-    carol.ok(&["card", "provision", "--reader", &sim_c.reader]);
+    let p = carol.ok(&["card", "provision", "--reader", &sim_c.reader]);
+    // Provisioning leaves the card's key in the keyring until a vault takes it.
+    let uid_c: [u8; 7] = unhex(p["uid"].as_str().unwrap()).try_into().unwrap();
+    let keyring = tessera_store::OsKeyring;
+    let card_key = keyring
+        .get(&tessera_store::card_entry(&uid_c))
+        .unwrap()
+        .expect("the provisioned card's key is in the keyring");
     let e = carol.ok(&["card", "enroll", "--reader", &sim_c.reader]);
     assert_eq!(e["ok"], true);
+    // Enrolled: the key is sealed in the key file and gone from the keyring; the file holds
+    // no plaintext copy of it.
+    assert!(
+        keyring
+            .get(&tessera_store::card_entry(&uid_c))
+            .unwrap()
+            .is_none()
+    );
+    let carol_key_file = std::fs::read(carol.dir.join("vault.key")).unwrap();
+    assert!(!carol_key_file.windows(32).any(|w| w == &card_key[..]));
     assert!(carol.run(&["invite"]).ok);
     let o = carol.run(&["card", "enroll", "--reader", &sim_c.reader]);
     assert_eq!(o.json["kind"], "card_already_enrolled", "{}", o.stdout);
-    // Re-provisioning with the key in the keyring works; the old card secret is gone (and the
-    // SDM counter restarted), so the vault enrolled with it no longer opens (documented).
-    let r = carol.ok(&[
+    // The enrolled card's key is sealed in the vault, not in the keyring: re-provisioning it
+    // "from the keyring" is refused and the vault still opens.
+    let o = carol.run(&[
         "card",
         "provision",
         "--reprovision",
         "--reader",
         &sim_c.reader,
     ]);
+    assert_eq!(o.json["kind"], "card_keys_missing", "{}", o.stdout);
+    assert!(carol.run(&["invite"]).ok);
+    // Re-provisioning with the card's key given works; the card's keys and secret are new,
+    // so the vault enrolled with it no longer opens (documented): the card does not answer to
+    // the key sealed in the vault.
+    let card_key: String = card_key.iter().map(|b| format!("{b:02x}")).collect();
+    let r = carol.ok(&[
+        "card",
+        "provision",
+        "--reprovision",
+        "--current-key",
+        &card_key,
+        "--reader",
+        &sim_c.reader,
+    ]);
     assert_eq!(r["reprovisioned"], true);
     let o = carol.run(&["invite"]);
-    assert!(
-        ["wrong_password", "card_replayed"].contains(&o.json["kind"].as_str().unwrap()),
-        "{}",
-        o.stdout
-    );
+    assert_eq!(o.json["kind"], "wrong_card", "{}", o.stdout);
     sim_c.remove();
     let o = carol.run(&["invite"]);
     assert_eq!(o.json["kind"], "no_card", "{}", o.stdout);
@@ -390,7 +432,7 @@ fn card_sun_read_as_a_phone_reads_it_verifies_and_counts_once_per_read() {
 /// device secret nor the card's keys, and nothing unlocks. Prints the key-destruction time.
 #[test]
 fn card_panic_wipe_from_the_cli_leaves_nothing() {
-    use tessera_store::{KeyFile, OsKeyring, SecretStore as _, card_entry, vault_entry};
+    use tessera_store::{KeyFile, OsKeyring, card_entry, vault_entry};
     let _slots = slots();
     let _pcscd = pcscd();
     let dir = tempfile::tempdir().unwrap();
@@ -417,7 +459,8 @@ fn card_panic_wipe_from_the_cli_leaves_nothing() {
     let card = key.card.expect("the card factor is on");
     let keyring = OsKeyring;
     assert!(keyring.get(&vault_entry(&key.vault_id)).unwrap().is_some());
-    assert!(keyring.get(&card_entry(&card.uid)).unwrap().is_some());
+    // The card's key is in the key file (docs/card-key.md), not in the keyring.
+    assert!(keyring.get(&card_entry(&card.uid)).unwrap().is_none());
 
     // No terminal and no --yes: nothing happens.
     let o = alice.run(&["panic"]);

@@ -228,9 +228,7 @@ async fn migration_make_fixture() {
             std::fs::remove_file(p).unwrap();
         }
     }
-    let out = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("data")
-        .join(FIXTURE);
+    let out = tessera_e2e::manifest_dir().join("data").join(FIXTURE);
     let _ = std::fs::remove_dir_all(&out);
     copy_dir(&root, &out);
     eprintln!("fixture written to {}", out.display());
@@ -254,9 +252,7 @@ async fn migration_a_vault_from_the_previous_schema_opens_with_all_history() {
     let dir = tempfile::tempdir().unwrap();
     let root = dir.path().join("fixture");
     copy_dir(
-        &Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("data")
-            .join(FIXTURE),
+        &tessera_e2e::manifest_dir().join("data").join(FIXTURE),
         &root,
     );
     let at: u64 = std::fs::read_to_string(root.join("clock-ms"))

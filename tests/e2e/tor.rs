@@ -11,7 +11,7 @@ use tessera_e2e::cli::{Cli, Outcome};
 use tessera_e2e::relay::Relay;
 
 fn tornet_script() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+    tessera_e2e::manifest_dir()
         .join("..")
         .join("scripts")
         .join("tornet")

@@ -20,6 +20,14 @@ pub mod webdriver;
 
 use std::path::PathBuf;
 
+/// The e2e crate's directory (`tests/`): from Cargo at run time (a test binary reused from a
+/// build in another checkout must not read that checkout's files), else as compiled.
+pub fn manifest_dir() -> PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
 /// The directory holding the workspace's built binaries: `TESSERA_BIN_DIR`, or the profile
 /// directory this test binary was built into (`target/debug` for `target/debug/deps/e2e-*`).
 pub fn bin_dir() -> PathBuf {

@@ -58,9 +58,10 @@ pub(crate) async fn run(
                 return Err(CliError::Usage("the duress password is empty".into()));
             }
             // The unlock recorded this read's counter: rewriting the key file needs a fresh one.
-            let card = tap(cli).await?.map(|t| t.factor);
+            let pw = password(false)?;
+            let card = tap(cli, &pw).await?.map(|t| t.factor);
             engine
-                .set_duress(password(false)?, card, duress, decoy_name.clone())
+                .set_duress(pw, card, duress, decoy_name.clone())
                 .await?;
             out(
                 json!({"ok": true, "duress_password": true}),
@@ -70,8 +71,9 @@ pub(crate) async fn run(
             );
         }
         DuressCommand::Clear => {
-            let card = tap(cli).await?.map(|t| t.factor);
-            engine.clear_duress(password(false)?, card).await?;
+            let pw = password(false)?;
+            let card = tap(cli, &pw).await?.map(|t| t.factor);
+            engine.clear_duress(pw, card).await?;
             out(
                 json!({"ok": true, "duress_password": false}),
                 "duress password cleared".into(),

@@ -504,24 +504,27 @@ fn print_event(json_out: bool, e: &Event, engine: &Engine) {
     }
 }
 
-/// Reads the card for a vault that has the card factor (off the async threads).
-async fn tap(cli: &Cli) -> Result<Option<card::Tap>, CliError> {
+/// Reads the card for a vault that has the card factor, with the key the key file gives to
+/// `password` (off the async threads).
+async fn tap(cli: &Cli, password: &Zeroizing<Vec<u8>>) -> Result<Option<card::Tap>, CliError> {
     let dir = data_dir(cli)?;
     let reader = cli.reader.clone();
-    tokio::task::spawn_blocking(move || card::tap_for_vault(&dir, &OsKeyring, reader.as_deref()))
-        .await
-        .map_err(|e| CliError::Usage(e.to_string()))?
-        .map_err(CliError::from)
+    let pw = password.clone();
+    tokio::task::spawn_blocking(move || {
+        card::tap_for_vault(&dir, &pw, &OsKeyring, reader.as_deref())
+    })
+    .await
+    .map_err(|e| CliError::Usage(e.to_string()))?
+    .map_err(CliError::from)
 }
 
-/// Unlocks: the card first (when the vault has the card factor), then the password. Returns
-/// the reader the card was read on.
+/// Unlocks: the password, then the card read with the key it opens (when the vault has the
+/// card factor). Returns the reader the card was read on.
 async fn unlock_with_reader(cli: &Cli) -> Result<(Engine, Option<String>), CliError> {
     let dir = data_dir(cli)?;
-    let tap = tap(cli).await?;
     let pw = password(false)?;
-    let reader = tap.as_ref().map(|t| t.reader.clone());
-    let engine = Engine::unlock_tap(&dir, pw, Arc::new(OsKeyring), tap).await?;
+    let (engine, reader) =
+        Engine::unlock_card(&dir, pw, Arc::new(OsKeyring), cli.reader.clone()).await?;
     if let Some(check) = engine.card_check() {
         // On standard error, so the command's own output stays as it is.
         if check.reads_elsewhere > 0 {
@@ -695,10 +698,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Card(CardCommand::Enroll) => {
             let dir = data_dir(&cli)?;
             let reader = cli.reader.clone();
-            let t = tokio::task::spawn_blocking(move || card::tap(&OsKeyring, reader.as_deref()))
-                .await
-                .map_err(|e| CliError::Usage(e.to_string()))?
-                .map_err(CoreError::Card)?;
+            let d = dir.clone();
+            let t = tokio::task::spawn_blocking(move || {
+                card::tap_to_enroll(&d, &OsKeyring, reader.as_deref())
+            })
+            .await
+            .map_err(|e| CliError::Usage(e.to_string()))??;
             let uid = hex(&t.factor.uid);
             Engine::enroll_card(&dir, password(false)?, Arc::new(OsKeyring), t.factor).await?;
             out(
@@ -1189,8 +1194,8 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::ChangePassword => {
             let engine = unlock(&cli).await?;
             // The unlock recorded this read's counter: the rewrap needs a fresh one.
-            let card = tap(&cli).await?.map(|t| t.factor);
             let old = password(false)?;
+            let card = tap(&cli, &old).await?.map(|t| t.factor);
             let new = match std::env::var_os("TESSERA_NEW_PASSWORD") {
                 Some(p) => Zeroizing::new(p.into_encoded_bytes()),
                 None => Zeroizing::new(

@@ -9,7 +9,9 @@ use rand::SeedableRng as _;
 use rand::rngs::StdRng;
 use tessera_nfc::reader::{ReaderError, Readers};
 use tessera_nfc::tag::{self, CardMasterKey, TagError};
-use tessera_store::{CardFactor, CardRotation, SecretStore, Vault, VaultError, card_entry};
+use tessera_store::{
+    CardFactor, CardRotation, Opening, SecretStore, Vault, VaultError, card_entry,
+};
 use zeroize::Zeroizing;
 
 use crate::CoreError;
@@ -25,9 +27,10 @@ pub enum CardError {
     /// PC/SC, the card's protocol, or Tessera's use of the card.
     #[error(transparent)]
     Tag(#[from] TagError),
-    /// The card is provisioned, but its master key is not in this machine's keyring.
+    /// The card is provisioned, but its master key is neither in the vault's key file nor in
+    /// this machine's keyring.
     #[error(
-        "this card's key is not in this machine's keyring (provisioned elsewhere, or the entry was removed)"
+        "this card's key is not on this machine (provisioned elsewhere, enrolled in a vault, or removed)"
     )]
     KeysMissing,
     /// A factory-fresh card: it has to be provisioned before it can be used.
@@ -50,8 +53,24 @@ struct Found {
     connection: tessera_nfc::reader::CardConnection,
 }
 
-/// The reader to use: `wanted` if given, else the first reader with a card on it.
+/// The reader to use: `wanted` if given, else the first reader with a card on it. While
+/// another connection holds the card (a status poll, another program) it is tried again for up
+/// to five seconds.
 fn connect(readers: &Readers, wanted: Option<&str>) -> Result<Found, CardError> {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match connect_once(readers, wanted) {
+            Err(CardError::Tag(TagError::Reader(ReaderError::Busy)))
+                if std::time::Instant::now() < deadline =>
+            {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn connect_once(readers: &Readers, wanted: Option<&str>) -> Result<Found, CardError> {
     let names = readers.list()?;
     let reader = match wanted {
         Some(w) => names
@@ -99,7 +118,9 @@ pub struct Provisioned {
 pub enum Reprovision {
     /// Refuse it.
     No,
-    /// Re-provision it with the master key this machine's keyring holds for it.
+    /// Re-provision it with the master key this machine's keyring holds for it (a card
+    /// provisioned here and not enrolled in a vault: an enrolled card's key is sealed in its
+    /// vault's key file, and re-provisioning it would lock that vault).
     FromKeyring,
     /// Re-provision it with this master key.
     WithKey(CardMasterKey),
@@ -190,20 +211,19 @@ impl std::fmt::Debug for Tap {
     }
 }
 
-/// Reads the card on `reader` (or the first reader with a card) for an unlock: its UID from the
-/// reader, its master key from `secrets`, then a fresh SUN and the secret.
-pub fn tap(secrets: &dyn SecretStore, reader: Option<&str>) -> Result<Tap, CardError> {
+/// Connects to the card on `reader` (or the first reader with a card) and reads its UID from
+/// the reader (no key used yet).
+fn on_reader(reader: Option<&str>) -> Result<(Found, [u8; 7]), CardError> {
     let readers = Readers::open()?;
     let mut found = connect(&readers, reader)?;
     let uid = tag::reader_uid(&mut found.connection)?;
-    let Some(master) = secrets.get(&card_entry(&uid))? else {
-        if tag::probe(&mut found.connection, &mut rng())?.factory {
-            return Err(CardError::NotProvisioned);
-        }
-        return Err(CardError::KeysMissing);
-    };
-    let master = CardMasterKey::from_bytes(&master);
-    let read = tag::read(&mut found.connection, &master, &mut rng())?;
+    Ok((found, uid))
+}
+
+/// Reads the card `found` (UID `uid` from the reader) with `master`: a fresh SUN and the
+/// secret file.
+fn read_with(mut found: Found, uid: [u8; 7], master: &CardMasterKey) -> Result<Tap, CardError> {
+    let read = tag::read(&mut found.connection, master, &mut rng())?;
     if read.uid != uid {
         return Err(TagError::WrongCard.into());
     }
@@ -213,24 +233,90 @@ pub fn tap(secrets: &dyn SecretStore, reader: Option<&str>) -> Result<Tap, CardE
             uid: read.uid,
             counter: read.counter,
             slots: read.slots,
+            key: Zeroizing::new(*master.as_bytes()),
         },
     })
 }
 
-/// Reads the card if the vault in `dir` has the card factor (`None` if it has not).
-pub fn tap_for_vault(
+/// Reads a card that is provisioned but not enrolled in a vault yet (for a new vault, a
+/// restore, enrolling or replacing a card), on `reader` (or the first reader with a card): its
+/// UID from the reader, its master key from `secrets` (where provisioning left it until a vault
+/// takes it, `docs/card-key.md`), then a fresh SUN and the secret.
+pub fn tap(secrets: &dyn SecretStore, reader: Option<&str>) -> Result<Tap, CardError> {
+    let (mut found, uid) = on_reader(reader)?;
+    let Some(master) = secrets.get(&card_entry(&uid))? else {
+        if tag::probe(&mut found.connection, &mut rng())?.factory {
+            return Err(CardError::NotProvisioned);
+        }
+        return Err(CardError::KeysMissing);
+    };
+    read_with(found, uid, &CardMasterKey::from_bytes(&master))
+}
+
+/// Reads the card to enroll in the vault in `dir` (a vault made without one) as [`tap`] does;
+/// a vault that has a card already is refused before any card is touched.
+pub fn tap_to_enroll(
     dir: &Path,
     secrets: &dyn SecretStore,
     reader: Option<&str>,
-) -> Result<Option<Tap>, CoreError> {
+) -> Result<Tap, CoreError> {
+    if Vault::card_binding(dir)?.is_some() {
+        return Err(CoreError::Vault(VaultError::CardAlreadyEnrolled));
+    }
+    Ok(tap(secrets, reader)?)
+}
+
+/// The key to read the vault's card with: from the key file (opened with the password), or for
+/// a vault from before the key moved into it, from the keyring.
+fn vault_card_key(
+    opening: &Opening,
+    secrets: &dyn SecretStore,
+    uid: &[u8; 7],
+) -> Result<CardMasterKey, CardError> {
+    if let Some(key) = opening.card_key() {
+        return Ok(CardMasterKey::from_bytes(key));
+    }
+    let key = secrets
+        .get(&card_entry(uid))?
+        .ok_or(CardError::KeysMissing)?;
+    Ok(CardMasterKey::from_bytes(&key))
+}
+
+/// The first half of an unlock of the vault in `dir` with the card (`docs/card-key.md`): the
+/// card's UID from the reader (another card is [`VaultError::WrongCard`] before any key
+/// derivation), then [`Vault::begin_unlock`] (Argon2id; a wrong password fails there, before
+/// the card is authenticated with), then the card read with the key the key file gave. Finish
+/// with [`Opening::finish`] and the tap's factor. Without the card factor no card is read.
+/// Blocking (Argon2id, PC/SC).
+pub fn open_and_tap(
+    dir: &Path,
+    password: &[u8],
+    secrets: &dyn SecretStore,
+    reader: Option<&str>,
+) -> Result<(Opening, Option<Tap>), CoreError> {
     let Some(binding) = Vault::card_binding(dir)? else {
-        return Ok(None);
+        return Ok((Vault::begin_unlock(dir, password, secrets)?, None));
     };
-    let tap = tap(secrets, reader)?;
-    if tap.factor.uid != binding.uid {
+    let (found, uid) = on_reader(reader)?;
+    if uid != binding.uid {
         return Err(CoreError::Vault(VaultError::WrongCard));
     }
-    Ok(Some(tap))
+    let opening = Vault::begin_unlock(dir, password, secrets)?;
+    let key = vault_card_key(&opening, secrets, &uid)?;
+    let tap = read_with(found, uid, &key)?;
+    Ok((opening, Some(tap)))
+}
+
+/// Reads the card if the vault in `dir` has the card factor (`None` if it has not), with the
+/// key the key file gives to `password` ([`open_and_tap`]): for what needs a fresh read of the
+/// enrolled card besides unlocking (a password or duress change, a card replacement, leaving).
+pub fn tap_for_vault(
+    dir: &Path,
+    password: &[u8],
+    secrets: &dyn SecretStore,
+    reader: Option<&str>,
+) -> Result<Option<Tap>, CoreError> {
+    Ok(open_and_tap(dir, password, secrets, reader)?.1)
 }
 
 /// What the card check at an unlock found (`docs/vault.md` §Card secret rotation).
@@ -257,10 +343,14 @@ pub fn rotate_secret(
     rotation: CardRotation,
 ) -> Result<(), CardError> {
     let uid = rotation.uid().ok_or(VaultError::NoCardEnrolled)?;
-    let master = secrets
-        .get(&card_entry(&uid))?
-        .ok_or(CardError::KeysMissing)?;
-    let master = CardMasterKey::from_bytes(&master);
+    let master = match rotation.card_key() {
+        Some(key) => CardMasterKey::from_bytes(key),
+        None => CardMasterKey::from_bytes(
+            &*secrets
+                .get(&card_entry(&uid))?
+                .ok_or(CardError::KeysMissing)?,
+        ),
+    };
     let readers = Readers::open()?;
     let mut found = connect(&readers, Some(reader))?;
     let mut r = rng();
@@ -288,9 +378,10 @@ pub struct ReaderStatus {
     pub card: bool,
     /// The card's UID (hex), when one answered.
     pub uid: Option<String>,
-    /// `factory` (default keys), `provisioned` (Tessera's key for it is in this keyring),
-    /// `foreign` (not factory, no key here), or `unknown` (the card did not answer); `None`
-    /// when no card answered, or when a status without `probe` found no key here.
+    /// `factory` (default keys), `provisioned` (Tessera's key for it is here: in this keyring,
+    /// or in the vault it is enrolled in), `foreign` (not factory, no key here), or `unknown`
+    /// (the card did not answer); `None` when no card answered, or when a status without
+    /// `probe` found no key here.
     pub provisioning: Option<&'static str>,
     /// Whether NXP's originality signature verifies (`None` if the card gave none).
     pub originality: Option<bool>,
@@ -342,7 +433,8 @@ pub fn status(
                     // A card whose key this keyring holds is not probed with the factory key:
                     // every failed authentication counts on a real card (and repeated ones
                     // slow it down).
-                    let keyed = secrets.get(&card_entry(&uid))?.is_some();
+                    let enrolled = binding.is_some_and(|b| b.uid == uid);
+                    let keyed = enrolled || secrets.get(&card_entry(&uid))?.is_some();
                     st.provisioning = if keyed {
                         Some("provisioned")
                     } else if probe {

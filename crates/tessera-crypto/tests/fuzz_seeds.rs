@@ -13,9 +13,7 @@ use tessera_crypto::signal::KeyPair;
 use tessera_crypto::{DeviceCertificate, EpochCertificate, OneTimePrekeyBatch, SealRequest, seal};
 
 fn corpus(target: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../../fuzz/corpus")
-        .join(target)
+    manifest_dir().join("../../fuzz/corpus").join(target)
 }
 
 fn seeds() -> Vec<(&'static str, &'static str, Vec<u8>)> {
@@ -160,4 +158,12 @@ fn committed_seeds_are_still_valid_structures() {
     }
     let id = String::from_utf8(read("text_codecs", "account-id")).unwrap();
     id.parse::<tessera_crypto::AccountId>().unwrap();
+}
+
+/// This crate's directory: from Cargo at run time (a test binary reused from a build in another
+/// checkout must not read that checkout's files), else as compiled.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

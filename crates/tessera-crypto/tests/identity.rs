@@ -102,13 +102,13 @@ fn safety_number_is_frozen_for_fixed_keys() {
     let digits = SafetyNumber::new(&a, &b).digits();
     let again = SafetyNumber::new(&a, &b).digits();
     assert_eq!(digits, again);
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/safety_number.txt");
-    match std::fs::read_to_string(path) {
+    let path = manifest_dir().join("tests/data/safety_number.txt");
+    match std::fs::read_to_string(&path) {
         Ok(frozen) => assert_eq!(digits, frozen.trim()),
         Err(_) if std::env::var_os("TESSERA_WRITE_VECTORS").is_some() => {
-            std::fs::write(path, digits + "\n").unwrap()
+            std::fs::write(&path, digits + "\n").unwrap()
         }
-        Err(e) => panic!("{path}: {e}"),
+        Err(e) => panic!("{}: {e}", path.display()),
     }
 }
 
@@ -427,4 +427,12 @@ fn debug_output_never_shows_secrets() {
         assert!(!shown.contains(&secret[..16]));
     }
     assert!(shown.contains("redacted"));
+}
+
+/// This crate's directory: from Cargo at run time (a test binary reused from a build in another
+/// checkout must not read that checkout's files), else as compiled.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

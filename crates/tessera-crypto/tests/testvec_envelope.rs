@@ -18,7 +18,9 @@ use tessera_crypto::{
 use zeroize::Zeroizing;
 
 const SEED: u64 = 0x7e55_e7a1;
-const FILE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/envelope_v1.json");
+fn file() -> std::path::PathBuf {
+    manifest_dir().join("tests/data/envelope_v1.json")
+}
 
 /// Builds the vector file content from the fixed seed.
 fn generate() -> Value {
@@ -104,7 +106,8 @@ fn generate() -> Value {
 }
 
 fn load() -> Value {
-    let text = std::fs::read_to_string(FILE).unwrap_or_else(|e| panic!("{FILE}: {e}"));
+    let text =
+        std::fs::read_to_string(file()).unwrap_or_else(|e| panic!("{}: {e}", file().display()));
     serde_json::from_str(&text).unwrap()
 }
 
@@ -208,6 +211,14 @@ fn the_implementation_still_produces_the_frozen_bytes() {
 fn write_vectors() {
     if std::env::var_os("TESSERA_WRITE_VECTORS").is_some() {
         let text = serde_json::to_string_pretty(&generate()).unwrap();
-        std::fs::write(FILE, text + "\n").unwrap();
+        std::fs::write(file(), text + "\n").unwrap();
     }
+}
+
+/// This crate's directory: from Cargo at run time (a test binary reused from a build in another
+/// checkout must not read that checkout's files), else as compiled.
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

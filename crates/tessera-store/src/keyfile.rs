@@ -11,11 +11,13 @@ use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
 
 use crate::VaultError;
+use crate::card_key::{self, CardKeySection};
 
 const MAGIC: &[u8; 4] = b"TSVK";
-/// The version written. Version 1 (no duress slot) is read and rewritten as version 2 at the
-/// next unlock.
-const VERSION: u8 = 2;
+/// The version written. Version 1 (no duress slot) and version 2 (the card's key kept in the
+/// OS keyring, not in slots C and D) are read and rewritten as version 3 at the next unlock.
+const VERSION: u8 = 3;
+const VERSION_2: u8 = 2;
 const VERSION_1: u8 = 1;
 const KEK_CONTEXT: &str = "tessera v1 vault kek";
 const HEADER_LEN: usize = 50;
@@ -36,6 +38,8 @@ pub const KEY_FILE_LEN: usize = HEADER_LEN + NONCE_LEN + SLOT_A_LEN + NONCE_LEN 
 const KEY_FILE_V1_LEN: usize = HEADER_LEN + NONCE_LEN + 48;
 /// The card section appended when the card factor is on: UID (7) and last SUN counter (4).
 const CARD_SECTION_LEN: usize = 7 + 4;
+/// Size of the key file with the card factor: slots C and D, then the card section.
+pub const KEY_FILE_CARD_LEN: usize = KEY_FILE_LEN + card_key::SECTION_LEN + CARD_SECTION_LEN;
 
 const FACTOR_PASSWORD: u8 = 1;
 const FACTOR_DEVICE: u8 = 2;
@@ -87,7 +91,8 @@ impl Default for KdfParams {
 pub const CARD_SLOTS: usize = 2;
 
 /// What a card read gives the vault: the two slots of the card's secret file (the card secret
-/// the vault is wrapped to is in one of them), and the UID and SUN counter of that read.
+/// the vault is wrapped to is in one of them), the UID and SUN counter of that read, and the
+/// card's master key the read was made with (sealed in the key file, `docs/card-key.md`).
 #[derive(Clone)]
 pub struct CardFactor {
     /// The card's UID.
@@ -97,10 +102,13 @@ pub struct CardFactor {
     /// The slots of the card's secret file. A new vault (or a newly enrolled card) is wrapped
     /// to slot 0; each unlock's rotation moves the secret to the other slot.
     pub slots: Zeroizing<[[u8; 32]; CARD_SLOTS]>,
+    /// The card's master key (all of its AES keys derive from it).
+    pub key: Zeroizing<[u8; 32]>,
 }
 
 impl CardFactor {
-    /// A read whose slot 0 holds `secret` (slot 1 all zero): for tests and tools.
+    /// A read whose slot 0 holds `secret` (slot 1 all zero), of a card whose master key is
+    /// [`CardFactor::TEST_KEY`]: for tests and tools.
     pub fn with_secret(uid: [u8; 7], counter: u32, secret: [u8; 32]) -> Self {
         let mut slots = Zeroizing::new([[0u8; 32]; CARD_SLOTS]);
         slots[0] = secret;
@@ -108,8 +116,12 @@ impl CardFactor {
             uid,
             counter,
             slots,
+            key: Zeroizing::new(Self::TEST_KEY),
         }
     }
+
+    /// The master key [`CardFactor::with_secret`] gives its card.
+    pub const TEST_KEY: [u8; 32] = [0x6b; 32];
 
     /// The secret in `slot`.
     pub fn secret(&self, slot: usize) -> &[u8; 32] {
@@ -160,6 +172,13 @@ pub struct Unwrapped {
     card_slot: Option<usize>,
     /// Argon2id of the duress password under this file's salt (random bytes when none is set).
     duress_stretched: Zeroizing<[u8; 32]>,
+    /// The key slot B is sealed under (from the duress password's Argon2id output).
+    kek_b: Zeroizing<[u8; 32]>,
+    /// The keys slots C and D are sealed under (the password's and the duress password's).
+    kek_c: Zeroizing<[u8; 32]>,
+    kek_d: Zeroizing<[u8; 32]>,
+    /// The card's master key (`None` without the card factor).
+    card_key: Option<Zeroizing<[u8; 32]>>,
     /// The decoy record, when a duress password is set.
     duress_record: Option<Zeroizing<Vec<u8>>>,
 }
@@ -176,6 +195,11 @@ impl Unwrapped {
         self.card_slot
     }
 
+    /// The card's master key the unlock read the card with (`None` without the card factor).
+    pub fn card_key(&self) -> Option<&[u8; 32]> {
+        self.card_key.as_deref()
+    }
+
     /// What a file made by [`KeyFile::wrap_stretched`] for a new vault holds (no duress
     /// password; the card's slot 0), for rotating that vault's card secret.
     pub(crate) fn for_new_vault<R: Rng + CryptoRng>(
@@ -186,12 +210,17 @@ impl Unwrapped {
         rng: &mut R,
     ) -> Self {
         let card_slot = card.map(|_| 0);
+        let duress_stretched = Zeroizing::new(rng.random::<[u8; 32]>());
         Self {
             db_key,
             kek: kek_of(stretched, device_secret, secret_in(card, 0)),
             stretched: Zeroizing::new(*stretched),
             card_slot,
-            duress_stretched: Zeroizing::new(rng.random()),
+            kek_b: kek_of(&duress_stretched, device_secret, secret_in(card, 0)),
+            kek_c: card_key::kek(stretched, device_secret),
+            kek_d: card_key::kek(&duress_stretched, device_secret),
+            card_key: card.map(|c| c.key.clone()),
+            duress_stretched,
             duress_record: None,
         }
     }
@@ -200,7 +229,7 @@ impl Unwrapped {
 /// What an unlock opened.
 pub enum Unwrap {
     /// The account's password: slot A.
-    Account(Unwrapped),
+    Account(Box<Unwrapped>),
     /// The duress password: slot B. Holds the decoy record and the password's Argon2id output
     /// under this file's salt (so the decoy vault is made without a second key derivation).
     Duress {
@@ -228,6 +257,8 @@ pub struct KeyFile {
     slot_a: Vec<u8>,
     nonce_b: [u8; NONCE_LEN],
     slot_b: Vec<u8>,
+    /// Slots C and D: the card's master key (version 3 with the card factor).
+    card_keys: Option<CardKeySection>,
 }
 
 impl std::fmt::Debug for KeyFile {
@@ -278,7 +309,7 @@ fn secret_in(card: Option<&CardFactor>, slot: usize) -> Option<&[u8; 32]> {
     card.map(|c| c.secret(slot))
 }
 
-fn seal<R: Rng + CryptoRng>(
+pub(crate) fn seal<R: Rng + CryptoRng>(
     kek: &[u8; 32],
     plain: &[u8],
     aad: &[u8],
@@ -291,7 +322,7 @@ fn seal<R: Rng + CryptoRng>(
     Ok((nonce, ct))
 }
 
-fn open(
+pub(crate) fn open(
     kek: &[u8; 32],
     nonce: &[u8; NONCE_LEN],
     ct: &[u8],
@@ -328,8 +359,6 @@ enum SlotB<'a> {
     Empty,
     /// A decoy record sealed under this key-encryption key.
     Record(&'a [u8; 32], &'a [u8]),
-    /// Left as it is (a new card counter does not touch slot B).
-    Keep,
 }
 
 impl KeyFile {
@@ -412,11 +441,60 @@ impl KeyFile {
             slot_a: Vec::new(),
             nonce_b: [0; NONCE_LEN],
             slot_b: Vec::new(),
+            card_keys: None,
         }
     }
 
+    /// Seals slots C and D (`docs/card-key.md`) with the card's master key under `kek_c` (the
+    /// password's) and `kek_d` (the duress password's), when the file has the card factor;
+    /// call it after the other slots (the header must be final).
+    fn seal_card_keys<R: Rng + CryptoRng>(
+        &mut self,
+        kek_c: &[u8; 32],
+        kek_d: &[u8; 32],
+        card_key: Option<&[u8; 32]>,
+        rng: &mut R,
+    ) -> Result<(), VaultError> {
+        self.card_keys = match &self.card {
+            None => None,
+            Some(card) => {
+                let key = card_key.ok_or(VaultError::CardRequired)?;
+                Some(CardKeySection::seal(
+                    &self.header(),
+                    &card.uid,
+                    key,
+                    kek_c,
+                    kek_d,
+                    rng,
+                )?)
+            }
+        };
+        Ok(())
+    }
+
+    /// Everything sealed again for what `unlocked` holds, with fresh nonces (a new card counter,
+    /// a file from an older version): the same keys, the same duress password.
+    fn reseal<R: Rng + CryptoRng>(
+        &mut self,
+        unlocked: &Unwrapped,
+        rng: &mut R,
+    ) -> Result<(), VaultError> {
+        let b = match &unlocked.duress_record {
+            Some(record) => SlotB::Record(&unlocked.kek_b, record),
+            None => SlotB::Empty,
+        };
+        self.seal_slots(
+            &unlocked.kek,
+            &unlocked.db_key,
+            &unlocked.duress_stretched,
+            b,
+            rng,
+        )?;
+        self.seal_card_keys(&unlocked.kek_c, &unlocked.kek_d, unlocked.card_key(), rng)
+    }
+
     /// Seals slot A (database key and duress stretch) under `kek` with a fresh nonce, and slot B
-    /// as `b` says, as version 2.
+    /// as `b` says, as the current version.
     fn seal_slots<R: Rng + CryptoRng>(
         &mut self,
         kek: &[u8; 32],
@@ -425,15 +503,13 @@ impl KeyFile {
         b: SlotB<'_>,
         rng: &mut R,
     ) -> Result<(), VaultError> {
-        let upgrading = self.version == VERSION_1;
         self.version = VERSION;
         let mut plain = Zeroizing::new([0u8; SLOT_A_PLAIN]);
         plain[..32].copy_from_slice(db_key);
         plain[32..].copy_from_slice(duress_stretched);
         (self.nonce_a, self.slot_a) = seal(kek, plain.as_ref(), &self.aad_a(), rng)?;
         match b {
-            SlotB::Keep if !upgrading => {}
-            SlotB::Empty | SlotB::Keep => {
+            SlotB::Empty => {
                 self.nonce_b = rng.random();
                 self.slot_b = vec![0u8; SLOT_B_LEN];
                 rng.fill_bytes(&mut self.slot_b);
@@ -495,6 +571,12 @@ impl KeyFile {
         let kek = kek_of(stretched, factors.device_secret, secret_in(factors.card, 0));
         let no_duress = Zeroizing::new(rng.random::<[u8; 32]>());
         file.seal_slots(&kek, db_key, &no_duress, SlotB::Empty, rng)?;
+        file.seal_card_keys(
+            &card_key::kek(stretched, factors.device_secret),
+            &card_key::kek(&no_duress, factors.device_secret),
+            factors.card.map(|c| &*c.key),
+            rng,
+        )?;
         Ok(file)
     }
 
@@ -504,8 +586,8 @@ impl KeyFile {
     }
 
     /// After an unlock with the card: the same wrap with the card read's counter recorded, so
-    /// a later read must be above it. Needs the key-encryption key of that unlock. Slot B is
-    /// left as it is (its associated data does not include the counter).
+    /// a later read must be above it, everything sealed again with fresh nonces (a file from
+    /// an older version becomes the current one). Needs what that unlock opened.
     pub fn with_counter<R: Rng + CryptoRng>(
         &self,
         unlocked: &Unwrapped,
@@ -517,18 +599,12 @@ impl KeyFile {
             return Err(VaultError::CardRequired);
         };
         card.counter = counter;
-        next.seal_slots(
-            &unlocked.kek,
-            &unlocked.db_key,
-            &unlocked.duress_stretched,
-            SlotB::Keep,
-            rng,
-        )?;
+        next.reseal(unlocked, rng)?;
         Ok(next)
     }
 
-    /// A version 1 file rewritten as version 2 (same key-encryption key, an empty duress slot);
-    /// `None` if it already is.
+    /// A file from an older version rewritten as the current one (the same keys; a version 1
+    /// file gets an empty duress slot); `None` if it already is current.
     pub fn upgraded<R: Rng + CryptoRng>(
         &self,
         unlocked: &Unwrapped,
@@ -538,13 +614,7 @@ impl KeyFile {
             return Ok(None);
         }
         let mut next = self.clone();
-        next.seal_slots(
-            &unlocked.kek,
-            &unlocked.db_key,
-            &unlocked.duress_stretched,
-            SlotB::Keep,
-            rng,
-        )?;
+        next.reseal(unlocked, rng)?;
         Ok(Some(next))
     }
 
@@ -585,9 +655,21 @@ impl KeyFile {
                 return Err(VaultError::DuressSameAsPassword);
             }
             next.seal_keeping_duress(&kek, unlocked, device_secret, secret, rng)?;
+            next.seal_card_keys(
+                &card_key::kek(&stretched, device_secret),
+                &unlocked.kek_d,
+                new_card.map(|c| &*c.key),
+                rng,
+            )?;
         } else {
             let none = Zeroizing::new(rng.random::<[u8; 32]>());
             next.seal_slots(&kek, &unlocked.db_key, &none, SlotB::Empty, rng)?;
+            next.seal_card_keys(
+                &card_key::kek(&stretched, device_secret),
+                &card_key::kek(&none, device_secret),
+                new_card.map(|c| &*c.key),
+                rng,
+            )?;
         }
         Ok(next)
     }
@@ -603,6 +685,7 @@ impl KeyFile {
         rng: &mut R,
     ) -> Result<Self, VaultError> {
         let mut next = Self::blank(self.vault_id, self.kdf, self.salt, card);
+        let card_key = card.map(|c| &*c.key).or(unlocked.card_key());
         match duress {
             Some((password, record)) => {
                 pad_record(record)?;
@@ -619,10 +702,14 @@ impl KeyFile {
                     SlotB::Record(&kek_b, record),
                     rng,
                 )?;
+                let kek_d = card_key::kek(&stretched, device_secret);
+                next.seal_card_keys(&unlocked.kek_c, &kek_d, card_key, rng)?;
             }
             None => {
                 let none = Zeroizing::new(rng.random::<[u8; 32]>());
                 next.seal_slots(&unlocked.kek, &unlocked.db_key, &none, SlotB::Empty, rng)?;
+                let kek_d = card_key::kek(&none, device_secret);
+                next.seal_card_keys(&unlocked.kek_c, &kek_d, card_key, rng)?;
             }
         }
         Ok(next)
@@ -641,7 +728,12 @@ impl KeyFile {
 
     /// The checks [`KeyFile::unwrap_key`] makes of the card read before any key derivation.
     pub(crate) fn check_card(&self, factors: &Factors<'_>) -> Result<(), VaultError> {
-        match (&self.card, factors.card) {
+        self.check_card_read(factors.card)
+    }
+
+    /// [`KeyFile::check_card`] of a card read alone.
+    pub(crate) fn check_card_read(&self, card: Option<&CardFactor>) -> Result<(), VaultError> {
+        match (&self.card, card) {
             (None, _) => Ok(()),
             (Some(_), None) => Err(VaultError::CardRequired),
             (Some(bound), Some(read)) => {
@@ -706,23 +798,29 @@ impl KeyFile {
                 db_key.copy_from_slice(&plain[..32]);
                 let mut duress_stretched = Zeroizing::new([0u8; 32]);
                 let mut duress_record = None;
+                let secret = card_slot.and_then(|i| secret_in(card, i));
                 if self.version == VERSION_1 {
                     rand::rng().fill_bytes(duress_stretched.as_mut());
                 } else {
                     duress_stretched.copy_from_slice(&plain[32..]);
-                    let secret = card_slot.and_then(|i| secret_in(card, i));
-                    let kek_b = kek_of(&duress_stretched, factors.device_secret, secret);
+                }
+                let kek_b = kek_of(&duress_stretched, factors.device_secret, secret);
+                if self.version != VERSION_1 {
                     duress_record = open(&kek_b, &self.nonce_b, &self.slot_b, &self.aad_b())
                         .and_then(|p| unpad_record(&p));
                 }
-                Ok(Unwrap::Account(Unwrapped {
+                Ok(Unwrap::Account(Box::new(Unwrapped {
                     db_key,
                     kek,
                     stretched: stretched.clone(),
                     card_slot,
+                    kek_b,
+                    kek_c: card_key::kek(stretched, factors.device_secret),
+                    kek_d: card_key::kek(&duress_stretched, factors.device_secret),
+                    card_key: card.map(|c| c.key.clone()),
                     duress_stretched,
                     duress_record,
-                }))
+                })))
             }
             (None, Some((plain, card_slot))) => Ok(Unwrap::Duress {
                 record: unpad_record(&plain).ok_or(VaultError::KeyFileDamaged)?,
@@ -750,11 +848,12 @@ impl KeyFile {
         let mut next = Self::blank_bound(self.vault_id, self.kdf, self.salt, Some(binding));
         let kek = kek_of(&unlocked.stretched, device_secret, Some(secret));
         next.seal_keeping_duress(&kek, unlocked, device_secret, Some(secret), rng)?;
+        next.seal_card_keys(&unlocked.kek_c, &unlocked.kek_d, unlocked.card_key(), rng)?;
         Ok(next)
     }
 
-    /// The encoding in `docs/vault.md` (always version 2; a version 1 file is only written
-    /// after [`KeyFile::upgraded`] or a rewrap).
+    /// The encoding in `docs/vault.md` (the version it was read as; every file sealed here is
+    /// the current version).
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut out = self.header().to_vec();
         out.extend_from_slice(&self.nonce_a);
@@ -763,11 +862,34 @@ impl KeyFile {
             out.extend_from_slice(&self.nonce_b);
             out.extend_from_slice(&self.slot_b);
         }
+        if let Some(keys) = &self.card_keys {
+            out.extend(keys.to_bytes());
+        }
         out.extend(self.card_section());
         out
     }
 
-    /// Parses a key file (version 1 or 2).
+    /// The card's master key (`docs/card-key.md`), opened with the password's Argon2id output
+    /// under this file's salt: from slot C (the account's password) or slot D (the duress
+    /// password), both always tried. `Ok(None)` when the file has no card factor or is from
+    /// before the key moved into it (version 2: the key is in the OS keyring);
+    /// [`VaultError::WrongFactor`] when neither slot opens (a wrong password or device
+    /// secret), before the card is touched.
+    pub fn open_card_key(
+        &self,
+        stretched: &[u8; 32],
+        device_secret: &[u8; 32],
+    ) -> Result<Option<Zeroizing<[u8; 32]>>, VaultError> {
+        let (Some(card), Some(keys)) = (&self.card, &self.card_keys) else {
+            return Ok(None);
+        };
+        let kek = card_key::kek(stretched, device_secret);
+        keys.open(&self.header(), &card.uid, &kek)
+            .map(|(key, _)| Some(key))
+            .ok_or(VaultError::WrongFactor)
+    }
+
+    /// Parses a key file (version 1, 2 or 3).
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, VaultError> {
         if bytes.len() < KEY_FILE_V1_LEN || &bytes[..4] != MAGIC {
             return Err(VaultError::KeyFileDamaged);
@@ -775,7 +897,7 @@ impl KeyFile {
         let version = bytes[4];
         let body_len = match version {
             VERSION_1 => KEY_FILE_V1_LEN,
-            VERSION => KEY_FILE_LEN,
+            VERSION_2 | VERSION => KEY_FILE_LEN,
             _ => return Err(VaultError::NewerVersion),
         };
         let flags = bytes[21];
@@ -785,10 +907,13 @@ impl KeyFile {
             return Err(VaultError::KeyFileDamaged);
         }
         let with_card = flags & FACTOR_CARD != 0;
-        let expected = body_len + if with_card { CARD_SECTION_LEN } else { 0 };
+        let with_keys = with_card && version == VERSION;
+        let keys_len = if with_keys { card_key::SECTION_LEN } else { 0 };
+        let expected = body_len + keys_len + if with_card { CARD_SECTION_LEN } else { 0 };
         if bytes.len() != expected {
             return Err(VaultError::KeyFileDamaged);
         }
+        let card_at = body_len + keys_len;
         let u32_at = |i: usize| {
             let mut b = [0u8; 4];
             b.copy_from_slice(&bytes[i..i + 4]);
@@ -796,10 +921,10 @@ impl KeyFile {
         };
         let card = with_card.then(|| {
             let mut uid = [0u8; 7];
-            uid.copy_from_slice(&bytes[body_len..body_len + 7]);
+            uid.copy_from_slice(&bytes[card_at..card_at + 7]);
             CardBinding {
                 uid,
-                counter: u32_at(body_len + 7),
+                counter: u32_at(card_at + 7),
             }
         });
         let slot_a_len = if version == VERSION_1 { 48 } else { SLOT_A_LEN };
@@ -817,6 +942,7 @@ impl KeyFile {
             slot_a: Vec::new(),
             nonce_b: [0; NONCE_LEN],
             slot_b: Vec::new(),
+            card_keys: None,
         };
         file.vault_id.copy_from_slice(&bytes[5..21]);
         file.salt.copy_from_slice(&bytes[34..50]);
@@ -825,10 +951,16 @@ impl KeyFile {
         at += NONCE_LEN;
         file.slot_a = bytes[at..at + slot_a_len].to_vec();
         at += slot_a_len;
-        if version == VERSION {
+        if version != VERSION_1 {
             file.nonce_b.copy_from_slice(&bytes[at..at + NONCE_LEN]);
             at += NONCE_LEN;
             file.slot_b = bytes[at..at + SLOT_B_LEN].to_vec();
+            at += SLOT_B_LEN;
+        }
+        if with_keys {
+            file.card_keys = Some(CardKeySection::from_bytes(
+                &bytes[at..at + card_key::SECTION_LEN],
+            )?);
         }
         Ok(file)
     }
@@ -862,7 +994,7 @@ mod tests {
     /// The account's slot, or a failed test.
     fn account(u: Result<Unwrap, VaultError>) -> Unwrapped {
         match u {
-            Ok(Unwrap::Account(u)) => u,
+            Ok(Unwrap::Account(u)) => *u,
             Ok(Unwrap::Duress { .. }) => panic!("opened the duress slot"),
             Err(e) => panic!("unwrap failed: {e}"),
         }
@@ -964,7 +1096,7 @@ mod tests {
         ));
         // So does changing the bound UID.
         let mut other_uid = next.to_bytes();
-        other_uid[KEY_FILE_LEN] ^= 1;
+        other_uid[KEY_FILE_LEN + card_key::SECTION_LEN] ^= 1;
         let other_uid = KeyFile::from_bytes(&other_uid).expect("parse");
         let mut moved = card(4, 20, 9);
         moved.uid[0] ^= 1;
@@ -1009,7 +1141,7 @@ mod tests {
             KeyFile::from_bytes(&bad),
             Err(VaultError::KeyFileDamaged)
         ));
-        bad.extend([3; CARD_SECTION_LEN]);
+        bad.extend([3; card_key::SECTION_LEN + CARD_SECTION_LEN]);
         let k = KeyFile::from_bytes(&bad).expect("parse");
         assert!(matches!(
             k.unwrap_key(&factors(b"pw", &dev, Some(&card(3, u32::MAX, 0)))),
@@ -1025,10 +1157,10 @@ mod tests {
             KeyFile::from_bytes(&long),
             Err(VaultError::KeyFileDamaged)
         ));
-        let mut v3 = bytes.clone();
-        v3[4] = 3;
+        let mut v4 = bytes.clone();
+        v4[4] = VERSION + 1;
         assert!(matches!(
-            KeyFile::from_bytes(&v3),
+            KeyFile::from_bytes(&v4),
             Err(VaultError::NewerVersion)
         ));
         let weak = KdfParams {
@@ -1075,7 +1207,7 @@ mod tests {
             .expect("set duress");
         // Same size and layout with and without a duress password.
         assert_eq!(set.to_bytes().len(), plain.to_bytes().len());
-        assert_eq!(set.to_bytes().len(), KEY_FILE_LEN + CARD_SECTION_LEN);
+        assert_eq!(set.to_bytes().len(), KEY_FILE_CARD_LEN);
         let set = KeyFile::from_bytes(&set.to_bytes()).expect("parse");
         assert_eq!(set.card.map(|c| c.counter), Some(11));
 
@@ -1105,9 +1237,10 @@ mod tests {
         let again = account(set.unwrap_key(&factors(b"pw", &dev, Some(&card(4, 12, 9)))));
         assert_eq!(*again.db_key, key);
         assert!(again.duress_configured());
-        // Recording a counter rewrites slot A only; the duress slot still opens after it.
+        // Recording a counter seals every slot again (fresh nonces); the duress slot still
+        // opens after it.
         let counted = set.with_counter(&again, 12, &mut rng).expect("counter");
-        assert_eq!(counted.slot_b, set.slot_b);
+        assert_ne!(counted.slot_b, set.slot_b);
         assert_ne!(counted.slot_a, set.slot_a);
         assert!(matches!(
             counted.unwrap_key(&factors(b"duress", &dev, Some(&card(4, 13, 9)))),
@@ -1254,7 +1387,7 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_file_opens_and_is_rewritten_as_version_2() {
+    fn a_version_1_file_opens_and_is_rewritten_as_the_current_version() {
         let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(6);
         let dev = [7u8; 32];
         let key = [5u8; 32];
@@ -1274,7 +1407,7 @@ mod tests {
         let v2 = v1.with_counter(&opened, 8, &mut rng).expect("counter");
         let v2 = KeyFile::from_bytes(&v2.to_bytes()).expect("parse v2");
         assert_eq!(v2.version, VERSION);
-        assert_eq!(v2.to_bytes().len(), KEY_FILE_LEN + CARD_SECTION_LEN);
+        assert_eq!(v2.to_bytes().len(), KEY_FILE_CARD_LEN);
         assert_eq!(
             *account(v2.unwrap_key(&factors(b"pw", &dev, Some(&card(2, 9, 1))))).db_key,
             key
@@ -1292,5 +1425,175 @@ mod tests {
         assert_eq!(up.to_bytes().len(), KEY_FILE_LEN);
         let opened = account(up.unwrap_key(&factors(b"pw", &dev, None)));
         assert!(up.upgraded(&opened, &mut rng).expect("upgrade").is_none());
+    }
+
+    /// A card read like [`card`], made with master key `key`.
+    fn card_keyed(uid: u8, counter: u32, secret: u8, key: u8) -> CardFactor {
+        let mut c = card(uid, counter, secret);
+        c.key = Zeroizing::new([key; 32]);
+        c
+    }
+
+    /// The card's key as slot C or D gives it back to `password`.
+    fn card_key_for(f: &KeyFile, password: &[u8], dev: &[u8; 32]) -> Result<[u8; 32], VaultError> {
+        let stretched = f.stretch(password)?;
+        let key = f.open_card_key(&stretched, dev)?;
+        Ok(*key.expect("the file holds the card's key"))
+    }
+
+    #[test]
+    fn the_card_key_opens_with_either_password_only_and_follows_every_rewrite() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(7);
+        let (dev, other_dev) = ([7u8; 32], [8u8; 32]);
+        let tap = card_keyed(3, 1, 5, 0x11);
+        let f = KeyFile::wrap(
+            [2; 16],
+            KdfParams::MINIMUM,
+            &[1; 32],
+            &factors(b"pw", &dev, Some(&tap)),
+            &mut rng,
+        )
+        .expect("wrap");
+        let f = KeyFile::from_bytes(&f.to_bytes()).expect("parse");
+        assert_eq!(f.to_bytes().len(), KEY_FILE_CARD_LEN);
+        assert_eq!(card_key_for(&f, b"pw", &dev).expect("key"), [0x11; 32]);
+        // A wrong password or device secret opens neither slot: no key to read the card with.
+        for (pw, d) in [(&b"pW"[..], &dev), (&b"pw"[..], &other_dev)] {
+            assert!(matches!(
+                f.open_card_key(&f.stretch(pw).expect("stretch"), d),
+                Err(VaultError::WrongFactor)
+            ));
+        }
+        // No plaintext copy of the key anywhere in the file.
+        let bytes = f.to_bytes();
+        assert!(!bytes.windows(8).any(|w| w == [0x11; 8]));
+        // The duress password opens it too (slot D), and the account's still does.
+        let opened = account(f.unwrap_key(&factors(b"pw", &dev, Some(&card_keyed(3, 2, 5, 0x11)))));
+        assert_eq!(opened.card_key(), Some(&[0x11; 32]));
+        let tap = card_keyed(3, 2, 5, 0x11);
+        let set = f
+            .with_duress(
+                &opened,
+                &dev,
+                Some(&tap),
+                Some((b"duress", b"decoy")),
+                &mut rng,
+            )
+            .expect("duress");
+        assert_eq!(set.to_bytes().len(), KEY_FILE_CARD_LEN);
+        assert_eq!(
+            card_key_for(&set, b"duress", &dev).expect("key"),
+            [0x11; 32]
+        );
+        assert_eq!(card_key_for(&set, b"pw", &dev).expect("key"), [0x11; 32]);
+        // A new counter, a new card secret: the same key for both passwords.
+        let opened =
+            account(set.unwrap_key(&factors(b"pw", &dev, Some(&card_keyed(3, 3, 5, 0x11)))));
+        let counted = set.with_counter(&opened, 3, &mut rng).expect("counter");
+        assert_eq!(
+            card_key_for(&counted, b"duress", &dev).expect("key"),
+            [0x11; 32]
+        );
+        let rotated = counted
+            .for_card_secret(&opened, &dev, &[6; 32], &mut rng)
+            .expect("rotate");
+        assert_eq!(
+            card_key_for(&rotated, b"pw", &dev).expect("key"),
+            [0x11; 32]
+        );
+        assert_eq!(
+            card_key_for(&rotated, b"duress", &dev).expect("key"),
+            [0x11; 32]
+        );
+        // A new password: only it (and the duress password) opens the key.
+        let changed = counted
+            .rewrapped(
+                &opened,
+                &dev,
+                b"new",
+                KdfParams::MINIMUM,
+                Some(&tap),
+                &mut rng,
+            )
+            .expect("rewrap");
+        assert!(matches!(
+            changed.open_card_key(&changed.stretch(b"pw").expect("stretch"), &dev),
+            Err(VaultError::WrongFactor)
+        ));
+        assert_eq!(
+            card_key_for(&changed, b"new", &dev).expect("key"),
+            [0x11; 32]
+        );
+        assert_eq!(
+            card_key_for(&changed, b"duress", &dev).expect("key"),
+            [0x11; 32]
+        );
+        // Another card: its key.
+        let other = card_keyed(9, 1, 2, 0x22);
+        let moved = counted
+            .rewrapped(
+                &opened,
+                &dev,
+                b"pw",
+                KdfParams::MINIMUM,
+                Some(&other),
+                &mut rng,
+            )
+            .expect("rewrap");
+        assert_eq!(card_key_for(&moved, b"pw", &dev).expect("key"), [0x22; 32]);
+        // Without the card factor there is no key to open.
+        let none = counted
+            .rewrapped(&opened, &dev, b"pw", KdfParams::MINIMUM, None, &mut rng)
+            .expect("rewrap");
+        assert_eq!(none.to_bytes().len(), KEY_FILE_LEN);
+        let stretched = none.stretch(b"pw").expect("stretch");
+        assert!(
+            none.open_card_key(&stretched, &dev)
+                .expect("no card")
+                .is_none()
+        );
+    }
+
+    #[test]
+    fn a_version_2_file_opens_with_the_keyring_key_and_is_rewritten_holding_it() {
+        let mut rng = rand_chacha::ChaCha20Rng::seed_from_u64(8);
+        let dev = [7u8; 32];
+        let db_key = [5u8; 32];
+        let tap = card_keyed(2, 7, 1, 0x33);
+        // A version 2 file as the previous release wrote it, with a duress password.
+        let mut v2 = KeyFile::blank([3; 16], KdfParams::MINIMUM, [4; 16], Some(&tap));
+        v2.version = VERSION_2;
+        let stretched = stretch(&v2.kdf, &v2.salt, b"pw").expect("stretch");
+        let duress = stretch(&v2.kdf, &v2.salt, b"duress").expect("stretch");
+        let kek = kek_of(&stretched, &dev, Some(tap.secret(0)));
+        let mut plain = Zeroizing::new([0u8; SLOT_A_PLAIN]);
+        plain[..32].copy_from_slice(&db_key);
+        plain[32..].copy_from_slice(&duress[..]);
+        (v2.nonce_a, v2.slot_a) = seal(&kek, &plain[..], &v2.aad_a(), &mut rng).expect("seal");
+        let kek_b = kek_of(&duress, &dev, Some(tap.secret(0)));
+        let record = pad_record(b"decoy").expect("record");
+        (v2.nonce_b, v2.slot_b) = seal(&kek_b, &record, &v2.aad_b(), &mut rng).expect("seal");
+        let bytes = v2.to_bytes();
+        assert_eq!(bytes.len(), KEY_FILE_LEN + CARD_SECTION_LEN);
+        let v2 = KeyFile::from_bytes(&bytes).expect("parse v2");
+        // No key in the file yet: the caller reads the card with the keyring's.
+        assert!(v2.open_card_key(&stretched, &dev).expect("v2").is_none());
+        let opened =
+            account(v2.unwrap_key(&factors(b"pw", &dev, Some(&card_keyed(2, 8, 1, 0x33)))));
+        assert!(opened.duress_configured());
+        let v3 = v2.with_counter(&opened, 8, &mut rng).expect("counter");
+        let v3 = KeyFile::from_bytes(&v3.to_bytes()).expect("parse v3");
+        assert_eq!(v3.version, VERSION);
+        assert_eq!(v3.to_bytes().len(), KEY_FILE_CARD_LEN);
+        assert_eq!(card_key_for(&v3, b"pw", &dev).expect("key"), [0x33; 32]);
+        assert_eq!(card_key_for(&v3, b"duress", &dev).expect("key"), [0x33; 32]);
+        // The account and the duress password both still open.
+        let again = account(v3.unwrap_key(&factors(b"pw", &dev, Some(&card(2, 9, 1)))));
+        assert_eq!(*again.db_key, db_key);
+        assert!(again.duress_configured());
+        assert!(matches!(
+            v3.unwrap_key(&factors(b"duress", &dev, Some(&card(2, 9, 1)))),
+            Ok(Unwrap::Duress { .. })
+        ));
     }
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 pub mod backup;
+mod card_key;
 mod keyfile;
 mod keys;
 mod links;
@@ -13,8 +14,8 @@ mod vault;
 mod wipe;
 
 pub use keyfile::{
-    CARD_SLOTS, CardBinding, CardFactor, DURESS_RECORD_MAX, Factors, KEY_FILE_LEN, KdfParams,
-    KeyFile, Unwrap, Unwrapped,
+    CARD_SLOTS, CardBinding, CardFactor, DURESS_RECORD_MAX, Factors, KEY_FILE_CARD_LEN,
+    KEY_FILE_LEN, KdfParams, KeyFile, Unwrap, Unwrapped,
 };
 pub use keys::{KeyInventory, NamedSecret, RetiredKey};
 pub use machines::standing;
@@ -28,7 +29,7 @@ pub use secrets::{
 };
 pub use signal::{IdentityRecord, SignalStore};
 pub use vault::{
-    CardRotation, DATABASE_FILE, KEY_FILE, NEXT_KEY_FILE, PENDING_ACCOUNT, Unlock, Vault,
+    CardRotation, DATABASE_FILE, KEY_FILE, NEXT_KEY_FILE, Opening, PENDING_ACCOUNT, Unlock, Vault,
 };
 pub use wipe::{WipeProblem, WipeReport, wipe};
 

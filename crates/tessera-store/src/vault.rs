@@ -8,7 +8,7 @@ use rusqlite::Connection;
 use zeroize::Zeroizing;
 
 use crate::keyfile::{CardBinding, CardFactor, Factors, KdfParams, KeyFile, Unwrap, Unwrapped};
-use crate::secrets::{SecretStore, vault_entry};
+use crate::secrets::{SecretStore, card_entry, vault_entry};
 use crate::{VaultError, schema};
 
 /// The database file in the data directory.
@@ -96,6 +96,11 @@ impl CardRotation {
             .store(&self.dir.join(NEXT_KEY_FILE))
     }
 
+    /// The card's master key (to write the new secret with).
+    pub fn card_key(&self) -> Option<&[u8; 32]> {
+        self.unwrapped.card_key()
+    }
+
     /// Once the card holds the new secret: the prepared key file replaces the current one
     /// (rename, then fsync of the directory). From then on only the new secret opens the vault.
     pub fn commit(self) -> Result<(), VaultError> {
@@ -138,6 +143,55 @@ impl std::fmt::Debug for Vault {
         f.debug_struct("Vault")
             .field("dir", &self.dir)
             .finish_non_exhaustive()
+    }
+}
+
+/// The first half of an unlock (`docs/card-key.md`): the key file read, the password stretched
+/// (Argon2id) and, for a vault with the card factor, the card's master key opened with it — so
+/// the card is read only by someone who knows the password. [`Opening::finish`] is the second
+/// half, with the card read made with [`Opening::card_key`]. Holds key material (zeroized on
+/// drop).
+pub struct Opening {
+    dir: PathBuf,
+    file: KeyFile,
+    device_secret: Zeroizing<[u8; 32]>,
+    stretched: Zeroizing<[u8; 32]>,
+    card_key: Option<Zeroizing<[u8; 32]>>,
+}
+
+impl std::fmt::Debug for Opening {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Opening")
+            .field("card", &self.file.card)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Opening {
+    /// The card the vault is bound to (`None`: no card factor).
+    pub fn card(&self) -> Option<CardBinding> {
+        self.file.card
+    }
+
+    /// The card's master key from the key file. `None` without the card factor, or for a key
+    /// file from before the key moved into it (version 2), whose card key is still in the OS
+    /// keyring (`card-<uid>`, [`card_entry`]); the unlock moves it into the key file and removes
+    /// the keyring entry.
+    pub fn card_key(&self) -> Option<&[u8; 32]> {
+        self.card_key.as_deref()
+    }
+
+    /// Finishes the unlock with `card`, the card read made with the card's key (see
+    /// [`Vault::unlock`] for everything it checks and does). `password` must be the one the
+    /// opening was made with.
+    pub fn finish<R: Rng + CryptoRng>(
+        self,
+        password: &[u8],
+        secrets: &dyn SecretStore,
+        card: Option<&CardFactor>,
+        rng: &mut R,
+    ) -> Result<Unlock, VaultError> {
+        Vault::finish_unlock(self, password, secrets, card, rng)
     }
 }
 
@@ -214,7 +268,7 @@ fn unwrap_with(
     card: Option<&CardFactor>,
 ) -> Result<(Zeroizing<[u8; 32]>, Unwrapped), VaultError> {
     match unwrap_any(file, secrets, password, card)? {
-        (device_secret, Unwrap::Account(u)) => Ok((device_secret, u)),
+        (device_secret, Unwrap::Account(u)) => Ok((device_secret, *u)),
         (_, Unwrap::Duress { .. }) => Err(VaultError::WrongFactor),
     }
 }
@@ -410,6 +464,7 @@ impl Vault {
             vault.set_local(PENDING_ACCOUNT, record)?;
         }
         file.store(&key_path)?;
+        forget_card_key(secrets, &file)?;
         Ok(vault)
     }
 
@@ -450,17 +505,54 @@ impl Vault {
         card: Option<&CardFactor>,
         rng: &mut R,
     ) -> Result<Unlock, VaultError> {
+        // The card read's UID and counter are checked before any key derivation.
+        KeyFile::load(&dir.join(KEY_FILE))?.check_card_read(card)?;
+        Self::begin_unlock(dir, password, secrets)?.finish(password, secrets, card, rng)
+    }
+
+    /// The first half of [`Vault::unlock`], before the card is read: see [`Opening`]. With the
+    /// card factor, a wrong password (or device secret) is [`VaultError::WrongFactor`] here.
+    pub fn begin_unlock(
+        dir: &Path,
+        password: &[u8],
+        secrets: &dyn SecretStore,
+    ) -> Result<Opening, VaultError> {
+        let file = KeyFile::load(&dir.join(KEY_FILE))?;
+        let device_secret = device_secret(secrets, &file)?;
+        let stretched = file.stretch(password)?;
+        let card_key = file.open_card_key(&stretched, &device_secret)?;
+        Ok(Opening {
+            dir: dir.to_path_buf(),
+            file,
+            device_secret,
+            stretched,
+            card_key,
+        })
+    }
+
+    fn finish_unlock<R: Rng + CryptoRng>(
+        opening: Opening,
+        password: &[u8],
+        secrets: &dyn SecretStore,
+        card: Option<&CardFactor>,
+        rng: &mut R,
+    ) -> Result<Unlock, VaultError> {
+        let Opening {
+            dir,
+            mut file,
+            device_secret,
+            stretched,
+            card_key: _,
+        } = opening;
+        let dir = dir.as_path();
         let key_path = dir.join(KEY_FILE);
         let next_path = dir.join(NEXT_KEY_FILE);
-        let mut file = KeyFile::load(&key_path)?;
-        let device_secret = device_secret(secrets, &file)?;
         let factors = Factors {
             password,
             device_secret: &device_secret,
             card,
         };
         file.check_card(&factors)?;
-        let stretched = file.stretch(password)?;
         let mut opened = file.unwrap_stretched(&stretched, &factors);
         if matches!(opened, Err(VaultError::WrongFactor))
             && file.card.is_some()
@@ -556,6 +648,7 @@ impl Vault {
             next.store(&key_path)?;
             file = next;
         }
+        forget_card_key(secrets, &file)?;
         let duress = unwrapped.duress_configured();
         let db_path = dir.join(DATABASE_FILE);
         if !db_path.exists() {
@@ -567,7 +660,7 @@ impl Vault {
         let rotation = file.card.is_some().then(|| CardRotation {
             dir: dir.to_path_buf(),
             file: file.clone(),
-            unwrapped,
+            unwrapped: *unwrapped,
             device_secret,
             reads_elsewhere,
         });
@@ -808,8 +901,18 @@ fn rewrap<'a, R: Rng + CryptoRng>(
     let file = KeyFile::load(&key_path)?;
     let (old_password, old_card, kdf, new_password, new_card) = plan(&file)?;
     let (device_secret, unwrapped) = unwrap_with(&file, secrets, old_password, old_card)?;
-    file.rewrapped(&unwrapped, &device_secret, new_password, kdf, new_card, rng)?
-        .store(&key_path)
+    let next = file.rewrapped(&unwrapped, &device_secret, new_password, kdf, new_card, rng)?;
+    next.store(&key_path)?;
+    forget_card_key(secrets, &next)
+}
+
+/// Once a key file holding the card's key is written: the keyring's copy (left by
+/// provisioning, or by a vault from before, `docs/card-key.md`) is removed.
+fn forget_card_key(secrets: &dyn SecretStore, file: &KeyFile) -> Result<(), VaultError> {
+    match &file.card {
+        Some(bound) => secrets.delete(&card_entry(&bound.uid)),
+        None => Ok(()),
+    }
 }
 
 #[cfg(test)]

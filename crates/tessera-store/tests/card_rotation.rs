@@ -24,6 +24,7 @@ fn read(counter: u32, slot0: u8, slot1: u8) -> CardFactor {
         uid: UID,
         counter,
         slots: Zeroizing::new([[slot0; 32], [slot1; 32]]),
+        key: Zeroizing::new(CardFactor::TEST_KEY),
     }
 }
 

@@ -840,6 +840,8 @@ fn a_duress_password_wipes_the_account_and_opens_an_empty_one() {
     secrets.put(&card_keys, &[6; 32]).unwrap();
     duress_vault(&with, &secrets, true);
     duress_vault(&without, &secrets, false);
+    // The card's key (left in the keyring by provisioning) moved into the key files.
+    assert!(secrets.get(&card_keys).unwrap().is_none());
     // Nothing on disk tells the two apart: the same names and sizes.
     assert_eq!(listing(&with), listing(&without));
 
@@ -919,10 +921,17 @@ fn a_duress_password_wipes_the_account_and_opens_an_empty_one() {
     // The same vault id, so the same keyring entry name; its secret is a new one.
     assert_eq!(vault.vault_id(), old_id);
     drop(vault);
-    // The account is gone: its device secret was replaced, the card's keys stayed.
+    // The account is gone: its device secret was replaced; the card's key is in the new
+    // vault's key file, opened by the duress password (the new vault's password).
     let now_secret = secrets.get(&old_entry).unwrap().unwrap();
     assert_ne!(*now_secret, *old_secret);
-    assert!(secrets.get(&card_keys).unwrap().is_some());
+    assert!(secrets.get(&card_keys).unwrap().is_none());
+    let opening = Vault::begin_unlock(&with, b"run", &secrets).unwrap();
+    assert_eq!(
+        opening.card_key(),
+        Some(&tessera_store::CardFactor::TEST_KEY)
+    );
+    drop(opening);
     assert!(matches!(
         Vault::unlock(&with, b"pw2", &secrets, Some(&card(4, 6, 9)), &mut rng(26)),
         Err(VaultError::WrongFactor)

@@ -3,6 +3,13 @@
 
 use super::*;
 
+/// What an unlock gets of the card: a read made already (tests, tools), or the reader to read
+/// it on once the password opened the card's key.
+enum CardIn {
+    Read(Option<CardFactor>),
+    Reader(Option<String>),
+}
+
 impl Engine {
     /// Creates the vault and the account, registers with the relay and publishes prekeys.
     /// The relay is contacted first (its pinned key checked) so a wrong address leaves nothing
@@ -113,23 +120,28 @@ impl Engine {
         Self::unlock_with_clock(dir, password, secrets, card, Arc::new(SystemClock)).await
     }
 
-    /// Unlocks with a card read on a reader ([`crate::card::tap_for_vault`]) as
-    /// [`Engine::unlock`] does, then moves the vault to a new card secret on that reader
-    /// ([`crate::card::rotate_secret`]): a copy of the card made before stops opening the
-    /// vault. A rotation that fails (card taken away) leaves the vault unlocked and the old
-    /// secret working; [`Engine::card_check`] says what happened, and how often the card was
-    /// read elsewhere since the last unlock.
-    pub async fn unlock_tap(
+    /// Unlocks with the card on `reader` (or the first reader with a card) as [`Engine::unlock`]
+    /// does, reading the card with the key the key file gives to the password
+    /// ([`crate::card::open_and_tap`], `docs/card-key.md`), then moves the vault to a new card
+    /// secret on that reader ([`crate::card::rotate_secret`]): a copy of the card made before
+    /// stops opening the vault. A rotation that fails (card taken away) leaves the vault
+    /// unlocked and the old secret working; [`Engine::card_check`] says what happened, and how
+    /// often the card was read elsewhere since the last unlock. Returns the reader the card was
+    /// read on too (`None` without the card factor).
+    pub async fn unlock_card(
         dir: &Path,
         password: Zeroizing<Vec<u8>>,
         secrets: Arc<dyn SecretStore>,
-        tap: Option<crate::card::Tap>,
-    ) -> Result<Self, CoreError> {
-        let (card, reader) = match tap {
-            Some(t) => (Some(t.factor), Some(t.reader)),
-            None => (None, None),
-        };
-        Self::unlock_inner(dir, password, secrets, card, reader, Arc::new(SystemClock)).await
+        reader: Option<String>,
+    ) -> Result<(Self, Option<String>), CoreError> {
+        Self::unlock_inner(
+            dir,
+            password,
+            secrets,
+            CardIn::Reader(reader),
+            Arc::new(SystemClock),
+        )
+        .await
     }
 
     /// As [`Engine::unlock`], with the clock the engine uses from then on. Keys due for
@@ -141,7 +153,11 @@ impl Engine {
         card: Option<CardFactor>,
         clock: Arc<dyn Clock>,
     ) -> Result<Self, CoreError> {
-        Self::unlock_inner(dir, password, secrets, card, None, clock).await
+        Ok(
+            Self::unlock_inner(dir, password, secrets, CardIn::Read(card), clock)
+                .await?
+                .0,
+        )
     }
 
     /// What the card check of this engine's unlock found (`None` without the card).
@@ -153,10 +169,9 @@ impl Engine {
         dir: &Path,
         password: Zeroizing<Vec<u8>>,
         secrets: Arc<dyn SecretStore>,
-        card: Option<CardFactor>,
-        reader: Option<String>,
+        card: CardIn,
         clock: Arc<dyn Clock>,
-    ) -> Result<Self, CoreError> {
+    ) -> Result<(Self, Option<String>), CoreError> {
         let d = dir.to_path_buf();
         let s2 = secrets.clone();
         let now = clock.now_ms();
@@ -164,9 +179,21 @@ impl Engine {
         // empty vault: its account is made here, and the unlock goes on as any other (nothing
         // tells the caller, the logs or the interface which password it was; its card secret
         // is rotated the same way).
-        let (vault, check) = tokio::task::spawn_blocking(move || {
-            let mut vault =
-                Vault::unlock(&d, &password, s2.as_ref(), card.as_ref(), &mut rng())?.into_vault();
+        let (vault, check, reader) = tokio::task::spawn_blocking(move || {
+            let (unlock, reader) = match card {
+                CardIn::Read(card) => (
+                    Vault::unlock(&d, &password, s2.as_ref(), card.as_ref(), &mut rng())?,
+                    None,
+                ),
+                CardIn::Reader(reader) => {
+                    let (opening, tap) =
+                        crate::card::open_and_tap(&d, &password, s2.as_ref(), reader.as_deref())?;
+                    let factor = tap.as_ref().map(|t| &t.factor);
+                    let unlock = opening.finish(&password, s2.as_ref(), factor, &mut rng())?;
+                    (unlock, tap.map(|t| t.reader))
+                }
+            };
+            let mut vault = unlock.into_vault();
             let check = vault.take_card_rotation().map(|rotation| {
                 let reads_elsewhere = rotation.reads_elsewhere();
                 let started = std::time::Instant::now();
@@ -196,7 +223,7 @@ impl Engine {
                 }
             });
             duress::finish_pending(&vault, now)?;
-            Ok::<_, CoreError>((vault, check))
+            Ok::<_, CoreError>((vault, check, reader))
         })
         .await
         .map_err(|_| CoreError::Busy)??;
@@ -208,7 +235,7 @@ impl Engine {
             *c = check;
         }
         engine.forward_tor_progress();
-        Ok(engine)
+        Ok((engine, reader))
     }
 
     /// Adds the card factor to the (locked) vault in `dir`; see [`Vault::enroll_card`].
