@@ -36,14 +36,27 @@ function messageNode(m) {
     unsupported: 'Unsupported message: it was sent from a newer version of Tessera.',
     undecryptable: 'A message could not be decrypted.',
     account_deleted: 'This contact deleted their account. Nothing more can be sent to them.',
+    deleted: 'Message deleted.',
   };
   const body = notices[m.kind]
     ? el('p', { class: `body ${m.kind}` }, notices[m.kind])
     : el('p', { class: 'body' }, m.body);
+  // A reply names what it quotes; the link jumps to it when it is loaded (docs/message-actions.md).
+  const quoted = m.replyTo
+    ? el('button', {
+      type: 'button', class: 'reply-ref', 'aria-label': 'Show the message this replies to',
+      onclick: () => {
+        const target = document.querySelector(`.msg[data-id="${m.replyTo}"]`);
+        if (target) { target.scrollIntoView({ block: 'center' }); target.focus?.(); }
+      },
+    }, '↩ Reply')
+    : null;
   return el('div', { class: `msg ${m.outgoing ? 'out' : 'in'}`, dataset: { id: m.id, row: m.row, sent: m.sent, day: new Date(m.sent).toDateString() } },
+    quoted,
     body,
     el('span', { class: 'meta' }, el('time', { datetime: new Date(m.sent).toISOString() }, time(m.sent)),
       m.timeFlag ? el('span', { class: 'clock-flag', role: 'img', 'aria-label': CLOCK_FLAG, title: CLOCK_FLAG }, '⏱') : null,
+      m.edited && m.kind === 'text' ? el('span', { class: 'edited' }, 'edited') : null,
       m.outgoing ? mark(m.status, m.failure) : null));
 }
 
@@ -538,6 +551,12 @@ export function onEngineEvent(e) {
         if (old && m) old.replaceWith(m);
         else if (m) node.append(m);
       }
+      break;
+    }
+    case 'changed': {
+      const node = document.querySelector(`.msg[data-id="${e.message.id}"]`);
+      if (node) node.replaceWith(messageNode(e.message));
+      refreshConversations();
       break;
     }
     case 'contacts':

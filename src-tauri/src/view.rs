@@ -76,9 +76,14 @@ pub struct MessageView {
     pub read: bool,
     /// Why an outgoing message failed (status `failed`), in words.
     pub failure: Option<String>,
-    /// `text`, `unsupported` for a kind from a newer version, or `undecryptable` for the
-    /// notice an envelope that could not be decrypted left (docs/messaging.md, "Quarantine").
+    /// `text`, `deleted` (deleted for everyone, docs/message-actions.md), `unsupported` for a
+    /// kind from a newer version, or `undecryptable` for the notice an envelope that could not
+    /// be decrypted left (docs/messaging.md, "Quarantine").
     pub kind: &'static str,
+    /// The text was edited (the shown text is the newest).
+    pub edited: bool,
+    /// The message this one replies to (hex id).
+    pub reply_to: Option<String>,
     /// Set when the sender's clock was not believed and the arrival time is shown instead:
     /// `future` or `too_old`.
     pub time_flag: Option<String>,
@@ -105,9 +110,13 @@ impl From<&Message> for MessageView {
                 "unsupported"
             } else if m.kind == "undecryptable" {
                 "undecryptable"
+            } else if m.kind == "deleted" {
+                "deleted"
             } else {
                 "text"
             },
+            edited: m.edited.is_some(),
+            reply_to: m.reply_to.as_ref().map(tessera_core::id_hex),
             time_flag: m.time_flag.clone(),
         }
     }
@@ -169,6 +178,13 @@ pub enum UiEvent {
         /// New status.
         status: &'static str,
         /// The message as it is now (with the failure reason, if it failed).
+        message: MessageView,
+    },
+    /// A shown message changed (edited, deleted for everyone, a reaction): show it again.
+    Changed {
+        /// The contact of its conversation (account id text).
+        contact: String,
+        /// The message as it is now.
         message: MessageView,
     },
     /// Contacts changed (a request, an acceptance, a rejection).
@@ -277,6 +293,12 @@ impl UiEvent {
                 status: status.as_str(),
                 message: message.as_ref().into(),
             },
+            Event::MessageChanged {
+                contact, message, ..
+            } if shows_text => Self::Changed {
+                contact: AccountId(*contact).to_string(),
+                message: message.as_ref().into(),
+            },
             Event::ContactRequest { .. }
             | Event::ContactAccepted { .. }
             | Event::ContactRejected { .. }
@@ -347,6 +369,8 @@ mod tests {
             kind: "text".into(),
             failure: None,
             time_flag: None,
+            reply_to: None,
+            edited: None,
         }
     }
 
@@ -369,6 +393,26 @@ mod tests {
                 message: Some((&m).into()),
             })
         );
+    }
+
+    #[test]
+    fn a_changed_message_reaches_the_page_as_it_is_now_but_never_a_requests() {
+        let mut m = incoming("");
+        m.kind = "deleted".into();
+        m.edited = None;
+        m.reply_to = Some([2; 16]);
+        let e = Event::MessageChanged {
+            contact: [7; 32],
+            message_id: [1; 16],
+            message: Box::new(m.clone()),
+        };
+        assert_eq!(UiEvent::from_engine(&e, false), None);
+        let Some(UiEvent::Changed { message, .. }) = UiEvent::from_engine(&e, true) else {
+            panic!("no changed event");
+        };
+        assert_eq!(message.kind, "deleted");
+        assert_eq!(message.reply_to, Some(tessera_core::id_hex(&[2; 16])));
+        assert!(!message.edited);
     }
 
     #[test]

@@ -128,6 +128,8 @@ fn main() {
                     kind: "text".into(),
                     failure: None,
                     time_flag: None,
+                    reply_to: None,
+                    edited: None,
                 })?;
             }
             Ok(())

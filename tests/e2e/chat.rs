@@ -563,3 +563,119 @@ fn card_verify_sun_reports_uid_counter_validity_and_file_data() {
     assert!(!garbage.ok);
     assert!(!garbage.stderr.contains("panicked"));
 }
+
+/// The message whose id is `id` in `history --json` output.
+fn in_history(history: &serde_json::Value, id: &str) -> serde_json::Value {
+    history["messages"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["message_id"] == id)
+        .cloned()
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// docs/message-actions.md through the CLI and the real relay: a reply, an edit, a reaction
+/// changed and removed, and a delete for everyone reach the other side; the deleted text is
+/// gone from history and search on both sides; someone else's message cannot be edited.
+#[test]
+fn chat_reply_edit_react_and_delete_for_everyone_reach_the_other_side() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let (alice, bob) = pair(dir.path(), &relay.address.to_string());
+
+    let question = alice.ok(&["send", "bob", "lunch at noon?"]);
+    let q = question["message_id"].as_str().unwrap().to_string();
+    bob.sync();
+    // Bob replies to it; Alice sees the reply naming the question.
+    let answer = bob.ok(&["send", "alice", "yes, at the usual place", "--reply-to", &q]);
+    let a = answer["message_id"].as_str().unwrap().to_string();
+    alice.sync();
+    let history = alice.ok(&["history", "bob"]);
+    assert_eq!(
+        in_history(&history, &a)["reply_to"],
+        q.as_str(),
+        "{history}"
+    );
+    // A reply to a message that is not in the conversation is refused.
+    let o = bob.run(&["send", "alice", "x", "--reply-to", &"ab".repeat(16)]);
+    assert_eq!(o.json["kind"], "unknown_message", "{}", o.stdout);
+
+    // Alice edits her question; Bob sees the new text, marked edited, and only it is found.
+    let edited = alice.ok(&["edit", &q, "lunch at one?"]);
+    assert_eq!(edited["body"], "lunch at one?");
+    let events = bob.sync();
+    assert!(
+        events.iter().any(|e| e["event"] == "message_changed"
+            && e["message_id"] == q.as_str()
+            && e["body"] == "lunch at one?"),
+        "{events:?}"
+    );
+    let history = bob.ok(&["history", "alice"]);
+    let m = in_history(&history, &q);
+    assert_eq!(m["body"], "lunch at one?", "{history}");
+    assert!(m["edited"].is_number(), "{history}");
+    assert!(
+        bob.ok(&["search", "noon"])["messages"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    // Bob cannot edit Alice's message.
+    let o = bob.run(&["edit", &q, "hijacked"]);
+    assert_eq!(o.json["kind"], "not_editable", "{}", o.stdout);
+
+    // Bob reacts, changes his reaction, Alice sees the last one; then he removes it.
+    bob.ok(&["react", &q, "👍"]);
+    bob.ok(&["react", &q, "🎉"]);
+    alice.sync();
+    let history = alice.ok(&["history", "bob"]);
+    let reactions = &in_history(&history, &q)["reactions"];
+    assert_eq!(reactions.as_array().map(Vec::len), Some(1), "{history}");
+    assert_eq!(reactions[0]["emoji"], "🎉", "{history}");
+    bob.ok(&["react", &q, "--remove"]);
+    alice.sync();
+    let history = alice.ok(&["history", "bob"]);
+    assert_eq!(in_history(&history, &q)["reactions"], serde_json::json!([]));
+    let o = bob.run(&["react", &q, "not one"]);
+    assert_eq!(o.json["kind"], "bad_reaction", "{}", o.stdout);
+
+    // Alice deletes a message for everyone: both sides keep only "message deleted", and
+    // neither finds its words any more.
+    let secret = alice.ok(&["send", "bob", "the door code is 80417"]);
+    let s = secret["message_id"].as_str().unwrap().to_string();
+    bob.sync();
+    assert_eq!(
+        bob.ok(&["search", "80417"])["messages"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    alice.ok(&["delete", &s, "--everyone"]);
+    let events = bob.sync();
+    assert!(
+        events.iter().any(|e| e["event"] == "message_changed"
+            && e["message_id"] == s.as_str()
+            && e["kind"] == "deleted"),
+        "{events:?}"
+    );
+    for (who, name) in [(&alice, "bob"), (&bob, "alice")] {
+        let history = who.ok(&["history", name]);
+        let m = in_history(&history, &s);
+        assert_eq!(
+            (m["kind"].as_str(), m["body"].as_str()),
+            (Some("deleted"), Some(""))
+        );
+        assert!(!history.to_string().contains("80417"));
+        assert!(
+            who.ok(&["search", "80417"])["messages"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+    }
+    // Delete for me: gone here only.
+    alice.ok(&["delete", &a]);
+    assert!(in_history(&alice.ok(&["history", "bob"]), &a).is_null());
+    assert!(!in_history(&bob.ok(&["history", "alice"]), &a).is_null());
+}

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod account;
+mod actions;
 mod backup;
 mod duress;
 
@@ -95,7 +96,16 @@ enum Command {
         contact: String,
         /// The text
         text: String,
+        /// Reply to this message (its id, as `history --json` shows it)
+        #[arg(long, value_name = "ID")]
+        reply_to: Option<String>,
     },
+    /// Edit a message you sent (within 24 hours): the contact sees the new text, marked edited
+    Edit(actions::EditArgs),
+    /// Delete a message here, or with --everyone for both sides (your own, within 24 hours)
+    Delete(actions::DeleteArgs),
+    /// React to a message with an emoji (one per person; a new one replaces yours)
+    React(actions::ReactArgs),
     /// Fetch and process what is waiting, send the outbox, print new messages
     Sync,
     /// Stay connected and print events as they happen
@@ -425,6 +435,8 @@ fn message_json(m: &Message, contact_name: Option<&str>) -> Value {
         "kind": m.kind,
         "conversation": hex(&m.conversation),
         "time_flag": m.time_flag,
+        "reply_to": m.reply_to.as_ref().map(|r| hex(r)),
+        "edited": m.edited,
     })
 }
 
@@ -451,6 +463,13 @@ fn event_json(e: &Event, engine: &Engine) -> Option<Value> {
         Event::ContactRequest { contact, name } => {
             json!({"event": "contact_request", "contact": account_text(contact), "name": name})
         }
+        Event::MessageChanged {
+            contact,
+            message_id,
+            message,
+        } => json!({"event": "message_changed", "contact": account_text(contact),
+                    "message_id": hex(message_id), "kind": message.kind, "body": message.body,
+                    "edited": message.edited}),
         Event::ContactAccepted { contact } => {
             json!({"event": "contact_accepted", "contact": account_text(contact)})
         }
@@ -794,6 +813,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         }
         Command::Backup(command) => backup::run(&cli, command, out).await?,
         Command::Duress(command) => duress::run(&cli, command, out).await?,
+        Command::Edit(args) => actions::edit(&cli, args, out).await?,
+        Command::Delete(args) => actions::delete(&cli, args, out).await?,
+        Command::React(args) => actions::react(&cli, args, out).await?,
         Command::Account(command) => account::run(&cli, command, out).await?,
         Command::Panic { yes } => {
             let dir = data_dir(&cli)?;
@@ -1021,10 +1043,18 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 format!("{} ({})", c.name, state(c.state)),
             );
         }
-        Command::Send { contact, text } => {
+        Command::Send {
+            contact,
+            text,
+            reply_to,
+        } => {
+            let reply_to = reply_to.as_deref().map(actions::message_id).transpose()?;
             let engine = unlock(&cli).await?;
             let c = engine.find_contact(contact)?;
-            let id = engine.send_text(&c.account_id, text).await?;
+            let id = match reply_to {
+                Some(r) => engine.send_reply(&c.account_id, text, &r).await?,
+                None => engine.send_text(&c.account_id, text).await?,
+            };
             // The message is committed to the outbox; try to hand it to the relay now. If the
             // relay cannot be reached it stays queued and `sync` delivers it later: that is not
             // a failure of `send`.
@@ -1106,18 +1136,21 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             // Read receipts are best effort: without the relay they wait in the outbox.
             let _ = engine.mark_read(&c.account_id).await;
             hand_over(&engine).await;
-            let list: Vec<Value> = messages
-                .iter()
-                .map(|m| message_json(m, Some(&c.name)))
-                .collect();
-            let text = messages
-                .iter()
-                .map(|m| {
-                    let who = if m.outgoing { "me" } else { c.name.as_str() };
-                    format!("[{}] {who}: {}", status(m.status), m.body)
-                })
-                .collect::<Vec<_>>()
-                .join("\n");
+            let mut list: Vec<Value> = Vec::new();
+            let mut lines = Vec::new();
+            for m in &messages {
+                let reactions = actions::reactions_json(&engine, m)?;
+                let who = if m.outgoing { "me" } else { c.name.as_str() };
+                lines.push(format!(
+                    "[{}] {}",
+                    status(m.status),
+                    actions::history_line(m, who, &reactions)
+                ));
+                let mut v = message_json(m, Some(&c.name));
+                v["reactions"] = reactions;
+                list.push(v);
+            }
+            let text = lines.join("\n");
             out(json!({"messages": list}), text);
         }
         Command::Search { query } => {

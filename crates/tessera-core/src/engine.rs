@@ -40,6 +40,7 @@ use tessera_messaging::inbound::Standing;
 use tessera_messaging::{CallId, Content, MessageId};
 
 mod account;
+mod actions;
 mod backup;
 mod card_watch;
 mod connection;
@@ -52,6 +53,7 @@ mod messages;
 #[cfg(test)]
 mod testing;
 
+pub use actions::DeleteFor;
 pub use backup::{BackupMade, RestoreOptions};
 use inbound::standing;
 pub use leaving::Left;

@@ -12,7 +12,9 @@ mod run_to_end;
 mod transport;
 
 pub use codes::{backup_code, card_code, net_code, vault_code};
-pub use engine::{APP_SETTINGS, BackupMade, CreateOptions, Engine, Left, RestoreOptions};
+pub use engine::{
+    APP_SETTINGS, BackupMade, CreateOptions, DeleteFor, Engine, Left, RestoreOptions,
+};
 pub use invite::Invite;
 pub use tessera_messaging::content::receipt::ReceiptKind;
 pub use tessera_messaging::content::text::MAX_TEXT;
@@ -79,6 +81,16 @@ pub enum Event {
         body: String,
         /// Everything an interface shows of it, as stored (conversation, sender, time, kind,
         /// status, flags): no need to read the conversation again.
+        message: Box<Message>,
+    },
+    /// A stored message changed (`docs/message-actions.md`): edited, deleted for everyone, or
+    /// a reaction set or removed, by either side. Show it again as it is now.
+    MessageChanged {
+        /// The contact of its conversation.
+        contact: [u8; 32],
+        /// Which message.
+        message_id: [u8; 16],
+        /// The message as it is now.
         message: Box<Message>,
     },
     /// An outgoing message moved on (sent, delivered, read, failed).
@@ -244,6 +256,16 @@ pub enum CoreError {
     /// The text is too long.
     #[error("message too long")]
     TooLong,
+    /// No such message here.
+    #[error("no such message")]
+    UnknownMessage,
+    /// The message cannot be changed that way: not ours, not a text, deleted, or sent more
+    /// than 24 hours ago (`docs/message-actions.md`).
+    #[error("this message can no longer be edited or deleted for everyone")]
+    NotEditable,
+    /// Not a reaction (at most 32 bytes, no spaces or control characters).
+    #[error("not a valid reaction")]
+    BadReaction,
     /// The contact's identity changed and has not been accepted.
     #[error("the identity of {0} changed; compare safety numbers before accepting it")]
     IdentityChanged(String),

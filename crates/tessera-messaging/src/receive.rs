@@ -12,6 +12,7 @@
 //! machine's.
 
 use crate::content::Content;
+use crate::content::action::{Delete, EDIT_WINDOW_MS, Edit, Reaction};
 use crate::content::receipt::{Receipt, ReceiptKind};
 use crate::content::text::Text;
 use crate::conversation::{Conversation, ConversationKind};
@@ -63,6 +64,8 @@ pub enum Arrival<'a> {
 pub enum Effect {
     /// A new message was stored: show it.
     Stored(MessageId),
+    /// A stored message changed (edited, deleted for everyone, a reaction): show it again.
+    Changed(MessageId),
     /// Send a receipt.
     Receipt {
         /// To whom.
@@ -104,7 +107,27 @@ pub fn handled_here(content: &Content) -> bool {
             | Content::Receipt(_)
             | Content::SessionReset(_)
             | Content::Unsupported { .. }
+            | Content::Edit(_)
+            | Content::Delete(_)
+            | Content::Reaction(_)
     )
+}
+
+/// `target`, if `from` may edit it or delete it for everyone at `at` (bounded sender time):
+/// a text `from` sent us, not deleted, at most [`EDIT_WINDOW_MS`] after it was sent.
+fn own_text<S: Messages>(
+    store: &S,
+    target: &MessageId,
+    from: &AccountId,
+    at: u64,
+) -> Result<Option<StoredMessage>, S::Error> {
+    Ok(store.get(target)?.filter(|m| {
+        !m.outgoing
+            && m.peer == *from
+            && m.conversation == direct(from)
+            && m.kind == "text"
+            && at.saturating_sub(m.sent) <= EDIT_WINDOW_MS
+    }))
 }
 
 /// The direct conversation with `account`.
@@ -131,6 +154,8 @@ fn incoming(
         time_flag: sent.flag,
         kind: kind.to_string(),
         status: Status::Received,
+        reply_to: None,
+        edited: None,
     }
 }
 
@@ -148,12 +173,17 @@ where
         } => {
             let standing = store.standing(&from)?;
             match content {
-                Content::Text(Text { id, sent, body }) => {
+                Content::Text(Text {
+                    id,
+                    sent,
+                    body,
+                    reply_to,
+                }) => {
                     if !standing.keeps_messages() {
                         return Ok(effects);
                     }
                     // A sender's clock from the future never sorts above newer messages.
-                    let m = incoming(
+                    let mut m = incoming(
                         &from,
                         *id,
                         body.clone(),
@@ -161,6 +191,7 @@ where
                         now,
                         "text",
                     );
+                    m.reply_to = *reply_to;
                     if store.insert(&m)? {
                         effects.push(Effect::Stored(*id));
                     }
@@ -206,6 +237,42 @@ where
                 Content::SessionReset(_) => {
                     if standing != Standing::Stranger {
                         effects.push(Effect::PeerReset { from });
+                    }
+                }
+                // `docs/message-actions.md`: only the sender's own texts, within the window;
+                // a stranger's are dropped as their texts are.
+                Content::Edit(Edit { target, sent, body }) => {
+                    let at = bound_sent(*sent, now).at;
+                    if standing.keeps_messages()
+                        && let Some(m) = own_text(store, target, &from, at)?
+                        && m.edited.is_none_or(|e| at > e)
+                    {
+                        store.edit(target, body, at)?;
+                        effects.push(Effect::Changed(*target));
+                    }
+                }
+                Content::Delete(Delete { target, sent }) => {
+                    let at = bound_sent(*sent, now).at;
+                    if standing.keeps_messages() && own_text(store, target, &from, at)?.is_some() {
+                        store.erase(target)?;
+                        effects.push(Effect::Changed(*target));
+                    }
+                }
+                Content::Reaction(Reaction {
+                    target,
+                    sent,
+                    emoji,
+                }) => {
+                    let at = bound_sent(*sent, now).at;
+                    let reactable = store
+                        .get(target)?
+                        .is_some_and(|m| m.conversation == direct(&from) && m.kind == "text");
+                    let newer = store
+                        .reaction(target, &from)?
+                        .is_none_or(|(_, before)| at > before);
+                    if standing.keeps_messages() && reactable && newer {
+                        store.react(target, &from, emoji, at)?;
+                        effects.push(Effect::Changed(*target));
                     }
                 }
                 // The driver's (see `handled_here`).
@@ -272,6 +339,7 @@ mod tests {
             id: MessageId([id; 16]),
             sent,
             body: body.into(),
+            reply_to: None,
         })
     }
 
@@ -401,6 +469,8 @@ mod tests {
             time_flag: None,
             kind: "text".into(),
             status: Status::Sent,
+            reply_to: None,
+            edited: None,
         };
         assert_eq!(s.insert(&ours), Ok(true));
         let receipt = |kind| {
@@ -490,5 +560,128 @@ mod tests {
         assert!(!handled_here(&Content::ContactReject(
             crate::content::contact::Reject {}
         )));
+    }
+
+    fn edit(target: u8, sent: u64, body: &str) -> Content {
+        Content::Edit(Edit {
+            target: MessageId([target; 16]),
+            sent,
+            body: body.into(),
+        })
+    }
+
+    fn delete(target: u8, sent: u64) -> Content {
+        Content::Delete(Delete {
+            target: MessageId([target; 16]),
+            sent,
+        })
+    }
+
+    fn react(target: u8, sent: u64, emoji: &str) -> Content {
+        Content::Reaction(Reaction {
+            target: MessageId([target; 16]),
+            sent,
+            emoji: emoji.into(),
+        })
+    }
+
+    fn changed(target: u8) -> Vec<Effect> {
+        vec![Effect::Changed(MessageId([target; 16]))]
+    }
+
+    #[test]
+    fn a_reply_keeps_what_it_quotes() {
+        let mut s = store_with(Standing::Accepted);
+        from(&mut s, ALICE, &text(1, NOW - 3_000, "question"));
+        let reply = Content::Text(Text {
+            id: MessageId([2; 16]),
+            sent: NOW - 1_000,
+            body: "answer".into(),
+            reply_to: Some(MessageId([1; 16])),
+        });
+        from(&mut s, ALICE, &reply);
+        let stored = s
+            .get(&MessageId([2; 16]))
+            .ok()
+            .flatten()
+            .map(|m| m.reply_to);
+        assert_eq!(stored, Some(Some(MessageId([1; 16]))));
+    }
+
+    #[test]
+    fn only_the_sender_edits_their_text_within_a_day_and_the_newest_edit_wins() {
+        let mut s = store_with(Standing::Accepted);
+        s.set_standing(BOB, Standing::Accepted);
+        let sent = NOW - 3_600_000;
+        from(&mut s, ALICE, &text(1, sent, "frist"));
+        // Another contact cannot edit Alice's message.
+        assert!(from(&mut s, BOB, &edit(1, NOW - 1_000, "hijacked")).is_empty());
+        // Alice's edits: a newer one wins, an older one arriving late changes nothing.
+        assert_eq!(
+            from(&mut s, ALICE, &edit(1, NOW - 1_000, "first")),
+            changed(1)
+        );
+        assert!(from(&mut s, ALICE, &edit(1, NOW - 2_000, "fist")).is_empty());
+        assert_eq!(bodies(&s, &ALICE), ["first"]);
+        assert_eq!(s.edit_history(&MessageId([1; 16])), ["frist"]);
+        let m = s.get(&MessageId([1; 16])).ok().flatten();
+        assert_eq!(m.and_then(|m| m.edited), Some(NOW - 1_000));
+        // More than a day after it was sent: refused.
+        let mut late = store_with(Standing::Accepted);
+        from(&mut late, ALICE, &text(1, NOW - EDIT_WINDOW_MS - 10, "old"));
+        assert!(from(&mut late, ALICE, &edit(1, NOW, "new")).is_empty());
+        assert!(from(&mut late, ALICE, &delete(1, NOW)).is_empty());
+        assert_eq!(bodies(&late, &ALICE), ["old"]);
+        // A stranger's edit of nothing, an edit of an unknown message: nothing.
+        assert!(from(&mut s, AccountId([9; 32]), &edit(1, NOW, "x")).is_empty());
+        assert!(from(&mut s, ALICE, &edit(7, NOW, "x")).is_empty());
+    }
+
+    #[test]
+    fn delete_for_everyone_leaves_a_tombstone_without_text_or_history() {
+        let mut s = store_with(Standing::Accepted);
+        s.set_standing(BOB, Standing::Accepted);
+        from(&mut s, ALICE, &text(1, NOW - 5_000, "secret"));
+        from(&mut s, ALICE, &edit(1, NOW - 4_000, "secret, edited"));
+        assert!(from(&mut s, BOB, &delete(1, NOW - 1_000)).is_empty());
+        assert_eq!(from(&mut s, ALICE, &delete(1, NOW - 1_000)), changed(1));
+        let m = s.get(&MessageId([1; 16])).ok().flatten();
+        assert_eq!(
+            m.map(|m| (m.kind, m.body)),
+            Some(("deleted".to_string(), String::new()))
+        );
+        assert!(s.edit_history(&MessageId([1; 16])).is_empty());
+        // A deleted message is not edited back, nor reacted to.
+        assert!(from(&mut s, ALICE, &edit(1, NOW - 500, "back")).is_empty());
+        assert!(from(&mut s, ALICE, &react(1, NOW - 500, "👍")).is_empty());
+    }
+
+    #[test]
+    fn one_reaction_per_person_newest_wins_and_empty_removes() {
+        let mut s = store_with(Standing::Accepted);
+        s.set_standing(BOB, Standing::Accepted);
+        from(&mut s, ALICE, &text(1, NOW - 5_000, "hi"));
+        let target = MessageId([1; 16]);
+        assert_eq!(
+            from(&mut s, ALICE, &react(1, NOW - 3_000, "👍")),
+            changed(1)
+        );
+        assert_eq!(
+            from(&mut s, ALICE, &react(1, NOW - 2_000, "🎉")),
+            changed(1)
+        );
+        // An older one arriving late changes nothing.
+        assert!(from(&mut s, ALICE, &react(1, NOW - 2_500, "😢")).is_empty());
+        assert_eq!(
+            s.reaction(&target, &ALICE).ok().flatten(),
+            Some(("🎉".to_string(), NOW - 2_000))
+        );
+        // Removed; an older reaction after the removal stays removed.
+        assert_eq!(from(&mut s, ALICE, &react(1, NOW - 1_000, "")), changed(1));
+        assert!(from(&mut s, ALICE, &react(1, NOW - 1_500, "👍")).is_empty());
+        // Bob cannot react to a message of the conversation with Alice; a stranger neither.
+        assert!(from(&mut s, BOB, &react(1, NOW, "👍")).is_empty());
+        assert!(from(&mut s, AccountId([9; 32]), &react(1, NOW, "👍")).is_empty());
+        assert!(handled_here(&react(1, 1, "x")));
     }
 }

@@ -44,10 +44,14 @@ pub struct StoredMessage {
     pub received: Option<u64>,
     /// Set when the sender's time was replaced by the receive time.
     pub time_flag: Option<TimeFlag>,
-    /// `text`, `unsupported:<tag>` or `undecryptable`.
+    /// `text`, `deleted` (deleted for everyone), `unsupported:<tag>` or `undecryptable`.
     pub kind: String,
     /// Where it is.
     pub status: Status,
+    /// The message this one replies to.
+    pub reply_to: Option<MessageId>,
+    /// The sender time of the edit whose text is shown (`None`: never edited).
+    pub edited: Option<u64>,
 }
 
 /// Who someone is to us.
@@ -70,6 +74,26 @@ pub trait Messages {
     fn advance(&mut self, id: &MessageId, status: Status) -> Result<bool, Self::Error>;
     /// The newest message of a conversation (by sender time, then arrival).
     fn newest(&self, conversation: &ConversationId) -> Result<Option<StoredMessage>, Self::Error>;
+    /// Shows `body` as the message's text from now on, edited at `at` (sender time); the text
+    /// it replaces goes to the message's edit history.
+    fn edit(&mut self, id: &MessageId, body: &str, at: u64) -> Result<(), Self::Error>;
+    /// Deletes the message for everyone: its text and edit history are gone, its kind becomes
+    /// `deleted`.
+    fn erase(&mut self, id: &MessageId) -> Result<(), Self::Error>;
+    /// `who`'s reaction to `id` and its time (an empty reaction: removed at that time).
+    fn reaction(
+        &self,
+        id: &MessageId,
+        who: &AccountId,
+    ) -> Result<Option<(String, u64)>, Self::Error>;
+    /// Sets `who`'s reaction to `id` (empty: removed), made at `at`.
+    fn react(
+        &mut self,
+        id: &MessageId,
+        who: &AccountId,
+        emoji: &str,
+        at: u64,
+    ) -> Result<(), Self::Error>;
 }
 
 /// Contacts and messages in memory.
@@ -78,6 +102,9 @@ pub struct MemoryStore {
     standing: HashMap<AccountId, Standing>,
     /// In arrival order.
     messages: Vec<StoredMessage>,
+    /// Replaced texts, per message, oldest first.
+    edits: HashMap<MessageId, Vec<String>>,
+    reactions: HashMap<(MessageId, AccountId), (String, u64)>,
 }
 
 impl MemoryStore {
@@ -96,6 +123,11 @@ impl MemoryStore {
             .collect();
         out.sort_by_key(|(arrival, m)| (m.sent, *arrival));
         out.into_iter().map(|(_, m)| m).collect()
+    }
+
+    /// The texts a message showed before its edits, oldest first.
+    pub fn edit_history(&self, id: &MessageId) -> &[String] {
+        self.edits.get(id).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -137,5 +169,42 @@ impl Messages for MemoryStore {
 
     fn newest(&self, conversation: &ConversationId) -> Result<Option<StoredMessage>, Infallible> {
         Ok(self.conversation(conversation).last().map(|m| (*m).clone()))
+    }
+
+    fn edit(&mut self, id: &MessageId, body: &str, at: u64) -> Result<(), Infallible> {
+        if let Some(m) = self.messages.iter_mut().find(|m| m.id == *id) {
+            let old = std::mem::replace(&mut m.body, body.to_string());
+            m.edited = Some(at);
+            self.edits.entry(*id).or_default().push(old);
+        }
+        Ok(())
+    }
+
+    fn erase(&mut self, id: &MessageId) -> Result<(), Infallible> {
+        if let Some(m) = self.messages.iter_mut().find(|m| m.id == *id) {
+            m.body.clear();
+            m.kind = "deleted".into();
+            self.edits.remove(id);
+        }
+        Ok(())
+    }
+
+    fn reaction(
+        &self,
+        id: &MessageId,
+        who: &AccountId,
+    ) -> Result<Option<(String, u64)>, Infallible> {
+        Ok(self.reactions.get(&(*id, *who)).cloned())
+    }
+
+    fn react(
+        &mut self,
+        id: &MessageId,
+        who: &AccountId,
+        emoji: &str,
+        at: u64,
+    ) -> Result<(), Infallible> {
+        self.reactions.insert((*id, *who), (emoji.to_string(), at));
+        Ok(())
     }
 }

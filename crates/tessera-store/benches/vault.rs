@@ -58,6 +58,8 @@ fn fill(v: &Vault, r: &mut ChaCha20Rng) -> Duration {
                     kind: "text".into(),
                     failure: None,
                     time_flag: None,
+                    reply_to: None,
+                    edited: None,
                 })?;
             }
             Ok(())

@@ -677,6 +677,8 @@ mod tests {
                 kind: "text".into(),
                 failure: None,
                 time_flag: None,
+                reply_to: None,
+                edited: None,
             })
             .unwrap();
         }

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod actions;
 pub mod backup;
 mod card_key;
 mod keyfile;
@@ -13,6 +14,7 @@ mod signal;
 mod vault;
 mod wipe;
 
+pub use actions::StoredReaction;
 pub use keyfile::{
     CARD_SLOTS, CardBinding, CardFactor, DURESS_RECORD_MAX, Factors, KEY_FILE_CARD_LEN,
     KEY_FILE_LEN, KdfParams, KeyFile, Unwrap, Unwrapped,

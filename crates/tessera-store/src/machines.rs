@@ -55,6 +55,8 @@ fn to_stored(m: Message) -> StoredMessage {
         },
         kind: m.kind,
         status: to_status(m.status),
+        reply_to: m.reply_to.map(MessageId),
+        edited: m.edited.and_then(|e| u64::try_from(e).ok()),
     }
 }
 
@@ -85,6 +87,8 @@ impl Messages for &Vault {
             kind: m.kind.clone(),
             failure: None,
             time_flag: m.time_flag.map(|f| f.as_str().to_string()),
+            reply_to: m.reply_to.map(|r| r.0),
+            edited: m.edited.and_then(|e| i64::try_from(e).ok()),
         })?;
         Ok(stored.is_some())
     }
@@ -103,6 +107,34 @@ impl Messages for &Vault {
             .into_iter()
             .next()
             .map(to_stored))
+    }
+
+    fn edit(&mut self, id: &MessageId, body: &str, at: u64) -> Result<(), VaultError> {
+        self.edit_message(&id.0, body, i64::try_from(at).unwrap_or(i64::MAX))
+            .map(drop)
+    }
+
+    fn erase(&mut self, id: &MessageId) -> Result<(), VaultError> {
+        self.erase_message(&id.0).map(drop)
+    }
+
+    fn reaction(
+        &self,
+        id: &MessageId,
+        who: &AccountId,
+    ) -> Result<Option<(String, u64)>, VaultError> {
+        Ok(Vault::reaction(self, &id.0, &who.0)?
+            .map(|(emoji, at)| (emoji, u64::try_from(at).unwrap_or(0))))
+    }
+
+    fn react(
+        &mut self,
+        id: &MessageId,
+        who: &AccountId,
+        emoji: &str,
+        at: u64,
+    ) -> Result<(), VaultError> {
+        self.set_reaction(&id.0, &who.0, emoji, i64::try_from(at).unwrap_or(i64::MAX))
     }
 }
 
@@ -134,6 +166,7 @@ mod tests {
                 id: MessageId([n; 16]),
                 sent,
                 body: format!("m{n}"),
+                reply_to: None,
             });
             let effects = receive(
                 &mut store,

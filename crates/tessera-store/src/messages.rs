@@ -133,6 +133,10 @@ pub struct Message {
     pub failure: Option<String>,
     /// Set when the sender's time was replaced by the receive time: `future` or `too_old`.
     pub time_flag: Option<String>,
+    /// The message this one replies to (`docs/message-actions.md`).
+    pub reply_to: Option<[u8; 16]>,
+    /// The sender time of the edit whose text is shown (`None`: never edited).
+    pub edited: Option<i64>,
 }
 
 /// The id of the direct conversation with `account` (as tessera-messaging derives it).
@@ -231,7 +235,7 @@ fn contact_row(r: &Row<'_>) -> Result<Contact, rusqlite::Error> {
     })
 }
 
-const MESSAGE_COLUMNS: &str = "m.id, m.contact, m.message_id, m.outgoing, m.body, m.sent, m.received, m.status, m.read, m.kind, m.failure, m.conversation, m.time_flag";
+const MESSAGE_COLUMNS: &str = "m.id, m.contact, m.message_id, m.outgoing, m.body, m.sent, m.received, m.status, m.read, m.kind, m.failure, m.conversation, m.time_flag, m.reply_to, m.edited";
 
 fn message_row(r: &Row<'_>) -> Result<Message, rusqlite::Error> {
     let contact = id32(r.get(1)?)?;
@@ -253,6 +257,8 @@ fn message_row(r: &Row<'_>) -> Result<Message, rusqlite::Error> {
         kind: r.get(9)?,
         failure: r.get(10)?,
         time_flag: r.get(12)?,
+        reply_to: r.get::<_, Option<Vec<u8>>>(13)?.map(id16).transpose()?,
+        edited: r.get(14)?,
     })
 }
 
@@ -414,8 +420,8 @@ impl Vault {
     pub fn insert_message(&self, m: &Message) -> Result<Option<i64>, VaultError> {
         let mut s = self.conn.prepare_cached(
             "INSERT OR IGNORE INTO messages (contact, message_id, outgoing, body, sent, received,
-                status, read, kind, conversation, time_flag)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                status, read, kind, conversation, time_flag, reply_to, edited)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
         )?;
         let n = s.execute(params![
             &m.contact[..],
@@ -428,7 +434,9 @@ impl Vault {
             m.read,
             m.kind,
             &m.conversation[..],
-            m.time_flag
+            m.time_flag,
+            m.reply_to.as_ref().map(|r| &r[..]),
+            m.edited
         ])?;
         if n != 1 {
             return Ok(None);
@@ -811,6 +819,8 @@ mod tests {
             kind: "text".into(),
             failure: None,
             time_flag: None,
+            reply_to: None,
+            edited: None,
         })
         .unwrap();
         message_id
@@ -890,6 +900,8 @@ mod tests {
                 kind: "text".into(),
                 failure: None,
                 time_flag: None,
+                reply_to: None,
+                edited: None,
             })
             .unwrap()
             .unwrap()
@@ -1010,6 +1022,8 @@ mod tests {
             kind: "text".into(),
             failure: None,
             time_flag: flag.map(str::to_string),
+            reply_to: None,
+            edited: None,
         })
         .unwrap();
     }

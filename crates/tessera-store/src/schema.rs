@@ -180,6 +180,30 @@ const MIGRATIONS: &[&str] = &[
      WHEN old.id <= (SELECT indexed FROM fts_state) BEGIN
         INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
      END;",
+    // 8: message actions (docs/message-actions.md): a reply names the message it quotes; an
+    // edited message keeps the sender time of the edit shown and its earlier texts (local
+    // only); one reaction per person per message (an empty one: removed at that time). The
+    // full-text index follows a changed text.
+    "ALTER TABLE messages ADD COLUMN reply_to BLOB;
+     ALTER TABLE messages ADD COLUMN edited INTEGER;
+     CREATE TABLE message_edits (
+        message_id BLOB NOT NULL,
+        body       TEXT NOT NULL,
+        at         INTEGER NOT NULL
+     );
+     CREATE INDEX message_edits_by_message ON message_edits(message_id);
+     CREATE TABLE reactions (
+        message_id BLOB NOT NULL,
+        reactor    BLOB NOT NULL,
+        emoji      TEXT NOT NULL,
+        at         INTEGER NOT NULL,
+        PRIMARY KEY (message_id, reactor)
+     ) WITHOUT ROWID;
+     CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages
+     WHEN old.id <= (SELECT indexed FROM fts_state) BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+        INSERT INTO messages_fts(rowid, body) VALUES (new.id, new.body);
+     END;",
 ];
 
 /// Version 6's data step: a direct conversation for each contact (its id derived as

@@ -68,6 +68,8 @@ fn message(contact: u8, n: u32, body: &str, outgoing: bool) -> Message {
         kind: "text".into(),
         failure: None,
         time_flag: None,
+        reply_to: None,
+        edited: None,
     }
 }
 

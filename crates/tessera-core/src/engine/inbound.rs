@@ -85,6 +85,15 @@ fn drive(
             Effect::Receipt { to, kind, ids } => {
                 queue(v, &to, &Content::Receipt(Receipt { kind, ids }), None, now)?;
             }
+            Effect::Changed(id) => {
+                if let Some(message) = v.message(&id.0)? {
+                    events.push(Event::MessageChanged {
+                        contact: message.contact,
+                        message_id: id.0,
+                        message: Box::new(message),
+                    });
+                }
+            }
             Effect::Status { id, .. } => {
                 if let Some(message) = v.message(&id.0)? {
                     events.push(Event::Status {
@@ -334,6 +343,8 @@ pub(super) fn process(
                             kind: ACCOUNT_DELETED.into(),
                             failure: None,
                             time_flag: None,
+                            reply_to: None,
+                            edited: None,
                         };
                         v.insert_message(&notice)?;
                         if let Some(message) = v.message(&notice.message_id)? {
@@ -374,11 +385,15 @@ pub(super) fn process(
                     };
                     drive(v, arrival, "", 0, now, &mut events)?;
                 }
-                // Texts, receipts, unknown kinds, session resets: tessera-messaging decides.
+                // Texts, receipts, message actions, unknown kinds, session resets: tessera-messaging
+                // decides.
                 content @ (Content::Text(_)
                 | Content::Receipt(_)
                 | Content::Unsupported { .. }
-                | Content::SessionReset(_)) => {
+                | Content::SessionReset(_)
+                | Content::Edit(_)
+                | Content::Delete(_)
+                | Content::Reaction(_)) => {
                     let arrival = Arrival::Content {
                         from: sender,
                         content: &content,

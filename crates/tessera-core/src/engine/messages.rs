@@ -54,6 +54,16 @@ impl Engine {
     /// [`Event::Status`] (sent, delivered, read, or failed with a reason). Whether or not the
     /// relay is reachable makes no difference here.
     pub async fn send_text(&self, contact: &[u8; 32], body: &str) -> Result<[u8; 16], CoreError> {
+        self.send_text_with(contact, body, None).await
+    }
+
+    /// [`Engine::send_text`], replying to `reply_to` when given (checked by the caller).
+    pub(super) async fn send_text_with(
+        &self,
+        contact: &[u8; 32],
+        body: &str,
+        reply_to: Option<[u8; 16]>,
+    ) -> Result<[u8; 16], CoreError> {
         if body.len() > crate::MAX_TEXT {
             return Err(CoreError::TooLong);
         }
@@ -82,11 +92,14 @@ impl Engine {
                     kind: "text".into(),
                     failure: None,
                     time_flag: None,
+                    reply_to,
+                    edited: None,
                 })?;
                 let content = Content::Text(Text {
                     id: MessageId(id),
                     sent,
                     body: body.to_string(),
+                    reply_to: reply_to.map(MessageId),
                 });
                 queue(v, &AccountId(*contact), &content, Some(&id), sent)
             })
@@ -145,7 +158,7 @@ impl Engine {
     /// The time to write into a message sent now: the engine clock, but always after the
     /// previous message's (two sends in the same millisecond, or a clock stepped back, still
     /// sort in send order on the recipient's side, which orders by sender time).
-    fn next_sent_time(&self) -> u64 {
+    pub(super) fn next_sent_time(&self) -> u64 {
         use std::sync::atomic::Ordering;
         let now = self.now_ms();
         let mut last = self.inner.last_sent.load(Ordering::SeqCst);

@@ -11,6 +11,7 @@
 //! [`Content::Unsupported`], which the conversation shows as "unsupported message" instead of
 //! dropping it silently.
 
+pub mod action;
 pub mod call;
 pub mod contact;
 pub mod receipt;
@@ -108,6 +109,12 @@ kinds! {
     SessionReset(session::Reset),
     /// The sender deleted their account.
     AccountDeleted(contact::Deleted),
+    /// The sender's new text for a message of theirs.
+    Edit(action::Edit),
+    /// The sender deleted a message of theirs for everyone.
+    Delete(action::Delete),
+    /// The sender's reaction to a message (or its removal).
+    Reaction(action::Reaction),
 }
 
 /// `t` first, then the kind's fields in declaration order, as every earlier version wrote it.
@@ -160,6 +167,7 @@ mod tests {
             id: MessageId([0xab; 16]),
             sent: 5,
             body: "hi \"there\"".into(),
+            reply_to: None,
         });
         let bytes = t.to_bytes().expect("encode");
         assert_eq!(
@@ -211,7 +219,7 @@ mod tests {
             }
         );
         assert!(c.to_bytes().is_err(), "an unsupported kind is never sent");
-        let newer = br#"{"t":"text","id":"abababababababababababababababab","sent":1,"body":"x","reply_to":"y"}"#;
+        let newer = br#"{"t":"text","id":"abababababababababababababababab","sent":1,"body":"x","mood":"y"}"#;
         assert!(matches!(Content::from_bytes(newer), Ok(Content::Text(_))));
     }
 

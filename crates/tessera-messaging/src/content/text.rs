@@ -17,6 +17,10 @@ pub struct Text {
     pub sent: u64,
     /// The text.
     pub body: String,
+    /// The message this one replies to (`docs/message-actions.md`); left out when none, as
+    /// every earlier version wrote a text.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reply_to: Option<MessageId>,
 }
 
 impl Kind for Text {
@@ -37,6 +41,7 @@ mod tests {
             id: MessageId([1; 16]),
             sent: 1,
             body: "x".repeat(MAX_TEXT + 1),
+            reply_to: None,
         });
         assert!(Content::from_bytes(&long.to_bytes().expect("encode")).is_err());
     }

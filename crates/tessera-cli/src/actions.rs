@@ -1,0 +1,154 @@
+//! `tessera-cli edit|delete|react` and what `history` shows of them
+//! (`docs/message-actions.md`).
+
+use clap::Args;
+use serde_json::{Value, json};
+use tessera_core::{DeleteFor, Engine, Message};
+
+use super::{Cli, CliError, account_text, hand_over, hex, unhex, unlock};
+
+/// A message id as the CLI prints it: 32 hex digits.
+pub(crate) fn message_id(text: &str) -> Result<[u8; 16], CliError> {
+    unhex(text)
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| CliError::Usage("a message id is 32 hex digits".into()))
+}
+
+/// `edit ID TEXT`.
+#[derive(Debug, Args)]
+pub(crate) struct EditArgs {
+    /// The message id (`history --json` shows it)
+    id: String,
+    /// The new text
+    text: String,
+}
+
+/// `delete ID [--everyone]`.
+#[derive(Debug, Args)]
+pub(crate) struct DeleteArgs {
+    /// The message id
+    id: String,
+    /// Delete it for everyone (your own message, within 24 hours), not only here
+    #[arg(long)]
+    everyone: bool,
+}
+
+/// `react ID EMOJI` or `react ID --remove`.
+#[derive(Debug, Args)]
+pub(crate) struct ReactArgs {
+    /// The message id
+    id: String,
+    /// The reaction (one emoji)
+    #[arg(required_unless_present = "remove")]
+    emoji: Option<String>,
+    /// Remove your reaction
+    #[arg(long, conflicts_with = "emoji")]
+    remove: bool,
+}
+
+/// The message as `--json` shows it after an action.
+fn changed(engine: &Engine, id: &[u8; 16]) -> Result<Value, CliError> {
+    let m = engine.message(id)?;
+    Ok(json!({"ok": true, "message_id": hex(id),
+              "kind": m.as_ref().map(|m| m.kind.clone()),
+              "body": m.as_ref().map(|m| m.body.clone()),
+              "edited": m.and_then(|m| m.edited)}))
+}
+
+pub(crate) async fn edit(
+    cli: &Cli,
+    args: &EditArgs,
+    out: impl Fn(Value, String),
+) -> Result<(), CliError> {
+    let id = message_id(&args.id)?;
+    let engine = unlock(cli).await?;
+    engine.edit_message(&id, &args.text).await?;
+    hand_over(&engine).await;
+    out(changed(&engine, &id)?, format!("edited {}", hex(&id)));
+    Ok(())
+}
+
+pub(crate) async fn delete(
+    cli: &Cli,
+    args: &DeleteArgs,
+    out: impl Fn(Value, String),
+) -> Result<(), CliError> {
+    let id = message_id(&args.id)?;
+    let engine = unlock(cli).await?;
+    let scope = if args.everyone {
+        DeleteFor::Everyone
+    } else {
+        DeleteFor::Me
+    };
+    engine.delete_message(&id, scope).await?;
+    hand_over(&engine).await;
+    let text = if args.everyone {
+        format!("deleted {} for everyone", hex(&id))
+    } else {
+        format!("deleted {} here", hex(&id))
+    };
+    out(changed(&engine, &id)?, text);
+    Ok(())
+}
+
+pub(crate) async fn react(
+    cli: &Cli,
+    args: &ReactArgs,
+    out: impl Fn(Value, String),
+) -> Result<(), CliError> {
+    let id = message_id(&args.id)?;
+    let engine = unlock(cli).await?;
+    let emoji = if args.remove {
+        None
+    } else {
+        args.emoji.as_deref()
+    };
+    engine.react(&id, emoji).await?;
+    hand_over(&engine).await;
+    let text = match emoji {
+        Some(e) => format!("reacted {e} to {}", hex(&id)),
+        None => format!("removed the reaction to {}", hex(&id)),
+    };
+    out(changed(&engine, &id)?, text);
+    Ok(())
+}
+
+/// What `history` adds to a message: its reactions (ours as `me`).
+pub(crate) fn reactions_json(engine: &Engine, m: &Message) -> Result<Value, CliError> {
+    let me = engine.account_id()?.0;
+    let list: Vec<Value> = engine
+        .reactions(&m.message_id)?
+        .into_iter()
+        .map(|r| {
+            let who = if r.reactor == me {
+                "me".to_string()
+            } else {
+                account_text(&r.reactor)
+            };
+            json!({"reactor": who, "emoji": r.emoji})
+        })
+        .collect();
+    Ok(Value::Array(list))
+}
+
+/// One line of `history` text: the text, or what became of it, with reply, edit and
+/// reactions marked.
+pub(crate) fn history_line(m: &Message, who: &str, reactions: &Value) -> String {
+    let mut line = match m.kind.as_str() {
+        "deleted" => format!("{who}: (message deleted)"),
+        _ => format!("{who}: {}", m.body),
+    };
+    if let Some(r) = &m.reply_to {
+        line = format!("{who} (reply to {}): {}", &hex(r)[..8], m.body);
+    }
+    if m.edited.is_some() {
+        line += " (edited)";
+    }
+    if let Some(list) = reactions.as_array()
+        && !list.is_empty()
+    {
+        let shown: Vec<&str> = list.iter().filter_map(|r| r["emoji"].as_str()).collect();
+        line += &format!(" [{}]", shown.join(" "));
+    }
+    line
+}
