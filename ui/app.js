@@ -31,6 +31,22 @@ function mark(status, failure) {
 
 const CLOCK_FLAG = 'The sender\u2019s clock was wrong: shown at the time it arrived.';
 
+/** A timer in words: docs/disappearing.md's choices. */
+const TIMER_WORDS = {
+  0: 'off', 30: '30 seconds', 300: '5 minutes', 3600: '1 hour', 28800: '8 hours',
+  86400: '1 day', 604800: '1 week', 2419200: '4 weeks',
+};
+function timerWords(seconds) {
+  return TIMER_WORDS[seconds] || `${seconds} seconds`;
+}
+
+function timerNotice(seconds, mine) {
+  const who = mine ? 'You' : 'They';
+  return seconds
+    ? `${who} set disappearing messages to ${timerWords(seconds)}.`
+    : `${who} turned disappearing messages off.`;
+}
+
 function messageNode(m) {
   const notices = {
     unsupported: 'Unsupported message: it was sent from a newer version of Tessera.',
@@ -38,9 +54,11 @@ function messageNode(m) {
     account_deleted: 'This contact deleted their account. Nothing more can be sent to them.',
     deleted: 'Message deleted.',
   };
-  const body = notices[m.kind]
-    ? el('p', { class: `body ${m.kind}` }, notices[m.kind])
-    : el('p', { class: 'body' }, m.body);
+  const body = m.kind === 'timer'
+    ? el('p', { class: 'body timer' }, timerNotice(Number(m.body), m.outgoing))
+    : notices[m.kind]
+      ? el('p', { class: `body ${m.kind}` }, notices[m.kind])
+      : el('p', { class: 'body' }, m.body);
   // A reply names what it quotes; the link jumps to it when it is loaded (docs/message-actions.md).
   const quoted = m.replyTo
     ? el('button', {
@@ -57,6 +75,7 @@ function messageNode(m) {
     el('span', { class: 'meta' }, el('time', { datetime: new Date(m.sent).toISOString() }, time(m.sent)),
       m.timeFlag ? el('span', { class: 'clock-flag', role: 'img', 'aria-label': CLOCK_FLAG, title: CLOCK_FLAG }, '⏱') : null,
       m.edited && m.kind === 'text' ? el('span', { class: 'edited' }, 'edited') : null,
+      m.expiresIn ? el('span', { class: 'disappears', role: 'img', 'aria-label': `Disappears after ${timerWords(m.expiresIn)}`, title: `Disappears after ${timerWords(m.expiresIn)}` }, '⏳') : null,
       m.outgoing ? mark(m.status, m.failure) : null));
 }
 
@@ -103,6 +122,7 @@ async function openConversation(contact, name) {
   log.dataset.complete = msgs.length < PAGE ? 'yes' : 'no';
   log.scrollTop = log.scrollHeight;
   await backend.markRead(contact).catch(() => {});
+  $('#timer').value = String(await backend.timer(contact).catch(() => 0));
   await refreshConversations();
   $('#compose').focus();
 }
@@ -465,6 +485,16 @@ function wire() {
   $('#set-calls-tor').addEventListener('change', (e) => setSetting('calls_outside_tor', e.target.checked ? 'on' : 'off'));
   $('#set-panic-shortcut').addEventListener('change', (e) => setSetting('panic_shortcut', e.target.value.trim()));
   $('#call-audio').addEventListener('click', () => { if (open) dial(open, false); });
+  $('#timer').addEventListener('change', async (ev) => {
+    if (!open) return;
+    const contact = open;
+    try {
+      await backend.setTimer(contact, Number(ev.target.value));
+    } catch (err) {
+      showError('chat-error', err);
+      ev.target.value = String(await backend.timer(contact).catch(() => 0));
+    }
+  });
   $('#call-video').addEventListener('click', () => { if (open) dial(open, true); });
   wireCalls();
   $('#pw-form').addEventListener('submit', changePassword);
@@ -540,6 +570,7 @@ export function onEngineEvent(e) {
       if (e.contact === open) {
         if (e.message) showArrived(e.message);
         else appendNew();
+        if (e.message && e.message.kind === 'timer') $('#timer').value = e.message.body;
       }
       if (!e.message) refreshContacts();
       break;
@@ -559,6 +590,10 @@ export function onEngineEvent(e) {
       refreshConversations();
       break;
     }
+    case 'expired':
+      for (const id of e.ids) document.querySelector(`.msg[data-id="${id}"]`)?.remove();
+      refreshConversations();
+      break;
     case 'contacts':
       refreshContacts();
       refreshConversations();

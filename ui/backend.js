@@ -28,6 +28,8 @@ export const me = () => call('me');
 export const conversations = () => call('conversations');
 export const history = (contact, before, limit) => call('history', { contact, before, limit });
 export const sendMessage = (contact, body) => call('send_message', { contact, body });
+export const timer = (contact) => call('timer', { contact });
+export const setTimer = (contact, seconds) => call('set_timer', { contact, seconds });
 export const markRead = (contact) => call('mark_read', { contact });
 export const search = (text) => call('search', { text });
 export const contacts = () => call('contacts');

@@ -539,6 +539,21 @@ pub async fn send_message(app: AppState<'_>, contact: String, body: String) -> U
     Ok(tessera_core::id_hex(&id))
 }
 
+/// The conversation's disappearing-message timer, seconds (0: off; docs/disappearing.md).
+#[tauri::command]
+pub async fn timer(app: AppState<'_>, contact: String) -> UiResult<u32> {
+    Ok(app.engine()?.timer(&account(&contact)?)?)
+}
+
+/// Sets the conversation's disappearing-message timer; both sides see the change.
+#[tauri::command]
+pub async fn set_timer(app: AppState<'_>, contact: String, seconds: u32) -> UiResult<()> {
+    Ok(app
+        .engine()?
+        .set_timer(&account(&contact)?, seconds)
+        .await?)
+}
+
 #[tauri::command]
 pub async fn mark_read(app: AppState<'_>, contact: String) -> UiResult<usize> {
     let c = account(&contact)?;

@@ -90,6 +90,8 @@ pub fn builder<R: tauri::Runtime>(
             _ => {}
         })
         .invoke_handler(tauri::generate_handler![
+            commands::timer,
+            commands::set_timer,
             commands::app_info,
             commands::app_state,
             commands::activity,

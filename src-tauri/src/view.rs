@@ -76,7 +76,9 @@ pub struct MessageView {
     pub read: bool,
     /// Why an outgoing message failed (status `failed`), in words.
     pub failure: Option<String>,
-    /// `text`, `deleted` (deleted for everyone, docs/message-actions.md), `unsupported` for a
+    /// `text`, `deleted` (deleted for everyone, docs/message-actions.md), `timer` (the
+    /// disappearing-message timer changed to `body` seconds, docs/disappearing.md),
+    /// `unsupported` for a
     /// kind from a newer version, or `undecryptable` for the notice an envelope that could not
     /// be decrypted left (docs/messaging.md, "Quarantine").
     pub kind: &'static str,
@@ -84,6 +86,8 @@ pub struct MessageView {
     pub edited: bool,
     /// The message this one replies to (hex id).
     pub reply_to: Option<String>,
+    /// Seconds it lives (disappearing messages), if it does.
+    pub expires_in: Option<i64>,
     /// Set when the sender's clock was not believed and the arrival time is shown instead:
     /// `future` or `too_old`.
     pub time_flag: Option<String>,
@@ -112,11 +116,14 @@ impl From<&Message> for MessageView {
                 "undecryptable"
             } else if m.kind == "deleted" {
                 "deleted"
+            } else if m.kind == "timer" {
+                "timer"
             } else {
                 "text"
             },
             edited: m.edited.is_some(),
             reply_to: m.reply_to.as_ref().map(tessera_core::id_hex),
+            expires_in: m.expires_in,
             time_flag: m.time_flag.clone(),
         }
     }
@@ -186,6 +193,13 @@ pub enum UiEvent {
         contact: String,
         /// The message as it is now.
         message: MessageView,
+    },
+    /// Disappearing messages were removed: take them off the page.
+    Expired {
+        /// The contact of their conversation (account id text).
+        contact: String,
+        /// Their ids (hex).
+        ids: Vec<String>,
     },
     /// Contacts changed (a request, an acceptance, a rejection).
     Contacts,
@@ -299,6 +313,10 @@ impl UiEvent {
                 contact: AccountId(*contact).to_string(),
                 message: message.as_ref().into(),
             },
+            Event::MessagesExpired { contact, ids } => Self::Expired {
+                contact: AccountId(*contact).to_string(),
+                ids: ids.iter().map(tessera_core::id_hex).collect(),
+            },
             Event::ContactRequest { .. }
             | Event::ContactAccepted { .. }
             | Event::ContactRejected { .. }
@@ -371,6 +389,8 @@ mod tests {
             time_flag: None,
             reply_to: None,
             edited: None,
+            expires_in: None,
+            expire_at: None,
         }
     }
 

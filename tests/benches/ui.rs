@@ -130,6 +130,8 @@ fn main() {
                     time_flag: None,
                     reply_to: None,
                     edited: None,
+                    expires_in: None,
+                    expire_at: None,
                 })?;
             }
             Ok(())

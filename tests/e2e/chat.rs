@@ -679,3 +679,75 @@ fn chat_reply_edit_react_and_delete_for_everyone_reach_the_other_side() {
     assert!(in_history(&alice.ok(&["history", "bob"]), &a).is_null());
     assert!(!in_history(&bob.ok(&["history", "alice"]), &a).is_null());
 }
+
+/// docs/disappearing.md through the CLI and the real relay: Alice sets a 30 s timer (both
+/// sides see the notice), her next message is read by Bob at t; by t + 31 s it is gone from
+/// both vaults' history and search. Every CLI run is a new process, so the removal does not
+/// depend on an app left running (killed and restarted in between).
+#[test]
+fn chat_a_30_second_timer_removes_a_read_message_from_both_sides() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let (alice, bob) = pair(dir.path(), &relay.address.to_string());
+
+    let set = alice.ok(&["timer", "bob", "30s"]);
+    assert_eq!(set["seconds"], 30, "{set}");
+    let o = alice.run(&["timer", "bob", "7s"]);
+    assert!(!o.ok, "{}", o.stdout);
+    let events = bob.sync();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "message" && e["kind"] == "timer" && e["body"] == "30"),
+        "{events:?}"
+    );
+    assert_eq!(bob.ok(&["timer", "alice"])["seconds"], 30);
+
+    let sent = alice.ok(&["send", "bob", "this vanishes: 31337"]);
+    let id = sent["message_id"].as_str().unwrap().to_string();
+    bob.sync();
+    // Unread, Bob's copy waits; reading it starts its 30 s.
+    let read_at = Instant::now();
+    let history = bob.ok(&["history", "alice"]);
+    let m = in_history(&history, &id);
+    assert_eq!(m["body"], "this vanishes: 31337", "{history}");
+    assert_eq!(m["expires_in"], 30, "{history}");
+    // Shown unread (its countdown not started); the same command marked it read.
+    assert!(m["expire_at"].is_null(), "{history}");
+    let history = bob.ok(&["history", "alice"]);
+    assert!(
+        in_history(&history, &id)["expire_at"].is_number(),
+        "{history}"
+    );
+    assert_eq!(
+        bob.ok(&["search", "31337"])["messages"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    // The notices stay; a message sent with the timer off again would stay too.
+    std::thread::sleep(Duration::from_secs(31).saturating_sub(read_at.elapsed()));
+    for (who, name) in [(&alice, "bob"), (&bob, "alice")] {
+        let history = who.ok(&["history", name]);
+        assert!(in_history(&history, &id).is_null(), "{history}");
+        assert!(!history.to_string().contains("31337"), "{history}");
+        assert!(
+            who.ok(&["search", "31337"])["messages"]
+                .as_array()
+                .unwrap()
+                .is_empty()
+        );
+        assert!(
+            history["messages"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|m| m["kind"] == "timer"),
+            "{history}"
+        );
+    }
+    alice.ok(&["timer", "bob", "off"]);
+    let kept = alice.ok(&["send", "bob", "this one stays"]);
+    let history = alice.ok(&["history", "bob"]);
+    assert!(in_history(&history, kept["message_id"].as_str().unwrap())["expires_in"].is_null());
+}

@@ -4,6 +4,7 @@
 use clap::Args;
 use serde_json::{Value, json};
 use tessera_core::{DeleteFor, Engine, Message};
+use tessera_core::{parse_timer, timer_name};
 
 use super::{Cli, CliError, account_text, hand_over, hex, unhex, unlock};
 
@@ -31,6 +32,15 @@ pub(crate) struct DeleteArgs {
     /// Delete it for everyone (your own message, within 24 hours), not only here
     #[arg(long)]
     everyone: bool,
+}
+
+/// `timer CONTACT [DURATION]`.
+#[derive(Debug, Args)]
+pub(crate) struct TimerArgs {
+    /// Contact name or account id
+    contact: String,
+    /// off, 30s, 5m, 1h, 8h, 1d, 1w or 4w (without it: show the timer)
+    duration: Option<String>,
 }
 
 /// `react ID EMOJI` or `react ID --remove`.
@@ -113,6 +123,34 @@ pub(crate) async fn react(
     Ok(())
 }
 
+pub(crate) async fn timer(
+    cli: &Cli,
+    args: &TimerArgs,
+    out: impl Fn(Value, String),
+) -> Result<(), CliError> {
+    let seconds = args
+        .duration
+        .as_deref()
+        .map(|d| {
+            parse_timer(d).ok_or_else(|| {
+                CliError::Usage("the timer is off, 30s, 5m, 1h, 8h, 1d, 1w or 4w".into())
+            })
+        })
+        .transpose()?;
+    let engine = unlock(cli).await?;
+    let c = engine.find_contact(&args.contact)?;
+    if let Some(s) = seconds {
+        engine.set_timer(&c.account_id, s).await?;
+        hand_over(&engine).await;
+    }
+    let now = engine.timer(&c.account_id)?;
+    out(
+        json!({"ok": true, "contact": c.name, "seconds": now, "timer": timer_name(now)}),
+        format!("disappearing messages with {}: {}", c.name, timer_name(now)),
+    );
+    Ok(())
+}
+
 /// What `history` adds to a message: its reactions (ours as `me`).
 pub(crate) fn reactions_json(engine: &Engine, m: &Message) -> Result<Value, CliError> {
     let me = engine.account_id()?.0;
@@ -136,6 +174,10 @@ pub(crate) fn reactions_json(engine: &Engine, m: &Message) -> Result<Value, CliE
 pub(crate) fn history_line(m: &Message, who: &str, reactions: &Value) -> String {
     let mut line = match m.kind.as_str() {
         "deleted" => format!("{who}: (message deleted)"),
+        "timer" => format!(
+            "{who} set disappearing messages to {}",
+            timer_name(m.body.parse().unwrap_or(0))
+        ),
         _ => format!("{who}: {}", m.body),
     };
     if let Some(r) = &m.reply_to {
@@ -143,6 +185,12 @@ pub(crate) fn history_line(m: &Message, who: &str, reactions: &Value) -> String 
     }
     if m.edited.is_some() {
         line += " (edited)";
+    }
+    if let Some(s) = m.expires_in {
+        line += &format!(
+            " (disappears: {})",
+            timer_name(u32::try_from(s).unwrap_or(0))
+        );
     }
     if let Some(list) = reactions.as_array()
         && !list.is_empty()

@@ -106,6 +106,8 @@ enum Command {
     Delete(actions::DeleteArgs),
     /// React to a message with an emoji (one per person; a new one replaces yours)
     React(actions::ReactArgs),
+    /// Disappearing messages: show or set the conversation's timer (both sides see the change)
+    Timer(actions::TimerArgs),
     /// Fetch and process what is waiting, send the outbox, print new messages
     Sync,
     /// Stay connected and print events as they happen
@@ -437,6 +439,8 @@ fn message_json(m: &Message, contact_name: Option<&str>) -> Value {
         "time_flag": m.time_flag,
         "reply_to": m.reply_to.as_ref().map(|r| hex(r)),
         "edited": m.edited,
+        "expires_in": m.expires_in,
+        "expire_at": m.expire_at,
     })
 }
 
@@ -470,6 +474,9 @@ fn event_json(e: &Event, engine: &Engine) -> Option<Value> {
         } => json!({"event": "message_changed", "contact": account_text(contact),
                     "message_id": hex(message_id), "kind": message.kind, "body": message.body,
                     "edited": message.edited}),
+        Event::MessagesExpired { contact, ids } => json!({"event": "messages_expired",
+                    "contact": account_text(contact),
+                    "ids": ids.iter().map(|i| hex(i)).collect::<Vec<_>>()}),
         Event::ContactAccepted { contact } => {
             json!({"event": "contact_accepted", "contact": account_text(contact)})
         }
@@ -816,6 +823,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Edit(args) => actions::edit(&cli, args, out).await?,
         Command::Delete(args) => actions::delete(&cli, args, out).await?,
         Command::React(args) => actions::react(&cli, args, out).await?,
+        Command::Timer(args) => actions::timer(&cli, args, out).await?,
         Command::Account(command) => account::run(&cli, command, out).await?,
         Command::Panic { yes } => {
             let dir = data_dir(&cli)?;

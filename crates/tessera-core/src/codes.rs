@@ -30,6 +30,7 @@ impl CoreError {
             CoreError::UnknownMessage => "unknown_message",
             CoreError::NotEditable => "not_editable",
             CoreError::BadReaction => "bad_reaction",
+            CoreError::BadTimer => "bad_timer",
             CoreError::IdentityChanged(_) => "identity_changed",
             CoreError::Call(c) => call_code(c),
             CoreError::Backup(b) => backup_code(b),

@@ -47,6 +47,7 @@ mod connection;
 mod contacts;
 mod delivery;
 mod duress;
+mod expiry;
 mod inbound;
 mod leaving;
 mod messages;
@@ -138,6 +139,8 @@ struct Inner {
     /// One connection attempt at a time: two would both log in and the second would replace
     /// the first at the relay, failing whatever was in flight on it.
     connecting: tokio::sync::Mutex<()>,
+    /// Wakes the expiry watcher (`expiry.rs`).
+    expiry: Arc<tokio::sync::Notify>,
 }
 
 /// The engine; cheap to clone.
@@ -203,6 +206,7 @@ impl Engine {
                 held: std::sync::atomic::AtomicBool::new(false),
                 card_swap: Mutex::new(None),
                 connecting: tokio::sync::Mutex::new(()),
+                expiry: Arc::new(tokio::sync::Notify::new()),
             }),
         }
     }

@@ -18,6 +18,7 @@ pub use engine::{
 pub use invite::Invite;
 pub use tessera_messaging::content::receipt::ReceiptKind;
 pub use tessera_messaging::content::text::MAX_TEXT;
+pub use tessera_messaging::content::timer::{TIMERS, parse_timer, timer_name};
 pub use tessera_messaging::{Content, FailReason};
 pub use tessera_store::CardFactor;
 pub use tessera_store::backup::{BackupError, BackupHeader, RecoveryKey};
@@ -92,6 +93,13 @@ pub enum Event {
         message_id: [u8; 16],
         /// The message as it is now.
         message: Box<Message>,
+    },
+    /// Disappearing messages whose time came were removed (`docs/disappearing.md`).
+    MessagesExpired {
+        /// The contact of their conversation.
+        contact: [u8; 32],
+        /// Which.
+        ids: Vec<[u8; 16]>,
     },
     /// An outgoing message moved on (sent, delivered, read, failed).
     Status {
@@ -266,6 +274,9 @@ pub enum CoreError {
     /// Not a reaction (at most 32 bytes, no spaces or control characters).
     #[error("not a valid reaction")]
     BadReaction,
+    /// Not one of the disappearing-message timers offered (`docs/disappearing.md`).
+    #[error("not a disappearing-message timer: off, 30s, 5m, 1h, 8h, 1d, 1w or 4w")]
+    BadTimer,
     /// The contact's identity changed and has not been accepted.
     #[error("the identity of {0} changed; compare safety numbers before accepting it")]
     IdentityChanged(String),

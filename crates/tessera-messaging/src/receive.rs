@@ -15,6 +15,10 @@ use crate::content::Content;
 use crate::content::action::{Delete, EDIT_WINDOW_MS, Edit, Reaction};
 use crate::content::receipt::{Receipt, ReceiptKind};
 use crate::content::text::Text;
+use crate::content::timer::Timer;
+
+/// The kind of the notice a timer change leaves in its conversation (its body: the seconds).
+pub const TIMER_NOTICE: &str = "timer";
 use crate::conversation::{Conversation, ConversationKind};
 use crate::ids::{AccountId, ConversationId, EnvelopeId, MessageId};
 use crate::inbound::{Bounded, Standing, bound_sent};
@@ -110,6 +114,7 @@ pub fn handled_here(content: &Content) -> bool {
             | Content::Edit(_)
             | Content::Delete(_)
             | Content::Reaction(_)
+            | Content::Timer(_)
     )
 }
 
@@ -156,6 +161,7 @@ fn incoming(
         status: Status::Received,
         reply_to: None,
         edited: None,
+        expires_in: None,
     }
 }
 
@@ -178,6 +184,7 @@ where
                     sent,
                     body,
                     reply_to,
+                    expires,
                 }) => {
                     if !standing.keeps_messages() {
                         return Ok(effects);
@@ -192,6 +199,7 @@ where
                         "text",
                     );
                     m.reply_to = *reply_to;
+                    m.expires_in = expires.filter(|s| *s > 0);
                     if store.insert(&m)? {
                         effects.push(Effect::Stored(*id));
                     }
@@ -256,6 +264,26 @@ where
                     if standing.keeps_messages() && own_text(store, target, &from, at)?.is_some() {
                         store.erase(target)?;
                         effects.push(Effect::Changed(*target));
+                    }
+                }
+                // `docs/disappearing.md`: the newer change wins; each is shown as a notice.
+                Content::Timer(Timer { sent, seconds }) => {
+                    let conversation = direct(&from);
+                    let at = bound_sent(*sent, now);
+                    let (_, since) = store.timer(&conversation)?;
+                    if standing.keeps_messages() && at.at > since {
+                        store.set_timer(&conversation, *seconds, at.at)?;
+                        let notice = incoming(
+                            &from,
+                            MessageId(envelope.0),
+                            seconds.to_string(),
+                            at,
+                            now,
+                            TIMER_NOTICE,
+                        );
+                        if store.insert(&notice)? {
+                            effects.push(Effect::Stored(notice.id));
+                        }
                     }
                 }
                 Content::Reaction(Reaction {
@@ -340,6 +368,7 @@ mod tests {
             sent,
             body: body.into(),
             reply_to: None,
+            expires: None,
         })
     }
 
@@ -471,6 +500,7 @@ mod tests {
             status: Status::Sent,
             reply_to: None,
             edited: None,
+            expires_in: None,
         };
         assert_eq!(s.insert(&ours), Ok(true));
         let receipt = |kind| {
@@ -598,6 +628,7 @@ mod tests {
             sent: NOW - 1_000,
             body: "answer".into(),
             reply_to: Some(MessageId([1; 16])),
+            expires: None,
         });
         from(&mut s, ALICE, &reply);
         let stored = s
@@ -683,5 +714,46 @@ mod tests {
         assert!(from(&mut s, BOB, &react(1, NOW, "👍")).is_empty());
         assert!(from(&mut s, AccountId([9; 32]), &react(1, NOW, "👍")).is_empty());
         assert!(handled_here(&react(1, 1, "x")));
+    }
+
+    #[test]
+    fn a_timer_change_is_shown_the_newer_wins_and_texts_carry_their_lifetime() {
+        let mut s = store_with(Standing::Accepted);
+        let conversation = direct(&ALICE);
+        let timer = |sent, seconds| Content::Timer(Timer { sent, seconds });
+        let stored = from(&mut s, ALICE, &timer(NOW - 2_000, 30));
+        assert_eq!(stored.len(), 1);
+        assert_eq!(s.timer(&conversation).ok(), Some((30, NOW - 2_000)));
+        // An older change arriving late is neither applied nor shown.
+        assert!(from(&mut s, ALICE, &timer(NOW - 3_000, 300)).is_empty());
+        assert_eq!(s.timer(&conversation).ok(), Some((30, NOW - 2_000)));
+        let notices: Vec<String> = s
+            .conversation(&conversation)
+            .iter()
+            .filter(|m| m.kind == TIMER_NOTICE)
+            .map(|m| m.body.clone())
+            .collect();
+        assert_eq!(notices, ["30"]);
+        // A text says how long it lives; 0 means it stays.
+        for (id, expires, kept) in [
+            (5u8, Some(30), Some(30)),
+            (6, Some(0), None),
+            (7, None, None),
+        ] {
+            let t = Content::Text(Text {
+                id: MessageId([id; 16]),
+                sent: NOW - 1_000,
+                body: "x".into(),
+                reply_to: None,
+                expires,
+            });
+            from(&mut s, ALICE, &t);
+            let m = s.get(&MessageId([id; 16])).ok().flatten();
+            assert_eq!(m.and_then(|m| m.expires_in), kept);
+        }
+        // A stranger cannot set a timer.
+        let mut strangers = MemoryStore::default();
+        assert!(from(&mut strangers, ALICE, &timer(NOW, 30)).is_empty());
+        assert_eq!(strangers.timer(&conversation).ok(), Some((0, 0)));
     }
 }

@@ -52,6 +52,9 @@ pub struct StoredMessage {
     pub reply_to: Option<MessageId>,
     /// The sender time of the edit whose text is shown (`None`: never edited).
     pub edited: Option<u64>,
+    /// Seconds the message lives (for ours from sending, for theirs from reading;
+    /// `docs/disappearing.md`); `None`: it stays.
+    pub expires_in: Option<u32>,
 }
 
 /// Who someone is to us.
@@ -94,6 +97,16 @@ pub trait Messages {
         emoji: &str,
         at: u64,
     ) -> Result<(), Self::Error>;
+    /// The conversation's disappearing-message timer (seconds, 0: off) and when it was set
+    /// (sender time; 0 if never).
+    fn timer(&self, conversation: &ConversationId) -> Result<(u32, u64), Self::Error>;
+    /// Sets the conversation's timer, set at `at`.
+    fn set_timer(
+        &mut self,
+        conversation: &ConversationId,
+        seconds: u32,
+        at: u64,
+    ) -> Result<(), Self::Error>;
 }
 
 /// Contacts and messages in memory.
@@ -105,6 +118,7 @@ pub struct MemoryStore {
     /// Replaced texts, per message, oldest first.
     edits: HashMap<MessageId, Vec<String>>,
     reactions: HashMap<(MessageId, AccountId), (String, u64)>,
+    timers: HashMap<ConversationId, (u32, u64)>,
 }
 
 impl MemoryStore {
@@ -205,6 +219,20 @@ impl Messages for MemoryStore {
         at: u64,
     ) -> Result<(), Infallible> {
         self.reactions.insert((*id, *who), (emoji.to_string(), at));
+        Ok(())
+    }
+
+    fn timer(&self, conversation: &ConversationId) -> Result<(u32, u64), Infallible> {
+        Ok(self.timers.get(conversation).copied().unwrap_or((0, 0)))
+    }
+
+    fn set_timer(
+        &mut self,
+        conversation: &ConversationId,
+        seconds: u32,
+        at: u64,
+    ) -> Result<(), Infallible> {
+        self.timers.insert(*conversation, (seconds, at));
         Ok(())
     }
 }

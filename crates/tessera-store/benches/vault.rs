@@ -60,6 +60,8 @@ fn fill(v: &Vault, r: &mut ChaCha20Rng) -> Duration {
                     time_flag: None,
                     reply_to: None,
                     edited: None,
+                    expires_in: None,
+                    expire_at: None,
                 })?;
             }
             Ok(())

@@ -112,7 +112,7 @@ impl Vault {
     /// FTS5 keeps a deleted row's words in older index segments (marked deleted) until they
     /// are merged: merging them all drops the words for good (with `secure_delete`, the freed
     /// pages are overwritten).
-    fn purge_search_index(&self) -> Result<(), VaultError> {
+    pub(crate) fn purge_search_index(&self) -> Result<(), VaultError> {
         self.conn
             .prepare_cached("INSERT INTO messages_fts(messages_fts) VALUES ('optimize')")?
             .execute([])?;
@@ -208,6 +208,8 @@ mod tests {
             time_flag: None,
             reply_to: None,
             edited: None,
+            expires_in: None,
+            expire_at: None,
         })
         .unwrap();
         (d, v)

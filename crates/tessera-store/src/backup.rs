@@ -679,6 +679,8 @@ mod tests {
                 time_flag: None,
                 reply_to: None,
                 edited: None,
+                expires_in: None,
+                expire_at: None,
             })
             .unwrap();
         }

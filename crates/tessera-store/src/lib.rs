@@ -3,6 +3,7 @@
 mod actions;
 pub mod backup;
 mod card_key;
+mod expiry;
 mod keyfile;
 mod keys;
 mod links;
@@ -15,6 +16,7 @@ mod vault;
 mod wipe;
 
 pub use actions::StoredReaction;
+pub use expiry::Expired;
 pub use keyfile::{
     CARD_SLOTS, CardBinding, CardFactor, DURESS_RECORD_MAX, Factors, KEY_FILE_CARD_LEN,
     KEY_FILE_LEN, KdfParams, KeyFile, Unwrap, Unwrapped,

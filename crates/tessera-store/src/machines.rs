@@ -57,6 +57,7 @@ fn to_stored(m: Message) -> StoredMessage {
         status: to_status(m.status),
         reply_to: m.reply_to.map(MessageId),
         edited: m.edited.and_then(|e| u64::try_from(e).ok()),
+        expires_in: m.expires_in.and_then(|s| u32::try_from(s).ok()),
     }
 }
 
@@ -89,6 +90,14 @@ impl Messages for &Vault {
             time_flag: m.time_flag.map(|f| f.as_str().to_string()),
             reply_to: m.reply_to.map(|r| r.0),
             edited: m.edited.and_then(|e| i64::try_from(e).ok()),
+            expires_in: m.expires_in.map(i64::from),
+            // Theirs count from reading (`Vault::mark_read`); ours from sending.
+            expire_at: match (m.outgoing, m.expires_in) {
+                (true, Some(s)) => i64::try_from(m.sent)
+                    .ok()
+                    .map(|sent| sent.saturating_add(i64::from(s) * 1_000)),
+                _ => None,
+            },
         })?;
         Ok(stored.is_some())
     }
@@ -136,6 +145,24 @@ impl Messages for &Vault {
     ) -> Result<(), VaultError> {
         self.set_reaction(&id.0, &who.0, emoji, i64::try_from(at).unwrap_or(i64::MAX))
     }
+
+    fn timer(&self, conversation: &ConversationId) -> Result<(u32, u64), VaultError> {
+        let (seconds, at) = self.conversation_timer(&conversation.0)?;
+        Ok((seconds, u64::try_from(at).unwrap_or(0)))
+    }
+
+    fn set_timer(
+        &mut self,
+        conversation: &ConversationId,
+        seconds: u32,
+        at: u64,
+    ) -> Result<(), VaultError> {
+        self.set_conversation_timer(
+            &conversation.0,
+            seconds,
+            i64::try_from(at).unwrap_or(i64::MAX),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -167,6 +194,7 @@ mod tests {
                 sent,
                 body: format!("m{n}"),
                 reply_to: None,
+                expires: None,
             });
             let effects = receive(
                 &mut store,

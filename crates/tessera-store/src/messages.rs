@@ -137,6 +137,10 @@ pub struct Message {
     pub reply_to: Option<[u8; 16]>,
     /// The sender time of the edit whose text is shown (`None`: never edited).
     pub edited: Option<i64>,
+    /// Seconds the message lives (`docs/disappearing.md`); `None`: it stays.
+    pub expires_in: Option<i64>,
+    /// When it is removed, ms: set when sent (ours) or read (theirs).
+    pub expire_at: Option<i64>,
 }
 
 /// The id of the direct conversation with `account` (as tessera-messaging derives it).
@@ -218,7 +222,7 @@ fn id32(v: Vec<u8>) -> Result<[u8; 32], rusqlite::Error> {
     })
 }
 
-fn id16(v: Vec<u8>) -> Result<[u8; 16], rusqlite::Error> {
+pub(crate) fn id16(v: Vec<u8>) -> Result<[u8; 16], rusqlite::Error> {
     v.try_into().map_err(|_| {
         rusqlite::Error::InvalidColumnType(0, "id".into(), rusqlite::types::Type::Blob)
     })
@@ -235,7 +239,7 @@ fn contact_row(r: &Row<'_>) -> Result<Contact, rusqlite::Error> {
     })
 }
 
-const MESSAGE_COLUMNS: &str = "m.id, m.contact, m.message_id, m.outgoing, m.body, m.sent, m.received, m.status, m.read, m.kind, m.failure, m.conversation, m.time_flag, m.reply_to, m.edited";
+const MESSAGE_COLUMNS: &str = "m.id, m.contact, m.message_id, m.outgoing, m.body, m.sent, m.received, m.status, m.read, m.kind, m.failure, m.conversation, m.time_flag, m.reply_to, m.edited, m.expires_in, m.expire_at";
 
 fn message_row(r: &Row<'_>) -> Result<Message, rusqlite::Error> {
     let contact = id32(r.get(1)?)?;
@@ -259,6 +263,8 @@ fn message_row(r: &Row<'_>) -> Result<Message, rusqlite::Error> {
         time_flag: r.get(12)?,
         reply_to: r.get::<_, Option<Vec<u8>>>(13)?.map(id16).transpose()?,
         edited: r.get(14)?,
+        expires_in: r.get(15)?,
+        expire_at: r.get(16)?,
     })
 }
 
@@ -420,8 +426,9 @@ impl Vault {
     pub fn insert_message(&self, m: &Message) -> Result<Option<i64>, VaultError> {
         let mut s = self.conn.prepare_cached(
             "INSERT OR IGNORE INTO messages (contact, message_id, outgoing, body, sent, received,
-                status, read, kind, conversation, time_flag, reply_to, edited)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+                status, read, kind, conversation, time_flag, reply_to, edited, expires_in,
+                expire_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
         )?;
         let n = s.execute(params![
             &m.contact[..],
@@ -436,7 +443,9 @@ impl Vault {
             &m.conversation[..],
             m.time_flag,
             m.reply_to.as_ref().map(|r| &r[..]),
-            m.edited
+            m.edited,
+            m.expires_in,
+            m.expire_at
         ])?;
         if n != 1 {
             return Ok(None);
@@ -614,8 +623,10 @@ impl Vault {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    /// Marks a contact's unread incoming messages read; returns their ids (for read receipts).
-    pub fn mark_read(&self, contact: &[u8; 32]) -> Result<Vec<[u8; 16]>, VaultError> {
+    /// Marks a contact's unread incoming messages read at `now` (ms), starting the countdown
+    /// of those that disappear (`docs/disappearing.md`); returns their ids (for read
+    /// receipts).
+    pub fn mark_read(&self, contact: &[u8; 32], now: i64) -> Result<Vec<[u8; 16]>, VaultError> {
         self.transaction(|v: &Vault| -> Result<Vec<[u8; 16]>, VaultError> {
             let c = &v.conn;
             let ids: Vec<[u8; 16]> = {
@@ -626,6 +637,11 @@ impl Vault {
                 let rows = s.query_map([&contact[..]], |r| id16(r.get(0)?))?;
                 rows.collect::<Result<_, _>>()?
             };
+            c.execute(
+                "UPDATE messages SET expire_at = ?2 + expires_in * 1000
+                 WHERE contact = ?1 AND outgoing = 0 AND read = 0 AND expires_in IS NOT NULL",
+                params![&contact[..], now],
+            )?;
             c.execute(
                 "UPDATE messages SET read = 1 WHERE contact = ?1 AND outgoing = 0 AND read = 0",
                 [&contact[..]],
@@ -821,6 +837,8 @@ mod tests {
             time_flag: None,
             reply_to: None,
             edited: None,
+            expires_in: None,
+            expire_at: None,
         })
         .unwrap();
         message_id
@@ -902,6 +920,8 @@ mod tests {
                 time_flag: None,
                 reply_to: None,
                 edited: None,
+                expires_in: None,
+                expire_at: None,
             })
             .unwrap()
             .unwrap()
@@ -1024,6 +1044,8 @@ mod tests {
             time_flag: flag.map(str::to_string),
             reply_to: None,
             edited: None,
+            expires_in: None,
+            expire_at: None,
         })
         .unwrap();
     }

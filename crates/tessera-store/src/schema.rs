@@ -204,6 +204,13 @@ const MIGRATIONS: &[&str] = &[
         INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
         INSERT INTO messages_fts(rowid, body) VALUES (new.id, new.body);
      END;",
+    // 9: disappearing messages (docs/disappearing.md): a conversation's timer and when it was
+    // set; a message's lifetime in seconds and, once its countdown started, when it goes.
+    "ALTER TABLE conversations ADD COLUMN timer INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE conversations ADD COLUMN timer_at INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE messages ADD COLUMN expires_in INTEGER;
+     ALTER TABLE messages ADD COLUMN expire_at INTEGER;
+     CREATE INDEX messages_by_expiry ON messages(expire_at) WHERE expire_at IS NOT NULL;",
 ];
 
 /// Version 6's data step: a direct conversation for each contact (its id derived as

@@ -70,6 +70,8 @@ fn message(contact: u8, n: u32, body: &str, outgoing: bool) -> Message {
         time_flag: None,
         reply_to: None,
         edited: None,
+        expires_in: None,
+        expire_at: None,
     }
 }
 
@@ -413,7 +415,7 @@ fn messages_dedupe_page_search_and_receipts_only_move_forward() {
     assert_eq!((list[0].unread, list[1].unread, list[2].unread), (1, 80, 0));
     assert_eq!(list[1].last.as_ref().unwrap().sent, 119);
     assert!(list[2].last.is_none());
-    assert_eq!(v.mark_read(&[1; 32]).unwrap().len(), 80);
+    assert_eq!(v.mark_read(&[1; 32], 0).unwrap().len(), 80);
     assert_eq!(v.unread(&[1; 32]).unwrap(), 0);
     assert_eq!(v.conversations().unwrap()[1].unread, 0);
 

@@ -97,6 +97,7 @@ impl Engine {
         keys::set_registered_serial(&vault, certificate.fields.serial)?;
         let engine = Self::new(&opts.dir, secrets, Unlocked { vault, me }, clock);
         engine.forward_tor_progress();
+        engine.watch_expiry();
         let (signed, wire) = engine.with(|u| {
             u.vault
                 .transaction(|v| keys::new_batch(v, &u.me.identity, 1, now, &mut rng()))
@@ -234,7 +235,10 @@ impl Engine {
         if let Ok(mut c) = engine.inner.card_check.lock() {
             *c = check;
         }
+        // What expired while locked goes before anything is shown (docs/disappearing.md).
+        engine.expire_now()?;
         engine.forward_tor_progress();
+        engine.watch_expiry();
         Ok((engine, reader))
     }
 

@@ -249,6 +249,7 @@ impl Engine {
         keys::maintain(&vault, &mut me, clock.now_ms(), &mut rng())?;
         let engine = Self::new(&dir, secrets, Unlocked { vault, me }, clock);
         engine.forward_tor_progress();
+        engine.watch_expiry();
         Ok(engine)
     }
 

@@ -345,6 +345,8 @@ pub(super) fn process(
                             time_flag: None,
                             reply_to: None,
                             edited: None,
+                            expires_in: None,
+                            expire_at: None,
                         };
                         v.insert_message(&notice)?;
                         if let Some(message) = v.message(&notice.message_id)? {
@@ -393,7 +395,8 @@ pub(super) fn process(
                 | Content::SessionReset(_)
                 | Content::Edit(_)
                 | Content::Delete(_)
-                | Content::Reaction(_)) => {
+                | Content::Reaction(_)
+                | Content::Timer(_)) => {
                     let arrival = Arrival::Content {
                         from: sender,
                         content: &content,

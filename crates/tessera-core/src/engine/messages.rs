@@ -78,6 +78,10 @@ impl Engine {
                     ContactState::Deleted => return Err(CoreError::ContactDeleted),
                     _ => {}
                 }
+                // The conversation's timer (docs/disappearing.md): ours counts from now.
+                let conversation = tessera_store::direct_conversation(contact);
+                let timer = v.conversation_timer(&conversation)?.0;
+                let expires = (timer > 0).then_some(timer);
                 v.insert_message(&Message {
                     id: 0,
                     conversation: tessera_store::direct_conversation(contact),
@@ -94,16 +98,24 @@ impl Engine {
                     time_flag: None,
                     reply_to,
                     edited: None,
+                    expires_in: expires.map(i64::from),
+                    expire_at: expires.map(|s| {
+                        i64::try_from(sent)
+                            .unwrap_or(i64::MAX)
+                            .saturating_add(i64::from(s) * 1_000)
+                    }),
                 })?;
                 let content = Content::Text(Text {
                     id: MessageId(id),
                     sent,
                     body: body.to_string(),
                     reply_to: reply_to.map(MessageId),
+                    expires,
                 });
                 queue(v, &AccountId(*contact), &content, Some(&id), sent)
             })
         })?;
+        self.expiry_changed();
         self.kick();
         Ok(id)
     }
@@ -147,11 +159,13 @@ impl Engine {
         before: Option<i64>,
         limit: u32,
     ) -> Result<Vec<Message>, CoreError> {
+        self.expire_now()?;
         self.with(|u| Ok(u.vault.history(contact, before, limit)?))
     }
 
     /// Full-text search over all messages.
     pub fn search(&self, text: &str, limit: u32) -> Result<Vec<Message>, CoreError> {
+        self.expire_now()?;
         self.with(|u| Ok(u.vault.search(text, limit)?))
     }
 
@@ -194,7 +208,7 @@ impl Engine {
         let now = self.now_ms();
         let n = self.with(|u| {
             u.vault.transaction(|v| -> Result<usize, CoreError> {
-                let ids = v.mark_read(contact)?;
+                let ids = v.mark_read(contact, i64::try_from(now).unwrap_or(i64::MAX))?;
                 let standing = v
                     .contact(contact)?
                     .map_or(Standing::Stranger, |c| standing(c.state));
@@ -212,6 +226,8 @@ impl Engine {
             })
         })?;
         if n > 0 {
+            // Some may have started counting down (docs/disappearing.md).
+            self.expiry_changed();
             self.kick();
         }
         Ok(n)

@@ -61,8 +61,18 @@ pub(crate) async fn account(
     relay: &TestRelay,
     name: &str,
 ) -> (Engine, Arc<MemorySecrets>) {
+    account_with_clock(dir, relay, name, Arc::new(crate::clock::SystemClock)).await
+}
+
+/// [`account`] with the engine's clock.
+pub(crate) async fn account_with_clock(
+    dir: &std::path::Path,
+    relay: &TestRelay,
+    name: &str,
+    clock: Arc<dyn crate::clock::Clock>,
+) -> (Engine, Arc<MemorySecrets>) {
     let secrets = Arc::new(MemorySecrets::default());
-    let engine = Engine::create(
+    let engine = Engine::create_with_clock(
         CreateOptions {
             dir: dir.join(name),
             password: password(name),
@@ -73,6 +83,7 @@ pub(crate) async fn account(
             card: None,
         },
         secrets.clone(),
+        clock,
     )
     .await
     .unwrap();

@@ -102,6 +102,7 @@ mod tests {
                 sent: 7,
                 body: "re".into(),
                 reply_to: Some(target),
+                expires: None,
             }),
         ] {
             let bytes = c.to_bytes().expect("encode");
@@ -128,6 +129,7 @@ mod tests {
             sent: 7,
             body: "x".into(),
             reply_to: None,
+            expires: None,
         });
         assert!(
             !String::from_utf8(plain.to_bytes().expect("encode"))

@@ -17,6 +17,7 @@ pub mod contact;
 pub mod receipt;
 pub mod session;
 pub mod text;
+pub mod timer;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -115,6 +116,8 @@ kinds! {
     Delete(action::Delete),
     /// The sender's reaction to a message (or its removal).
     Reaction(action::Reaction),
+    /// The conversation's disappearing-message timer changed.
+    Timer(timer::Timer),
 }
 
 /// `t` first, then the kind's fields in declaration order, as every earlier version wrote it.
@@ -168,6 +171,7 @@ mod tests {
             sent: 5,
             body: "hi \"there\"".into(),
             reply_to: None,
+            expires: None,
         });
         let bytes = t.to_bytes().expect("encode");
         assert_eq!(

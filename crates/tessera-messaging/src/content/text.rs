@@ -21,6 +21,10 @@ pub struct Text {
     /// every earlier version wrote a text.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reply_to: Option<MessageId>,
+    /// Seconds this message lives once read (the conversation's timer when it was sent,
+    /// `docs/disappearing.md`); left out when it stays.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires: Option<u32>,
 }
 
 impl Kind for Text {
@@ -42,6 +46,7 @@ mod tests {
             sent: 1,
             body: "x".repeat(MAX_TEXT + 1),
             reply_to: None,
+            expires: None,
         });
         assert!(Content::from_bytes(&long.to_bytes().expect("encode")).is_err());
     }
