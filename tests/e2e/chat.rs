@@ -751,3 +751,113 @@ fn chat_a_30_second_timer_removes_a_read_message_from_both_sides() {
     let history = alice.ok(&["history", "bob"]);
     assert!(in_history(&history, kept["message_id"].as_str().unwrap())["expires_in"].is_null());
 }
+
+/// docs/conversations.md through the CLI and the real relay: a blocked contact's next message
+/// does not appear and its copy never reaches "delivered"; unblocking restores delivery of new
+/// messages; with read receipts off at one side, neither side shows "read".
+#[test]
+fn chat_blocking_drops_messages_without_receipts_and_read_receipts_off_hides_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let (alice, bob) = pair(dir.path(), &relay.address.to_string());
+
+    alice.ok(&["contact", "block", "bob"]);
+    let list = alice.ok(&["contact", "list"]);
+    assert_eq!(list["contacts"][0]["blocked"], true, "{list}");
+    let o = alice.run(&["send", "bob", "x"]);
+    assert_eq!(o.json["kind"], "blocked", "{}", o.stdout);
+    let dropped = bob.ok(&["send", "alice", "you will not see this"]);
+    let d = dropped["message_id"].as_str().unwrap().to_string();
+    let events = alice.sync();
+    assert!(Cli::messages(&events).is_empty(), "{events:?}");
+    bob.sync();
+    let history = bob.ok(&["history", "alice"]);
+    assert_eq!(in_history(&history, &d)["status"], "sent", "{history}");
+
+    alice.ok(&["contact", "unblock", "bob"]);
+    let kept = bob.ok(&["send", "alice", "and this you see"]);
+    let k = kept["message_id"].as_str().unwrap().to_string();
+    assert_eq!(
+        Cli::messages(&alice.sync()),
+        vec![("bob".into(), "and this you see".into())]
+    );
+    bob.sync();
+    let history = bob.ok(&["history", "alice"]);
+    assert_eq!(in_history(&history, &k)["status"], "delivered", "{history}");
+    assert_eq!(in_history(&history, &d)["status"], "sent", "{history}");
+    assert!(in_history(&alice.ok(&["history", "bob"]), &d).is_null());
+
+    // Read receipts off at Alice: Bob's message read by her stays "delivered" for him, and
+    // hers read by Bob stays "delivered" for her.
+    assert_eq!(alice.ok(&["read-receipts", "off"])["read_receipts"], "off");
+    let hers = alice.ok(&["send", "bob", "read me"]);
+    let h = hers["message_id"].as_str().unwrap().to_string();
+    let his = bob.ok(&["send", "alice", "read me too"]);
+    let b = his["message_id"].as_str().unwrap().to_string();
+    alice.sync();
+    alice.ok(&["history", "bob"]);
+    bob.sync();
+    bob.ok(&["history", "alice"]);
+    alice.sync();
+    bob.sync();
+    assert_eq!(
+        in_history(&alice.ok(&["history", "bob"]), &h)["status"],
+        "delivered"
+    );
+    assert_eq!(
+        in_history(&bob.ok(&["history", "alice"]), &b)["status"],
+        "delivered"
+    );
+    // On again: Bob's next read shows.
+    alice.ok(&["read-receipts", "on"]);
+    let again = alice.ok(&["send", "bob", "now read me"]);
+    let a = again["message_id"].as_str().unwrap().to_string();
+    bob.sync();
+    bob.ok(&["history", "alice"]);
+    alice.sync();
+    assert_eq!(
+        in_history(&alice.ok(&["history", "bob"]), &a)["status"],
+        "read"
+    );
+
+    // A conversation's own settings, then deleting it here, then removing the contact.
+    assert_eq!(alice.ok(&["conversation", "pin", "bob"])["pinned"], true);
+    let muted = alice.ok(&["conversation", "mute", "bob", "--for", "8h"]);
+    assert_eq!(muted["muted"], true, "{muted}");
+    assert!(
+        !alice
+            .run(&["conversation", "mute", "bob", "--for", "30s"])
+            .ok
+    );
+    assert_eq!(
+        alice.ok(&["conversation", "unread", "bob"])["marked_unread"],
+        true
+    );
+    alice.ok(&["history", "bob"]);
+    let shown = alice.ok(&["conversation", "show", "bob"]);
+    assert_eq!(
+        (&shown["pinned"], &shown["muted"], &shown["marked_unread"]),
+        (
+            &serde_json::json!(true),
+            &serde_json::json!(true),
+            &serde_json::json!(false)
+        ),
+        "{shown}"
+    );
+    alice.ok(&["conversation", "delete", "bob"]);
+    assert_eq!(
+        alice.ok(&["history", "bob"])["messages"],
+        serde_json::json!([])
+    );
+    assert!(
+        alice.ok(&["search", "read"])["messages"]
+            .as_array()
+            .unwrap()
+            .is_empty()
+    );
+    alice.ok(&["contact", "remove", "bob"]);
+    assert_eq!(
+        alice.ok(&["contact", "list"])["contacts"],
+        serde_json::json!([])
+    );
+}

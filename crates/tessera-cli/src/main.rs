@@ -3,6 +3,7 @@
 mod account;
 mod actions;
 mod backup;
+mod conversation;
 mod duress;
 
 use std::path::PathBuf;
@@ -108,6 +109,16 @@ enum Command {
     React(actions::ReactArgs),
     /// Disappearing messages: show or set the conversation's timer (both sides see the change)
     Timer(actions::TimerArgs),
+    /// A conversation's settings: archive, pin, mute, mark unread, delete here
+    #[command(subcommand)]
+    Conversation(conversation::ConversationCommand),
+    /// Read receipts: off means neither sending them nor seeing them (both ways); without a
+    /// setting, show it
+    ReadReceipts {
+        /// on or off
+        #[arg(value_parser = ["on", "off"])]
+        setting: Option<String>,
+    },
     /// Fetch and process what is waiting, send the outbox, print new messages
     Sync,
     /// Stay connected and print events as they happen
@@ -265,6 +276,22 @@ enum ContactCommand {
     },
     /// Reject a contact request
     Reject {
+        /// Contact name or account id
+        contact: String,
+    },
+    /// Block: their messages, requests and calls are dropped without receipts, and nothing is
+    /// sent to them
+    Block {
+        /// Contact name or account id
+        contact: String,
+    },
+    /// Unblock: new messages arrive again
+    Unblock {
+        /// Contact name or account id
+        contact: String,
+    },
+    /// Remove the contact and the conversation here (nothing is sent)
+    Remove {
         /// Contact name or account id
         contact: String,
     },
@@ -824,6 +851,46 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Delete(args) => actions::delete(&cli, args, out).await?,
         Command::React(args) => actions::react(&cli, args, out).await?,
         Command::Timer(args) => actions::timer(&cli, args, out).await?,
+        Command::Conversation(command) => conversation::run(&cli, command, out).await?,
+        Command::ReadReceipts { setting } => {
+            let engine = unlock(&cli).await?;
+            if let Some(s) = setting {
+                engine.set_app_setting("read_receipts", s)?;
+            }
+            let on = engine.app_setting("read_receipts")?.as_deref() != Some("off");
+            let word = if on { "on" } else { "off" };
+            out(
+                json!({"ok": true, "read_receipts": word}),
+                format!("read receipts: {word}"),
+            );
+        }
+        Command::Contact(ContactCommand::Block { contact }) => {
+            let engine = unlock(&cli).await?;
+            let c = engine.find_contact(contact)?;
+            engine.block(&c.account_id)?;
+            out(
+                json!({"ok": true, "contact": c.name, "blocked": true}),
+                format!("{} blocked", c.name),
+            );
+        }
+        Command::Contact(ContactCommand::Unblock { contact }) => {
+            let engine = unlock(&cli).await?;
+            let c = engine.find_contact(contact)?;
+            engine.unblock(&c.account_id)?;
+            out(
+                json!({"ok": true, "contact": c.name, "blocked": false}),
+                format!("{} unblocked", c.name),
+            );
+        }
+        Command::Contact(ContactCommand::Remove { contact }) => {
+            let engine = unlock(&cli).await?;
+            let c = engine.find_contact(contact)?;
+            engine.remove_contact(&c.account_id)?;
+            out(
+                json!({"ok": true, "contact": c.name, "removed": true}),
+                format!("{} removed", c.name),
+            );
+        }
         Command::Account(command) => account::run(&cli, command, out).await?,
         Command::Panic { yes } => {
             let dir = data_dir(&cli)?;
@@ -994,7 +1061,12 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Contact(ContactCommand::List) => {
             let engine = unlock(&cli).await?;
             let contacts = engine.contacts()?;
-            let list: Vec<Value> = contacts.iter().map(contact_json).collect();
+            let mut list: Vec<Value> = Vec::new();
+            for c in &contacts {
+                let mut v = contact_json(c);
+                v["blocked"] = engine.is_blocked(&c.account_id)?.into();
+                list.push(v);
+            }
             let text = contacts
                 .iter()
                 .map(|c| {

@@ -31,6 +31,7 @@ impl CoreError {
             CoreError::NotEditable => "not_editable",
             CoreError::BadReaction => "bad_reaction",
             CoreError::BadTimer => "bad_timer",
+            CoreError::Blocked => "blocked",
             CoreError::IdentityChanged(_) => "identity_changed",
             CoreError::Call(c) => call_code(c),
             CoreError::Backup(b) => backup_code(b),

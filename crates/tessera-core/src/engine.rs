@@ -50,6 +50,7 @@ mod duress;
 mod expiry;
 mod inbound;
 mod leaving;
+mod manage;
 mod messages;
 #[cfg(test)]
 mod testing;
@@ -73,6 +74,7 @@ pub const APP_SETTINGS: &[&str] = &[
     "lock_on_focus_loss",
     "notification_content",
     "panic_shortcut",
+    manage::READ_RECEIPTS_SETTING,
     "theme",
     "zoom",
 ];

@@ -23,8 +23,8 @@ pub use tessera_messaging::{Content, FailReason};
 pub use tessera_store::CardFactor;
 pub use tessera_store::backup::{BackupError, BackupHeader, RecoveryKey};
 pub use tessera_store::{
-    Contact, ContactState, Conversation, KdfParams, Message, MessageStatus, OsKeyring, Quarantined,
-    SecretStore, WipeProblem, WipeReport, direct_conversation, wipe,
+    Contact, ContactState, Conversation, ConversationSettings, KdfParams, Message, MessageStatus,
+    OsKeyring, Quarantined, SecretStore, WipeProblem, WipeReport, direct_conversation, wipe,
 };
 pub use transport::TransportConfig;
 
@@ -274,6 +274,9 @@ pub enum CoreError {
     /// Not a reaction (at most 32 bytes, no spaces or control characters).
     #[error("not a valid reaction")]
     BadReaction,
+    /// This account is blocked: unblock it to write to it (`docs/conversations.md`).
+    #[error("this contact is blocked")]
+    Blocked,
     /// Not one of the disappearing-message timers offered (`docs/disappearing.md`).
     #[error("not a disappearing-message timer: off, 30s, 5m, 1h, 8h, 1d, 1w or 4w")]
     BadTimer,

@@ -8,6 +8,7 @@ mod keyfile;
 mod keys;
 mod links;
 mod machines;
+mod manage;
 mod messages;
 mod schema;
 mod secrets;
@@ -23,6 +24,7 @@ pub use keyfile::{
 };
 pub use keys::{KeyInventory, NamedSecret, RetiredKey};
 pub use machines::standing;
+pub use manage::ConversationSettings;
 pub use messages::{
     Contact, ContactState, Conversation, FTS_BATCH, Message, MessageStatus, OutboxHead, OutboxItem,
     Quarantined, direct_conversation,

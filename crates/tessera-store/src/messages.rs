@@ -181,6 +181,8 @@ pub struct Conversation {
     pub last: Option<Message>,
     /// Incoming messages not yet read.
     pub unread: u32,
+    /// Its own settings (archived, pinned, muted, marked unread, draft).
+    pub settings: crate::ConversationSettings,
 }
 
 /// An outbox entry without its bytes (what the delivery machine tracks).
@@ -360,14 +362,19 @@ impl Vault {
             let id = direct_conversation(&contact.account_id);
             let last = last.query_row([&id[..]], message_row).optional()?;
             let unread = self.unread(&contact.account_id)?;
+            let settings = self.conversation_settings(&id)?;
             out.push(Conversation {
                 id,
                 contact,
                 last,
                 unread,
+                settings,
             });
         }
-        out.sort_by_key(|c| std::cmp::Reverse(c.last.as_ref().map(|m| (m.sent, m.id))));
+        // Pinned ones first, then the most recent.
+        out.sort_by_key(|c| {
+            std::cmp::Reverse((c.settings.pinned, c.last.as_ref().map(|m| (m.sent, m.id))))
+        });
         Ok(out)
     }
 

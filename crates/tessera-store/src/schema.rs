@@ -211,6 +211,18 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE messages ADD COLUMN expires_in INTEGER;
      ALTER TABLE messages ADD COLUMN expire_at INTEGER;
      CREATE INDEX messages_by_expiry ON messages(expire_at) WHERE expire_at IS NOT NULL;",
+    // 10: managing contacts and conversations (docs/conversations.md): blocked accounts (kept
+    // apart from contacts, so blocking a stranger needs no contact); a conversation's own
+    // settings.
+    "CREATE TABLE blocked (
+        account_id BLOB PRIMARY KEY,
+        since      INTEGER NOT NULL
+     ) WITHOUT ROWID;
+     ALTER TABLE conversations ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE conversations ADD COLUMN pinned INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE conversations ADD COLUMN muted_until INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE conversations ADD COLUMN marked_unread INTEGER NOT NULL DEFAULT 0;
+     ALTER TABLE conversations ADD COLUMN draft TEXT;",
 ];
 
 /// Version 6's data step: a direct conversation for each contact (its id derived as

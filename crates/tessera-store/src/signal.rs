@@ -82,6 +82,12 @@ impl Vault {
         )? == 1)
     }
 
+    /// Forgets the Signal sessions with every device of an account (`account` as libsignal
+    /// names it); returns how many there were.
+    pub fn delete_sessions(&self, account: &str) -> std::result::Result<usize, VaultError> {
+        Ok(self.execute("DELETE FROM sessions WHERE account = ?1", params![account])?)
+    }
+
     /// Stores this device's own identity secrets and registration id (once, at account set-up).
     pub fn set_local_identity(
         &self,

@@ -265,6 +265,13 @@ pub(super) fn process(
                 Err(e) => return Err(e.into()),
             };
             let content = Content::from_bytes(&plain)?;
+            // Blocked (docs/conversations.md): dropped without a trace or a receipt. Read
+            // receipts off: theirs are not shown either.
+            let unwanted_read = matches!(&content, Content::Receipt(r) if r.kind == ReceiptKind::Read)
+                && !super::manage::read_receipts_on(v)?;
+            if v.is_blocked(&sender.0)? || unwanted_read {
+                return Ok(Processed::Done(Vec::new()));
+            }
             let mut events = Vec::new();
             let contact = v.contact(&sender.0)?;
             match content {

@@ -21,6 +21,9 @@ pub(super) fn queue(
     message: Option<&[u8; 16]>,
     now: u64,
 ) -> Result<(), CoreError> {
+    if v.is_blocked(&contact.0)? {
+        return Err(CoreError::Blocked);
+    }
     let devices = v.contact_devices(&contact.0)?;
     if devices.is_empty() {
         return Err(CoreError::UnknownContact);
@@ -201,7 +204,9 @@ impl Engine {
         self.with(|u| Ok(u.vault.message(id)?))
     }
 
-    /// Marks a conversation read and sends read receipts for what was unread.
+    /// Marks a conversation read (and no longer marked unread) and sends read receipts for
+    /// what was unread, unless read receipts are off (`docs/conversations.md`) or the contact
+    /// is blocked.
     pub async fn mark_read(&self, contact: &[u8; 32]) -> Result<usize, CoreError> {
         self.refresh_contact(contact).await;
         self.maybe_maintain()?;
@@ -209,10 +214,19 @@ impl Engine {
         let n = self.with(|u| {
             u.vault.transaction(|v| -> Result<usize, CoreError> {
                 let ids = v.mark_read(contact, i64::try_from(now).unwrap_or(i64::MAX))?;
+                let conversation = tessera_store::direct_conversation(contact);
+                let mut settings = v.conversation_settings(&conversation)?;
+                if settings.marked_unread {
+                    settings.marked_unread = false;
+                    v.set_conversation_settings(&conversation, &settings)?;
+                }
                 let standing = v
                     .contact(contact)?
                     .map_or(Standing::Stranger, |c| standing(c.state));
-                if !standing.gets_receipts() {
+                if !standing.gets_receipts()
+                    || !super::manage::read_receipts_on(v)?
+                    || v.is_blocked(contact)?
+                {
                     return Ok(ids.len());
                 }
                 for chunk in ids.chunks(MAX_RECEIPT_IDS) {
