@@ -31,6 +31,115 @@ function mark(status, failure) {
 
 const CLOCK_FLAG = 'The sender\u2019s clock was wrong: shown at the time it arrived.';
 
+// Message actions (docs/message-actions.md): reply, react, edit, delete — on hover or focus,
+// from the context menu, and from the keyboard (R reply, E edit, + react, Delete on a focused
+// message; in an empty composer, Up edits your last message; Escape cancels).
+const EDIT_WINDOW_MS = 24 * 3600 * 1000;
+const QUICK_REACTIONS = ['\u{1F44D}', '\u2764\uFE0F', '\u{1F602}', '\u{1F62E}', '\u{1F622}', '\u{1F64F}'];
+let composeMode = null; // { kind: 'reply' | 'edit', id }
+
+function editable(m) {
+  return m.outgoing && m.kind === 'text' && Date.now() - m.sent < EDIT_WINDOW_MS;
+}
+
+function actionBar(m) {
+  return el('div', { class: 'actions', role: 'toolbar', 'aria-label': 'Message actions' },
+    el('button', { type: 'button', class: 'act-reply', onclick: () => startReply(m) }, 'Reply'),
+    el('button', { type: 'button', class: 'act-react', 'aria-haspopup': 'true', onclick: (e) => togglePicker(e.target.closest('.msg'), m) }, 'React'),
+    editable(m) ? el('button', { type: 'button', class: 'act-edit', onclick: () => startEdit(m) }, 'Edit') : null,
+    el('button', { type: 'button', class: 'act-delete', 'aria-haspopup': 'true', onclick: (e) => toggleDeleteMenu(e.target.closest('.msg'), m) }, 'Delete'));
+}
+
+function closeMenus() {
+  for (const menu of document.querySelectorAll('.msg .menu')) menu.remove();
+}
+
+function togglePicker(node, m) {
+  const wasOpen = node.querySelector('.menu.picker');
+  closeMenus();
+  if (wasOpen) return;
+  const mine = (m.reactions || []).find((r) => r.mine);
+  const menu = el('div', { class: 'menu picker', role: 'menu', 'aria-label': 'React' },
+    QUICK_REACTIONS.map((emoji) => {
+      const chosen = mine && mine.emoji === emoji;
+      return el('button', { type: 'button', role: 'menuitem', class: chosen ? 'chosen' : '', 'aria-label': chosen ? `Remove ${emoji}` : `React ${emoji}`, onclick: () => reactWith(m, chosen ? null : emoji) }, emoji);
+    }));
+  node.append(menu);
+  menu.querySelector('button').focus();
+}
+
+function toggleDeleteMenu(node, m) {
+  const wasOpen = node.querySelector('.menu.delete');
+  closeMenus();
+  if (wasOpen) return;
+  const menu = el('div', { class: 'menu delete', role: 'menu', 'aria-label': 'Delete' },
+    el('button', { type: 'button', role: 'menuitem', class: 'del-me', onclick: () => deleteMsg(m, false) }, 'Delete for me'),
+    editable(m) ? el('button', { type: 'button', role: 'menuitem', class: 'del-everyone', onclick: () => deleteMsg(m, true) }, 'Delete for everyone') : null);
+  node.append(menu);
+  menu.querySelector('button').focus();
+}
+
+async function reactWith(m, emoji) {
+  closeMenus();
+  try { await backend.react(m.id, emoji); } catch (err) { showError('chat-error', err); }
+}
+
+async function deleteMsg(m, everyone) {
+  closeMenus();
+  try {
+    await backend.deleteMessage(m.id, everyone);
+    if (!everyone) document.querySelector(`.msg[data-id="${m.id}"]`)?.remove();
+  } catch (err) { showError('chat-error', err); }
+}
+
+function setComposeMode(mode, text) {
+  composeMode = mode;
+  $('#compose-state').hidden = !mode;
+  $('#compose-state-text').textContent = text || '';
+  if (!mode) $('#compose').value = '';
+  $('#compose').focus();
+}
+
+function startReply(m) {
+  const preview = m.body.length > 60 ? `${m.body.slice(0, 60)}\u2026` : m.body;
+  setComposeMode({ kind: 'reply', id: m.id }, `Replying to: ${preview}`);
+}
+
+function startEdit(m) {
+  setComposeMode({ kind: 'edit', id: m.id }, 'Editing your message');
+  $('#compose').value = m.body;
+}
+
+/** What the actions need of a message shown in the log. */
+function viewOf(node) {
+  return {
+    id: node.dataset.id,
+    kind: node.dataset.kind,
+    outgoing: node.dataset.outgoing === 'yes',
+    sent: Number(node.dataset.sent),
+    body: node.dataset.body || '',
+    reactions: [...node.querySelectorAll('.reaction')].map((r) => ({ mine: r.classList.contains('mine'), emoji: r.textContent })),
+  };
+}
+
+function onLogKey(e) {
+  if (e.key === 'Escape') { closeMenus(); return; }
+  const node = e.target.closest && e.target.closest('.msg');
+  if (!node || e.target !== node || node.dataset.kind !== 'text') return;
+  const m = viewOf(node);
+  if (e.key === 'r' || e.key === 'R') { e.preventDefault(); startReply(m); }
+  else if ((e.key === 'e' || e.key === 'E') && editable(m)) { e.preventDefault(); startEdit(m); }
+  else if (e.key === '+') { e.preventDefault(); togglePicker(node, m); }
+  else if (e.key === 'Delete') { e.preventDefault(); toggleDeleteMenu(node, m); }
+}
+
+function onLogContextMenu(e) {
+  const node = e.target.closest && e.target.closest('.msg');
+  if (!node || node.dataset.kind !== 'text') return;
+  e.preventDefault();
+  node.querySelector('.actions button')?.focus();
+}
+
 /** A timer in words: docs/disappearing.md's choices. */
 const TIMER_WORDS = {
   0: 'off', 30: '30 seconds', 300: '5 minutes', 3600: '1 hour', 28800: '8 hours',
@@ -69,9 +178,15 @@ function messageNode(m) {
       },
     }, '↩ Reply')
     : null;
-  return el('div', { class: `msg ${m.outgoing ? 'out' : 'in'}`, dataset: { id: m.id, row: m.row, sent: m.sent, day: new Date(m.sent).toDateString() } },
+  const reactions = (m.reactions || []).length
+    ? el('div', { class: 'reactions', 'aria-label': 'Reactions' },
+      m.reactions.map((r) => el('span', { class: r.mine ? 'reaction mine' : 'reaction', title: r.mine ? 'Your reaction' : 'Their reaction' }, r.emoji)))
+    : null;
+  return el('div', { class: `msg ${m.outgoing ? 'out' : 'in'}`, tabindex: '0', dataset: { id: m.id, row: m.row, sent: m.sent, day: new Date(m.sent).toDateString(), kind: m.kind, outgoing: m.outgoing ? 'yes' : 'no', body: m.kind === 'text' ? m.body : '' } },
     quoted,
     body,
+    reactions,
+    m.kind === 'text' ? actionBar(m) : null,
     el('span', { class: 'meta' }, el('time', { datetime: new Date(m.sent).toISOString() }, time(m.sent)),
       m.timeFlag ? el('span', { class: 'clock-flag', role: 'img', 'aria-label': CLOCK_FLAG, title: CLOCK_FLAG }, '⏱') : null,
       m.edited && m.kind === 'text' ? el('span', { class: 'edited' }, 'edited') : null,
@@ -96,22 +211,62 @@ function withDays(nodes, previousDay) {
 async function refreshConversations() {
   const list = await backend.conversations();
   const ul = $('#conv-list');
-  ul.replaceChildren(...list.filter((c) => c.contact.state === 'accepted' || c.last).map((c) =>
+  conversationsById = new Map(list.map((c) => [c.contact.id, c]));
+  const showArchived = $('#show-archived').checked;
+  ul.replaceChildren(...list.filter((c) => (c.contact.state === 'accepted' || c.last) && (showArchived || !c.archived)).map((c) =>
     el('li', {},
-      el('button', { type: 'button', class: `conv${c.contact.id === open ? ' active' : ''}`, dataset: { contact: c.contact.id, name: c.contact.name },
+      el('button', { type: 'button', class: `conv${c.contact.id === open ? ' active' : ''}`, dataset: { contact: c.contact.id, name: c.contact.name, pinned: c.pinned ? 'yes' : 'no', archived: c.archived ? 'yes' : 'no' },
         onclick: () => openConversation(c.contact.id, c.contact.name) },
         el('span', { class: 'name' }, c.contact.name),
+        c.pinned ? el('span', { class: 'flag pinned', role: 'img', 'aria-label': 'Pinned', title: 'Pinned' }, '\u{1F4CC}') : null,
+        c.mutedUntil > Date.now() ? el('span', { class: 'flag muted', role: 'img', 'aria-label': 'Muted', title: 'Muted' }, '\u{1F515}') : null,
+        c.archived ? el('span', { class: 'flag archived' }, 'archived') : null,
+        c.draft && c.contact.id !== open ? el('span', { class: 'flag draft' }, 'draft') : null,
         c.last ? el('span', { class: 'when' }, shortTime(c.last.sent)) : null,
         el('span', { class: 'last' }, c.last ? `${c.last.outgoing ? 'You: ' : ''}${c.last.body}` : 'No messages yet'),
-        c.unread ? el('span', { class: 'badge unread', 'aria-label': `${c.unread} unread` }, String(c.unread)) : null))));
+        c.unread ? el('span', { class: 'badge unread', 'aria-label': `${c.unread} unread` }, String(c.unread))
+          : c.markedUnread ? el('span', { class: 'badge unread marked', 'aria-label': 'Marked unread' }, '\u2022') : null))));
   $('#conv-empty').hidden = ul.children.length > 0;
 }
 
+/** The conversations as last read (their settings, for the conversation menu). */
+let conversationsById = new Map();
+
+/** Keeps what is written in the composer as the conversation's draft (docs/conversations.md). */
+function saveDraft() {
+  if (!open || (composeMode && composeMode.kind === 'edit')) return;
+  const text = $('#compose').value;
+  const before = conversationsById.get(open);
+  if ((before && before.draft || '') === text) return;
+  backend.updateConversation(open, { draft: text }).catch(() => {});
+  if (before) before.draft = text || null;
+}
+
+function showConversationMenu(c) {
+  $('#conv-pin').textContent = c && c.pinned ? 'Unpin' : 'Pin';
+  $('#conv-archive').textContent = c && c.archived ? 'Unarchive' : 'Archive';
+  $('#conv-mute').value = '';
+  $('#conv-mute').options[0].textContent = c && c.mutedUntil > Date.now() ? 'Unmute' : 'Notifications on';
+  $('#conv-block').textContent = c && c.contact.blocked ? 'Unblock' : 'Block';
+}
+
+async function changeConversation(change) {
+  if (!open) return;
+  try {
+    await backend.updateConversation(open, change);
+    await refreshConversations();
+    showConversationMenu(conversationsById.get(open));
+  } catch (err) { showError('chat-error', err); }
+}
+
 async function openConversation(contact, name) {
+  saveDraft();
   open = contact;
   openName = name;
   showView('view-chats');
   $('#chat-title').textContent = name;
+  composeMode = null;
+  $('#compose-state').hidden = true;
   $('#composer').hidden = false;
   $('#call-buttons').hidden = false;
   showError('chat-error', null);
@@ -124,6 +279,9 @@ async function openConversation(contact, name) {
   await backend.markRead(contact).catch(() => {});
   $('#timer').value = String(await backend.timer(contact).catch(() => 0));
   await refreshConversations();
+  const c = conversationsById.get(contact);
+  $('#compose').value = (c && c.draft) || '';
+  showConversationMenu(c);
   $('#compose').focus();
 }
 
@@ -184,7 +342,14 @@ async function send(ev) {
   showError('chat-error', null);
   $('#send').disabled = true;
   try {
-    await backend.sendMessage(open, body);
+    if (composeMode && composeMode.kind === 'edit') {
+      await backend.editMessage(composeMode.id, body);
+    } else if (composeMode && composeMode.kind === 'reply') {
+      await backend.sendReply(open, body, composeMode.id);
+    } else {
+      await backend.sendMessage(open, body);
+    }
+    setComposeMode(null);
     box.value = '';
     await appendNew();
     await refreshConversations();
@@ -232,7 +397,30 @@ async function refreshContacts() {
   $('#contact-list').replaceChildren(...list.map((c) => el('li', { dataset: { contact: c.id, state: c.state } },
     el('span', { class: 'name' }, c.name), el('span', { class: 'state' }, STATE[c.state]),
     c.state === 'accepted' ? el('button', { type: 'button', class: 'open', onclick: () => openConversation(c.id, c.name) }, `Message ${c.name}`) : null,
-    el('button', { type: 'button', class: 'safety-open', onclick: () => showSafety(c.id, c.name) }, `Safety number for ${c.name}`))));
+    el('button', { type: 'button', class: 'safety-open', onclick: () => showSafety(c.id, c.name) }, `Safety number for ${c.name}`),
+    el('button', { type: 'button', class: 'block', onclick: () => blockContact(c.id, !c.blocked) }, c.blocked ? `Unblock ${c.name}` : `Block ${c.name}`),
+    el('button', { type: 'button', class: 'remove danger', onclick: () => removeContact(c.id, c.name) }, `Remove ${c.name}`),
+    c.blocked ? el('span', { class: 'state blocked' }, 'blocked') : null)));
+}
+
+async function blockContact(id, blocked) {
+  await backend.setBlocked(id, blocked).catch((err) => showError('chat-error', err));
+  await refreshContacts();
+  await refreshConversations();
+}
+
+async function removeContact(id, name) {
+  const li = document.querySelector(`#contact-list li[data-contact="${id}"]`);
+  // A second press confirms: removing deletes the conversation here.
+  if (li && !li.dataset.confirm) {
+    li.dataset.confirm = 'yes';
+    li.querySelector('.remove').textContent = `Press again to remove ${name} and your messages`;
+    return;
+  }
+  await backend.removeContact(id).catch((err) => showError('chat-error', err));
+  if (open === id) { open = null; $('#chat-log').replaceChildren(); $('#composer').hidden = true; }
+  await refreshContacts();
+  await refreshConversations();
 }
 
 async function answer(id, accept) {
@@ -290,6 +478,7 @@ async function refreshSettings() {
   $('#set-idle').value = s.idleLockMinutes;
   $('#set-focus').checked = s.lockOnFocusLoss;
   $('#set-notify').checked = s.notificationContent;
+  $('#set-read-receipts').checked = s.readReceipts;
   $('#set-theme').value = s.theme;
   $('#set-transport-next').value = s.transport;
   $('#set-zoom').value = s.zoom;
@@ -466,7 +655,44 @@ function wire() {
   $('#composer').addEventListener('submit', send);
   $('#compose').addEventListener('keydown', (e) => {
     if (e.key === 'Enter' && !e.shiftKey) { e.preventDefault(); $('#composer').requestSubmit(); }
+    else if (e.key === 'Escape' && composeMode) { e.preventDefault(); setComposeMode(null); }
+    else if (e.key === 'ArrowUp' && !e.target.value) {
+      // Edit your last message (within 24 hours).
+      const mine = [...document.querySelectorAll('#chat-log .msg.out[data-kind="text"]')].pop();
+      if (mine && editable(viewOf(mine))) { e.preventDefault(); startEdit(viewOf(mine)); }
+    }
   });
+  $('#compose-cancel').addEventListener('click', () => setComposeMode(null));
+  let draftTimer;
+  $('#compose').addEventListener('input', () => { clearTimeout(draftTimer); draftTimer = setTimeout(saveDraft, 800); });
+  $('#show-archived').addEventListener('change', () => refreshConversations());
+  $('#conv-pin').addEventListener('click', () => { const c = conversationsById.get(open); changeConversation({ pinned: !(c && c.pinned) }); });
+  $('#conv-archive').addEventListener('click', () => { const c = conversationsById.get(open); changeConversation({ archived: !(c && c.archived) }); });
+  $('#conv-unread').addEventListener('click', () => changeConversation({ markedUnread: true }));
+  $('#conv-mute').addEventListener('change', (e) => {
+    const v = e.target.value;
+    changeConversation(v === '' ? { mutedUntil: 0 } : { muteFor: Number(v) });
+  });
+  $('#conv-block').addEventListener('click', async () => {
+    if (!open) return;
+    const c = conversationsById.get(open);
+    try {
+      await backend.setBlocked(open, !(c && c.contact.blocked));
+      await refreshContacts();
+      await refreshConversations();
+      showConversationMenu(conversationsById.get(open));
+    } catch (err) { showError('chat-error', err); }
+  });
+  $('#conv-delete').addEventListener('click', async () => {
+    if (!open) return;
+    try {
+      await backend.deleteConversation(open);
+      $('#chat-log').replaceChildren();
+      await refreshConversations();
+    } catch (err) { showError('chat-error', err); }
+  });
+  $('#chat-log').addEventListener('keydown', onLogKey);
+  $('#chat-log').addEventListener('contextmenu', onLogContextMenu);
   $('#chat-log').addEventListener('scroll', () => loadOlder());
   let t;
   $('#search').addEventListener('input', () => { clearTimeout(t); t = setTimeout(runSearch, 200); });
@@ -477,6 +703,7 @@ function wire() {
   $('#set-lock-removal').addEventListener('change', (e) => setSetting('lock_on_card_removal', e.target.checked ? 'on' : 'off'));
   $('#set-focus').addEventListener('change', (e) => setSetting('lock_on_focus_loss', e.target.checked ? 'on' : 'off'));
   $('#set-notify').addEventListener('change', (e) => setSetting('notification_content', e.target.checked ? 'on' : 'off'));
+  $('#set-read-receipts').addEventListener('change', (e) => setSetting('read_receipts', e.target.checked ? 'on' : 'off'));
   $('#set-idle').addEventListener('change', (e) => setSetting('idle_lock_minutes', String(e.target.value || 0)));
   $('#set-theme').addEventListener('change', (e) => setSetting('theme', e.target.value));
   $('#set-transport-next').addEventListener('change', (e) => setSetting('transport', e.target.value));
@@ -585,8 +812,14 @@ export function onEngineEvent(e) {
       break;
     }
     case 'changed': {
-      const node = document.querySelector(`.msg[data-id="${e.message.id}"]`);
-      if (node) node.replaceWith(messageNode(e.message));
+      // The event's view has no reactions: read the whole message again.
+      if (document.querySelector(`.msg[data-id="${e.message.id}"]`)) {
+        backend.messageView(e.message.id).then((m) => {
+          const now = document.querySelector(`.msg[data-id="${e.message.id}"]`);
+          if (!now) return;
+          if (m) now.replaceWith(messageNode(m)); else now.remove();
+        }).catch(() => {});
+      }
       refreshConversations();
       break;
     }

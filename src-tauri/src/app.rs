@@ -189,7 +189,10 @@ impl App {
                             app.notify(&mine, contact, body);
                         }
                         let shows_text = match &e {
-                            Event::Message { contact, .. } => mine.may_show_content(contact),
+                            Event::Message { contact, .. }
+                            | Event::MessageChanged { contact, .. } => {
+                                mine.may_show_content(contact)
+                            }
                             _ => false,
                         };
                         if let Some(ui) = UiEvent::from_engine(&e, shows_text) {
@@ -274,7 +277,10 @@ impl App {
     /// Posts an OS notification for a message that arrived while the window was in the
     /// background: "New message" only, unless the user turned on `notification_content`.
     fn notify(&self, engine: &Engine, contact: &[u8; 32], body: &str) {
-        if self.focused.load(std::sync::atomic::Ordering::Relaxed) {
+        // A muted conversation posts nothing (docs/conversations.md).
+        if self.focused.load(std::sync::atomic::Ordering::Relaxed)
+            || engine.muted(contact).unwrap_or(false)
+        {
             return;
         }
         // A request's text is never shown before it is accepted, whatever the setting.

@@ -75,7 +75,7 @@ fn password(p: String) -> Zeroizing<Vec<u8>> {
     Zeroizing::new(p.into_bytes())
 }
 
-fn account(id: &str) -> UiResult<[u8; 32]> {
+pub(crate) fn account(id: &str) -> UiResult<[u8; 32]> {
     id.parse::<AccountId>()
         .map(|a| a.0)
         .map_err(|_| CoreError::UnknownContact.into())
@@ -507,8 +507,15 @@ pub fn me(app: AppState<'_>) -> UiResult<Me> {
 
 #[tauri::command]
 pub fn conversations(app: AppState<'_>) -> UiResult<Vec<ConversationView>> {
-    let list = app.engine()?.conversations()?;
-    Ok(list.iter().map(Into::into).collect())
+    let engine = app.engine()?;
+    let list = engine.conversations()?;
+    list.iter()
+        .map(|c| {
+            let mut v = ConversationView::from(c);
+            v.contact.blocked = engine.is_blocked(&c.contact.account_id)?;
+            Ok(v)
+        })
+        .collect()
 }
 
 #[tauri::command]
@@ -519,10 +526,11 @@ pub fn history(
     limit: Option<u32>,
 ) -> UiResult<Vec<MessageView>> {
     let c = account(&contact)?;
-    let list = app
-        .engine()?
-        .history(&c, before, limit.unwrap_or(50).min(500))?;
-    Ok(list.iter().map(Into::into).collect())
+    let engine = app.engine()?;
+    let list = engine.history(&c, before, limit.unwrap_or(50).min(500))?;
+    list.iter()
+        .map(|m| crate::actions::full_view(&engine, m))
+        .collect()
 }
 
 #[tauri::command]
@@ -577,8 +585,15 @@ pub fn search(app: AppState<'_>, text: String) -> UiResult<Vec<MessageView>> {
 
 #[tauri::command]
 pub fn contacts(app: AppState<'_>) -> UiResult<Vec<ContactView>> {
-    let list = app.engine()?.contacts()?;
-    Ok(list.iter().map(Into::into).collect())
+    let engine = app.engine()?;
+    let list = engine.contacts()?;
+    list.iter()
+        .map(|c| {
+            let mut v = ContactView::from(c);
+            v.blocked = engine.is_blocked(&c.account_id)?;
+            Ok(v)
+        })
+        .collect()
 }
 
 /// The request box: who asked to be a contact, with a short preview only.
@@ -650,6 +665,8 @@ pub struct Settings {
     idle_lock_minutes: u32,
     lock_on_focus_loss: bool,
     notification_content: bool,
+    /// Read receipts sent and shown (docs/conversations.md).
+    read_receipts: bool,
     theme: String,
     /// Transport for the next unlock (`tor` or `direct`).
     transport: &'static str,
@@ -681,6 +698,7 @@ pub fn settings(app: AppState<'_>) -> UiResult<Settings> {
         idle_lock_minutes: get("idle_lock_minutes")?.parse().unwrap_or(0),
         lock_on_focus_loss: get("lock_on_focus_loss")? == "on",
         notification_content: get("notification_content")? == "on",
+        read_receipts: get("read_receipts")? != "off",
         theme: match get("theme")?.as_str() {
             "" => "system".into(),
             t => t.into(),

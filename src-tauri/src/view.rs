@@ -15,6 +15,8 @@ pub struct ContactView {
     pub name: String,
     /// `requested`, `incoming`, `accepted` or `rejected`.
     pub state: &'static str,
+    /// Blocked (filled where the engine is at hand: the contact list).
+    pub blocked: bool,
 }
 
 impl From<&Contact> for ContactView {
@@ -23,6 +25,7 @@ impl From<&Contact> for ContactView {
             id: AccountId(c.account_id).to_string(),
             name: c.name.clone(),
             state: c.state.as_str(),
+            blocked: false,
         }
     }
 }
@@ -88,6 +91,8 @@ pub struct MessageView {
     pub reply_to: Option<String>,
     /// Seconds it lives (disappearing messages), if it does.
     pub expires_in: Option<i64>,
+    /// Its reactions (filled where the engine is at hand: history, `message_view`).
+    pub reactions: Vec<ReactionView>,
     /// Set when the sender's clock was not believed and the arrival time is shown instead:
     /// `future` or `too_old`.
     pub time_flag: Option<String>,
@@ -124,9 +129,20 @@ impl From<&Message> for MessageView {
             edited: m.edited.is_some(),
             reply_to: m.reply_to.as_ref().map(tessera_core::id_hex),
             expires_in: m.expires_in,
+            reactions: Vec::new(),
             time_flag: m.time_flag.clone(),
         }
     }
+}
+
+/// A reaction to a message.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ReactionView {
+    /// Ours.
+    pub mine: bool,
+    /// The emoji.
+    pub emoji: String,
 }
 
 /// One line of the conversation list.
@@ -139,6 +155,16 @@ pub struct ConversationView {
     pub last: Option<MessageView>,
     /// Unread incoming messages.
     pub unread: u32,
+    /// Kept out of the main list.
+    pub archived: bool,
+    /// Listed first.
+    pub pinned: bool,
+    /// No notifications until then, ms (0: not muted).
+    pub muted_until: i64,
+    /// Shown as unread although read.
+    pub marked_unread: bool,
+    /// The text being written when the conversation was left.
+    pub draft: Option<String>,
 }
 
 impl From<&Conversation> for ConversationView {
@@ -147,6 +173,11 @@ impl From<&Conversation> for ConversationView {
             contact: (&c.contact).into(),
             last: c.last.as_ref().map(Into::into),
             unread: c.unread,
+            archived: c.settings.archived,
+            pinned: c.settings.pinned,
+            muted_until: c.settings.muted_until,
+            marked_unread: c.settings.marked_unread,
+            draft: c.settings.draft.clone(),
         }
     }
 }

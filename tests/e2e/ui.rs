@@ -203,6 +203,72 @@ fn befriend(alice: &App, bob: &App, shot: bool) {
     );
 }
 
+/// Marks the message in `app`'s open conversation whose text is `text` (`.msg.in` or
+/// `.msg.out` as `side` says) with the id `target`, and focuses it (its actions show).
+fn target(app: &App, side: &str, text: &str) {
+    app.session.wait_js(
+        &format!("the message {text:?}"),
+        &format!(
+            "const n = [...document.querySelectorAll('#chat-log .msg.{side}')]
+               .find(n => n.querySelector('.body').textContent === {text:?});
+             if (!n) return false;
+             document.querySelector('#target')?.removeAttribute('id');
+             n.id = 'target'; n.focus(); return true;"
+        ),
+        LONG,
+    );
+}
+
+/// docs/message-actions.md through the window: Bob replies to Alice's message, Alice reacts
+/// to the reply, Bob edits it and then deletes it for everyone; each change shows on the
+/// other side.
+fn message_actions_through_the_window(alice: &App, bob: &App) {
+    target(bob, "in", "hello bob, read you");
+    bob.session.click("#target .act-reply");
+    bob.wait_text("#compose-state-text", "Replying to: hello bob, read you");
+    send(bob, "a reply, through the window");
+    alice.session.wait_js(
+        "the reply, naming what it quotes",
+        "return [...document.querySelectorAll('#chat-log .msg.in')].some(n =>
+           n.querySelector('.body').textContent === 'a reply, through the window'
+           && n.querySelector('.reply-ref'));",
+        LONG,
+    );
+    target(alice, "in", "a reply, through the window");
+    alice.session.click("#target .act-react");
+    alice.session.click("#target .menu.picker button");
+    bob.session.wait_js(
+        "alice's reaction on bob's side",
+        "return [...document.querySelectorAll('#chat-log .msg.out')].some(n =>
+           n.querySelector('.body').textContent === 'a reply, through the window'
+           && n.querySelector('.reaction'));",
+        LONG,
+    );
+    alice.screenshot("actions-reply-reaction");
+    target(bob, "out", "a reply, through the window");
+    bob.session.click("#target .act-edit");
+    bob.wait_text("#compose-state-text", "Editing your message");
+    bob.session.type_into("#compose", "an edited reply");
+    bob.session.click("#send");
+    alice.session.wait_js(
+        "the edited text, marked edited",
+        "return [...document.querySelectorAll('#chat-log .msg.in')].some(n =>
+           n.querySelector('.body').textContent === 'an edited reply' && n.querySelector('.edited'));",
+        LONG,
+    );
+    target(bob, "out", "an edited reply");
+    bob.session.click("#target .act-delete");
+    bob.session.click("#target .del-everyone");
+    alice.session.wait_js(
+        "the tombstone",
+        "return !!document.querySelector('#chat-log .msg.in .body.deleted')
+           && ![...document.querySelectorAll('#chat-log .msg .body')].some(b =>
+                b.textContent.includes('edited reply'));",
+        LONG,
+    );
+    alice.screenshot("actions-deleted");
+}
+
 #[test]
 fn ui_two_apps_first_run_chat_search_lock_on_removal_and_refusals() {
     tools();
@@ -263,6 +329,7 @@ fn ui_two_apps_first_run_chat_search_lock_on_removal_and_refusals() {
     assert_eq!(days, 1, "one day separator for today's messages");
     alice.screenshot("chat");
     bob.screenshot("chat-bob");
+    message_actions_through_the_window(&alice, &bob);
 
     // Search finds the older message.
     alice.session.type_into("#search", "ptarmigans");
