@@ -229,6 +229,39 @@ async function refreshConversations() {
   $('#conv-empty').hidden = ul.children.length > 0;
 }
 
+// Typing indicators (docs/conversations.md §Typing): "on" at most every 4 s while typing,
+// "off" 5 s after the last key or when the message is sent; shown for at most 6 s.
+let typingSentAt = 0;
+let typingTo = null;
+let typingStop;
+let typingShown;
+
+function typingInput() {
+  if (!open || (composeMode && composeMode.kind === 'edit')) return;
+  const now = Date.now();
+  if (typingTo !== open || now - typingSentAt > 4000) {
+    typingTo = open;
+    typingSentAt = now;
+    backend.sendTyping(open, true).catch(() => {});
+  }
+  clearTimeout(typingStop);
+  typingStop = setTimeout(stopTyping, 5000);
+}
+
+function stopTyping() {
+  clearTimeout(typingStop);
+  if (typingTo) backend.sendTyping(typingTo, false).catch(() => {});
+  typingTo = null;
+  typingSentAt = 0;
+}
+
+function showTyping(contact, on) {
+  clearTimeout(typingShown);
+  const show = on && contact === open;
+  $('#typing').hidden = !show;
+  if (show) typingShown = setTimeout(() => { $('#typing').hidden = true; }, 6000);
+}
+
 /** The conversations as last read (their settings, for the conversation menu). */
 let conversationsById = new Map();
 
@@ -261,6 +294,8 @@ async function changeConversation(change) {
 
 async function openConversation(contact, name) {
   saveDraft();
+  if (typingTo) stopTyping();
+  $('#typing').hidden = true;
   open = contact;
   openName = name;
   showView('view-chats');
@@ -350,6 +385,7 @@ async function send(ev) {
       await backend.sendMessage(open, body);
     }
     setComposeMode(null);
+    if (typingTo) { clearTimeout(typingStop); typingTo = null; typingSentAt = 0; }
     box.value = '';
     await appendNew();
     await refreshConversations();
@@ -479,6 +515,7 @@ async function refreshSettings() {
   $('#set-focus').checked = s.lockOnFocusLoss;
   $('#set-notify').checked = s.notificationContent;
   $('#set-read-receipts').checked = s.readReceipts;
+  $('#set-typing').checked = s.typingIndicators;
   $('#set-theme').value = s.theme;
   $('#set-transport-next').value = s.transport;
   $('#set-zoom').value = s.zoom;
@@ -664,7 +701,11 @@ function wire() {
   });
   $('#compose-cancel').addEventListener('click', () => setComposeMode(null));
   let draftTimer;
-  $('#compose').addEventListener('input', () => { clearTimeout(draftTimer); draftTimer = setTimeout(saveDraft, 800); });
+  $('#compose').addEventListener('input', () => {
+    clearTimeout(draftTimer);
+    draftTimer = setTimeout(saveDraft, 800);
+    typingInput();
+  });
   $('#show-archived').addEventListener('change', () => refreshConversations());
   $('#conv-pin').addEventListener('click', () => { const c = conversationsById.get(open); changeConversation({ pinned: !(c && c.pinned) }); });
   $('#conv-archive').addEventListener('click', () => { const c = conversationsById.get(open); changeConversation({ archived: !(c && c.archived) }); });
@@ -704,6 +745,7 @@ function wire() {
   $('#set-focus').addEventListener('change', (e) => setSetting('lock_on_focus_loss', e.target.checked ? 'on' : 'off'));
   $('#set-notify').addEventListener('change', (e) => setSetting('notification_content', e.target.checked ? 'on' : 'off'));
   $('#set-read-receipts').addEventListener('change', (e) => setSetting('read_receipts', e.target.checked ? 'on' : 'off'));
+  $('#set-typing').addEventListener('change', (e) => setSetting('typing_indicators', e.target.checked ? 'on' : 'off'));
   $('#set-idle').addEventListener('change', (e) => setSetting('idle_lock_minutes', String(e.target.value || 0)));
   $('#set-theme').addEventListener('change', (e) => setSetting('theme', e.target.value));
   $('#set-transport-next').addEventListener('change', (e) => setSetting('transport', e.target.value));
@@ -798,6 +840,7 @@ export function onEngineEvent(e) {
         if (e.message) showArrived(e.message);
         else appendNew();
         if (e.message && e.message.kind === 'timer') $('#timer').value = e.message.body;
+        $('#typing').hidden = true;
       }
       if (!e.message) refreshContacts();
       break;
@@ -823,6 +866,9 @@ export function onEngineEvent(e) {
       refreshConversations();
       break;
     }
+    case 'typing':
+      showTyping(e.contact, e.on);
+      break;
     case 'expired':
       for (const id of e.ids) document.querySelector(`.msg[data-id="${id}"]`)?.remove();
       refreshConversations();

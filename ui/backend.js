@@ -38,6 +38,7 @@ export const updateConversation = (contact, change) => call('update_conversation
 export const deleteConversation = (contact) => call('delete_conversation', { contact });
 export const setBlocked = (contact, blocked) => call('set_blocked', { contact, blocked });
 export const removeContact = (contact) => call('remove_contact', { contact });
+export const sendTyping = (contact, on) => call('send_typing', { contact, on });
 export const setTimer = (contact, seconds) => call('set_timer', { contact, seconds });
 export const markRead = (contact) => call('mark_read', { contact });
 export const search = (text) => call('search', { text });

@@ -170,3 +170,10 @@ pub async fn set_blocked(app: AppState<'_>, contact: String, blocked: bool) -> U
 pub async fn remove_contact(app: AppState<'_>, contact: String) -> UiResult<()> {
     Ok(app.engine()?.remove_contact(&account(&contact)?)?)
 }
+
+/// Tells `contact` we started or stopped typing (nothing is sent when typing indicators are
+/// off).
+#[tauri::command]
+pub async fn send_typing(app: AppState<'_>, contact: String, on: bool) -> UiResult<()> {
+    Ok(app.engine()?.send_typing(&account(&contact)?, on).await?)
+}

@@ -55,4 +55,5 @@
     "delete_conversation",
     "set_blocked",
     "remove_contact",
+    "send_typing",
 ]

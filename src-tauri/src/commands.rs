@@ -667,6 +667,8 @@ pub struct Settings {
     notification_content: bool,
     /// Read receipts sent and shown (docs/conversations.md).
     read_receipts: bool,
+    /// Typing indicators sent and shown.
+    typing_indicators: bool,
     theme: String,
     /// Transport for the next unlock (`tor` or `direct`).
     transport: &'static str,
@@ -699,6 +701,7 @@ pub fn settings(app: AppState<'_>) -> UiResult<Settings> {
         lock_on_focus_loss: get("lock_on_focus_loss")? == "on",
         notification_content: get("notification_content")? == "on",
         read_receipts: get("read_receipts")? != "off",
+        typing_indicators: get("typing_indicators")? != "off",
         theme: match get("theme")?.as_str() {
             "" => "system".into(),
             t => t.into(),

@@ -100,6 +100,7 @@ pub fn builder<R: tauri::Runtime>(
             actions::delete_conversation,
             actions::set_blocked,
             actions::remove_contact,
+            actions::send_typing,
             commands::timer,
             commands::set_timer,
             commands::app_info,

@@ -225,6 +225,13 @@ pub enum UiEvent {
         /// The message as it is now.
         message: MessageView,
     },
+    /// A contact started or stopped typing.
+    Typing {
+        /// Who (account id text).
+        contact: String,
+        /// Started or stopped.
+        on: bool,
+    },
     /// Disappearing messages were removed: take them off the page.
     Expired {
         /// The contact of their conversation (account id text).
@@ -343,6 +350,10 @@ impl UiEvent {
             } if shows_text => Self::Changed {
                 contact: AccountId(*contact).to_string(),
                 message: message.as_ref().into(),
+            },
+            Event::Typing { contact, on } => Self::Typing {
+                contact: AccountId(*contact).to_string(),
+                on: *on,
             },
             Event::MessagesExpired { contact, ids } => Self::Expired {
                 contact: AccountId(*contact).to_string(),

@@ -223,6 +223,15 @@ fn target(app: &App, side: &str, text: &str) {
 /// to the reply, Bob edits it and then deletes it for everyone; each change shows on the
 /// other side.
 fn message_actions_through_the_window(alice: &App, bob: &App) {
+    // Typing shows on the other side (docs/conversations.md §Typing).
+    bob.session.type_into("#compose", "thinking");
+    alice.session.wait_js(
+        "bob typing",
+        "return !document.querySelector('#typing').hidden;",
+        LONG,
+    );
+    bob.session
+        .js("document.querySelector('#compose').value = ''; return true;");
     target(bob, "in", "hello bob, read you");
     bob.session.click("#target .act-reply");
     bob.wait_text("#compose-state-text", "Replying to: hello bob, read you");

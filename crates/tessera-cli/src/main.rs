@@ -501,6 +501,8 @@ fn event_json(e: &Event, engine: &Engine) -> Option<Value> {
         } => json!({"event": "message_changed", "contact": account_text(contact),
                     "message_id": hex(message_id), "kind": message.kind, "body": message.body,
                     "edited": message.edited}),
+        Event::Typing { contact, on } => json!({"event": "typing",
+                    "contact": account_text(contact), "on": on}),
         Event::MessagesExpired { contact, ids } => json!({"event": "messages_expired",
                     "contact": account_text(contact),
                     "ids": ids.iter().map(|i| hex(i)).collect::<Vec<_>>()}),

@@ -75,6 +75,7 @@ pub const APP_SETTINGS: &[&str] = &[
     "notification_content",
     "panic_shortcut",
     manage::READ_RECEIPTS_SETTING,
+    manage::TYPING_SETTING,
     "theme",
     "zoom",
 ];

@@ -94,6 +94,14 @@ pub enum Event {
         /// The message as it is now.
         message: Box<Message>,
     },
+    /// A contact started or stopped typing (`docs/conversations.md` §Typing). Show it for a
+    /// few seconds at most: a "stopped" may never come.
+    Typing {
+        /// Who.
+        contact: [u8; 32],
+        /// Started or stopped.
+        on: bool,
+    },
     /// Disappearing messages whose time came were removed (`docs/disappearing.md`).
     MessagesExpired {
         /// The contact of their conversation.

@@ -16,6 +16,7 @@ use crate::content::action::{Delete, EDIT_WINDOW_MS, Edit, Reaction};
 use crate::content::receipt::{Receipt, ReceiptKind};
 use crate::content::text::Text;
 use crate::content::timer::Timer;
+use crate::content::typing::{TYPING_FRESH_MS, Typing};
 
 /// The kind of the notice a timer change leaves in its conversation (its body: the seconds).
 pub const TIMER_NOTICE: &str = "timer";
@@ -70,6 +71,13 @@ pub enum Effect {
     Stored(MessageId),
     /// A stored message changed (edited, deleted for everyone, a reaction): show it again.
     Changed(MessageId),
+    /// The sender started or stopped typing: show it for a few seconds (nothing is stored).
+    Typing {
+        /// Who.
+        from: AccountId,
+        /// Started or stopped.
+        on: bool,
+    },
     /// Send a receipt.
     Receipt {
         /// To whom.
@@ -115,6 +123,7 @@ pub fn handled_here(content: &Content) -> bool {
             | Content::Delete(_)
             | Content::Reaction(_)
             | Content::Timer(_)
+            | Content::Typing(_)
     )
 }
 
@@ -264,6 +273,15 @@ where
                     if standing.keeps_messages() && own_text(store, target, &from, at)?.is_some() {
                         store.erase(target)?;
                         effects.push(Effect::Changed(*target));
+                    }
+                }
+                // Only a contact's, and only while fresh (`docs/conversations.md` §Typing).
+                Content::Typing(Typing { sent, on }) => {
+                    if standing == Standing::Accepted
+                        && now.saturating_sub(*sent) <= TYPING_FRESH_MS
+                        && sent.saturating_sub(now) <= TYPING_FRESH_MS
+                    {
+                        effects.push(Effect::Typing { from, on: *on });
                     }
                 }
                 // `docs/disappearing.md`: the newer change wins; each is shown as a notice.
@@ -755,5 +773,37 @@ mod tests {
         let mut strangers = MemoryStore::default();
         assert!(from(&mut strangers, ALICE, &timer(NOW, 30)).is_empty());
         assert_eq!(strangers.timer(&conversation).ok(), Some((0, 0)));
+    }
+
+    #[test]
+    fn typing_is_shown_from_contacts_while_fresh_and_never_stored() {
+        let typing = |sent, on| Content::Typing(Typing { sent, on });
+        let mut s = store_with(Standing::Accepted);
+        assert_eq!(
+            from(&mut s, ALICE, &typing(NOW - 1_000, true)),
+            vec![Effect::Typing {
+                from: ALICE,
+                on: true
+            }]
+        );
+        assert_eq!(
+            from(&mut s, ALICE, &typing(NOW, false)),
+            vec![Effect::Typing {
+                from: ALICE,
+                on: false
+            }]
+        );
+        // Stale (it waited in an outbox), from the future, or not from a contact: nothing.
+        assert!(from(&mut s, ALICE, &typing(NOW - TYPING_FRESH_MS - 1, true)).is_empty());
+        assert!(from(&mut s, ALICE, &typing(NOW + TYPING_FRESH_MS + 1, true)).is_empty());
+        assert!(
+            from(
+                &mut store_with(Standing::Incoming),
+                ALICE,
+                &typing(NOW, true)
+            )
+            .is_empty()
+        );
+        assert!(s.conversation(&direct(&ALICE)).is_empty());
     }
 }

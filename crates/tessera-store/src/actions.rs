@@ -73,12 +73,7 @@ impl Vault {
                      WHERE message_id = ?1",
                 )?
                 .execute([&message_id[..]])?;
-            v.conn
-                .prepare_cached("DELETE FROM message_edits WHERE message_id = ?1")?
-                .execute([&message_id[..]])?;
-            v.conn
-                .prepare_cached("DELETE FROM reactions WHERE message_id = ?1")?
-                .execute([&message_id[..]])?;
+            v.forget_edits_and_reactions(message_id)?;
             Ok(n == 1)
         })?;
         if erased {
@@ -95,18 +90,27 @@ impl Vault {
                 .conn
                 .prepare_cached("DELETE FROM messages WHERE message_id = ?1")?
                 .execute([&message_id[..]])?;
-            v.conn
-                .prepare_cached("DELETE FROM message_edits WHERE message_id = ?1")?
-                .execute([&message_id[..]])?;
-            v.conn
-                .prepare_cached("DELETE FROM reactions WHERE message_id = ?1")?
-                .execute([&message_id[..]])?;
+            v.forget_edits_and_reactions(message_id)?;
             Ok(n == 1)
         })?;
         if deleted {
             self.purge_search_index()?;
         }
         Ok(deleted)
+    }
+
+    /// Removes a message's edit history and reactions.
+    pub(crate) fn forget_edits_and_reactions(
+        &self,
+        message_id: &[u8; 16],
+    ) -> Result<(), VaultError> {
+        for sql in [
+            "DELETE FROM message_edits WHERE message_id = ?1",
+            "DELETE FROM reactions WHERE message_id = ?1",
+        ] {
+            self.conn.prepare_cached(sql)?.execute([&message_id[..]])?;
+        }
+        Ok(())
     }
 
     /// FTS5 keeps a deleted row's words in older index segments (marked deleted) until they
@@ -179,39 +183,11 @@ impl Vault {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use crate::{Contact, ContactState, Message, MessageStatus};
-
     fn vault_with_message(body: &str) -> (tempfile::TempDir, crate::Vault) {
         let (d, v) = crate::test_vault();
-        v.put_contact(&Contact {
-            account_id: [3; 32],
-            name: "c".into(),
-            account_public: vec![1],
-            relay: "r".into(),
-            state: ContactState::Accepted,
-            created: 0,
-        })
-        .unwrap();
-        v.insert_message(&Message {
-            id: 0,
-            conversation: crate::direct_conversation(&[3; 32]),
-            contact: [3; 32],
-            message_id: [1; 16],
-            outgoing: false,
-            body: body.into(),
-            sent: 10,
-            received: Some(11),
-            status: MessageStatus::Received,
-            read: false,
-            kind: "text".into(),
-            failure: None,
-            time_flag: None,
-            reply_to: None,
-            edited: None,
-            expires_in: None,
-            expire_at: None,
-        })
-        .unwrap();
+        crate::test_contact(&v, 3);
+        v.insert_message(&crate::test_message([3; 32], [1; 16], body, false, 10))
+            .unwrap();
         (d, v)
     }
 

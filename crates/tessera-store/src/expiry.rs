@@ -57,13 +57,10 @@ impl Vault {
                 rows.collect::<Result<_, _>>()?
             };
             for (id, _) in &due {
-                for sql in [
-                    "DELETE FROM message_edits WHERE message_id = ?1",
-                    "DELETE FROM reactions WHERE message_id = ?1",
-                    "DELETE FROM messages WHERE message_id = ?1",
-                ] {
-                    v.conn.prepare_cached(sql)?.execute([&id[..]])?;
-                }
+                v.forget_edits_and_reactions(id)?;
+                v.conn
+                    .prepare_cached("DELETE FROM messages WHERE message_id = ?1")?
+                    .execute([&id[..]])?;
             }
             Ok(due)
         })?;
@@ -85,50 +82,20 @@ impl Vault {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use crate::{Contact, ContactState, Message, MessageStatus};
+    use crate::Message;
 
     fn message(id: u8, outgoing: bool, body: &str, expires_in: Option<i64>) -> Message {
-        Message {
-            id: 0,
-            conversation: crate::direct_conversation(&[3; 32]),
-            contact: [3; 32],
-            message_id: [id; 16],
-            outgoing,
-            body: body.into(),
-            sent: 1_000,
-            received: (!outgoing).then_some(1_000),
-            status: if outgoing {
-                MessageStatus::Sent
-            } else {
-                MessageStatus::Received
-            },
-            read: outgoing,
-            kind: "text".into(),
-            failure: None,
-            time_flag: None,
-            reply_to: None,
-            edited: None,
-            expires_in,
-            expire_at: if outgoing {
-                expires_in.map(|s| 1_000 + s * 1_000)
-            } else {
-                None
-            },
-        }
+        let mut m = crate::test_message([3; 32], [id; 16], body, outgoing, 1_000);
+        m.expires_in = expires_in;
+        // Ours counts from sending; theirs from reading.
+        m.expire_at = expires_in.filter(|_| outgoing).map(|s| 1_000 + s * 1_000);
+        m
     }
 
     #[test]
     fn sent_messages_count_from_sending_received_ones_from_reading_then_they_are_gone() {
         let (_d, v) = crate::test_vault();
-        v.put_contact(&Contact {
-            account_id: [3; 32],
-            name: "c".into(),
-            account_public: vec![1],
-            relay: "r".into(),
-            state: ContactState::Accepted,
-            created: 0,
-        })
-        .unwrap();
+        crate::test_contact(&v, 3);
         let conversation = crate::direct_conversation(&[3; 32]);
         assert_eq!(v.conversation_timer(&conversation).unwrap(), (0, 0));
         v.set_conversation_timer(&conversation, 30, 900).unwrap();

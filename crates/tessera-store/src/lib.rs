@@ -136,3 +136,53 @@ pub(crate) fn test_vault() -> (tempfile::TempDir, Vault) {
     .unwrap();
     (dir, v)
 }
+
+/// An accepted contact `[n; 32]` named `c<n>`, for this crate's unit tests.
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+pub(crate) fn test_contact(v: &Vault, n: u8) {
+    v.put_contact(&Contact {
+        account_id: [n; 32],
+        name: format!("c{n}"),
+        account_public: vec![1],
+        relay: "r".into(),
+        state: ContactState::Accepted,
+        created: 0,
+    })
+    .unwrap();
+}
+
+/// A text `id` in the conversation with `contact`, sent at `sent` (received then, when
+/// incoming), for this crate's unit tests.
+#[cfg(test)]
+pub(crate) fn test_message(
+    contact: [u8; 32],
+    id: [u8; 16],
+    body: &str,
+    outgoing: bool,
+    sent: i64,
+) -> Message {
+    Message {
+        id: 0,
+        conversation: direct_conversation(&contact),
+        contact,
+        message_id: id,
+        outgoing,
+        body: body.into(),
+        sent,
+        received: (!outgoing).then_some(sent),
+        status: if outgoing {
+            MessageStatus::Sent
+        } else {
+            MessageStatus::Received
+        },
+        read: outgoing,
+        kind: "text".into(),
+        failure: None,
+        time_flag: None,
+        reply_to: None,
+        edited: None,
+        expires_in: None,
+        expire_at: None,
+    }
+}

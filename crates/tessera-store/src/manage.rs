@@ -155,37 +155,16 @@ impl Vault {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
-    use crate::{Contact, ContactState, Message, MessageStatus};
-
     fn contact(v: &crate::Vault, n: u8) {
-        v.put_contact(&Contact {
-            account_id: [n; 32],
-            name: format!("c{n}"),
-            account_public: vec![1],
-            relay: "r".into(),
-            state: ContactState::Accepted,
-            created: 0,
-        })
-        .unwrap();
-        v.insert_message(&Message {
-            id: 0,
-            conversation: crate::direct_conversation(&[n; 32]),
-            contact: [n; 32],
-            message_id: [n; 16],
-            outgoing: false,
-            body: format!("hello from contact{n}"),
-            sent: i64::from(n),
-            received: Some(i64::from(n)),
-            status: MessageStatus::Received,
-            read: false,
-            kind: "text".into(),
-            failure: None,
-            time_flag: None,
-            reply_to: None,
-            edited: None,
-            expires_in: None,
-            expire_at: None,
-        })
+        crate::test_contact(v, n);
+        let body = format!("hello from contact{n}");
+        v.insert_message(&crate::test_message(
+            [n; 32],
+            [n; 16],
+            &body,
+            false,
+            i64::from(n),
+        ))
         .unwrap();
     }
 

@@ -85,6 +85,14 @@ fn drive(
             Effect::Receipt { to, kind, ids } => {
                 queue(v, &to, &Content::Receipt(Receipt { kind, ids }), None, now)?;
             }
+            Effect::Typing { from, on } => {
+                if super::manage::typing_on(v)? {
+                    events.push(Event::Typing {
+                        contact: from.0,
+                        on,
+                    });
+                }
+            }
             Effect::Changed(id) => {
                 if let Some(message) = v.message(&id.0)? {
                     events.push(Event::MessageChanged {
@@ -403,7 +411,8 @@ pub(super) fn process(
                 | Content::Edit(_)
                 | Content::Delete(_)
                 | Content::Reaction(_)
-                | Content::Timer(_)) => {
+                | Content::Timer(_)
+                | Content::Typing(_)) => {
                     let arrival = Arrival::Content {
                         from: sender,
                         content: &content,

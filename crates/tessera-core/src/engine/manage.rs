@@ -14,6 +14,14 @@ pub(super) fn read_receipts_on(v: &Vault) -> Result<bool, CoreError> {
     Ok(v.setting(READ_RECEIPTS_SETTING)?.as_deref() != Some("off"))
 }
 
+/// The vault setting that turns typing indicators off (`off`) both ways.
+pub const TYPING_SETTING: &str = "typing_indicators";
+
+/// Whether typing indicators are on (the default): sent while we type, shown while they do.
+pub(super) fn typing_on(v: &Vault) -> Result<bool, CoreError> {
+    Ok(v.setting(TYPING_SETTING)?.as_deref() != Some("off"))
+}
+
 impl Engine {
     /// Blocks `account` (a contact or not): from now on what it sends — messages, requests,
     /// reactions, calls — is dropped without a receipt, and nothing is sent to it. Its
@@ -89,6 +97,31 @@ impl Engine {
         })
     }
 
+    /// Tells `contact` we started (`on`) or stopped typing (`docs/conversations.md` §Typing).
+    /// Nothing is sent when typing indicators are off, or to anyone but an accepted, unblocked
+    /// contact; an interface calls it at most every few seconds while the person types.
+    pub async fn send_typing(&self, contact: &[u8; 32], on: bool) -> Result<(), CoreError> {
+        let now = self.now_ms();
+        let queued = self.with(|u| {
+            u.vault.transaction(|v| -> Result<bool, CoreError> {
+                let accepted = v
+                    .contact(contact)?
+                    .is_some_and(|c| c.state == ContactState::Accepted);
+                if !typing_on(v)? || !accepted || v.is_blocked(contact)? {
+                    return Ok(false);
+                }
+                let content =
+                    Content::Typing(tessera_messaging::content::typing::Typing { sent: now, on });
+                queue(v, &AccountId(*contact), &content, None, now)?;
+                Ok(true)
+            })
+        })?;
+        if queued {
+            self.kick();
+        }
+        Ok(())
+    }
+
     /// Whether notifications for `contact`'s messages are off now (muted).
     pub fn muted(&self, contact: &[u8; 32]) -> Result<bool, CoreError> {
         let now = i64::try_from(self.now_ms()).unwrap_or(i64::MAX);
@@ -162,6 +195,42 @@ mod tests {
             alice.message(&mine).unwrap().unwrap().status,
             MessageStatus::Read
         );
+    }
+
+    /// The next Typing event `events` carries within a few seconds, if any.
+    async fn next_typing(events: &mut tokio::sync::broadcast::Receiver<Event>) -> Option<bool> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+        loop {
+            match tokio::time::timeout_at(deadline, events.recv()).await {
+                Ok(Ok(Event::Typing { on, .. })) => return Some(on),
+                Ok(Ok(_)) => {}
+                _ => return None,
+            }
+        }
+    }
+
+    /// Typing indicators reach a contact; off at either side, nothing shows.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn typing_indicators_reach_a_contact_unless_either_side_turned_them_off() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay().await;
+        let (alice, _) = account(dir.path(), &relay, "alice").await;
+        let (bob, _) = account(dir.path(), &relay, "bob").await;
+        let (_, bob_id) = befriend(&alice, &bob).await;
+        let mut events = bob.subscribe();
+        alice.send_typing(&bob_id, true).await.unwrap();
+        assert_eq!(next_typing(&mut events).await, Some(true));
+        alice.send_typing(&bob_id, false).await.unwrap();
+        assert_eq!(next_typing(&mut events).await, Some(false));
+        // Off at Bob: he does not see Alice's.
+        bob.set_app_setting(TYPING_SETTING, "off").unwrap();
+        alice.send_typing(&bob_id, true).await.unwrap();
+        assert_eq!(next_typing(&mut events).await, None);
+        // Off at Alice: she sends none (Bob on again would otherwise show it).
+        bob.set_app_setting(TYPING_SETTING, "on").unwrap();
+        alice.set_app_setting(TYPING_SETTING, "off").unwrap();
+        alice.send_typing(&bob_id, true).await.unwrap();
+        assert_eq!(next_typing(&mut events).await, None);
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,6 +18,7 @@ pub mod receipt;
 pub mod session;
 pub mod text;
 pub mod timer;
+pub mod typing;
 
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -118,6 +119,8 @@ kinds! {
     Reaction(action::Reaction),
     /// The conversation's disappearing-message timer changed.
     Timer(timer::Timer),
+    /// The sender started or stopped typing.
+    Typing(typing::Typing),
 }
 
 /// `t` first, then the kind's fields in declaration order, as every earlier version wrote it.
