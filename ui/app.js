@@ -88,7 +88,10 @@ async function deleteMsg(m, everyone) {
   closeMenus();
   try {
     await backend.deleteMessage(m.id, everyone);
-    if (!everyone) document.querySelector(`.msg[data-id="${m.id}"]`)?.remove();
+    if (!everyone) {
+      document.querySelector(`.msg[data-id="${m.id}"]`)?.remove();
+      shownBodies.delete(m.id);
+    }
   } catch (err) { showError('chat-error', err); }
 }
 
@@ -156,6 +159,9 @@ function timerNotice(seconds, mine) {
     : `${who} turned disappearing messages off.`;
 }
 
+/** Texts of the messages shown so far, by id: a reply shows the start of what it quotes. */
+const shownBodies = new Map();
+
 function messageNode(m) {
   const notices = {
     unsupported: 'Unsupported message: it was sent from a newer version of Tessera.',
@@ -168,7 +174,10 @@ function messageNode(m) {
     : notices[m.kind]
       ? el('p', { class: `body ${m.kind}` }, notices[m.kind])
       : el('p', { class: 'body' }, m.body);
+  if (m.kind === 'text') shownBodies.set(m.id, m.body);
+  else shownBodies.delete(m.id);
   // A reply names what it quotes; the link jumps to it when it is loaded (docs/message-actions.md).
+  const quotedText = m.replyTo && shownBodies.get(m.replyTo);
   const quoted = m.replyTo
     ? el('button', {
       type: 'button', class: 'reply-ref', 'aria-label': 'Show the message this replies to',
@@ -176,7 +185,7 @@ function messageNode(m) {
         const target = document.querySelector(`.msg[data-id="${m.replyTo}"]`);
         if (target) { target.scrollIntoView({ block: 'center' }); target.focus?.(); }
       },
-    }, '↩ Reply')
+    }, quotedText ? `↩ ${quotedText.length > 60 ? `${quotedText.slice(0, 60)}…` : quotedText}` : '↩ Reply')
     : null;
   const reactions = (m.reactions || []).length
     ? el('div', { class: 'reactions', 'aria-label': 'Reactions' },
@@ -223,7 +232,7 @@ async function refreshConversations() {
         c.archived ? el('span', { class: 'flag archived' }, 'archived') : null,
         c.draft && c.contact.id !== open ? el('span', { class: 'flag draft' }, 'draft') : null,
         c.last ? el('span', { class: 'when' }, shortTime(c.last.sent)) : null,
-        el('span', { class: 'last' }, c.last ? `${c.last.outgoing ? 'You: ' : ''}${c.last.body}` : 'No messages yet'),
+        el('span', { class: 'last' }, c.last ? lastLine(c.last) : 'No messages yet'),
         c.unread ? el('span', { class: 'badge unread', 'aria-label': `${c.unread} unread` }, String(c.unread))
           : c.markedUnread ? el('span', { class: 'badge unread marked', 'aria-label': 'Marked unread' }, '\u2022') : null))));
   $('#conv-empty').hidden = ul.children.length > 0;
@@ -260,6 +269,15 @@ function showTyping(contact, on) {
   const show = on && contact === open;
   $('#typing').hidden = !show;
   if (show) typingShown = setTimeout(() => { $('#typing').hidden = true; }, 6000);
+}
+
+/** The conversation list's line for its newest message. */
+function lastLine(m) {
+  if (m.kind === 'deleted') return 'Message deleted.';
+  if (m.kind === 'timer') return timerNotice(Number(m.body), m.outgoing);
+  const notices = { unsupported: 'Unsupported message', undecryptable: 'A message could not be decrypted', account_deleted: 'Account deleted' };
+  if (m.kind !== 'text') return notices[m.kind] || '';
+  return `${m.outgoing ? 'You: ' : ''}${m.body}`;
 }
 
 /** The conversations as last read (their settings, for the conversation menu). */
@@ -808,6 +826,13 @@ export async function openApp(cardCheck) {
 /** Clears everything the unlocked page shows (called on lock, before the lock screen). */
 export function closeApp() {
   for (const id of ['#conv-list', '#search-results', '#chat-log', '#requests', '#contact-list']) $(id).replaceChildren();
+  // Nothing of the vault stays in the page's memory either.
+  shownBodies.clear();
+  conversationsById = new Map();
+  composeMode = null;
+  $('#compose-state').hidden = true;
+  $('#compose-state-text').textContent = '';
+  $('#typing').hidden = true;
   for (const id of ['#my-invite', '#add-code', '#add-name', '#compose', '#search', '#pw-old', '#pw-new', '#swap-pw', '#leave-pw']) $(id).value = '';
   $('#leave-sure').checked = false;
   $('#leave-status').textContent = '';
@@ -870,7 +895,10 @@ export function onEngineEvent(e) {
       showTyping(e.contact, e.on);
       break;
     case 'expired':
-      for (const id of e.ids) document.querySelector(`.msg[data-id="${id}"]`)?.remove();
+      for (const id of e.ids) {
+        document.querySelector(`.msg[data-id="${id}"]`)?.remove();
+        shownBodies.delete(id);
+      }
       refreshConversations();
       break;
     case 'contacts':
