@@ -162,27 +162,5 @@ pub(crate) fn test_message(
     outgoing: bool,
     sent: i64,
 ) -> Message {
-    Message {
-        id: 0,
-        conversation: direct_conversation(&contact),
-        contact,
-        message_id: id,
-        outgoing,
-        body: body.into(),
-        sent,
-        received: (!outgoing).then_some(sent),
-        status: if outgoing {
-            MessageStatus::Sent
-        } else {
-            MessageStatus::Received
-        },
-        read: outgoing,
-        kind: "text".into(),
-        failure: None,
-        time_flag: None,
-        reply_to: None,
-        edited: None,
-        expires_in: None,
-        expire_at: None,
-    }
+    Message::notice(contact, id, "text", body.into(), outgoing, sent)
 }

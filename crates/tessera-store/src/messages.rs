@@ -143,6 +143,43 @@ pub struct Message {
     pub expire_at: Option<i64>,
 }
 
+impl Message {
+    /// A notice of kind `kind` in the direct conversation with `contact` (a timer change, an
+    /// account deleted, …), at `at` ms: shown, never sent as a text, never expiring.
+    pub fn notice(
+        contact: [u8; 32],
+        message_id: [u8; 16],
+        kind: &str,
+        body: String,
+        outgoing: bool,
+        at: i64,
+    ) -> Self {
+        Self {
+            id: 0,
+            conversation: direct_conversation(&contact),
+            contact,
+            message_id,
+            outgoing,
+            body,
+            sent: at,
+            received: (!outgoing).then_some(at),
+            status: if outgoing {
+                MessageStatus::Sent
+            } else {
+                MessageStatus::Received
+            },
+            read: outgoing,
+            kind: kind.into(),
+            failure: None,
+            time_flag: None,
+            reply_to: None,
+            edited: None,
+            expires_in: None,
+            expire_at: None,
+        }
+    }
+}
+
 /// The id of the direct conversation with `account` (as tessera-messaging derives it).
 pub fn direct_conversation(account: &[u8; 32]) -> [u8; 16] {
     use tessera_messaging::{AccountId, Conversation, ConversationKind};

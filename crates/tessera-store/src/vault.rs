@@ -506,8 +506,9 @@ impl Vault {
         rng: &mut R,
     ) -> Result<Unlock, VaultError> {
         // The card read's UID and counter are checked before any key derivation.
-        KeyFile::load(&dir.join(KEY_FILE))?.check_card_read(card)?;
-        Self::begin_unlock(dir, password, secrets)?.finish(password, secrets, card, rng)
+        let file = KeyFile::load(&dir.join(KEY_FILE))?;
+        file.check_card_read(card)?;
+        Self::begin_with(dir, file, password, secrets)?.finish(password, secrets, card, rng)
     }
 
     /// The first half of [`Vault::unlock`], before the card is read: see [`Opening`]. With the
@@ -517,7 +518,16 @@ impl Vault {
         password: &[u8],
         secrets: &dyn SecretStore,
     ) -> Result<Opening, VaultError> {
-        let file = KeyFile::load(&dir.join(KEY_FILE))?;
+        Self::begin_with(dir, KeyFile::load(&dir.join(KEY_FILE))?, password, secrets)
+    }
+
+    /// [`Vault::begin_unlock`] with the key file already read.
+    fn begin_with(
+        dir: &Path,
+        file: KeyFile,
+        password: &[u8],
+        secrets: &dyn SecretStore,
+    ) -> Result<Opening, VaultError> {
         let device_secret = device_secret(secrets, &file)?;
         let stretched = file.stretch(password)?;
         let card_key = file.open_card_key(&stretched, &device_secret)?;
@@ -537,6 +547,9 @@ impl Vault {
         card: Option<&CardFactor>,
         rng: &mut R,
     ) -> Result<Unlock, VaultError> {
+        // A vault from before the key moved into the key file (its card read with the
+        // keyring's key): the keyring's copy goes once the file holds it (below).
+        let migrating = opening.file.card.is_some() && opening.card_key.is_none();
         let Opening {
             dir,
             mut file,
@@ -648,7 +661,9 @@ impl Vault {
             next.store(&key_path)?;
             file = next;
         }
-        forget_card_key(secrets, &file)?;
+        if migrating {
+            forget_card_key(secrets, &file)?;
+        }
         let duress = unwrapped.duress_configured();
         let db_path = dir.join(DATABASE_FILE);
         if !db_path.exists() {

@@ -41,25 +41,14 @@ impl Engine {
                 let conversation = tessera_store::direct_conversation(contact);
                 let at = i64::try_from(sent).unwrap_or(i64::MAX);
                 v.set_conversation_timer(&conversation, seconds, at)?;
-                v.insert_message(&Message {
-                    id: 0,
-                    conversation,
-                    contact: *contact,
-                    message_id: notice,
-                    outgoing: true,
-                    body: seconds.to_string(),
-                    sent: at,
-                    received: None,
-                    status: MessageStatus::Sent,
-                    read: true,
-                    kind: TIMER_NOTICE.into(),
-                    failure: None,
-                    time_flag: None,
-                    reply_to: None,
-                    edited: None,
-                    expires_in: None,
-                    expire_at: None,
-                })?;
+                v.insert_message(&Message::notice(
+                    *contact,
+                    notice,
+                    TIMER_NOTICE,
+                    seconds.to_string(),
+                    true,
+                    at,
+                ))?;
                 let content = Content::Timer(Timer { sent, seconds });
                 queue(v, &AccountId(*contact), &content, None, sent)
             })

@@ -344,25 +344,14 @@ pub(super) fn process(
                     // the conversation says so (`docs/leaving.md`).
                     if contact.is_some_and(|c| c.state != ContactState::Deleted) {
                         v.set_contact_state(&sender.0, ContactState::Deleted)?;
-                        let notice = Message {
-                            id: 0,
-                            conversation: tessera_store::direct_conversation(&sender.0),
-                            contact: sender.0,
-                            message_id: envelope_key(&verified.replay_key().to_bytes()).0,
-                            outgoing: false,
-                            body: String::new(),
-                            sent: now as i64,
-                            received: Some(now as i64),
-                            status: MessageStatus::Received,
-                            read: false,
-                            kind: ACCOUNT_DELETED.into(),
-                            failure: None,
-                            time_flag: None,
-                            reply_to: None,
-                            edited: None,
-                            expires_in: None,
-                            expire_at: None,
-                        };
+                        let notice = Message::notice(
+                            sender.0,
+                            envelope_key(&verified.replay_key().to_bytes()).0,
+                            ACCOUNT_DELETED,
+                            String::new(),
+                            false,
+                            now as i64,
+                        );
                         v.insert_message(&notice)?;
                         if let Some(message) = v.message(&notice.message_id)? {
                             events.push(Event::Message {
