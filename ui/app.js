@@ -222,11 +222,12 @@ async function refreshConversations() {
   const ul = $('#conv-list');
   conversationsById = new Map(list.map((c) => [c.contact.id, c]));
   const showArchived = $('#show-archived').checked;
-  ul.replaceChildren(...list.filter((c) => (c.contact.state === 'accepted' || c.last) && (showArchived || !c.archived)).map((c) =>
-    el('li', {},
-      el('button', { type: 'button', class: `conv${c.contact.id === open ? ' active' : ''}`, dataset: { contact: c.contact.id, name: c.contact.name, pinned: c.pinned ? 'yes' : 'no', archived: c.archived ? 'yes' : 'no' },
-        onclick: () => openConversation(c.contact.id, c.contact.name) },
-        el('span', { class: 'name' }, c.contact.name),
+  ul.replaceChildren(...list.filter((c) => (c.contact.state === 'accepted' || c.last) && (showArchived || !c.archived)).map((c) => {
+    const name = c.noteToSelf ? NOTE_TO_SELF : c.contact.name;
+    return el('li', {},
+      el('button', { type: 'button', class: `conv${c.contact.id === open ? ' active' : ''}${c.noteToSelf ? ' notes' : ''}`, dataset: { contact: c.contact.id, name, pinned: c.pinned ? 'yes' : 'no', archived: c.archived ? 'yes' : 'no' },
+        onclick: () => openConversation(c.contact.id, name) },
+        el('span', { class: 'name' }, name),
         c.pinned ? el('span', { class: 'flag pinned', role: 'img', 'aria-label': 'Pinned', title: 'Pinned' }, '\u{1F4CC}') : null,
         c.mutedUntil > Date.now() ? el('span', { class: 'flag muted', role: 'img', 'aria-label': 'Muted', title: 'Muted' }, '\u{1F515}') : null,
         c.archived ? el('span', { class: 'flag archived' }, 'archived') : null,
@@ -234,7 +235,8 @@ async function refreshConversations() {
         c.last ? el('span', { class: 'when' }, shortTime(c.last.sent)) : null,
         el('span', { class: 'last' }, c.last ? lastLine(c.last) : 'No messages yet'),
         c.unread ? el('span', { class: 'badge unread', 'aria-label': `${c.unread} unread` }, String(c.unread))
-          : c.markedUnread ? el('span', { class: 'badge unread marked', 'aria-label': 'Marked unread' }, '\u2022') : null))));
+          : c.markedUnread ? el('span', { class: 'badge unread marked', 'aria-label': 'Marked unread' }, '\u2022') : null));
+  }));
   $('#conv-empty').hidden = ul.children.length > 0;
 }
 
@@ -246,7 +248,7 @@ let typingStop;
 let typingShown;
 
 function typingInput() {
-  if (!open || (composeMode && composeMode.kind === 'edit')) return;
+  if (!open || open === ownId || (composeMode && composeMode.kind === 'edit')) return;
   const now = Date.now();
   if (typingTo !== open || now - typingSentAt > 4000) {
     typingTo = open;
@@ -282,6 +284,10 @@ function lastLine(m) {
 
 /** The conversations as last read (their settings, for the conversation menu). */
 let conversationsById = new Map();
+
+/** Our own account id: it names the note to self (docs/conversations.md). */
+let ownId = null;
+const NOTE_TO_SELF = 'Note to self';
 
 /** Keeps what is written in the composer as the conversation's draft (docs/conversations.md). */
 function saveDraft() {
@@ -322,6 +328,11 @@ async function openConversation(contact, name) {
   $('#compose-state').hidden = true;
   $('#composer').hidden = false;
   $('#call-buttons').hidden = false;
+  // The note to self has nobody to call or block.
+  const note = contact === ownId;
+  $('#call-audio').hidden = note;
+  $('#call-video').hidden = note;
+  $('#conv-block').hidden = note;
   showError('chat-error', null);
   const msgs = await backend.history(contact, null, PAGE);
   oldestRow = msgs.length ? msgs[0].row : null;
@@ -425,6 +436,7 @@ async function runSearch() {
   }
   const hits = await backend.search(q);
   const names = Object.fromEntries((await backend.contacts()).map((c) => [c.id, c.name]));
+  if (ownId) names[ownId] = NOTE_TO_SELF;
   ul.replaceChildren(...hits.map((m) => el('li', {},
     el('button', { type: 'button', class: 'hit', dataset: { id: m.id, contact: m.contact }, onclick: () => openConversation(m.contact, names[m.contact] || '') },
       el('span', { class: 'name' }, names[m.contact] || ''), el('span', { class: 'when' }, shortTime(m.sent)), el('span', { class: 'last' }, m.body)))));
@@ -514,6 +526,7 @@ async function addContact(ev) {
 
 async function refreshMe() {
   const m = await backend.me();
+  ownId = m.accountId;
   $('#me-name').textContent = m.name;
   $('#my-invite').value = m.invite;
   $('#invite-qr').src = m.inviteQr;
@@ -725,6 +738,11 @@ function wire() {
     typingInput();
   });
   $('#show-archived').addEventListener('change', () => refreshConversations());
+  $('#open-notes').addEventListener('click', async () => {
+    try {
+      await openConversation(await backend.openNoteToSelf(), NOTE_TO_SELF);
+    } catch (err) { showError('chat-error', err); }
+  });
   $('#conv-pin').addEventListener('click', () => { const c = conversationsById.get(open); changeConversation({ pinned: !(c && c.pinned) }); });
   $('#conv-archive').addEventListener('click', () => { const c = conversationsById.get(open); changeConversation({ archived: !(c && c.archived) }); });
   $('#conv-unread').addEventListener('click', () => changeConversation({ markedUnread: true }));
@@ -829,6 +847,7 @@ export function closeApp() {
   // Nothing of the vault stays in the page's memory either.
   shownBodies.clear();
   conversationsById = new Map();
+  ownId = null;
   composeMode = null;
   $('#compose-state').hidden = true;
   $('#compose-state-text').textContent = '';

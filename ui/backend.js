@@ -26,6 +26,8 @@ export const deleteAccount = (password) => call('delete_account', { password });
 export const restoreAccount = (form) => call('restore_account', { form });
 export const me = () => call('me');
 export const conversations = () => call('conversations');
+/** Opens the note to self; resolves to the id that names it (our own account id). */
+export const openNoteToSelf = () => call('open_note_to_self');
 export const history = (contact, before, limit) => call('history', { contact, before, limit });
 export const sendMessage = (contact, body) => call('send_message', { contact, body });
 export const timer = (contact) => call('timer', { contact });

@@ -153,6 +153,14 @@ pub async fn delete_conversation(app: AppState<'_>, contact: String) -> UiResult
     Ok(app.engine()?.delete_conversation(&account(&contact)?)?)
 }
 
+/// Opens the note to self (docs/conversations.md): returns the id that names it (our own
+/// account id) wherever a contact is taken.
+#[tauri::command]
+pub async fn open_note_to_self(app: AppState<'_>) -> UiResult<String> {
+    let me = app.engine()?.open_note_to_self()?;
+    Ok(tessera_crypto::AccountId(me.account_id).to_string())
+}
+
 /// Blocks or unblocks `contact`.
 #[tauri::command]
 pub async fn set_blocked(app: AppState<'_>, contact: String, blocked: bool) -> UiResult<()> {

@@ -53,6 +53,7 @@
     "react",
     "update_conversation",
     "delete_conversation",
+    "open_note_to_self",
     "set_blocked",
     "remove_contact",
     "send_typing",

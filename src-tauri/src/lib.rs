@@ -98,6 +98,7 @@ pub fn builder<R: tauri::Runtime>(
             actions::react,
             actions::update_conversation,
             actions::delete_conversation,
+            actions::open_note_to_self,
             actions::set_blocked,
             actions::remove_contact,
             actions::send_typing,

@@ -149,6 +149,8 @@ pub struct ReactionView {
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConversationView {
+    /// Whether it is the note to self (`contact` is then our own account).
+    pub note_to_self: bool,
     /// Who.
     pub contact: ContactView,
     /// Newest message.
@@ -170,6 +172,7 @@ pub struct ConversationView {
 impl From<&Conversation> for ConversationView {
     fn from(c: &Conversation) -> Self {
         Self {
+            note_to_self: c.note_to_self,
             contact: (&c.contact).into(),
             last: c.last.as_ref().map(Into::into),
             unread: c.unread,

@@ -861,3 +861,54 @@ fn chat_blocking_drops_messages_without_receipts_and_read_receipts_off_hides_rea
         serde_json::json!([])
     );
 }
+
+/// docs/conversations.md, "Note to self", through the CLI: `self` names it; a note is kept
+/// (status sent, nothing waits for a relay), found by history and search, takes edits, a
+/// timer and settings, and is its own conversation.
+#[test]
+fn chat_the_note_to_self_keeps_notes_here() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let alice = Cli::new(&dir.path().join("alice"));
+    alice.init(&relay.address.to_string(), "Alice");
+
+    let note = alice.ok(&["send", "self", "passport renewal: form B12"]);
+    assert_eq!(note["status"], "sent", "{note}");
+    let id = note["message_id"].as_str().unwrap().to_string();
+    alice.ok(&["edit", &id, "passport renewal: form B14"]);
+    let timer = alice.ok(&["timer", "self", "1w"]);
+    assert_eq!(timer["timer"], "1w", "{timer}");
+    let later = alice.ok(&["send", "self", "call the embassy"]);
+    let pinned = alice.ok(&["conversation", "pin", "self"]);
+    assert_eq!(pinned["pinned"], true, "{pinned}");
+
+    let history = alice.ok(&["history", "self"]);
+    let m = in_history(&history, &id);
+    assert_eq!(m["body"], "passport renewal: form B14", "{history}");
+    assert!(m["edited"].is_number(), "{history}");
+    let l = in_history(&history, later["message_id"].as_str().unwrap());
+    assert_eq!(l["expires_in"], 604_800, "{history}");
+    let found = alice.ok(&["search", "embassy"]);
+    assert_eq!(
+        found["messages"].as_array().map(Vec::len),
+        Some(1),
+        "{found}"
+    );
+    // Nothing was queued for anyone.
+    let events = alice.sync();
+    assert!(
+        events.iter().all(|e| e["event"] == "connected"),
+        "{events:?}"
+    );
+    // A contact named by its own name is not the note to self.
+    let o = alice.run(&["contact", "block", "self"]);
+    assert_eq!(o.json["kind"], "unknown_contact", "{}", o.stdout);
+
+    alice.ok(&["conversation", "delete", "self"]);
+    assert_eq!(
+        alice.ok(&["history", "self"])["messages"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+}

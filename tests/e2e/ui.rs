@@ -278,6 +278,24 @@ fn message_actions_through_the_window(alice: &App, bob: &App) {
     alice.screenshot("actions-deleted");
 }
 
+/// The note to self (docs/conversations.md): a conversation of its own in the list, with
+/// nobody to call or block.
+fn note_to_self_through_the_window(alice: &App) {
+    alice.session.click("#open-notes");
+    alice.wait_text("#chat-title", "Note to self");
+    send(alice, "remember the ptarmigan photos");
+    alice.session.wait_js(
+        "the note to self in the conversation list",
+        "const b = document.querySelector('#conv-list button.conv.notes');
+         return !!b && b.querySelector('.name').textContent === 'Note to self'
+           && b.querySelector('.last').textContent.includes('ptarmigan photos')
+           && document.querySelector('#call-audio').hidden
+           && document.querySelector('#conv-block').hidden;",
+        LONG,
+    );
+    alice.screenshot("note-to-self");
+}
+
 #[test]
 fn ui_two_apps_first_run_chat_search_lock_on_removal_and_refusals() {
     tools();
@@ -339,6 +357,8 @@ fn ui_two_apps_first_run_chat_search_lock_on_removal_and_refusals() {
     alice.screenshot("chat");
     bob.screenshot("chat-bob");
     message_actions_through_the_window(&alice, &bob);
+    note_to_self_through_the_window(&alice);
+    open_chat(&alice, &bob_name);
 
     // Search finds the older message.
     alice.session.type_into("#search", "ptarmigans");

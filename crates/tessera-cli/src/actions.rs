@@ -37,7 +37,7 @@ pub(crate) struct DeleteArgs {
 /// `timer CONTACT [DURATION]`.
 #[derive(Debug, Args)]
 pub(crate) struct TimerArgs {
-    /// Contact name or account id
+    /// Contact name or account id; `self`: the note to self
     contact: String,
     /// off, 30s, 5m, 1h, 8h, 1d, 1w or 4w (without it: show the timer)
     duration: Option<String>,
@@ -138,7 +138,7 @@ pub(crate) async fn timer(
         })
         .transpose()?;
     let engine = unlock(cli).await?;
-    let c = engine.find_contact(&args.contact)?;
+    let c = super::conversation_with(&engine, &args.contact)?;
     if let Some(s) = seconds {
         engine.set_timer(&c.account_id, s).await?;
         hand_over(&engine).await;

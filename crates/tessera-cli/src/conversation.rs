@@ -10,27 +10,27 @@ use super::{Cli, CliError, unlock};
 pub(crate) enum ConversationCommand {
     /// Move the conversation out of the main list (a new message brings it back)
     Archive {
-        /// Contact name or account id
+        /// Contact name or account id; `self`: the note to self
         contact: String,
     },
     /// Bring an archived conversation back to the main list
     Unarchive {
-        /// Contact name or account id
+        /// Contact name or account id; `self`: the note to self
         contact: String,
     },
     /// Keep the conversation at the top of the list
     Pin {
-        /// Contact name or account id
+        /// Contact name or account id; `self`: the note to self
         contact: String,
     },
     /// Stop keeping it at the top
     Unpin {
-        /// Contact name or account id
+        /// Contact name or account id; `self`: the note to self
         contact: String,
     },
     /// No notifications for this conversation, for a while (1h, 8h, 1d, 1w) or always
     Mute {
-        /// Contact name or account id
+        /// Contact name or account id; `self`: the note to self
         contact: String,
         /// How long: 1h, 8h, 1d, 1w or always
         #[arg(long = "for", default_value = "always")]
@@ -38,22 +38,22 @@ pub(crate) enum ConversationCommand {
     },
     /// Notifications again
     Unmute {
-        /// Contact name or account id
+        /// Contact name or account id; `self`: the note to self
         contact: String,
     },
     /// Show the conversation as unread again
     Unread {
-        /// Contact name or account id
+        /// Contact name or account id; `self`: the note to self
         contact: String,
     },
     /// Delete every message of the conversation here (the contact stays; nothing is sent)
     Delete {
-        /// Contact name or account id
+        /// Contact name or account id; `self`: the note to self
         contact: String,
     },
     /// The conversation's settings
     Show {
-        /// Contact name or account id
+        /// Contact name or account id; `self`: the note to self
         contact: String,
     },
 }
@@ -94,7 +94,7 @@ pub(crate) async fn run(
         | C::Show { contact } => contact,
     };
     let engine = unlock(cli).await?;
-    let c = engine.find_contact(contact)?;
+    let c = super::conversation_with(&engine, contact)?;
     let id = c.account_id;
     let what = match command {
         C::Archive { .. } => Some((

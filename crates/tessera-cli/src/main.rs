@@ -93,7 +93,7 @@ enum Command {
     /// Send a text message: queued in the vault at once, then handed to the relay if it can
     /// be reached; prints its status (pending, sent or failed with the reason) and exits 0
     Send {
-        /// Contact name or account id
+        /// Contact name or account id; `self`: the note to self (kept here, never sent)
         contact: String,
         /// The text
         text: String,
@@ -125,7 +125,7 @@ enum Command {
     Listen,
     /// A conversation's messages (marks them read and sends read receipts)
     History {
-        /// Contact name or account id
+        /// Contact name or account id; `self`: the note to self
         contact: String,
         /// How many (newest)
         #[arg(long, default_value_t = 50)]
@@ -469,6 +469,20 @@ fn message_json(m: &Message, contact_name: Option<&str>) -> Value {
         "expires_in": m.expires_in,
         "expire_at": m.expire_at,
     })
+}
+
+/// What `conversation …`, `send`, `history` and `timer` take for the note to self.
+pub(crate) const NOTE_TO_SELF: &str = "self";
+
+/// The conversation a command names: a contact by name or account id, or [`NOTE_TO_SELF`]
+/// (shown under that name).
+pub(crate) fn conversation_with(engine: &Engine, name: &str) -> Result<Contact, CoreError> {
+    if name == NOTE_TO_SELF {
+        let mut me = engine.open_note_to_self()?;
+        me.name = NOTE_TO_SELF.into();
+        return Ok(me);
+    }
+    engine.find_contact(name)
 }
 
 fn event_json(e: &Event, engine: &Engine) -> Option<Value> {
@@ -1132,7 +1146,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         } => {
             let reply_to = reply_to.as_deref().map(actions::message_id).transpose()?;
             let engine = unlock(&cli).await?;
-            let c = engine.find_contact(contact)?;
+            let c = conversation_with(&engine, contact)?;
             let id = match reply_to {
                 Some(r) => engine.send_reply(&c.account_id, text, &r).await?,
                 None => engine.send_text(&c.account_id, text).await?,
@@ -1213,7 +1227,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             before,
         } => {
             let engine = unlock(&cli).await?;
-            let c = engine.find_contact(contact)?;
+            let c = conversation_with(&engine, contact)?;
             let messages = engine.history(&c.account_id, *before, *limit)?;
             // Read receipts are best effort: without the relay they wait in the outbox.
             let _ = engine.mark_read(&c.account_id).await;

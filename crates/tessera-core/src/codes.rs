@@ -21,6 +21,7 @@ impl CoreError {
             CoreError::Net(_) => "relay",
             CoreError::TransportUnavailable(_) => "transport_unavailable",
             CoreError::UnknownContact => "unknown_contact",
+            CoreError::OwnAccount => "own_account",
             CoreError::BadInvite => "bad_invite",
             CoreError::NameTaken => "name_taken",
             CoreError::Rejected => "rejected",

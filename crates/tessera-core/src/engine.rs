@@ -52,6 +52,7 @@ mod inbound;
 mod leaving;
 mod manage;
 mod messages;
+mod notes;
 #[cfg(test)]
 mod testing;
 
@@ -60,6 +61,7 @@ pub use backup::{BackupMade, RestoreOptions};
 use inbound::standing;
 pub use leaving::Left;
 use messages::{address, at, base64_encode, queue};
+use notes::{conversation_of, queue_in};
 
 fn rng() -> StdRng {
     StdRng::from_os_rng()
@@ -350,15 +352,23 @@ impl Engine {
         self.with(|u| Ok(u.me.relay.clone()))
     }
 
-    /// The conversation list: each contact with its newest message and unread count, the most
-    /// recent first. Someone who asked to be a contact and was not answered yet is not here but
-    /// in [`Engine::requests`].
+    /// The conversation list: each contact with its newest message and unread count, and the
+    /// note to self once opened, the most recent first. Someone who asked to be a contact and
+    /// was not answered yet is not here but in [`Engine::requests`].
     pub fn conversations(&self) -> Result<Vec<tessera_store::Conversation>, CoreError> {
-        let all = self.with(|u| Ok(u.vault.conversations()?))?;
-        Ok(all
+        let (all, notes) = self.with(|u| {
+            Ok((
+                u.vault.conversations()?,
+                u.vault.note_to_self(Self::me_as_contact(u))?,
+            ))
+        })?;
+        let mut list: Vec<_> = all
             .into_iter()
             .filter(|c| !standing(c.contact.state).in_request_box())
-            .collect())
+            .chain(notes)
+            .collect();
+        tessera_store::sort_conversations(&mut list);
+        Ok(list)
     }
 
     /// The request box (`docs/messaging.md`, "Inbound policy"): who asked to be a contact and

@@ -257,6 +257,9 @@ pub enum CoreError {
     /// No such contact.
     #[error("no such contact")]
     UnknownContact,
+    /// The account is our own: the note to self has no contact to block, remove or call.
+    #[error("this is your own account (the note to self)")]
+    OwnAccount,
     /// Another contact already has this name.
     #[error("another contact already has this name")]
     NameTaken,

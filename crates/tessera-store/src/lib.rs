@@ -27,7 +27,7 @@ pub use machines::standing;
 pub use manage::ConversationSettings;
 pub use messages::{
     Contact, ContactState, Conversation, FTS_BATCH, Message, MessageStatus, OutboxHead, OutboxItem,
-    Quarantined, direct_conversation,
+    Quarantined, direct_conversation, note_to_self_conversation, sort_conversations,
 };
 pub use schema::SCHEMA_VERSION;
 pub use secrets::{
@@ -162,5 +162,13 @@ pub(crate) fn test_message(
     outgoing: bool,
     sent: i64,
 ) -> Message {
-    Message::notice(contact, id, "text", body.into(), outgoing, sent)
+    Message::notice(
+        direct_conversation(&contact),
+        contact,
+        id,
+        "text",
+        body.into(),
+        outgoing,
+        sent,
+    )
 }

@@ -144,9 +144,10 @@ pub struct Message {
 }
 
 impl Message {
-    /// A notice of kind `kind` in the direct conversation with `contact` (a timer change, an
-    /// account deleted, …), at `at` ms: shown, never sent as a text, never expiring.
+    /// A notice of kind `kind` in `conversation` with `contact` (a timer change, an account
+    /// deleted, …), at `at` ms: shown, never sent as a text, never expiring.
     pub fn notice(
+        conversation: [u8; 16],
         contact: [u8; 32],
         message_id: [u8; 16],
         kind: &str,
@@ -156,7 +157,7 @@ impl Message {
     ) -> Self {
         Self {
             id: 0,
-            conversation: direct_conversation(&contact),
+            conversation,
             contact,
             message_id,
             outgoing,
@@ -189,6 +190,14 @@ pub fn direct_conversation(account: &[u8; 32]) -> [u8; 16] {
         .0
 }
 
+/// The id of the note-to-self conversation of account `me` (as tessera-messaging derives it).
+pub fn note_to_self_conversation(me: &[u8; 32]) -> [u8; 16] {
+    use tessera_messaging::{AccountId, Conversation, ConversationKind};
+    Conversation::of(ConversationKind::NoteToSelf, &AccountId(*me))
+        .id
+        .0
+}
+
 /// An envelope that could not be opened or decrypted, kept with its reason (its bytes are not
 /// kept: they are unreadable by definition, and the sender may have been forged).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -212,6 +221,9 @@ pub struct Quarantined {
 pub struct Conversation {
     /// The conversation's id.
     pub id: [u8; 16],
+    /// Whether it is the note to self (then `contact` is our own account as a contact would
+    /// be shown: our name, public key and relay).
+    pub note_to_self: bool,
     /// Who.
     pub contact: Contact,
     /// The newest message, if any.
@@ -220,6 +232,14 @@ pub struct Conversation {
     pub unread: u32,
     /// Its own settings (archived, pinned, muted, marked unread, draft).
     pub settings: crate::ConversationSettings,
+}
+
+/// Orders a conversation list: pinned ones first, then the one with the newest message, those
+/// without messages last.
+pub fn sort_conversations(list: &mut [Conversation]) {
+    list.sort_by_key(|c| {
+        std::cmp::Reverse((c.settings.pinned, c.last.as_ref().map(|m| (m.sent, m.id))))
+    });
 }
 
 /// An outbox entry without its bytes (what the delivery machine tracks).
@@ -402,17 +422,59 @@ impl Vault {
             let settings = self.conversation_settings(&id)?;
             out.push(Conversation {
                 id,
+                note_to_self: false,
                 contact,
                 last,
                 unread,
                 settings,
             });
         }
-        // Pinned ones first, then the most recent.
-        out.sort_by_key(|c| {
-            std::cmp::Reverse((c.settings.pinned, c.last.as_ref().map(|m| (m.sent, m.id))))
-        });
+        sort_conversations(&mut out);
         Ok(out)
+    }
+
+    /// Opens the note-to-self conversation of `me` (nothing if it exists): a conversation
+    /// with no other account, whose messages are ours only.
+    pub fn open_note_to_self(&self, me: &[u8; 32], now: i64) -> Result<[u8; 16], VaultError> {
+        let id = note_to_self_conversation(me);
+        self.conn
+            .prepare_cached(
+                "INSERT OR IGNORE INTO conversations (id, kind, contact, created)
+                 VALUES (?1, 'note_to_self', NULL, ?2)",
+            )?
+            .execute(params![&id[..], now])?;
+        Ok(id)
+    }
+
+    /// The note-to-self conversation as a line of the conversation list, if it was opened;
+    /// `me` is our own account as a contact would be shown.
+    pub fn note_to_self(&self, me: Contact) -> Result<Option<Conversation>, VaultError> {
+        let id = note_to_self_conversation(&me.account_id);
+        let exists = self
+            .conn
+            .prepare_cached("SELECT 1 FROM conversations WHERE id = ?1")?
+            .query_row([&id[..]], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if !exists {
+            return Ok(None);
+        }
+        let last = self
+            .conn
+            .prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM messages m WHERE m.conversation = ?1
+                 ORDER BY m.sent DESC, m.id DESC LIMIT 1"
+            ))?
+            .query_row([&id[..]], message_row)
+            .optional()?;
+        Ok(Some(Conversation {
+            id,
+            note_to_self: true,
+            contact: me,
+            last,
+            unread: 0,
+            settings: self.conversation_settings(&id)?,
+        }))
     }
 
     /// All contacts by name.

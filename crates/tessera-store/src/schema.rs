@@ -223,6 +223,56 @@ const MIGRATIONS: &[&str] = &[
      ALTER TABLE conversations ADD COLUMN muted_until INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE conversations ADD COLUMN marked_unread INTEGER NOT NULL DEFAULT 0;
      ALTER TABLE conversations ADD COLUMN draft TEXT;",
+    // 11: messages belong to their conversation, not to a contact (docs/conversations.md,
+    // "Note to self"): `contact` names the other account (our own in a note to self) without
+    // requiring a contact row, and a message goes with its conversation. SQLite cannot change
+    // a column's constraints, so the table is rebuilt with the same row ids (the full-text
+    // index stays valid) and its indexes and triggers are made again. `fill_conversations`
+    // runs first, so every message has its conversation.
+    "DROP TRIGGER messages_fts_insert;
+     DROP TRIGGER messages_fts_delete;
+     DROP TRIGGER messages_fts_update;
+     CREATE TABLE messages_v11 (
+        id         INTEGER PRIMARY KEY,
+        contact    BLOB NOT NULL,
+        message_id BLOB NOT NULL UNIQUE,
+        outgoing   INTEGER NOT NULL,
+        body       TEXT NOT NULL,
+        sent       INTEGER NOT NULL,
+        received   INTEGER,
+        status     TEXT NOT NULL,
+        read       INTEGER NOT NULL DEFAULT 0,
+        failure    TEXT,
+        kind       TEXT NOT NULL DEFAULT 'text',
+        conversation BLOB NOT NULL REFERENCES conversations(id) ON DELETE CASCADE,
+        time_flag  TEXT,
+        reply_to   BLOB,
+        edited     INTEGER,
+        expires_in INTEGER,
+        expire_at  INTEGER
+     );
+     INSERT INTO messages_v11 (id, contact, message_id, outgoing, body, sent, received, status,
+        read, failure, kind, conversation, time_flag, reply_to, edited, expires_in, expire_at)
+     SELECT id, contact, message_id, outgoing, body, sent, received, status, read, failure,
+        kind, conversation, time_flag, reply_to, edited, expires_in, expire_at FROM messages;
+     DROP TABLE messages;
+     ALTER TABLE messages_v11 RENAME TO messages;
+     CREATE INDEX messages_by_contact ON messages(contact, id);
+     CREATE INDEX messages_by_conversation ON messages(conversation, sent, id);
+     CREATE INDEX messages_by_expiry ON messages(expire_at) WHERE expire_at IS NOT NULL;
+     CREATE TRIGGER messages_fts_insert AFTER INSERT ON messages
+     WHEN new.id <= (SELECT indexed FROM fts_state) BEGIN
+        INSERT INTO messages_fts(rowid, body) VALUES (new.id, new.body);
+     END;
+     CREATE TRIGGER messages_fts_delete AFTER DELETE ON messages
+     WHEN old.id <= (SELECT indexed FROM fts_state) BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+     END;
+     CREATE TRIGGER messages_fts_update AFTER UPDATE OF body ON messages
+     WHEN old.id <= (SELECT indexed FROM fts_state) BEGIN
+        INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
+        INSERT INTO messages_fts(rowid, body) VALUES (new.id, new.body);
+     END;",
 ];
 
 /// Version 6's data step: a direct conversation for each contact (its id derived as
@@ -244,7 +294,7 @@ fn fill_conversations(conn: &Connection) -> Result<(), VaultError> {
             rusqlite::params![&conversation[..], &account, created],
         )?;
         conn.execute(
-            "UPDATE messages SET conversation = ?1 WHERE contact = ?2",
+            "UPDATE messages SET conversation = ?1 WHERE contact = ?2 AND conversation IS NULL",
             rusqlite::params![&conversation[..], &account],
         )?;
     }
@@ -275,7 +325,11 @@ pub(crate) fn migrate(conn: &Connection) -> Result<(), VaultError> {
     for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
         let next = i + 1;
         let step = || -> Result<(), VaultError> {
-            conn.execute_batch(&format!("BEGIN IMMEDIATE; {sql};"))?;
+            conn.execute_batch("BEGIN IMMEDIATE;")?;
+            if next == 11 {
+                fill_conversations(conn)?;
+            }
+            conn.execute_batch(sql)?;
             if next == 6 {
                 fill_conversations(conn)?;
             }
@@ -340,5 +394,109 @@ mod tests {
         assert_eq!(moved, 2);
         // Running it again changes nothing.
         migrate(&conn).unwrap();
+    }
+
+    fn matches(conn: &Connection, word: &str) -> Vec<i64> {
+        let mut s = conn
+            .prepare("SELECT rowid FROM messages_fts WHERE messages_fts MATCH ?1 ORDER BY rowid")
+            .unwrap();
+        s.query_map([word], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap()
+    }
+
+    /// Version 11 rebuilds the message table: rows, ids and search words survive; a message
+    /// then needs its conversation but no contact, and goes with its conversation.
+    #[test]
+    fn version_11_ties_messages_to_conversations_and_keeps_the_search_index() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch("PRAGMA foreign_keys = ON;").unwrap();
+        for (i, sql) in MIGRATIONS.iter().take(10).enumerate() {
+            conn.execute_batch(&format!("{sql}; PRAGMA user_version = {};", i + 1))
+                .unwrap();
+        }
+        let bob = [9u8; 32];
+        let direct = crate::messages::direct_conversation(&bob);
+        conn.execute(
+            "INSERT INTO contacts VALUES (?1, 'bob', x'01', 'r', 'accepted', 42)",
+            [&bob[..]],
+        )
+        .unwrap();
+        conn.execute(
+            "INSERT INTO conversations (id, kind, contact, created) VALUES (?1, 'direct', ?2, 42)",
+            rusqlite::params![&direct[..], &bob[..]],
+        )
+        .unwrap();
+        conn.execute_batch("UPDATE fts_state SET indexed = 100;")
+            .unwrap();
+        for (n, body) in ["hello there", "general kenobi"].iter().enumerate() {
+            conn.execute(
+                "INSERT INTO messages (contact, message_id, outgoing, body, sent, status,
+                    conversation, reply_to)
+                 VALUES (?1, ?2, 0, ?3, ?4, 'received', ?5, x'07')",
+                rusqlite::params![&bob[..], &[n as u8; 16][..], body, n as i64, &direct[..]],
+            )
+            .unwrap();
+        }
+        migrate(&conn).unwrap();
+        let version: u32 = conn
+            .query_row("PRAGMA user_version", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(version, SCHEMA_VERSION);
+        let rows: Vec<(i64, String, Vec<u8>)> = conn
+            .prepare("SELECT id, body, reply_to FROM messages ORDER BY id")
+            .unwrap()
+            .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(rows.len(), 2);
+        assert_eq!(
+            (rows[1].1.as_str(), rows[1].2.as_slice()),
+            ("general kenobi", &[7u8][..])
+        );
+        assert_eq!(matches(&conn, "kenobi"), [rows[1].0]);
+        // The rebuilt triggers keep the index in step.
+        conn.execute(
+            "UPDATE messages SET body = 'general grievous' WHERE id = ?1",
+            [rows[1].0],
+        )
+        .unwrap();
+        assert!(matches(&conn, "kenobi").is_empty());
+        assert_eq!(matches(&conn, "grievous"), [rows[1].0]);
+        // A note to self: our own account in `contact`, no contact row needed; a message
+        // without a conversation is refused.
+        let me = [1u8; 32];
+        let notes = crate::messages::note_to_self_conversation(&me);
+        conn.execute(
+            "INSERT INTO conversations (id, kind, contact, created)
+             VALUES (?1, 'note_to_self', NULL, 1)",
+            [&notes[..]],
+        )
+        .unwrap();
+        let note = "INSERT INTO messages (contact, message_id, outgoing, body, sent, status,
+                        conversation) VALUES (?1, ?2, 1, 'milk', 5, 'sent', ?3)";
+        conn.execute(note, rusqlite::params![&me[..], &[5u8; 16][..], &notes[..]])
+            .unwrap();
+        assert!(
+            conn.execute(
+                note,
+                rusqlite::params![&me[..], &[6u8; 16][..], &[0u8; 16][..]]
+            )
+            .is_err()
+        );
+        // Removing the contact takes its conversation and messages (and their search words).
+        conn.execute("DELETE FROM contacts WHERE account_id = ?1", [&bob[..]])
+            .unwrap();
+        let left: Vec<String> = conn
+            .prepare("SELECT body FROM messages")
+            .unwrap()
+            .query_map([], |r| r.get(0))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert_eq!(left, ["milk"]);
+        assert!(matches(&conn, "hello").is_empty());
     }
 }

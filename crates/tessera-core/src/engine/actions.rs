@@ -68,7 +68,7 @@ impl Engine {
                     sent,
                     body: body.to_string(),
                 });
-                queue(v, &AccountId(m.contact), &content, None, sent)
+                queue_in(v, &u.me.account_id, &m.contact, &content, None, sent)
             })
         })?;
         self.changed(message_id);
@@ -102,7 +102,7 @@ impl Engine {
                             target: MessageId(*message_id),
                             sent,
                         });
-                        queue(v, &AccountId(m.contact), &content, None, sent)
+                        queue_in(v, &u.me.account_id, &m.contact, &content, None, sent)
                     })
                 })?;
                 self.changed(message_id);
@@ -128,11 +128,13 @@ impl Engine {
                 if m.kind != "text" {
                     return Err(CoreError::NotEditable);
                 }
-                let c = v.contact(&m.contact)?.ok_or(CoreError::UnknownContact)?;
-                match c.state {
-                    ContactState::Accepted => {}
-                    ContactState::Deleted => return Err(CoreError::ContactDeleted),
-                    _ => return Err(CoreError::Rejected),
+                if m.contact != me {
+                    let c = v.contact(&m.contact)?.ok_or(CoreError::UnknownContact)?;
+                    match c.state {
+                        ContactState::Accepted => {}
+                        ContactState::Deleted => return Err(CoreError::ContactDeleted),
+                        _ => return Err(CoreError::Rejected),
+                    }
                 }
                 v.set_reaction(
                     message_id,
@@ -145,7 +147,7 @@ impl Engine {
                     sent,
                     emoji: emoji.to_string(),
                 });
-                queue(v, &AccountId(m.contact), &content, None, sent)
+                queue_in(v, &u.me.account_id, &m.contact, &content, None, sent)
             })
         })?;
         self.changed(message_id);

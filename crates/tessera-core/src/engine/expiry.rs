@@ -16,8 +16,10 @@ const WATCH_AT_MOST: Duration = Duration::from_secs(60);
 impl Engine {
     /// The timer of the conversation with `contact`: seconds a message lives (0: off).
     pub fn timer(&self, contact: &[u8; 32]) -> Result<u32, CoreError> {
-        let conversation = tessera_store::direct_conversation(contact);
-        self.with(|u| Ok(u.vault.conversation_timer(&conversation)?.0))
+        self.with(|u| {
+            let conversation = conversation_of(&u.me.account_id, contact);
+            Ok(u.vault.conversation_timer(&conversation)?.0)
+        })
     }
 
     /// Sets the timer of the conversation with `contact` (one of
@@ -31,17 +33,23 @@ impl Engine {
         let sent = self.next_sent_time();
         let notice: [u8; 16] = rand::random();
         self.with(|u| {
+            let me = &u.me.account_id;
             u.vault.transaction(|v| -> Result<(), CoreError> {
-                let c = v.contact(contact)?.ok_or(CoreError::UnknownContact)?;
-                match c.state {
-                    ContactState::Accepted => {}
-                    ContactState::Deleted => return Err(CoreError::ContactDeleted),
-                    _ => return Err(CoreError::Rejected),
-                }
-                let conversation = tessera_store::direct_conversation(contact);
                 let at = i64::try_from(sent).unwrap_or(i64::MAX);
+                if *contact == me.0 {
+                    v.open_note_to_self(contact, at)?;
+                } else {
+                    let c = v.contact(contact)?.ok_or(CoreError::UnknownContact)?;
+                    match c.state {
+                        ContactState::Accepted => {}
+                        ContactState::Deleted => return Err(CoreError::ContactDeleted),
+                        _ => return Err(CoreError::Rejected),
+                    }
+                }
+                let conversation = conversation_of(me, contact);
                 v.set_conversation_timer(&conversation, seconds, at)?;
                 v.insert_message(&Message::notice(
+                    conversation,
                     *contact,
                     notice,
                     TIMER_NOTICE,
@@ -50,7 +58,7 @@ impl Engine {
                     at,
                 ))?;
                 let content = Content::Timer(Timer { sent, seconds });
-                queue(v, &AccountId(*contact), &content, None, sent)
+                queue_in(v, me, contact, &content, None, sent)
             })
         })?;
         if let Ok(Some(message)) = self.message(&notice) {

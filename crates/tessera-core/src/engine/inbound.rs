@@ -345,6 +345,7 @@ pub(super) fn process(
                     if contact.is_some_and(|c| c.state != ContactState::Deleted) {
                         v.set_contact_state(&sender.0, ContactState::Deleted)?;
                         let notice = Message::notice(
+                            tessera_store::direct_conversation(&sender.0),
                             sender.0,
                             envelope_key(&verified.replay_key().to_bytes()).0,
                             ACCOUNT_DELETED,

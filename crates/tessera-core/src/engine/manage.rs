@@ -27,6 +27,7 @@ impl Engine {
     /// reactions, calls — is dropped without a receipt, and nothing is sent to it. Its
     /// messages already here stay.
     pub fn block(&self, account: &[u8; 32]) -> Result<(), CoreError> {
+        self.not_me(account)?;
         let now = i64::try_from(self.now_ms()).unwrap_or(i64::MAX);
         self.with(|u| Ok(u.vault.set_blocked(account, true, now)?))
     }
@@ -46,6 +47,7 @@ impl Engine {
     /// the outbox for them and the Signal sessions. Nothing is sent; if they write again they
     /// arrive as a stranger, in the request box.
     pub fn remove_contact(&self, contact: &[u8; 32]) -> Result<(), CoreError> {
+        self.not_me(contact)?;
         self.with(|u| {
             u.vault.transaction(|v| -> Result<(), CoreError> {
                 v.delete_sessions(&AccountId(*contact).to_string())?;
@@ -57,10 +59,13 @@ impl Engine {
         })
     }
 
-    /// Deletes every message of the conversation with `contact` here; the contact stays.
+    /// Deletes every message of the conversation with `contact` (our own account: the note to
+    /// self) here; the contact stays.
     pub fn delete_conversation(&self, contact: &[u8; 32]) -> Result<(), CoreError> {
         self.with(|u| {
-            u.vault.contact(contact)?.ok_or(CoreError::UnknownContact)?;
+            if *contact != u.me.account_id.0 {
+                u.vault.contact(contact)?.ok_or(CoreError::UnknownContact)?;
+            }
             Ok(u.vault.delete_conversation(contact)?)
         })
     }
@@ -70,8 +75,10 @@ impl Engine {
         &self,
         contact: &[u8; 32],
     ) -> Result<ConversationSettings, CoreError> {
-        let conversation = tessera_store::direct_conversation(contact);
-        self.with(|u| Ok(u.vault.conversation_settings(&conversation)?))
+        self.with(|u| {
+            let conversation = conversation_of(&u.me.account_id, contact);
+            Ok(u.vault.conversation_settings(&conversation)?)
+        })
     }
 
     /// Changes the settings of the conversation with `contact` (local only: the contact learns
@@ -81,11 +88,16 @@ impl Engine {
         contact: &[u8; 32],
         change: impl FnOnce(&mut ConversationSettings),
     ) -> Result<ConversationSettings, CoreError> {
-        let conversation = tessera_store::direct_conversation(contact);
+        let now = i64::try_from(self.now_ms()).unwrap_or(i64::MAX);
         self.with(|u| {
+            let conversation = conversation_of(&u.me.account_id, contact);
             u.vault
                 .transaction(|v| -> Result<ConversationSettings, CoreError> {
-                    v.contact(contact)?.ok_or(CoreError::UnknownContact)?;
+                    if *contact == u.me.account_id.0 {
+                        v.open_note_to_self(contact, now)?;
+                    } else {
+                        v.contact(contact)?.ok_or(CoreError::UnknownContact)?;
+                    }
                     let mut s = v.conversation_settings(&conversation)?;
                     change(&mut s);
                     if s.draft.as_ref().is_some_and(|d| d.len() > crate::MAX_TEXT) {

@@ -73,28 +73,40 @@ impl Engine {
         let id: [u8; 16] = rand::random();
         self.maybe_maintain()?;
         let sent = self.next_sent_time();
+        let now = i64::try_from(self.now_ms()).unwrap_or(i64::MAX);
         self.with(|u| {
+            let me = &u.me.account_id;
             u.vault.transaction(|v| -> Result<(), CoreError> {
-                let c = v.contact(contact)?.ok_or(CoreError::UnknownContact)?;
-                match c.state {
-                    ContactState::Rejected => return Err(CoreError::Rejected),
-                    ContactState::Deleted => return Err(CoreError::ContactDeleted),
-                    _ => {}
+                let note = *contact == me.0;
+                if note {
+                    v.open_note_to_self(contact, now)?;
+                } else {
+                    let c = v.contact(contact)?.ok_or(CoreError::UnknownContact)?;
+                    match c.state {
+                        ContactState::Rejected => return Err(CoreError::Rejected),
+                        ContactState::Deleted => return Err(CoreError::ContactDeleted),
+                        _ => {}
+                    }
                 }
                 // The conversation's timer (docs/disappearing.md): ours counts from now.
-                let conversation = tessera_store::direct_conversation(contact);
+                let conversation = conversation_of(me, contact);
                 let timer = v.conversation_timer(&conversation)?.0;
                 let expires = (timer > 0).then_some(timer);
                 v.insert_message(&Message {
                     id: 0,
-                    conversation: tessera_store::direct_conversation(contact),
+                    conversation,
                     contact: *contact,
                     message_id: id,
                     outgoing: true,
                     body: body.to_string(),
                     sent: sent as i64,
                     received: None,
-                    status: MessageStatus::Pending,
+                    // A note is kept, not sent: it has arrived where it goes.
+                    status: if note {
+                        MessageStatus::Sent
+                    } else {
+                        MessageStatus::Pending
+                    },
                     read: true,
                     kind: "text".into(),
                     failure: None,
@@ -115,7 +127,7 @@ impl Engine {
                     reply_to: reply_to.map(MessageId),
                     expires,
                 });
-                queue(v, &AccountId(*contact), &content, Some(&id), sent)
+                queue_in(v, me, contact, &content, Some(&id), sent)
             })
         })?;
         self.expiry_changed();
@@ -155,7 +167,8 @@ impl Engine {
         Ok(())
     }
 
-    /// Messages with a contact, `limit` at a time, older than row `before`.
+    /// Messages with a contact (our own account: the note to self), `limit` at a time, older
+    /// than row `before`.
     pub fn history(
         &self,
         contact: &[u8; 32],
@@ -163,7 +176,10 @@ impl Engine {
         limit: u32,
     ) -> Result<Vec<Message>, CoreError> {
         self.expire_now()?;
-        self.with(|u| Ok(u.vault.history(contact, before, limit)?))
+        self.with(|u| {
+            let conversation = conversation_of(&u.me.account_id, contact);
+            Ok(u.vault.conversation_history(&conversation, before, limit)?)
+        })
     }
 
     /// Full-text search over all messages.
@@ -212,9 +228,9 @@ impl Engine {
         self.maybe_maintain()?;
         let now = self.now_ms();
         let n = self.with(|u| {
+            let conversation = conversation_of(&u.me.account_id, contact);
             u.vault.transaction(|v| -> Result<usize, CoreError> {
                 let ids = v.mark_read(contact, i64::try_from(now).unwrap_or(i64::MAX))?;
-                let conversation = tessera_store::direct_conversation(contact);
                 let mut settings = v.conversation_settings(&conversation)?;
                 if settings.marked_unread {
                     settings.marked_unread = false;
