@@ -1,7 +1,7 @@
 // The unlocked app: conversations and chat, contacts, settings. `closeApp` clears every list,
 // text and field the page holds, so nothing of the vault stays in the page after a lock.
 import * as backend from './backend.js';
-import { $, el, showError, showOnly, time, day, shortTime } from './util.js';
+import { $, el, errorText, showError, showOnly, time, day, shortTime } from './util.js';
 import { dial, wireCalls, closeCall, onCallEvent } from './call.js';
 
 const VIEWS = ['view-chats', 'view-contacts', 'view-settings'];
@@ -194,6 +194,7 @@ function messageNode(m) {
   return el('div', { class: `msg ${m.outgoing ? 'out' : 'in'}`, tabindex: '0', dataset: { id: m.id, row: m.row, sent: m.sent, day: new Date(m.sent).toDateString(), kind: m.kind, outgoing: m.outgoing ? 'yes' : 'no', body: m.kind === 'text' ? m.body : '' } },
     quoted,
     body,
+    m.preview && m.kind === 'text' ? previewCard(m.preview) : null,
     reactions,
     m.kind === 'text' ? actionBar(m) : null,
     el('span', { class: 'meta' }, el('time', { datetime: new Date(m.sent).toISOString() }, time(m.sent)),
@@ -325,6 +326,9 @@ async function openConversation(contact, name) {
   showView('view-chats');
   $('#chat-title').textContent = name;
   composeMode = null;
+  previewSeq += 1;
+  previewDismissed = null;
+  showComposePreview(null);
   $('#compose-state').hidden = true;
   $('#composer').hidden = false;
   $('#call-buttons').hidden = false;
@@ -398,6 +402,50 @@ function showArrived(m) {
   backend.markRead(open).catch(() => {});
 }
 
+// Link previews (docs/link-previews.md): made in the composer, through Tor, when the setting
+// is on and the text has an https link; the person can send without it.
+let linkPreviewsOn = false;
+let composePreview = null;
+let previewDismissed = null;
+let previewSeq = 0;
+let previewTimer;
+
+/** The card a link preview shows (in a message and in the composer). */
+function previewCard(p) {
+  return el('div', { class: 'link-preview', role: 'group', 'aria-label': 'Link preview' },
+    p.site ? el('span', { class: 'site' }, p.site) : null,
+    el('span', { class: 'title' }, p.title),
+    p.description ? el('span', { class: 'description' }, p.description) : null,
+    el('span', { class: 'url' }, p.url));
+}
+
+function showComposePreview(p, note) {
+  composePreview = p;
+  const card = $('#compose-preview-card');
+  card.replaceChildren(p ? previewCard(p) : note ? el('span', { class: 'note' }, note) : '');
+  $('#compose-preview').hidden = !p && !note;
+  $('#compose-preview-remove').hidden = !p;
+}
+
+async function updatePreview() {
+  const text = $('#compose').value;
+  if (!linkPreviewsOn || !open || (composeMode && composeMode.kind === 'edit') || !text.includes('https://')) {
+    previewSeq += 1;
+    showComposePreview(null);
+    return;
+  }
+  if (composePreview && text.includes(composePreview.url)) return;
+  const seq = ++previewSeq;
+  showComposePreview(null, 'Fetching a link preview through Tor…');
+  try {
+    const p = await backend.linkPreview(text);
+    if (seq !== previewSeq) return;
+    showComposePreview(p && p.url !== previewDismissed ? p : null);
+  } catch (err) {
+    if (seq === previewSeq) showComposePreview(null, errorText(err));
+  }
+}
+
 async function send(ev) {
   ev.preventDefault();
   const box = $('#compose');
@@ -408,12 +456,14 @@ async function send(ev) {
   try {
     if (composeMode && composeMode.kind === 'edit') {
       await backend.editMessage(composeMode.id, body);
-    } else if (composeMode && composeMode.kind === 'reply') {
-      await backend.sendReply(open, body, composeMode.id);
     } else {
-      await backend.sendMessage(open, body);
+      const preview = composePreview && body.includes(composePreview.url) ? composePreview : null;
+      await backend.sendMessage(open, body, composeMode && composeMode.kind === 'reply' ? composeMode.id : null, preview);
     }
     setComposeMode(null);
+    previewSeq += 1;
+    previewDismissed = null;
+    showComposePreview(null);
     if (typingTo) { clearTimeout(typingStop); typingTo = null; typingSentAt = 0; }
     box.value = '';
     await appendNew();
@@ -547,6 +597,8 @@ async function refreshSettings() {
   $('#set-notify').checked = s.notificationContent;
   $('#set-read-receipts').checked = s.readReceipts;
   $('#set-typing').checked = s.typingIndicators;
+  $('#set-link-previews').checked = s.linkPreviews;
+  linkPreviewsOn = s.linkPreviews;
   $('#set-theme').value = s.theme;
   $('#set-transport-next').value = s.transport;
   $('#set-zoom').value = s.zoom;
@@ -735,6 +787,8 @@ function wire() {
   $('#compose').addEventListener('input', () => {
     clearTimeout(draftTimer);
     draftTimer = setTimeout(saveDraft, 800);
+    clearTimeout(previewTimer);
+    previewTimer = setTimeout(updatePreview, 1000);
     typingInput();
   });
   $('#show-archived').addEventListener('change', () => refreshConversations());
@@ -782,6 +836,15 @@ function wire() {
   $('#set-notify').addEventListener('change', (e) => setSetting('notification_content', e.target.checked ? 'on' : 'off'));
   $('#set-read-receipts').addEventListener('change', (e) => setSetting('read_receipts', e.target.checked ? 'on' : 'off'));
   $('#set-typing').addEventListener('change', (e) => setSetting('typing_indicators', e.target.checked ? 'on' : 'off'));
+  $('#set-link-previews').addEventListener('change', (e) => {
+    linkPreviewsOn = e.target.checked;
+    setSetting('link_previews', e.target.checked ? 'on' : 'off');
+  });
+  $('#compose-preview-remove').addEventListener('click', () => {
+    previewDismissed = composePreview && composePreview.url;
+    showComposePreview(null);
+    $('#compose').focus();
+  });
   $('#set-idle').addEventListener('change', (e) => setSetting('idle_lock_minutes', String(e.target.value || 0)));
   $('#set-theme').addEventListener('change', (e) => setSetting('theme', e.target.value));
   $('#set-transport-next').addEventListener('change', (e) => setSetting('transport', e.target.value));
@@ -849,6 +912,9 @@ export function closeApp() {
   conversationsById = new Map();
   ownId = null;
   composeMode = null;
+  linkPreviewsOn = false;
+  previewSeq += 1;
+  showComposePreview(null);
   $('#compose-state').hidden = true;
   $('#compose-state-text').textContent = '';
   $('#typing').hidden = true;

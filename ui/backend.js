@@ -29,10 +29,12 @@ export const conversations = () => call('conversations');
 /** Opens the note to self; resolves to the id that names it (our own account id). */
 export const openNoteToSelf = () => call('open_note_to_self');
 export const history = (contact, before, limit) => call('history', { contact, before, limit });
-export const sendMessage = (contact, body) => call('send_message', { contact, body });
+/** Sends a text; `replyTo` (a message id) and `preview` (from linkPreview) are optional. */
+export const sendMessage = (contact, body, replyTo = null, preview = null) => call('send_message', { contact, body, replyTo, preview });
+/** The preview of the text's first https link, fetched through Tor; null when previews are off or there is no link. */
+export const linkPreview = (text) => call('link_preview', { text });
 export const timer = (contact) => call('timer', { contact });
 export const messageView = (id) => call('message_view', { id });
-export const sendReply = (contact, body, replyTo) => call('send_reply', { contact, body, replyTo });
 export const editMessage = (id, body) => call('edit_message', { id, body });
 export const deleteMessage = (id, everyone) => call('delete_message', { id, everyone });
 export const react = (id, emoji) => call('react', { id, emoji });

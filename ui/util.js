@@ -79,6 +79,9 @@ const MESSAGES = {
   no_turn: 'This relay offers no call service (TURN), so relay-only calls are not possible. Ask its operator, or allow direct calls in Settings.',
   calls_outside_tor: 'Calls use UDP, which Tor does not carry. Allow calls outside Tor in Settings to call; your relay will then see your IP address.',
   call_media: 'The call\u2019s media connection failed.',
+  preview_needs_tor: 'No link preview: previews are fetched through Tor only, and this account connects directly.',
+  no_preview: 'No preview for this link.',
+  own_account: 'That is your own account (the note to self).',
 };
 
 export function errorText(err) {

@@ -1,7 +1,7 @@
 //! Message actions for the page (`docs/message-actions.md`): reply, edit, delete, react, and a
 //! message's full view (with its reactions).
 
-use tessera_core::{DeleteFor, Engine, MAX_TEXT};
+use tessera_core::{DeleteFor, Draft, Engine, LinkPreview, MAX_TEXT};
 
 use crate::commands::{AppState, account};
 use crate::error::{UiError, UiResult};
@@ -36,13 +36,16 @@ pub async fn message_view(app: AppState<'_>, id: String) -> UiResult<Option<Mess
     }
 }
 
-/// Sends a text replying to message `reply_to` of the conversation with `contact`.
+/// Sends a text (docs/messaging.md): a reply when `reply_to` names a message of the same
+/// conversation, with the link preview the person kept (docs/link-previews.md). Returns once
+/// the message is in the outbox; delivery progress comes as status events.
 #[tauri::command]
-pub async fn send_reply(
+pub async fn send_message(
     app: AppState<'_>,
     contact: String,
     body: String,
-    reply_to: String,
+    reply_to: Option<String>,
+    preview: Option<LinkPreview>,
 ) -> UiResult<String> {
     let c = account(&contact)?;
     if body.trim().is_empty() {
@@ -51,11 +54,20 @@ pub async fn send_reply(
     if body.len() > MAX_TEXT {
         return Err(tessera_core::CoreError::TooLong.into());
     }
-    let id = app
-        .engine()?
-        .send_reply(&c, &body, &message_id(&reply_to)?)
-        .await?;
+    let draft = Draft {
+        body,
+        reply_to: reply_to.as_deref().map(message_id).transpose()?,
+        preview,
+    };
+    let id = app.engine()?.send_draft(&c, draft).await?;
     Ok(tessera_core::id_hex(&id))
+}
+
+/// The preview of `text`'s first https link, fetched now through Tor (`None`: link previews
+/// are off, or there is no such link); the page shows it in the composer before sending.
+#[tauri::command]
+pub async fn link_preview(app: AppState<'_>, text: String) -> UiResult<Option<LinkPreview>> {
+    Ok(app.engine()?.link_preview(&text).await?)
 }
 
 /// Edits a message we sent (within 24 hours).

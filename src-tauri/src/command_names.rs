@@ -47,7 +47,7 @@
     "timer",
     "set_timer",
     "message_view",
-    "send_reply",
+    "link_preview",
     "edit_message",
     "delete_message",
     "react",

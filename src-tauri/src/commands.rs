@@ -7,9 +7,9 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 use tauri::State;
 use tauri::ipc::Channel;
+use tessera_core::TransportConfig;
 use tessera_core::card::{self, Reprovision};
 use tessera_core::{CoreError, CreateOptions, Engine, Invite, KdfParams, LockReason, OsKeyring};
-use tessera_core::{MAX_TEXT, TransportConfig};
 use tessera_crypto::AccountId;
 use tessera_proto::RelayAddress;
 use tessera_store::Vault;
@@ -533,20 +533,6 @@ pub fn history(
         .collect()
 }
 
-#[tauri::command]
-pub async fn send_message(app: AppState<'_>, contact: String, body: String) -> UiResult<String> {
-    let c = account(&contact)?;
-    if body.trim().is_empty() {
-        return Err(UiError::new("empty", "nothing to send"));
-    }
-    if body.len() > MAX_TEXT {
-        return Err(CoreError::TooLong.into());
-    }
-    // Returns once the message is in the outbox; delivery progress comes as status events.
-    let id = app.engine()?.send_text(&c, &body).await?;
-    Ok(tessera_core::id_hex(&id))
-}
-
 /// The conversation's disappearing-message timer, seconds (0: off; docs/disappearing.md).
 #[tauri::command]
 pub async fn timer(app: AppState<'_>, contact: String) -> UiResult<u32> {
@@ -669,6 +655,8 @@ pub struct Settings {
     read_receipts: bool,
     /// Typing indicators sent and shown.
     typing_indicators: bool,
+    /// Link previews made (through Tor) for what we send (docs/link-previews.md).
+    link_previews: bool,
     theme: String,
     /// Transport for the next unlock (`tor` or `direct`).
     transport: &'static str,
@@ -702,6 +690,7 @@ pub fn settings(app: AppState<'_>) -> UiResult<Settings> {
         notification_content: get("notification_content")? == "on",
         read_receipts: get("read_receipts")? != "off",
         typing_indicators: get("typing_indicators")? != "off",
+        link_previews: e.link_previews()?,
         theme: match get("theme")?.as_str() {
             "" => "system".into(),
             t => t.into(),
@@ -749,7 +738,12 @@ pub fn set_setting<R: tauri::Runtime>(
             }
             e.set_app_setting(&name, &value)?;
         }
-        "lock_on_focus_loss" | "notification_content" | "calls_outside_tor" => {
+        "lock_on_focus_loss"
+        | "notification_content"
+        | "calls_outside_tor"
+        | "read_receipts"
+        | "typing_indicators"
+        | "link_previews" => {
             bool_value()?;
             e.set_app_setting(&name, &value)?;
         }

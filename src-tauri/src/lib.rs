@@ -92,7 +92,7 @@ pub fn builder<R: tauri::Runtime>(
         })
         .invoke_handler(tauri::generate_handler![
             actions::message_view,
-            actions::send_reply,
+            actions::link_preview,
             actions::edit_message,
             actions::delete_message,
             actions::react,
@@ -120,7 +120,7 @@ pub fn builder<R: tauri::Runtime>(
             commands::me,
             commands::conversations,
             commands::history,
-            commands::send_message,
+            actions::send_message,
             commands::mark_read,
             commands::search,
             commands::contacts,

@@ -96,6 +96,8 @@ pub struct MessageView {
     /// Set when the sender's clock was not believed and the arrival time is shown instead:
     /// `future` or `too_old`.
     pub time_flag: Option<String>,
+    /// The sender's preview of the text's first link (docs/link-previews.md).
+    pub preview: Option<tessera_core::LinkPreview>,
 }
 
 impl From<&Message> for MessageView {
@@ -131,6 +133,7 @@ impl From<&Message> for MessageView {
             expires_in: m.expires_in,
             reactions: Vec::new(),
             time_flag: m.time_flag.clone(),
+            preview: m.preview.clone(),
         }
     }
 }
@@ -436,6 +439,7 @@ mod tests {
             edited: None,
             expires_in: None,
             expire_at: None,
+            preview: None,
         }
     }
 

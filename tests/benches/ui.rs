@@ -132,6 +132,7 @@ fn main() {
                     edited: None,
                     expires_in: None,
                     expire_at: None,
+                    preview: None,
                 })?;
             }
             Ok(())

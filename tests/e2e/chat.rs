@@ -912,3 +912,41 @@ fn chat_the_note_to_self_keeps_notes_here() {
         Some(0)
     );
 }
+
+/// docs/link-previews.md on the direct transport: previews are off by default; turned on, a
+/// text with a link is still sent, without a preview, and the site is never contacted — there
+/// is no way around Tor.
+#[test]
+fn chat_link_previews_are_off_by_default_and_never_fetched_without_tor() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let (alice, bob) = pair(dir.path(), &relay.address.to_string());
+    let site = tessera_e2e::site::Site::start(
+        dir.path(),
+        "<head><meta property='og:title' content='The ridge trail'></head>",
+    );
+    let link = site.link("/trail");
+
+    assert_eq!(alice.ok(&["link-previews"])["link_previews"], "off");
+    let sent = alice.ok(&["send", "bob", &format!("off: {link}")]);
+    assert!(sent["preview"].is_null(), "{sent}");
+    assert!(sent["preview_error"].is_null(), "{sent}");
+
+    assert_eq!(alice.ok(&["link-previews", "on"])["link_previews"], "on");
+    let sent = alice.ok(&["send", "bob", &format!("on: {link}")]);
+    assert_eq!(sent["preview_error"]["kind"], "preview_needs_tor", "{sent}");
+    assert!(sent["preview"].is_null(), "{sent}");
+    assert_eq!(sent["status"], "sent", "the text went anyway: {sent}");
+    let got = Cli::messages(&bob.sync());
+    assert_eq!(got.len(), 2, "{got:?}");
+    let history = bob.ok(&["history", "alice"]);
+    assert!(
+        history["messages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|m| m["preview"].is_null()),
+        "{history}"
+    );
+    assert_eq!(site.requests(), 0, "nothing was fetched outside Tor");
+}

@@ -296,6 +296,64 @@ fn note_to_self_through_the_window(alice: &App) {
     alice.screenshot("note-to-self");
 }
 
+/// Privacy settings through the window (docs/conversations.md, docs/link-previews.md): read
+/// receipts, typing indicators and link previews change and stay changed; with link previews on
+/// and a direct connection, a link in the composer gets no preview, and the composer says why.
+fn privacy_settings_through_the_window(alice: &App, bob_name: &str) {
+    alice.session.click("#nav-settings");
+    alice.session.wait_visible("#set-link-previews", LONG);
+    let checked = |css: &str| {
+        alice
+            .session
+            .js(&format!("return document.querySelector({css:?}).checked;"))
+    };
+    assert_eq!(checked("#set-link-previews"), false, "off by default");
+    for css in ["#set-read-receipts", "#set-typing", "#set-link-previews"] {
+        alice.session.click(css);
+    }
+    // Each change reached the vault: the screen read again shows it, and no error.
+    alice.session.click("#nav-chats");
+    alice.session.click("#nav-settings");
+    alice.session.wait_js(
+        "the changed settings, read again",
+        "return document.querySelector('#set-link-previews').checked
+           && !document.querySelector('#set-read-receipts').checked
+           && !document.querySelector('#set-typing').checked
+           && document.querySelector('#settings-error').hidden;",
+        LONG,
+    );
+    alice.session.click("#set-read-receipts");
+    alice.session.click("#set-typing");
+    open_chat(alice, bob_name);
+    alice
+        .session
+        .type_into("#compose", "the trail: https://127.0.0.1:9/ridge");
+    alice.session.wait_js(
+        "the composer saying why there is no preview",
+        "const p = document.querySelector('#compose-preview');
+         return !p.hidden && p.textContent.includes('through Tor only');",
+        LONG,
+    );
+    alice.screenshot("link-preview-needs-tor");
+    alice
+        .session
+        .js("const c = document.querySelector('#compose'); c.value = '';
+         c.dispatchEvent(new Event('input')); return true;");
+    alice.session.wait_js(
+        "the preview note gone with the link",
+        "return document.querySelector('#compose-preview').hidden;",
+        LONG,
+    );
+    alice.session.click("#nav-settings");
+    alice.session.click("#set-link-previews");
+    alice.session.wait_js(
+        "read receipts and typing back on",
+        "return document.querySelector('#set-read-receipts').checked
+           && document.querySelector('#set-typing').checked;",
+        LONG,
+    );
+}
+
 #[test]
 fn ui_two_apps_first_run_chat_search_lock_on_removal_and_refusals() {
     tools();
@@ -358,6 +416,7 @@ fn ui_two_apps_first_run_chat_search_lock_on_removal_and_refusals() {
     bob.screenshot("chat-bob");
     message_actions_through_the_window(&alice, &bob);
     note_to_self_through_the_window(&alice);
+    privacy_settings_through_the_window(&alice, &bob_name);
     open_chat(&alice, &bob_name);
 
     // Search finds the older message.

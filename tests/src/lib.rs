@@ -11,6 +11,7 @@ pub mod faketime;
 pub mod pair;
 pub mod process;
 pub mod relay;
+pub mod site;
 /// The envelope specification's own sealer (`docs/envelope.md`, written again from the
 /// document), shared with tessera-crypto's vector tests: it can forge what no honest sender
 /// makes.

@@ -100,6 +100,9 @@ enum Command {
         /// Reply to this message (its id, as `history --json` shows it)
         #[arg(long, value_name = "ID")]
         reply_to: Option<String>,
+        /// Send no link preview even when link previews are on
+        #[arg(long)]
+        no_preview: bool,
     },
     /// Edit a message you sent (within 24 hours): the contact sees the new text, marked edited
     Edit(actions::EditArgs),
@@ -115,6 +118,14 @@ enum Command {
     /// Read receipts: off means neither sending them nor seeing them (both ways); without a
     /// setting, show it
     ReadReceipts {
+        /// on or off
+        #[arg(value_parser = ["on", "off"])]
+        setting: Option<String>,
+    },
+    /// Link previews: on means `send` fetches the page of a text's first https link through
+    /// Tor (never directly) and sends its title and description with the text; off by
+    /// default. Without a setting, show it
+    LinkPreviews {
         /// on or off
         #[arg(value_parser = ["on", "off"])]
         setting: Option<String>,
@@ -468,7 +479,16 @@ fn message_json(m: &Message, contact_name: Option<&str>) -> Value {
         "edited": m.edited,
         "expires_in": m.expires_in,
         "expire_at": m.expire_at,
+        "preview": m.preview,
     })
+}
+
+/// Why no preview was made, when the page was reached through Tor (`docs/link-previews.md`).
+fn preview_reason(e: &CoreError) -> Option<&'static str> {
+    match e {
+        CoreError::Preview(p) => Some(p.code()),
+        _ => None,
+    }
 }
 
 /// What `conversation …`, `send`, `history` and `timer` take for the note to self.
@@ -868,6 +888,17 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::React(args) => actions::react(&cli, args, out).await?,
         Command::Timer(args) => actions::timer(&cli, args, out).await?,
         Command::Conversation(command) => conversation::run(&cli, command, out).await?,
+        Command::LinkPreviews { setting } => {
+            let engine = unlock(&cli).await?;
+            if let Some(s) = setting {
+                engine.set_link_previews(s == "on")?;
+            }
+            let word = if engine.link_previews()? { "on" } else { "off" };
+            out(
+                json!({"ok": true, "link_previews": word}),
+                format!("link previews: {word}"),
+            );
+        }
         Command::ReadReceipts { setting } => {
             let engine = unlock(&cli).await?;
             if let Some(s) = setting {
@@ -1143,20 +1174,34 @@ async fn run(cli: Cli) -> Result<(), CliError> {
             contact,
             text,
             reply_to,
+            no_preview,
         } => {
             let reply_to = reply_to.as_deref().map(actions::message_id).transpose()?;
             let engine = unlock(&cli).await?;
             let c = conversation_with(&engine, contact)?;
-            let id = match reply_to {
-                Some(r) => engine.send_reply(&c.account_id, text, &r).await?,
-                None => engine.send_text(&c.account_id, text).await?,
+            // A preview is made here, through Tor, before sending (docs/link-previews.md);
+            // without one the text goes anyway, and the output says why.
+            let (preview, preview_error) = if *no_preview {
+                (None, None)
+            } else {
+                match engine.link_preview(text).await {
+                    Ok(p) => (p, None),
+                    Err(e) => (None, Some(e)),
+                }
             };
+            let draft = tessera_core::Draft {
+                body: text.clone(),
+                reply_to,
+                preview,
+            };
+            let id = engine.send_draft(&c.account_id, draft).await?;
             // The message is committed to the outbox; try to hand it to the relay now. If the
             // relay cannot be reached it stays queued and `sync` delivers it later: that is not
             // a failure of `send`.
             hand_over(&engine).await;
             let m = engine.message(&id)?;
             let st = m.as_ref().map_or(MessageStatus::Pending, |m| m.status);
+            let preview = m.as_ref().and_then(|m| m.preview.clone());
             let failure = m.and_then(|m| m.failure);
             let text = match (st, &failure) {
                 (MessageStatus::Pending, _) => {
@@ -1168,8 +1213,16 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                 (MessageStatus::Failed, Some(why)) => format!("failed {} ({why})", hex(&id)),
                 (s, _) => format!("{} {}", status(s), hex(&id)),
             };
+            let text = match &preview_error {
+                Some(e) => format!("{text} (no link preview: {e})"),
+                None => text,
+            };
             out(
-                json!({"ok": true, "message_id": hex(&id), "status": status(st), "failure": failure}),
+                json!({"ok": true, "message_id": hex(&id), "status": status(st), "failure": failure,
+                "preview": preview,
+                "preview_error": preview_error.as_ref().map(|e| json!({
+                    "kind": e.code(), "reason": preview_reason(e), "message": e.to_string(),
+                }))}),
                 text,
             );
         }

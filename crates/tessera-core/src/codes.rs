@@ -22,6 +22,8 @@ impl CoreError {
             CoreError::TransportUnavailable(_) => "transport_unavailable",
             CoreError::UnknownContact => "unknown_contact",
             CoreError::OwnAccount => "own_account",
+            CoreError::PreviewNeedsTor => "preview_needs_tor",
+            CoreError::Preview(_) => "no_preview",
             CoreError::BadInvite => "bad_invite",
             CoreError::NameTaken => "name_taken",
             CoreError::Rejected => "rejected",

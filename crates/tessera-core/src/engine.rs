@@ -53,6 +53,7 @@ mod leaving;
 mod manage;
 mod messages;
 mod notes;
+mod previews;
 #[cfg(test)]
 mod testing;
 
@@ -62,6 +63,7 @@ use inbound::standing;
 pub use leaving::Left;
 use messages::{address, at, base64_encode, queue};
 use notes::{conversation_of, queue_in};
+pub use previews::{Draft, LINK_PREVIEWS_SETTING};
 
 fn rng() -> StdRng {
     StdRng::from_os_rng()
@@ -78,6 +80,7 @@ pub const APP_SETTINGS: &[&str] = &[
     "panic_shortcut",
     manage::READ_RECEIPTS_SETTING,
     manage::TYPING_SETTING,
+    previews::LINK_PREVIEWS_SETTING,
     "theme",
     "zoom",
 ];

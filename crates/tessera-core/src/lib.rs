@@ -13,10 +13,12 @@ mod transport;
 
 pub use codes::{backup_code, card_code, net_code, vault_code};
 pub use engine::{
-    APP_SETTINGS, BackupMade, CreateOptions, DeleteFor, Engine, Left, RestoreOptions,
+    APP_SETTINGS, BackupMade, CreateOptions, DeleteFor, Draft, Engine, LINK_PREVIEWS_SETTING, Left,
+    RestoreOptions,
 };
 pub use invite::Invite;
 pub use tessera_messaging::content::receipt::ReceiptKind;
+pub use tessera_messaging::content::text::LinkPreview;
 pub use tessera_messaging::content::text::MAX_TEXT;
 pub use tessera_messaging::content::timer::{TIMERS, parse_timer, timer_name};
 pub use tessera_messaging::{Content, FailReason};
@@ -260,6 +262,13 @@ pub enum CoreError {
     /// The account is our own: the note to self has no contact to block, remove or call.
     #[error("this is your own account (the note to self)")]
     OwnAccount,
+    /// Link previews are fetched through Tor only, and this account connects directly
+    /// (`docs/link-previews.md`): nothing was fetched.
+    #[error("link previews are fetched through Tor only; this account connects directly")]
+    PreviewNeedsTor,
+    /// No preview could be made for the link (the text can still be sent without one).
+    #[error("no link preview: {0}")]
+    Preview(#[from] tessera_net::preview::PreviewError),
     /// Another contact already has this name.
     #[error("another contact already has this name")]
     NameTaken,

@@ -171,6 +171,7 @@ fn incoming(
         reply_to: None,
         edited: None,
         expires_in: None,
+        preview: None,
     }
 }
 
@@ -194,6 +195,7 @@ where
                     body,
                     reply_to,
                     expires,
+                    preview,
                 }) => {
                     if !standing.keeps_messages() {
                         return Ok(effects);
@@ -209,6 +211,9 @@ where
                     );
                     m.reply_to = *reply_to;
                     m.expires_in = expires.filter(|s| *s > 0);
+                    // Shown as it came, never fetched here; one that is not about this
+                    // text's first link is dropped (docs/link-previews.md).
+                    m.preview = preview.clone().filter(|p| p.fits(body));
                     if store.insert(&m)? {
                         effects.push(Effect::Stored(*id));
                     }
@@ -387,6 +392,7 @@ mod tests {
             body: body.into(),
             reply_to: None,
             expires: None,
+            preview: None,
         })
     }
 
@@ -519,6 +525,7 @@ mod tests {
             reply_to: None,
             edited: None,
             expires_in: None,
+            preview: None,
         };
         assert_eq!(s.insert(&ours), Ok(true));
         let receipt = |kind| {
@@ -638,6 +645,31 @@ mod tests {
     }
 
     #[test]
+    fn a_preview_is_kept_only_for_the_texts_first_link() {
+        use crate::content::text::LinkPreview;
+        let mut s = store_with(Standing::Accepted);
+        let preview = LinkPreview::new("https://example.org/a", "A page", None, Some("Example"));
+        for (id, body, kept) in [
+            (1u8, "look https://example.org/a", true),
+            (2, "look https://example.org/b", false),
+            (3, "no link", false),
+        ] {
+            let t = Content::Text(Text {
+                id: MessageId([id; 16]),
+                sent: NOW - 1_000,
+                body: body.into(),
+                reply_to: None,
+                expires: None,
+                preview: preview.clone(),
+            });
+            from(&mut s, ALICE, &t);
+            let m = s.get(&MessageId([id; 16])).ok().flatten().expect("stored");
+            assert_eq!(m.body, body, "the text stays");
+            assert_eq!(m.preview.is_some(), kept, "{body}");
+        }
+    }
+
+    #[test]
     fn a_reply_keeps_what_it_quotes() {
         let mut s = store_with(Standing::Accepted);
         from(&mut s, ALICE, &text(1, NOW - 3_000, "question"));
@@ -647,6 +679,7 @@ mod tests {
             body: "answer".into(),
             reply_to: Some(MessageId([1; 16])),
             expires: None,
+            preview: None,
         });
         from(&mut s, ALICE, &reply);
         let stored = s
@@ -764,6 +797,7 @@ mod tests {
                 body: "x".into(),
                 reply_to: None,
                 expires,
+                preview: None,
             });
             from(&mut s, ALICE, &t);
             let m = s.get(&MessageId([id; 16])).ok().flatten();

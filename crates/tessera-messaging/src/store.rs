@@ -55,6 +55,8 @@ pub struct StoredMessage {
     /// Seconds the message lives (for ours from sending, for theirs from reading;
     /// `docs/disappearing.md`); `None`: it stays.
     pub expires_in: Option<u32>,
+    /// The sender's preview of the text's first link (`docs/link-previews.md`).
+    pub preview: Option<crate::content::text::LinkPreview>,
 }
 
 /// Who someone is to us.

@@ -4,6 +4,7 @@ mod client;
 mod connect;
 mod error;
 mod pin;
+pub mod preview;
 pub mod tor;
 
 pub use client::{ClientError, FetchedBundle, Pushed, Pushes, RelayClient, TurnCredentials};

@@ -211,6 +211,26 @@ impl Tor {
     }
 }
 
+impl Tor {
+    /// A Tor stream to `host:port` on a circuit of its own (a link preview: the site and its
+    /// exit learn nothing that links it to the relay connection). A name is resolved by the
+    /// exit, never here.
+    pub(crate) async fn connect_isolated(
+        &self,
+        host: &str,
+        port: u16,
+    ) -> Result<arti_client::DataStream, NetError> {
+        self.ready().await?;
+        let mut prefs = StreamPrefs::new();
+        prefs.connect_to_onion_services(BoolOrAuto::Explicit(true));
+        prefs.new_isolation_group();
+        self.client
+            .connect_with_prefs((host, port), &prefs)
+            .await
+            .map_err(|e| NetError::TorConnect(chain(&e)))
+    }
+}
+
 /// An error with its causes, `outer: inner: innermost` (Arti's top-level errors say little by
 /// themselves: "Onion Service not found" hides whether no HSDir answered or none had it).
 fn chain(e: &(dyn std::error::Error + 'static)) -> String {

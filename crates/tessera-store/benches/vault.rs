@@ -62,6 +62,7 @@ fn fill(v: &Vault, r: &mut ChaCha20Rng) -> Duration {
                     edited: None,
                     expires_in: None,
                     expire_at: None,
+                    preview: None,
                 })?;
             }
             Ok(())

@@ -27,18 +27,10 @@ impl Vault {
         at: i64,
     ) -> Result<bool, VaultError> {
         self.transaction(|v: &Vault| -> Result<bool, VaultError> {
-            let Some((old, since)) = v
-                .conn
-                .prepare_cached(
-                    "SELECT body, COALESCE(edited, sent) FROM messages WHERE message_id = ?1",
-                )?
-                .query_row([&message_id[..]], |r| {
-                    Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?))
-                })
-                .optional()?
-            else {
+            let Some(m) = v.message(message_id)? else {
                 return Ok(false);
             };
+            let (old, since) = (m.body, m.edited.unwrap_or(m.sent));
             v.conn
                 .prepare_cached(
                     "INSERT INTO message_edits (message_id, body, at) VALUES (?1, ?2, ?3)",
@@ -47,6 +39,12 @@ impl Vault {
             v.conn
                 .prepare_cached("UPDATE messages SET body = ?2, edited = ?3 WHERE message_id = ?1")?
                 .execute(params![&message_id[..], body, at])?;
+            // The preview goes with its link (docs/link-previews.md).
+            if m.preview.is_some_and(|p| !p.fits(body)) {
+                v.conn
+                    .prepare_cached("UPDATE messages SET preview = NULL WHERE message_id = ?1")?
+                    .execute([&message_id[..]])?;
+            }
             Ok(true)
         })
     }
@@ -69,7 +67,8 @@ impl Vault {
             let n = v
                 .conn
                 .prepare_cached(
-                    "UPDATE messages SET body = '', kind = 'deleted', edited = NULL
+                    "UPDATE messages SET body = '', kind = 'deleted', edited = NULL,
+                        preview = NULL
                      WHERE message_id = ?1",
                 )?
                 .execute([&message_id[..]])?;

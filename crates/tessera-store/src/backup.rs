@@ -681,6 +681,7 @@ mod tests {
                 edited: None,
                 expires_in: None,
                 expire_at: None,
+                preview: None,
             })
             .unwrap();
         }

@@ -58,6 +58,7 @@ fn to_stored(m: Message) -> StoredMessage {
         reply_to: m.reply_to.map(MessageId),
         edited: m.edited.and_then(|e| u64::try_from(e).ok()),
         expires_in: m.expires_in.and_then(|s| u32::try_from(s).ok()),
+        preview: m.preview,
     }
 }
 
@@ -98,6 +99,7 @@ impl Messages for &Vault {
                     .map(|sent| sent.saturating_add(i64::from(s) * 1_000)),
                 _ => None,
             },
+            preview: m.preview.clone(),
         })?;
         Ok(stored.is_some())
     }
@@ -195,6 +197,7 @@ mod tests {
                 body: format!("m{n}"),
                 reply_to: None,
                 expires: None,
+                preview: None,
             });
             let effects = receive(
                 &mut store,

@@ -2,6 +2,8 @@
 
 use rusqlite::{OptionalExtension as _, Row, params};
 
+use tessera_messaging::content::text::LinkPreview;
+
 use crate::{Vault, VaultError};
 
 /// Where a contact relationship stands.
@@ -141,6 +143,8 @@ pub struct Message {
     pub expires_in: Option<i64>,
     /// When it is removed, ms: set when sent (ours) or read (theirs).
     pub expire_at: Option<i64>,
+    /// The sender's preview of the text's first link (`docs/link-previews.md`).
+    pub preview: Option<LinkPreview>,
 }
 
 impl Message {
@@ -177,6 +181,7 @@ impl Message {
             edited: None,
             expires_in: None,
             expire_at: None,
+            preview: None,
         }
     }
 }
@@ -298,7 +303,7 @@ fn contact_row(r: &Row<'_>) -> Result<Contact, rusqlite::Error> {
     })
 }
 
-const MESSAGE_COLUMNS: &str = "m.id, m.contact, m.message_id, m.outgoing, m.body, m.sent, m.received, m.status, m.read, m.kind, m.failure, m.conversation, m.time_flag, m.reply_to, m.edited, m.expires_in, m.expire_at";
+const MESSAGE_COLUMNS: &str = "m.id, m.contact, m.message_id, m.outgoing, m.body, m.sent, m.received, m.status, m.read, m.kind, m.failure, m.conversation, m.time_flag, m.reply_to, m.edited, m.expires_in, m.expire_at, m.preview";
 
 fn message_row(r: &Row<'_>) -> Result<Message, rusqlite::Error> {
     let contact = id32(r.get(1)?)?;
@@ -324,6 +329,10 @@ fn message_row(r: &Row<'_>) -> Result<Message, rusqlite::Error> {
         edited: r.get(14)?,
         expires_in: r.get(15)?,
         expire_at: r.get(16)?,
+        // A preview that no longer parses (none was ever stored so) is not shown.
+        preview: r
+            .get::<_, Option<String>>(17)?
+            .and_then(|p| serde_json::from_str(&p).ok()),
     })
 }
 
@@ -533,9 +542,14 @@ impl Vault {
         let mut s = self.conn.prepare_cached(
             "INSERT OR IGNORE INTO messages (contact, message_id, outgoing, body, sent, received,
                 status, read, kind, conversation, time_flag, reply_to, edited, expires_in,
-                expire_at)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+                expire_at, preview)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16)",
         )?;
+        // A struct of strings: its JSON cannot fail.
+        let preview = m
+            .preview
+            .as_ref()
+            .and_then(|p| serde_json::to_string(p).ok());
         let n = s.execute(params![
             &m.contact[..],
             &m.message_id[..],
@@ -551,7 +565,8 @@ impl Vault {
             m.reply_to.as_ref().map(|r| &r[..]),
             m.edited,
             m.expires_in,
-            m.expire_at
+            m.expire_at,
+            preview
         ])?;
         if n != 1 {
             return Ok(None);
@@ -945,6 +960,7 @@ mod tests {
             edited: None,
             expires_in: None,
             expire_at: None,
+            preview: None,
         })
         .unwrap();
         message_id
@@ -1028,6 +1044,7 @@ mod tests {
                 edited: None,
                 expires_in: None,
                 expire_at: None,
+                preview: None,
             })
             .unwrap()
             .unwrap()
@@ -1152,6 +1169,7 @@ mod tests {
             edited: None,
             expires_in: None,
             expire_at: None,
+            preview: None,
         })
         .unwrap();
     }

@@ -273,6 +273,9 @@ const MIGRATIONS: &[&str] = &[
         INSERT INTO messages_fts(messages_fts, rowid, body) VALUES ('delete', old.id, old.body);
         INSERT INTO messages_fts(rowid, body) VALUES (new.id, new.body);
      END;",
+    // 12: link previews (docs/link-previews.md): the sender's preview of a text's first link,
+    // as JSON.
+    "ALTER TABLE messages ADD COLUMN preview TEXT;",
 ];
 
 /// Version 6's data step: a direct conversation for each contact (its id derived as

@@ -72,6 +72,7 @@ fn message(contact: u8, n: u32, body: &str, outgoing: bool) -> Message {
         edited: None,
         expires_in: None,
         expire_at: None,
+        preview: None,
     }
 }
 

@@ -24,11 +24,15 @@ impl Engine {
         body: &str,
         reply_to: &[u8; 16],
     ) -> Result<[u8; 16], CoreError> {
-        let quoted = self.with(|u| Ok(u.vault.message(reply_to)?))?;
-        if quoted.is_none_or(|m| m.contact != *contact) {
-            return Err(CoreError::UnknownMessage);
-        }
-        self.send_text_with(contact, body, Some(*reply_to)).await
+        self.send_draft(
+            contact,
+            Draft {
+                body: body.to_string(),
+                reply_to: Some(*reply_to),
+                preview: None,
+            },
+        )
+        .await
     }
 
     /// A message of ours that may still be edited or deleted for everyone at `now`.

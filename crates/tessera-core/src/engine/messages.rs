@@ -57,19 +57,33 @@ impl Engine {
     /// [`Event::Status`] (sent, delivered, read, or failed with a reason). Whether or not the
     /// relay is reachable makes no difference here.
     pub async fn send_text(&self, contact: &[u8; 32], body: &str) -> Result<[u8; 16], CoreError> {
-        self.send_text_with(contact, body, None).await
+        self.send_draft(contact, Draft::text(body)).await
     }
 
-    /// [`Engine::send_text`], replying to `reply_to` when given (checked by the caller).
-    pub(super) async fn send_text_with(
+    /// Sends what the person wrote (a text, perhaps a reply, perhaps with a link preview) as
+    /// [`Engine::send_text`] does. A reply must quote a message of the same conversation.
+    pub async fn send_draft(
         &self,
         contact: &[u8; 32],
-        body: &str,
-        reply_to: Option<[u8; 16]>,
+        draft: Draft,
     ) -> Result<[u8; 16], CoreError> {
+        let Draft {
+            body,
+            reply_to,
+            preview,
+        } = draft;
+        let body = body.as_str();
         if body.len() > crate::MAX_TEXT {
             return Err(CoreError::TooLong);
         }
+        if let Some(quoted) = &reply_to {
+            let quoted = self.with(|u| Ok(u.vault.message(quoted)?))?;
+            if quoted.is_none_or(|m| m.contact != *contact) {
+                return Err(CoreError::UnknownMessage);
+            }
+        }
+        // Only about this text's first link (`docs/link-previews.md`).
+        let preview = preview.filter(|p| p.fits(body));
         let id: [u8; 16] = rand::random();
         self.maybe_maintain()?;
         let sent = self.next_sent_time();
@@ -119,6 +133,7 @@ impl Engine {
                             .unwrap_or(i64::MAX)
                             .saturating_add(i64::from(s) * 1_000)
                     }),
+                    preview: preview.clone(),
                 })?;
                 let content = Content::Text(Text {
                     id: MessageId(id),
@@ -126,6 +141,7 @@ impl Engine {
                     body: body.to_string(),
                     reply_to: reply_to.map(MessageId),
                     expires,
+                    preview: preview.clone(),
                 });
                 queue_in(v, me, contact, &content, Some(&id), sent)
             })

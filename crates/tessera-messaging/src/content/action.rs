@@ -103,6 +103,7 @@ mod tests {
                 body: "re".into(),
                 reply_to: Some(target),
                 expires: None,
+                preview: None,
             }),
         ] {
             let bytes = c.to_bytes().expect("encode");
@@ -130,6 +131,7 @@ mod tests {
             body: "x".into(),
             reply_to: None,
             expires: None,
+            preview: None,
         });
         assert!(
             !String::from_utf8(plain.to_bytes().expect("encode"))

@@ -175,6 +175,7 @@ mod tests {
             body: "hi \"there\"".into(),
             reply_to: None,
             expires: None,
+            preview: None,
         });
         let bytes = t.to_bytes().expect("encode");
         assert_eq!(
