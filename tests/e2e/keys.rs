@@ -273,8 +273,8 @@ fn keys_real_processes_under_a_shifted_clock_keep_talking_at_20_50_100_and_400_d
     let relay_addr = relay.address.to_string();
     let mut alice = Cli::new(&dir.path().join("alice"));
     let mut bob = Cli::new(&dir.path().join("bob"));
-    alice.env = time.env();
-    bob.env = time.env();
+    alice.env = time.env_fixed();
+    bob.env = time.env_fixed();
     // Their key maintenance, in alice.stderr.log and bob.stderr.log beside the accounts.
     alice
         .env

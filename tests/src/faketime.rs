@@ -35,7 +35,20 @@ impl FakeTime {
         std::fs::rename(&tmp, &self.file).unwrap();
     }
 
-    /// Environment for a process that should follow this clock.
+    /// Environment for a short-lived process (a CLI command): it reads the offset once, at its
+    /// first clock call, and keeps it. With the file read again at every call (see
+    /// [`FakeTime::env`]), libfaketime parses it into shared buffers without a lock, and two
+    /// threads reading the clock at once can see no offset at all — a CLI process whose clock
+    /// jumps back to real time.
+    pub fn env_fixed(&self) -> Vec<(String, String)> {
+        let mut env = self.env();
+        env.retain(|(k, _)| k != "FAKETIME_NO_CACHE");
+        env.push(("FAKETIME_CACHE_DURATION".into(), "86400".into()));
+        env
+    }
+
+    /// Environment for a long-running process that should follow this clock as the test moves
+    /// it (the relay).
     pub fn env(&self) -> Vec<(String, String)> {
         vec![
             ("LD_PRELOAD".into(), LIBFAKETIME.into()),

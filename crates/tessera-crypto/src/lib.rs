@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+pub mod attachment;
 mod device;
 mod envelope;
 mod epoch;

@@ -137,6 +137,35 @@ fn write_fuzz_seeds() {
     }
 }
 
+/// Seeds of `attachment_open`: two length bytes (little-endian), a piece-size byte, then the
+/// blob of a file of that length under the key `[7; 32]`.
+fn attachment_seeds() -> Vec<(&'static str, Vec<u8>)> {
+    use tessera_crypto::attachment::{FileKey, Sealer};
+    let mut out = Vec::new();
+    for (name, len) in [("ten-bytes", 10u16), ("five-kib", 5_000)] {
+        let file: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+        let mut s = Sealer::new(&FileKey::from_bytes([7; 32]), u64::from(len)).unwrap();
+        let mut seed = len.to_le_bytes().to_vec();
+        seed.push(3);
+        seed.extend(s.push(&file).unwrap());
+        seed.extend(s.finish().unwrap().0);
+        out.push((name, seed));
+    }
+    out
+}
+
+#[test]
+#[ignore = "writes fuzz/corpus/attachment_open; run once with TESSERA_WRITE_VECTORS=1"]
+fn write_attachment_seeds() {
+    if std::env::var_os("TESSERA_WRITE_VECTORS").is_none() {
+        return;
+    }
+    std::fs::create_dir_all(corpus("attachment_open")).unwrap();
+    for (name, bytes) in attachment_seeds() {
+        std::fs::write(corpus("attachment_open").join(name), bytes).unwrap();
+    }
+}
+
 #[test]
 fn committed_seeds_are_still_valid_structures() {
     let read = |t: &str, n: &str| {
@@ -158,6 +187,9 @@ fn committed_seeds_are_still_valid_structures() {
     }
     let id = String::from_utf8(read("text_codecs", "account-id")).unwrap();
     id.parse::<tessera_crypto::AccountId>().unwrap();
+    for (name, seed) in attachment_seeds() {
+        assert_eq!(read("attachment_open", name), seed, "{name}");
+    }
 }
 
 /// This crate's directory: from Cargo at run time (a test binary reused from a build in another

@@ -202,16 +202,11 @@ impl Tor {
         port: u16,
     ) -> Result<arti_client::DataStream, NetError> {
         self.ready().await?;
-        let mut prefs = StreamPrefs::new();
-        prefs.connect_to_onion_services(BoolOrAuto::Explicit(true));
-        self.client
-            .connect_with_prefs((host, port), &prefs)
-            .await
-            .map_err(|e| NetError::TorConnect(chain(&e)))
+        let prefs = stream_prefs(false);
+        let stream = self.client.connect_with_prefs((host, port), &prefs).await;
+        stream.map_err(|e| NetError::TorConnect(chain(&e)))
     }
-}
 
-impl Tor {
     /// A Tor stream to `host:port` on a circuit of its own (a link preview: the site and its
     /// exit learn nothing that links it to the relay connection). A name is resolved by the
     /// exit, never here.
@@ -221,14 +216,20 @@ impl Tor {
         port: u16,
     ) -> Result<arti_client::DataStream, NetError> {
         self.ready().await?;
-        let mut prefs = StreamPrefs::new();
-        prefs.connect_to_onion_services(BoolOrAuto::Explicit(true));
-        prefs.new_isolation_group();
-        self.client
-            .connect_with_prefs((host, port), &prefs)
-            .await
-            .map_err(|e| NetError::TorConnect(chain(&e)))
+        let prefs = stream_prefs(true);
+        let stream = self.client.connect_with_prefs((host, port), &prefs).await;
+        stream.map_err(|e| NetError::TorConnect(chain(&e)))
     }
+}
+
+/// How a stream is opened: onion services allowed; `isolated` on a circuit of its own.
+fn stream_prefs(isolated: bool) -> StreamPrefs {
+    let mut prefs = StreamPrefs::new();
+    prefs.connect_to_onion_services(BoolOrAuto::Explicit(true));
+    if isolated {
+        prefs.new_isolation_group();
+    }
+    prefs
 }
 
 /// An error with its causes, `outer: inner: innermost` (Arti's top-level errors say little by
