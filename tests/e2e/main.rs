@@ -3,6 +3,7 @@
 // Test code: a failed step should stop the test loudly, helpers included.
 #![allow(clippy::unwrap_used)]
 
+mod attachments;
 mod backup;
 mod call;
 mod card;

@@ -15,7 +15,7 @@ use tessera_crypto::{
     AccountId, AccountPublic, DeviceCertificate, HybridSigningKey, OneTimePrekeyProof,
     SignedPrekeys, sign_relay_login,
 };
-use tessera_proto::{Body, ErrorCode, Frame, RelayAddress, WirePrekey};
+use tessera_proto::{BlobId, Body, ErrorCode, Frame, RelayAddress, WirePrekey};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
@@ -552,6 +552,72 @@ impl RelayClient {
     /// Acknowledges a delivered envelope so the relay deletes it.
     pub async fn ack(&self, delivery_id: u64) -> Result<(), ClientError> {
         expect_ok(self.request(Body::Ack { delivery_id }).await?)
+    }
+
+    /// Starts (or resumes) uploading attachment blob `blob` of `size` bytes that `fetches`
+    /// devices will download (`docs/attachments.md`); how many bytes the relay already holds.
+    pub async fn blob_open(
+        &self,
+        blob: BlobId,
+        size: u64,
+        fetches: u16,
+    ) -> Result<u64, ClientError> {
+        blob_state(
+            blob,
+            self.request(Body::BlobOpen {
+                blob,
+                size,
+                fetches,
+            })
+            .await?,
+        )
+    }
+
+    /// Uploads the blob's bytes at `offset`; how many bytes the relay holds after it (not
+    /// `offset + data.len()` when `offset` was not where its copy ended: go on from there).
+    pub async fn blob_write(
+        &self,
+        blob: BlobId,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<u64, ClientError> {
+        blob_state(
+            blob,
+            self.request(Body::BlobWrite { blob, offset, data }).await?,
+        )
+    }
+
+    /// Up to `len` bytes of a complete blob from `offset` (fewer only at its end).
+    pub async fn blob_read(
+        &self,
+        blob: BlobId,
+        offset: u64,
+        len: u32,
+    ) -> Result<Vec<u8>, ClientError> {
+        match self.request(Body::BlobRead { blob, offset, len }).await? {
+            Body::BlobData {
+                blob: b,
+                offset: o,
+                data,
+            } if b == blob && o == offset && data.len() <= len as usize => Ok(data),
+            _ => Err(ClientError::Protocol("BlobRead answered without its data")),
+        }
+    }
+
+    /// Tells the relay this device has the whole blob (after the last device, it is deleted).
+    pub async fn blob_fetched(&self, blob: BlobId) -> Result<(), ClientError> {
+        expect_ok(self.request(Body::BlobFetched { blob }).await?)
+    }
+}
+
+fn blob_state(blob: BlobId, body: Body) -> Result<u64, ClientError> {
+    match body {
+        Body::BlobState {
+            blob: b,
+            size,
+            stored,
+        } if b == blob && stored <= size => Ok(stored),
+        _ => Err(ClientError::Protocol("expected the blob's state")),
     }
 }
 

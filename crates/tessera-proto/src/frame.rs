@@ -11,6 +11,12 @@ pub const MAX_FRAME_LEN: usize = 256 * 1024;
 pub const MAX_ENVELOPE_LEN: usize = 149_106;
 /// Most one-time prekeys in one upload.
 pub const MAX_PREKEYS_PER_UPLOAD: usize = 1024;
+/// Most bytes of an attachment blob in one `BlobWrite` or `BlobData` (three sealed 64 KiB
+/// chunks, `docs/attachments.md`).
+pub const MAX_BLOB_PIECE: usize = 3 * (64 * 1024 + 16);
+
+/// An attachment blob's id on the wire (16 random bytes chosen by the uploader).
+pub type BlobId = [u8; 16];
 
 const MAX_ACCOUNT_PUBLIC: usize = 4096;
 const MAX_CERTIFICATE: usize = 16 * 1024;
@@ -73,12 +79,16 @@ pub enum ErrorCode {
     Replaced,
     /// No such account or device.
     NotFound,
+    /// The request does not fit what is stored (a blob of another size, bytes past its end).
+    Conflict,
     /// The account was deleted by its owner; it cannot be registered again.
     AccountDeleted,
     /// Prekey store limit reached.
     NoPrekeys,
     /// Recipient mailbox at its cap.
     MailboxFull,
+    /// The blob is larger than this relay takes, or the account's blobs would pass its quota.
+    QuotaExceeded,
     /// Too many requests.
     RateLimited,
     /// Too many connections from this address.
@@ -107,9 +117,11 @@ impl ErrorCode {
             Self::AlreadyRegistered => 13,
             Self::Replaced => 14,
             Self::NotFound => 20,
+            Self::Conflict => 23,
             Self::AccountDeleted => 22,
             Self::NoPrekeys => 21,
             Self::MailboxFull => 30,
+            Self::QuotaExceeded => 31,
             Self::RateLimited => 40,
             Self::TooManyConnections => 41,
             Self::Timeout => 42,
@@ -132,9 +144,11 @@ impl ErrorCode {
             13 => Self::AlreadyRegistered,
             14 => Self::Replaced,
             20 => Self::NotFound,
+            23 => Self::Conflict,
             22 => Self::AccountDeleted,
             21 => Self::NoPrekeys,
             30 => Self::MailboxFull,
+            31 => Self::QuotaExceeded,
             40 => Self::RateLimited,
             41 => Self::TooManyConnections,
             42 => Self::Timeout,
@@ -239,6 +253,42 @@ pub enum Body {
     },
     /// 0x30: short-lived credentials for the relay's TURN service (calls).
     TurnCredentials,
+    /// 0x40: start or resume uploading attachment blob `blob` of `size` bytes, to be fetched
+    /// `fetches` times (then deleted; the relay's TTL deletes it in any case). Answered by
+    /// [`Body::BlobState`].
+    BlobOpen {
+        /// The blob's id.
+        blob: BlobId,
+        /// Its whole size.
+        size: u64,
+        /// How many recipient devices will fetch it.
+        fetches: u16,
+    },
+    /// 0x41: the blob's bytes at `offset` (which must be where the stored part ends). Answered by
+    /// [`Body::BlobState`] (a write at another offset changes nothing and says where to go on).
+    BlobWrite {
+        /// The blob's id.
+        blob: BlobId,
+        /// Where these bytes go.
+        offset: u64,
+        /// At most [`MAX_BLOB_PIECE`] bytes.
+        data: Vec<u8>,
+    },
+    /// 0x42: up to `len` bytes of a complete blob from `offset`. Answered by
+    /// [`Body::BlobData`].
+    BlobRead {
+        /// The blob's id.
+        blob: BlobId,
+        /// From where.
+        offset: u64,
+        /// How many (at most [`MAX_BLOB_PIECE`]).
+        len: u32,
+    },
+    /// 0x43: this device has the whole blob; after the last fetch it is deleted.
+    BlobFetched {
+        /// The blob's id.
+        blob: BlobId,
+    },
     /// 0x80: the connection's login challenge.
     Challenge {
         /// Random nonce.
@@ -302,6 +352,24 @@ pub enum Body {
         /// Seconds the credentials stay valid.
         ttl_secs: u32,
     },
+    /// 0x89: how much of a blob the relay holds.
+    BlobState {
+        /// The blob's id.
+        blob: BlobId,
+        /// Its whole size.
+        size: u64,
+        /// Bytes stored so far (from the start); `size` when complete.
+        stored: u64,
+    },
+    /// 0x8a: bytes of a blob.
+    BlobData {
+        /// The blob's id.
+        blob: BlobId,
+        /// Where they start.
+        offset: u64,
+        /// At most [`MAX_BLOB_PIECE`] bytes (fewer at the end).
+        data: Vec<u8>,
+    },
 }
 
 impl Body {
@@ -317,6 +385,10 @@ impl Body {
             Self::Send { .. } => 0x20,
             Self::Ack { .. } => 0x21,
             Self::TurnCredentials => 0x30,
+            Self::BlobOpen { .. } => 0x40,
+            Self::BlobWrite { .. } => 0x41,
+            Self::BlobRead { .. } => 0x42,
+            Self::BlobFetched { .. } => 0x43,
             Self::Challenge { .. } => 0x80,
             Self::Ok => 0x81,
             Self::Error { .. } => 0x82,
@@ -326,6 +398,8 @@ impl Body {
             Self::PrekeysLow { .. } => 0x86,
             Self::Turn { .. } => 0x87,
             Self::Certificate { .. } => 0x88,
+            Self::BlobState { .. } => 0x89,
+            Self::BlobData { .. } => 0x8a,
         }
     }
 }
@@ -490,6 +564,31 @@ impl Frame {
             }
             Body::Ack { delivery_id } => w.u64(*delivery_id),
             Body::TurnCredentials => {}
+            Body::BlobOpen {
+                blob,
+                size,
+                fetches,
+            } => {
+                w.raw(blob);
+                w.u64(*size);
+                w.u16(*fetches);
+            }
+            Body::BlobWrite { blob, offset, data } | Body::BlobData { blob, offset, data } => {
+                w.raw(blob);
+                w.u64(*offset);
+                w.blob(data, MAX_BLOB_PIECE, "blob data")?;
+            }
+            Body::BlobRead { blob, offset, len } => {
+                w.raw(blob);
+                w.u64(*offset);
+                w.u32(*len);
+            }
+            Body::BlobFetched { blob } => w.raw(blob),
+            Body::BlobState { blob, size, stored } => {
+                w.raw(blob);
+                w.u64(*size);
+                w.u64(*stored);
+            }
             Body::Challenge { nonce, expires_at } => {
                 w.raw(nonce);
                 w.u64(*expires_at);
@@ -635,6 +734,34 @@ impl Frame {
                 delivery_id: r.u64("delivery_id")?,
             },
             0x30 => Body::TurnCredentials,
+            0x40 => Body::BlobOpen {
+                blob: r.array("blob")?,
+                size: r.u64("size")?,
+                fetches: r.u16("fetches")?,
+            },
+            0x41 => Body::BlobWrite {
+                blob: r.array("blob")?,
+                offset: r.u64("offset")?,
+                data: r.blob(MAX_BLOB_PIECE, "blob data")?,
+            },
+            0x42 => Body::BlobRead {
+                blob: r.array("blob")?,
+                offset: r.u64("offset")?,
+                len: r.u32("len")?,
+            },
+            0x43 => Body::BlobFetched {
+                blob: r.array("blob")?,
+            },
+            0x89 => Body::BlobState {
+                blob: r.array("blob")?,
+                size: r.u64("size")?,
+                stored: r.u64("stored")?,
+            },
+            0x8a => Body::BlobData {
+                blob: r.array("blob")?,
+                offset: r.u64("offset")?,
+                data: r.blob(MAX_BLOB_PIECE, "blob data")?,
+            },
             0x80 => Body::Challenge {
                 nonce: r.array("nonce")?,
                 expires_at: r.u64("expires_at")?,
@@ -722,7 +849,52 @@ mod tests {
 
     fn samples() -> Vec<Frame> {
         let id = [7u8; 32];
+        let blob = [9u8; 16];
         vec![
+            Frame {
+                request_id: 60,
+                body: Body::BlobOpen {
+                    blob,
+                    size: 3 << 30,
+                    fetches: 3,
+                },
+            },
+            Frame {
+                request_id: 61,
+                body: Body::BlobWrite {
+                    blob,
+                    offset: 65_552,
+                    data: vec![1; MAX_BLOB_PIECE],
+                },
+            },
+            Frame {
+                request_id: 62,
+                body: Body::BlobRead {
+                    blob,
+                    offset: 7,
+                    len: 1000,
+                },
+            },
+            Frame {
+                request_id: 63,
+                body: Body::BlobFetched { blob },
+            },
+            Frame {
+                request_id: 64,
+                body: Body::BlobState {
+                    blob,
+                    size: 10,
+                    stored: 5,
+                },
+            },
+            Frame {
+                request_id: 65,
+                body: Body::BlobData {
+                    blob,
+                    offset: 0,
+                    data: vec![2; 10],
+                },
+            },
             Frame {
                 request_id: 1,
                 body: Body::Register {

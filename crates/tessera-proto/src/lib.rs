@@ -7,8 +7,8 @@ mod frame;
 pub use address::{RelayAddress, RelayHost, SpkiPin};
 pub use error::{AddressError, ProtoError};
 pub use frame::{
-    Body, ErrorCode, FRAME_VERSION, Frame, MAX_ENVELOPE_LEN, MAX_FRAME_LEN, MAX_PREKEYS_PER_UPLOAD,
-    WireAccountId, WireOneTimePrekey, WirePrekey,
+    BlobId, Body, ErrorCode, FRAME_VERSION, Frame, MAX_BLOB_PIECE, MAX_ENVELOPE_LEN, MAX_FRAME_LEN,
+    MAX_PREKEYS_PER_UPLOAD, WireAccountId, WireOneTimePrekey, WirePrekey,
 };
 
 /// HTTP paths served on the relay's TLS port.

@@ -37,6 +37,9 @@ pub struct FileConfig {
     /// Mailbox settings.
     #[serde(default)]
     pub mailbox: MailboxSettings,
+    /// Attachment blobs.
+    #[serde(default)]
+    pub blobs: crate::BlobSettings,
     /// Abuse limits.
     #[serde(default)]
     pub limits: Limits,
@@ -128,6 +131,8 @@ pub struct Config {
     pub durability: Durability,
     /// Mailbox settings.
     pub mailbox: MailboxSettings,
+    /// Attachment blobs.
+    pub blobs: crate::BlobSettings,
     /// Abuse limits.
     pub limits: Limits,
     /// The TURN service for calls: where it listens (UDP) and the IP clients reach it by.
@@ -189,6 +194,13 @@ impl Config {
                 "public port must not be 0".into(),
             ));
         }
+        let blobs = file.blobs;
+        if blobs.max_size == 0 || blobs.quota < blobs.max_size || blobs.ttl_days == 0 {
+            return Err(RelayError::ConfigInvalid(
+                "blobs max_size and ttl_days must be at least 1, and quota at least max_size"
+                    .into(),
+            ));
+        }
         let mailbox = file.mailbox;
         if mailbox.max_messages == 0 || mailbox.max_bytes == 0 || mailbox.ttl_days == 0 {
             return Err(RelayError::ConfigInvalid(
@@ -237,6 +249,7 @@ impl Config {
             metrics_listen: flags.metrics_listen.or(file.metrics_listen),
             durability: file.durability.unwrap_or(Durability::Full),
             mailbox,
+            blobs,
             limits,
         })
     }

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod blobs;
 mod config;
 mod error;
 mod identity;
@@ -9,6 +10,7 @@ mod session;
 mod store;
 mod turn;
 
+pub use blobs::BlobSettings;
 pub use config::{Config, FileConfig, Flags, Limits, MailboxSettings};
 pub use error::RelayError;
 pub use identity::RelayIdentity;

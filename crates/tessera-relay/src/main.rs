@@ -22,6 +22,11 @@ CONFIG FILE (--config FILE), TOML; every key optional, a flag wins over the file
   max_messages = 10000                # envelopes waiting per device
   max_bytes    = 268435456            # bytes waiting per device
   ttl_days     = 30                   # undelivered envelopes are dropped after this
+  [blobs]                             # attachments (encrypted; data_dir/blobs)
+  max_size      = 2147483648          # largest blob, bytes
+  quota         = 8589934592          # bytes of blobs one account may store at once
+  ttl_days      = 30                  # complete blobs not fetched by every device go after this
+  partial_hours = 48                  # unfinished uploads can be resumed this long
   [limits]
   connections_per_ip  = 128           # 0: no limit (use 0 behind an onion service)
   requests_per_second = 300           # per account, sustained

@@ -91,14 +91,17 @@ pub async fn bind(config: &Config) -> Result<BoundRelay, RelayError> {
         Some((listen, public_ip)) => Some(Arc::new(TurnService::start(listen, public_ip).await?)),
         None => None,
     };
-    let shared = Arc::new(Shared::new(
+    let mut shared = Shared::new(
         store,
         metrics,
         registry,
         config.limits,
         *pin.as_bytes(),
         turn,
-    ));
+    );
+    let blobs = Arc::new(crate::blobs::Blobs::open(&config.data_dir, config.blobs)?);
+    shared.blobs = Some(blobs);
+    let shared = Arc::new(shared);
     Ok(BoundRelay {
         listener,
         metrics_listener,
@@ -175,6 +178,25 @@ impl BoundRelay {
                 }
             }
         });
+        // Blobs past their TTL, and uploads not resumed in time, go (at start, then hourly).
+        let sweeper = shared.blobs.clone().map(|blobs| {
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(3600));
+                loop {
+                    tick.tick().await;
+                    let b = blobs.clone();
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map_or(0, |d| d.as_millis() as u64);
+                    match tokio::task::spawn_blocking(move || b.sweep(now)).await {
+                        Ok(Ok(0)) => {}
+                        Ok(Ok(n)) => tracing::info!(blobs = n, "expired blobs deleted"),
+                        Ok(Err(e)) => tracing::warn!(error = %e, "sweeping blobs failed"),
+                        Err(e) => tracing::warn!(error = %e, "sweeping blobs failed"),
+                    }
+                }
+            })
+        });
         let metrics_server = metrics_listener.map(|l| {
             let metrics = shared.metrics.clone();
             let app = Router::new().route(
@@ -232,6 +254,9 @@ impl BoundRelay {
             Err(_) => tracing::warn!("connections still open after the grace period"),
         }
         sampler.abort();
+        if let Some(s) = &sweeper {
+            s.abort();
+        }
         if let Some(m) = metrics_server {
             m.abort();
         }

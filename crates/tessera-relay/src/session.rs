@@ -58,6 +58,8 @@ pub struct Shared {
     pub pin: [u8; 32],
     /// The TURN service for calls, if configured.
     pub turn: Option<Arc<crate::turn::TurnService>>,
+    /// The attachment blob store (`None`: this relay keeps no blobs).
+    pub blobs: Option<Arc<crate::blobs::Blobs>>,
     rates: Mutex<HashMap<[u8; 32], Bucket>>,
     per_ip: Mutex<HashMap<IpAddr, u32>>,
 }
@@ -79,6 +81,7 @@ impl Shared {
             limits,
             pin,
             turn,
+            blobs: None,
             rates: Mutex::new(HashMap::new()),
             per_ip: Mutex::new(HashMap::new()),
         }
@@ -207,6 +210,52 @@ fn error(request_id: u32, code: ErrorCode, retry_after_ms: u32, detail: &str) ->
             detail: detail.into(),
         },
     )
+}
+
+/// Runs a blob operation off the async threads and answers it.
+async fn blob_reply(
+    id: u32,
+    blobs: Option<Arc<crate::blobs::Blobs>>,
+    op: impl FnOnce(&crate::blobs::Blobs) -> Result<Body, crate::blobs::BlobError> + Send + 'static,
+) -> Frame {
+    use crate::blobs::BlobError;
+    let Some(blobs) = blobs else {
+        return error(id, ErrorCode::NotFound, 0, "this relay keeps no blobs");
+    };
+    match tokio::task::spawn_blocking(move || op(&blobs)).await {
+        Ok(Ok(body)) => Frame::reply(id, body),
+        Ok(Err(BlobError::NotFound)) => error(id, ErrorCode::NotFound, 0, "no such blob"),
+        Ok(Err(BlobError::Quota)) => error(
+            id,
+            ErrorCode::QuotaExceeded,
+            0,
+            "over this relay's blob size limit or the account's quota",
+        ),
+        Ok(Err(BlobError::Mismatch)) => error(
+            id,
+            ErrorCode::Conflict,
+            0,
+            "the request does not fit the blob",
+        ),
+        Ok(Err(e @ BlobError::Io(_))) => {
+            tracing::error!(error = %e, "blob operation failed");
+            error(
+                id,
+                ErrorCode::Internal,
+                INTERNAL_RETRY_MS,
+                "the relay could not complete the request",
+            )
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "blob operation panicked");
+            error(
+                id,
+                ErrorCode::Internal,
+                INTERNAL_RETRY_MS,
+                "the relay could not complete the request",
+            )
+        }
+    }
 }
 
 fn internal(request_id: u32, e: &StoreError) -> Frame {
@@ -627,6 +676,10 @@ impl Session {
                 | Body::Send { .. }
                 | Body::Ack { .. }
                 | Body::TurnCredentials
+                | Body::BlobOpen { .. }
+                | Body::BlobWrite { .. }
+                | Body::BlobRead { .. }
+                | Body::BlobFetched { .. }
                 | Body::DeleteAccount { .. },
             ) => {
                 self.feed(&error(id, ErrorCode::Unauthenticated, 0, "log in first"))
@@ -833,6 +886,53 @@ impl Session {
                     }
                 };
                 Box::pin(std::future::ready(Frame::reply(id, body)))
+            }
+            // Changes to a blob are made in request order (an upload's pieces follow each
+            // other on one connection): this connection's next request waits for them.
+            Body::BlobOpen {
+                blob,
+                size,
+                fetches,
+            } => {
+                let (owner, now) = (device.0, now_ms());
+                let frame = blob_reply(id, self.shared.blobs.clone(), move |b| {
+                    let s = b.open_blob(&owner, &blob, size, fetches, now)?;
+                    Ok(Body::BlobState {
+                        blob,
+                        size: s.size,
+                        stored: s.stored,
+                    })
+                })
+                .await;
+                Box::pin(std::future::ready(frame))
+            }
+            Body::BlobWrite { blob, offset, data } => {
+                let owner = device.0;
+                let frame = blob_reply(id, self.shared.blobs.clone(), move |b| {
+                    let s = b.write(&owner, &blob, offset, &data)?;
+                    Ok(Body::BlobState {
+                        blob,
+                        size: s.size,
+                        stored: s.stored,
+                    })
+                })
+                .await;
+                Box::pin(std::future::ready(frame))
+            }
+            Body::BlobFetched { blob } => {
+                let frame = blob_reply(id, self.shared.blobs.clone(), move |b| {
+                    b.fetched(&blob)?;
+                    Ok(Body::Ok)
+                })
+                .await;
+                Box::pin(std::future::ready(frame))
+            }
+            Body::BlobRead { blob, offset, len } => {
+                let blobs = self.shared.blobs.clone();
+                Box::pin(blob_reply(id, blobs, move |b| {
+                    let data = b.read(&blob, offset, len)?;
+                    Ok(Body::BlobData { blob, offset, data })
+                }))
             }
             _ => {
                 return Err(End::Error(error(
