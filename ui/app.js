@@ -171,6 +171,11 @@ function messageNode(m) {
   };
   const body = m.kind === 'timer'
     ? el('p', { class: 'body timer' }, timerNotice(Number(m.body), m.outgoing))
+    : m.kind === 'attachment'
+      ? el('div', { class: 'body attachment' },
+        el('p', { class: 'file', role: 'group', 'aria-label': 'File' }, `📎 ${m.attachment ? `${m.attachment.name}, ${fileSize(m.attachment.size)}` : 'a file'}`,
+          m.attachment && m.attachment.state === 'failed' ? el('span', { class: 'failed' }, ' (damaged: not kept)') : null),
+        m.body ? el('p', { class: 'caption' }, m.body) : null)
     : notices[m.kind]
       ? el('p', { class: `body ${m.kind}` }, notices[m.kind])
       : el('p', { class: 'body' }, m.body);
@@ -274,10 +279,20 @@ function showTyping(contact, on) {
   if (show) typingShown = setTimeout(() => { $('#typing').hidden = true; }, 6000);
 }
 
+/** A file's size for people (the app's locale decides the digits). */
+function fileSize(bytes) {
+  const units = ['bytes', 'kB', 'MB', 'GB'];
+  let n = bytes;
+  let u = 0;
+  while (n >= 1000 && u < units.length - 1) { n /= 1000; u += 1; }
+  return `${u ? n.toLocaleString(undefined, { maximumFractionDigits: 1 }) : n} ${units[u]}`;
+}
+
 /** The conversation list's line for its newest message. */
 function lastLine(m) {
   if (m.kind === 'deleted') return 'Message deleted.';
   if (m.kind === 'timer') return timerNotice(Number(m.body), m.outgoing);
+  if (m.kind === 'attachment') return `${m.outgoing ? 'You: ' : ''}📎 ${m.body || 'File'}`;
   const notices = { unsupported: 'Unsupported message', undecryptable: 'A message could not be decrypted', account_deleted: 'Account deleted' };
   if (m.kind !== 'text') return notices[m.kind] || '';
   return `${m.outgoing ? 'You: ' : ''}${m.body}`;

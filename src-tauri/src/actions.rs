@@ -23,6 +23,7 @@ pub(crate) fn full_view(engine: &Engine, m: &tessera_core::Message) -> UiResult<
             emoji: r.emoji,
         })
         .collect();
+    view.attachment = engine.attachment(&m.message_id)?.map(Into::into);
     Ok(view)
 }
 

@@ -98,6 +98,33 @@ pub struct MessageView {
     pub time_flag: Option<String>,
     /// The sender's preview of the text's first link (docs/link-previews.md).
     pub preview: Option<tessera_core::LinkPreview>,
+    /// The file, for kind `attachment` (filled where the engine is at hand, as reactions).
+    pub attachment: Option<AttachmentView>,
+}
+
+/// A file as the page shows it (docs/attachments.md; never its key).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct AttachmentView {
+    /// Its name as sent.
+    pub name: String,
+    /// Its length in bytes.
+    pub size: u64,
+    /// Its media type.
+    pub mime: String,
+    /// `uploading`, `uploaded`, `remote`, `downloaded` or `failed`.
+    pub state: &'static str,
+}
+
+impl From<tessera_core::AttachmentInfo> for AttachmentView {
+    fn from(a: tessera_core::AttachmentInfo) -> Self {
+        Self {
+            name: a.name,
+            size: a.size,
+            mime: a.mime,
+            state: a.state.as_str(),
+        }
+    }
 }
 
 impl From<&Message> for MessageView {
@@ -125,6 +152,8 @@ impl From<&Message> for MessageView {
                 "deleted"
             } else if m.kind == "timer" {
                 "timer"
+            } else if m.kind == "attachment" {
+                "attachment"
             } else {
                 "text"
             },
@@ -134,6 +163,7 @@ impl From<&Message> for MessageView {
             reactions: Vec::new(),
             time_flag: m.time_flag.clone(),
             preview: m.preview.clone(),
+            attachment: None,
         }
     }
 }

@@ -950,3 +950,85 @@ fn chat_link_previews_are_off_by_default_and_never_fetched_without_tor() {
     );
     assert_eq!(site.requests(), 0, "nothing was fetched outside Tor");
 }
+
+/// docs/attachments.md through the CLI and the real relay: Alice sends a 3 MiB file; Bob's
+/// `sync` downloads and checks it; `attachment save` writes the same bytes; neither data
+/// directory nor the relay's holds the file's plaintext; after Bob's fetch the relay holds no
+/// blob; deleting the message here deletes the blob file.
+#[test]
+fn chat_a_file_arrives_intact_and_stays_encrypted_at_rest() {
+    let dir = tempfile::tempdir().unwrap();
+    let relay = Relay::start(&dir.path().join("relay"));
+    let (alice, bob) = pair(dir.path(), &relay.address.to_string());
+    let marker = b"PTARMIGAN-FILE-MARKER";
+    let mut file: Vec<u8> = (0..3 * 1024 * 1024u32)
+        .map(|i| (i.wrapping_mul(31) % 251) as u8)
+        .collect();
+    for at in (0..file.len() - marker.len()).step_by(100_000) {
+        file[at..at + marker.len()].copy_from_slice(marker);
+    }
+    let path = dir.path().join("trail map.pdf");
+    std::fs::write(&path, &file).unwrap();
+
+    let sent = alice.ok(&["send", "bob", "the map", "--file", path.to_str().unwrap()]);
+    assert_eq!(sent["status"], "sent", "{sent}");
+    assert_eq!(sent["attachment"]["state"], "uploaded", "{sent}");
+    let id = sent["message_id"].as_str().unwrap().to_string();
+    let events = bob.sync();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "message" && e["kind"] == "attachment"),
+        "{events:?}"
+    );
+    let history = bob.ok(&["history", "alice"]);
+    let m = in_history(&history, &id);
+    assert_eq!(m["body"], "the map", "{history}");
+    assert_eq!(m["attachment"]["name"], "trail map.pdf", "{history}");
+    assert_eq!(m["attachment"]["mime"], "application/pdf", "{history}");
+    assert_eq!(m["attachment"]["state"], "downloaded", "{history}");
+    let saved = dir.path().join("saved.pdf");
+    bob.ok(&["attachment", "save", &id, saved.to_str().unwrap()]);
+    assert!(std::fs::read(&saved).unwrap() == file, "the same bytes");
+
+    // No plaintext at rest: both data directories and the relay's.
+    for root in [&alice.dir, &bob.dir, &dir.path().join("relay")] {
+        for f in files(root) {
+            let bytes = std::fs::read(&f).unwrap();
+            assert!(
+                !bytes.windows(marker.len()).any(|w| w == marker),
+                "plaintext in {}",
+                f.display()
+            );
+        }
+    }
+    // Bob was its only fetch: the relay deleted the blob.
+    let relay_blobs = files(&dir.path().join("relay").join("blobs"));
+    assert!(relay_blobs.is_empty(), "{relay_blobs:?}");
+    // Deleted here, the blob file goes too.
+    let blobs = |who: &tessera_e2e::cli::Cli| files(&who.dir.join("attachments")).len();
+    assert_eq!(blobs(&bob), 1);
+    bob.ok(&["delete", &id]);
+    assert_eq!(blobs(&bob), 0);
+    // A message id without a file.
+    let o = bob.run(&[
+        "attachment",
+        "save",
+        &"ab".repeat(16),
+        saved.to_str().unwrap(),
+    ]);
+    assert_eq!(o.json["kind"], "unknown_message", "{}", o.stdout);
+}
+
+fn files(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(files(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
+}

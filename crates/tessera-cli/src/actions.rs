@@ -3,7 +3,7 @@
 
 use clap::Args;
 use serde_json::{Value, json};
-use tessera_core::{DeleteFor, Engine, Message};
+use tessera_core::{CoreError, DeleteFor, Engine, Message};
 use tessera_core::{parse_timer, timer_name};
 
 use super::{Cli, CliError, account_text, hand_over, hex, unhex, unlock};
@@ -199,4 +199,55 @@ pub(crate) fn history_line(m: &Message, who: &str, reactions: &Value) -> String 
         line += &format!(" [{}]", shown.join(" "));
     }
     line
+}
+
+/// `attachment download ID` and `attachment save ID PATH` (docs/attachments.md).
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum AttachmentCommand {
+    /// Download a received file now (those up to the automatic limit come with `sync`)
+    Download {
+        /// The message id
+        id: String,
+    },
+    /// Write a file, decrypted, to PATH (downloading it first if needed)
+    Save {
+        /// The message id
+        id: String,
+        /// Where to write it (replaced if it exists)
+        path: std::path::PathBuf,
+    },
+}
+
+pub(crate) async fn attachment(
+    cli: &Cli,
+    command: &AttachmentCommand,
+    out: impl Fn(Value, String),
+) -> Result<(), CliError> {
+    let engine = unlock(cli).await?;
+    match command {
+        AttachmentCommand::Download { id } => {
+            let id = message_id(id)?;
+            engine.download_attachment(&id).await?;
+            let info = engine.attachment(&id)?.ok_or(CoreError::UnknownMessage)?;
+            out(
+                json!({"ok": true, "state": info.state.as_str(), "size": info.size}),
+                format!(
+                    "{} ({} bytes): {}",
+                    info.name,
+                    info.size,
+                    info.state.as_str()
+                ),
+            );
+        }
+        AttachmentCommand::Save { id, path } => {
+            let id = message_id(id)?;
+            engine.download_attachment(&id).await?;
+            let size = engine.save_attachment(&id, path)?;
+            out(
+                json!({"ok": true, "path": path, "size": size}),
+                format!("saved {size} bytes to {}", path.display()),
+            );
+        }
+    }
+    Ok(())
 }

@@ -95,8 +95,11 @@ enum Command {
     Send {
         /// Contact name or account id; `self`: the note to self (kept here, never sent)
         contact: String,
-        /// The text
-        text: String,
+        /// The text (with --file: its caption, optional)
+        text: Option<String>,
+        /// Send this file (encrypted, uploaded to the relay in pieces; docs/attachments.md)
+        #[arg(long, value_name = "PATH")]
+        file: Option<PathBuf>,
         /// Reply to this message (its id, as `history --json` shows it)
         #[arg(long, value_name = "ID")]
         reply_to: Option<String>,
@@ -112,6 +115,9 @@ enum Command {
     React(actions::ReactArgs),
     /// Disappearing messages: show or set the conversation's timer (both sides see the change)
     Timer(actions::TimerArgs),
+    /// Files received or sent: download one, or save it decrypted where you say
+    #[command(subcommand)]
+    Attachment(actions::AttachmentCommand),
     /// A conversation's settings: archive, pin, mute, mark unread, delete here
     #[command(subcommand)]
     Conversation(conversation::ConversationCommand),
@@ -481,6 +487,11 @@ fn message_json(m: &Message, contact_name: Option<&str>) -> Value {
         "expire_at": m.expire_at,
         "preview": m.preview,
     })
+}
+
+/// An attachment as `send` and `history` print it (never its key).
+fn attachment_json(a: &tessera_core::AttachmentInfo) -> Value {
+    json!({"name": a.name, "size": a.size, "mime": a.mime, "state": a.state.as_str()})
 }
 
 /// Why no preview was made, when the page was reached through Tor (`docs/link-previews.md`).
@@ -887,6 +898,7 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Delete(args) => actions::delete(&cli, args, out).await?,
         Command::React(args) => actions::react(&cli, args, out).await?,
         Command::Timer(args) => actions::timer(&cli, args, out).await?,
+        Command::Attachment(command) => actions::attachment(&cli, command, out).await?,
         Command::Conversation(command) => conversation::run(&cli, command, out).await?,
         Command::LinkPreviews { setting } => {
             let engine = unlock(&cli).await?;
@@ -1173,9 +1185,38 @@ async fn run(cli: Cli) -> Result<(), CliError> {
         Command::Send {
             contact,
             text,
+            file: Some(path),
+            ..
+        } => {
+            let engine = unlock(&cli).await?;
+            let c = conversation_with(&engine, contact)?;
+            let caption = text.as_deref().unwrap_or_default();
+            let id = engine.send_file(&c.account_id, path, caption).await?;
+            // Upload now if the relay can be reached (resumed by `sync` otherwise), then the
+            // message itself.
+            if let Err(e) = engine.upload_attachments().await {
+                tracing::info!(error = %e, "upload not finished; `sync` resumes it");
+            }
+            hand_over(&engine).await;
+            let m = engine.message(&id)?;
+            let st = m.as_ref().map_or(MessageStatus::Pending, |m| m.status);
+            let info = engine.attachment(&id)?;
+            out(
+                json!({"ok": true, "message_id": hex(&id), "status": status(st),
+                       "attachment": info.as_ref().map(attachment_json)}),
+                format!("{} {}", status(st), hex(&id)),
+            );
+        }
+        Command::Send {
+            contact,
+            text,
             reply_to,
             no_preview,
+            ..
         } => {
+            let Some(text) = text else {
+                return Err(CliError::Usage("send needs a text, or --file".into()));
+            };
             let reply_to = reply_to.as_deref().map(actions::message_id).transpose()?;
             let engine = unlock(&cli).await?;
             let c = conversation_with(&engine, contact)?;
@@ -1296,6 +1337,9 @@ async fn run(cli: Cli) -> Result<(), CliError> {
                     actions::history_line(m, who, &reactions)
                 ));
                 let mut v = message_json(m, Some(&c.name));
+                if let Some(a) = engine.attachment(&m.message_id)? {
+                    v["attachment"] = attachment_json(&a);
+                }
                 v["reactions"] = reactions;
                 list.push(v);
             }

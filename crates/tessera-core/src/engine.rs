@@ -41,6 +41,7 @@ use tessera_messaging::{CallId, Content, MessageId};
 
 mod account;
 mod actions;
+mod attachments;
 mod backup;
 mod card_watch;
 mod connection;
@@ -58,6 +59,7 @@ mod previews;
 mod testing;
 
 pub use actions::DeleteFor;
+pub use attachments::{AUTO_DOWNLOAD_DEFAULT_MIB, AUTO_DOWNLOAD_SETTING, AttachmentInfo};
 pub use backup::{BackupMade, RestoreOptions};
 use inbound::standing;
 pub use leaving::Left;
@@ -81,6 +83,7 @@ pub const APP_SETTINGS: &[&str] = &[
     manage::READ_RECEIPTS_SETTING,
     manage::TYPING_SETTING,
     previews::LINK_PREVIEWS_SETTING,
+    attachments::AUTO_DOWNLOAD_SETTING,
     "theme",
     "zoom",
 ];

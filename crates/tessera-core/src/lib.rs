@@ -13,8 +13,8 @@ mod transport;
 
 pub use codes::{backup_code, card_code, net_code, vault_code};
 pub use engine::{
-    APP_SETTINGS, BackupMade, CreateOptions, DeleteFor, Draft, Engine, LINK_PREVIEWS_SETTING, Left,
-    RestoreOptions,
+    APP_SETTINGS, AUTO_DOWNLOAD_DEFAULT_MIB, AUTO_DOWNLOAD_SETTING, AttachmentInfo, BackupMade,
+    CreateOptions, DeleteFor, Draft, Engine, LINK_PREVIEWS_SETTING, Left, RestoreOptions,
 };
 pub use invite::Invite;
 pub use tessera_messaging::content::receipt::ReceiptKind;
@@ -266,6 +266,15 @@ pub enum CoreError {
     /// (`docs/link-previews.md`): nothing was fetched.
     #[error("link previews are fetched through Tor only; this account connects directly")]
     PreviewNeedsTor,
+    /// A file could not be read or written (sending, downloading or saving an attachment).
+    #[error("the file could not be read or written: {0}")]
+    File(#[source] std::io::Error),
+    /// An attachment's blob failed its checks (changed, truncated, or not the one named).
+    #[error(transparent)]
+    Attachment(#[from] tessera_crypto::attachment::AttachmentError),
+    /// The attachment is not downloaded yet.
+    #[error("the attachment is not downloaded yet")]
+    NotDownloaded,
     /// No preview could be made for the link (the text can still be sent without one).
     #[error("no link preview: {0}")]
     Preview(#[from] tessera_net::preview::PreviewError),

@@ -88,6 +88,10 @@ id16!(
     CallId
 );
 id16!(
+    /// An attachment blob on the relay (`docs/attachments.md`): random, chosen by the sender.
+    BlobId
+);
+id16!(
     /// An envelope as the receiver identifies it for what it leaves in a conversation: derived
     /// from its replay key (or its bytes, when it could not be opened), so a second copy of the
     /// same envelope has the same id.
@@ -142,4 +146,4 @@ macro_rules! hex_serde {
     )*};
 }
 
-hex_serde!(MessageId, CallId);
+hex_serde!(MessageId, CallId, BlobId);

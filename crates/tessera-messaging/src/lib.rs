@@ -12,7 +12,7 @@ pub use content::Content;
 pub use conversation::{Conversation, ConversationKind};
 pub use delivery::{Delivery, Effect, FailReason, Item, Outcome};
 pub use ids::{
-    AccountId, CallId, ConversationId, DeviceId, EnvelopeId, MessageId, OutboxId, Recipient,
+    AccountId, BlobId, CallId, ConversationId, DeviceId, EnvelopeId, MessageId, OutboxId, Recipient,
 };
 
 /// Why a messaging operation failed. No variant carries message content or keys.

@@ -124,6 +124,7 @@ pub fn handled_here(content: &Content) -> bool {
             | Content::Reaction(_)
             | Content::Timer(_)
             | Content::Typing(_)
+            | Content::Attachment(_)
     )
 }
 
@@ -224,6 +225,32 @@ where
                             to: from,
                             kind: ReceiptKind::Delivered,
                             ids: vec![*id],
+                        });
+                    }
+                }
+                // A file: stored as a message of kind `attachment` with its caption; what
+                // opens the blob is the driver's to keep (`docs/attachments.md`).
+                Content::Attachment(a) => {
+                    if !standing.keeps_messages() {
+                        return Ok(effects);
+                    }
+                    let mut m = incoming(
+                        &from,
+                        a.id,
+                        a.caption.clone(),
+                        bound_sent(a.sent, now),
+                        now,
+                        "attachment",
+                    );
+                    m.expires_in = a.expires.filter(|s| *s > 0);
+                    if store.insert(&m)? {
+                        effects.push(Effect::Stored(a.id));
+                    }
+                    if standing.gets_receipts() {
+                        effects.push(Effect::Receipt {
+                            to: from,
+                            kind: ReceiptKind::Delivered,
+                            ids: vec![a.id],
                         });
                     }
                 }

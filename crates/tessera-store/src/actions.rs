@@ -106,6 +106,7 @@ impl Vault {
         for sql in [
             "DELETE FROM message_edits WHERE message_id = ?1",
             "DELETE FROM reactions WHERE message_id = ?1",
+            "DELETE FROM attachments WHERE message_id = ?1",
         ] {
             self.conn.prepare_cached(sql)?.execute([&message_id[..]])?;
         }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 
 mod actions;
+mod attachments;
 pub mod backup;
 mod card_key;
 mod expiry;
@@ -17,6 +18,7 @@ mod vault;
 mod wipe;
 
 pub use actions::StoredReaction;
+pub use attachments::{ATTACHMENTS_DIR, AttachmentState, StoredAttachment};
 pub use expiry::Expired;
 pub use keyfile::{
     CARD_SLOTS, CardBinding, CardFactor, DURESS_RECORD_MAX, Factors, KEY_FILE_CARD_LEN,

@@ -276,6 +276,19 @@ const MIGRATIONS: &[&str] = &[
     // 12: link previews (docs/link-previews.md): the sender's preview of a text's first link,
     // as JSON.
     "ALTER TABLE messages ADD COLUMN preview TEXT;",
+    // 13: attachments (docs/attachments.md): what opens each file's blob, and where it is on
+    // its way; gone with its message.
+    "CREATE TABLE attachments (
+        message_id BLOB PRIMARY KEY REFERENCES messages(message_id) ON DELETE CASCADE,
+        blob       BLOB NOT NULL,
+        file_key   BLOB NOT NULL,
+        digest     BLOB NOT NULL,
+        size       INTEGER NOT NULL,
+        name       TEXT NOT NULL,
+        mime       TEXT NOT NULL,
+        state      TEXT NOT NULL,
+        fetches    INTEGER NOT NULL DEFAULT 1
+     ) WITHOUT ROWID;",
 ];
 
 /// Version 6's data step: a direct conversation for each contact (its id derived as

@@ -28,6 +28,7 @@ const ACCOUNT_FILES: &[&str] = &[
     "vault.sqlite3-journal",
     crate::backup::SNAPSHOT_FILE,
     "tor",
+    crate::attachments::ATTACHMENTS_DIR,
 ];
 
 /// What a wipe did.

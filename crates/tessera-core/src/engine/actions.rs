@@ -113,6 +113,7 @@ impl Engine {
                 self.kick();
             }
         }
+        self.sweep_attachment_files();
         Ok(())
     }
 

@@ -278,6 +278,7 @@ impl Engine {
         let mut events = self.subscribe();
         self.connect().await?;
         self.finish_restore().await?;
+        self.upload_attachments().await?;
         self.flush_outbox().await?;
         loop {
             match tokio::time::timeout(idle, events.recv()).await {
@@ -287,6 +288,7 @@ impl Engine {
             }
         }
         self.flush_outbox().await?;
+        self.download_attachments().await?;
         if let Err(e) = self.backup_if_due().await {
             tracing::warn!(error = %e, "scheduled backup failed");
         }

@@ -86,6 +86,9 @@ impl Engine {
         for (contact, ids) in by_contact {
             self.emit(Event::MessagesExpired { contact, ids });
         }
+        if !gone.is_empty() {
+            self.sweep_attachment_files();
+        }
         Ok(gone.len())
     }
 

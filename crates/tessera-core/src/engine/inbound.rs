@@ -392,6 +392,35 @@ pub(super) fn process(
                     };
                     drive(v, arrival, "", 0, now, &mut events)?;
                 }
+                // A file: the machine decides whether the message is kept; what opens the blob
+                // is kept with it (docs/attachments.md), to be downloaded.
+                Content::Attachment(ref a) => {
+                    let arrival = Arrival::Content {
+                        from: sender,
+                        content: &content,
+                        envelope: envelope_key(&verified.replay_key().to_bytes()),
+                    };
+                    drive(v, arrival, "", 0, now, &mut events)?;
+                    let kept = v
+                        .message(&a.id.0)?
+                        .is_some_and(|m| m.kind == "attachment" && m.contact == sender.0);
+                    if kept
+                        && v.attachment(&a.id.0)?.is_none()
+                        && let (Some(key), Some(digest)) = (a.key_bytes(), a.digest_bytes())
+                    {
+                        v.put_attachment(&tessera_store::StoredAttachment {
+                            message_id: a.id.0,
+                            blob: a.blob.0,
+                            key: Zeroizing::new(key),
+                            digest,
+                            size: a.size,
+                            name: a.name.clone(),
+                            mime: a.mime.clone(),
+                            state: tessera_store::AttachmentState::Remote,
+                            fetches: 1,
+                        })?;
+                    }
+                }
                 // Texts, receipts, message actions, unknown kinds, session resets: tessera-messaging
                 // decides.
                 content @ (Content::Text(_)

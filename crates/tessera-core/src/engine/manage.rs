@@ -56,7 +56,9 @@ impl Engine {
                 }
                 Ok(())
             })
-        })
+        })?;
+        self.sweep_attachment_files();
+        Ok(())
     }
 
     /// Deletes every message of the conversation with `contact` (our own account: the note to
@@ -67,7 +69,9 @@ impl Engine {
                 u.vault.contact(contact)?.ok_or(CoreError::UnknownContact)?;
             }
             Ok(u.vault.delete_conversation(contact)?)
-        })
+        })?;
+        self.sweep_attachment_files();
+        Ok(())
     }
 
     /// The settings of the conversation with `contact`.

@@ -20,6 +20,13 @@ pub(crate) struct TestRelay {
     _dir: tempfile::TempDir,
 }
 
+impl TestRelay {
+    /// Its data directory.
+    pub(crate) fn dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+}
+
 impl Drop for TestRelay {
     fn drop(&mut self) {
         if let Some(stop) = self.stop.take() {

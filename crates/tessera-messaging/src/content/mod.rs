@@ -12,6 +12,7 @@
 //! dropping it silently.
 
 pub mod action;
+pub mod attachment;
 pub mod call;
 pub mod contact;
 pub mod receipt;
@@ -121,6 +122,8 @@ kinds! {
     Timer(timer::Timer),
     /// The sender started or stopped typing.
     Typing(typing::Typing),
+    /// A file (`docs/attachments.md`).
+    Attachment(attachment::Attachment),
 }
 
 /// `t` first, then the kind's fields in declaration order, as every earlier version wrote it.
