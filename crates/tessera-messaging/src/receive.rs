@@ -128,19 +128,21 @@ pub fn handled_here(content: &Content) -> bool {
     )
 }
 
-/// `target`, if `from` may edit it or delete it for everyone at `at` (bounded sender time):
-/// a text `from` sent us, not deleted, at most [`EDIT_WINDOW_MS`] after it was sent.
-fn own_text<S: Messages>(
+/// `target`, if `from` may change it at `at` (bounded sender time): a message of one of
+/// `kinds` `from` sent us, not deleted, at most [`EDIT_WINDOW_MS`] after it was sent. Texts
+/// may be edited; texts and files deleted for everyone.
+fn own_message<S: Messages>(
     store: &S,
     target: &MessageId,
     from: &AccountId,
     at: u64,
+    kinds: &[&str],
 ) -> Result<Option<StoredMessage>, S::Error> {
     Ok(store.get(target)?.filter(|m| {
         !m.outgoing
             && m.peer == *from
             && m.conversation == direct(from)
-            && m.kind == "text"
+            && kinds.contains(&m.kind.as_str())
             && at.saturating_sub(m.sent) <= EDIT_WINDOW_MS
     }))
 }
@@ -293,7 +295,7 @@ where
                 Content::Edit(Edit { target, sent, body }) => {
                     let at = bound_sent(*sent, now).at;
                     if standing.keeps_messages()
-                        && let Some(m) = own_text(store, target, &from, at)?
+                        && let Some(m) = own_message(store, target, &from, at, &["text"])?
                         && m.edited.is_none_or(|e| at > e)
                     {
                         store.edit(target, body, at)?;
@@ -302,7 +304,10 @@ where
                 }
                 Content::Delete(Delete { target, sent }) => {
                     let at = bound_sent(*sent, now).at;
-                    if standing.keeps_messages() && own_text(store, target, &from, at)?.is_some() {
+                    let deletable = &["text", "attachment"];
+                    if standing.keeps_messages()
+                        && own_message(store, target, &from, at, deletable)?.is_some()
+                    {
                         store.erase(target)?;
                         effects.push(Effect::Changed(*target));
                     }

@@ -35,11 +35,20 @@ impl Engine {
         .await
     }
 
-    /// A message of ours that may still be edited or deleted for everyone at `now`.
-    fn own_recent_text(v: &Vault, message_id: &[u8; 16], now: u64) -> Result<Message, CoreError> {
+    /// A message of ours of one of `kinds` that may still be changed at `now` (texts are
+    /// edited; texts and files deleted for everyone).
+    fn own_recent(
+        v: &Vault,
+        message_id: &[u8; 16],
+        now: u64,
+        kinds: &[&str],
+    ) -> Result<Message, CoreError> {
         let m = v.message(message_id)?.ok_or(CoreError::UnknownMessage)?;
         let sent = u64::try_from(m.sent).unwrap_or(u64::MAX);
-        if !m.outgoing || m.kind != "text" || now.saturating_sub(sent) > EDIT_WINDOW_MS {
+        if !m.outgoing
+            || !kinds.contains(&m.kind.as_str())
+            || now.saturating_sub(sent) > EDIT_WINDOW_MS
+        {
             return Err(CoreError::NotEditable);
         }
         Ok(m)
@@ -65,7 +74,7 @@ impl Engine {
         let sent = self.next_sent_time();
         self.with(|u| {
             u.vault.transaction(|v| -> Result<(), CoreError> {
-                let m = Self::own_recent_text(v, message_id, sent)?;
+                let m = Self::own_recent(v, message_id, sent, &["text"])?;
                 v.edit_message(message_id, body, i64::try_from(sent).unwrap_or(i64::MAX))?;
                 let content = Content::Edit(Edit {
                     target: MessageId(*message_id),
@@ -100,7 +109,7 @@ impl Engine {
                 let sent = self.next_sent_time();
                 self.with(|u| {
                     u.vault.transaction(|v| -> Result<(), CoreError> {
-                        let m = Self::own_recent_text(v, message_id, sent)?;
+                        let m = Self::own_recent(v, message_id, sent, &["text", "attachment"])?;
                         v.erase_message(message_id)?;
                         let content = Content::Delete(Delete {
                             target: MessageId(*message_id),

@@ -516,6 +516,27 @@ mod tests {
         bob.delete_message(&second, DeleteFor::Me).await.unwrap();
         assert_eq!(std::fs::read_dir(bob.attachments_dir()).unwrap().count(), 0);
 
+        // Deleted for everyone by its sender: gone on both sides, blob files included.
+        let third = alice.send_file(&bob_id, &path, "oops").await.unwrap();
+        alice.upload_attachments().await.unwrap();
+        wait_for("the third file's message", || {
+            bob.message(&third).unwrap().is_some()
+        })
+        .await;
+        bob.download_attachment(&third).await.unwrap();
+        assert_eq!(std::fs::read_dir(bob.attachments_dir()).unwrap().count(), 1);
+        alice
+            .delete_message(&third, DeleteFor::Everyone)
+            .await
+            .unwrap();
+        wait_for("the deletion at bob's", || {
+            bob.message(&third).unwrap().unwrap().kind == "deleted"
+        })
+        .await;
+        assert_eq!(bob.attachment(&third).unwrap(), None);
+        assert_eq!(std::fs::read_dir(bob.attachments_dir()).unwrap().count(), 0);
+        assert_eq!(alice.attachment(&third).unwrap(), None);
+
         // The note to self keeps it here, opened at once, nothing queued.
         alice.flush_outbox().await.unwrap();
         let note = alice.send_file(&alice_id, &path, "mine").await.unwrap();

@@ -465,8 +465,15 @@ impl Engine {
         match result {
             Ok(Processed::Done(events)) => {
                 let kick = !events.is_empty();
+                // A file deleted for everyone leaves its blob file behind: it goes now.
+                let deleted = events.iter().any(
+                    |e| matches!(e, Event::MessageChanged { message, .. } if message.kind == "deleted"),
+                );
                 for e in events {
                     self.emit(e);
+                }
+                if deleted {
+                    self.sweep_attachment_files();
                 }
                 if kick {
                     self.kick();
