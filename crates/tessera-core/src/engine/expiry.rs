@@ -193,4 +193,42 @@ mod tests {
         wait_for("bob's copy to go", || bob.message(&id).unwrap().is_none()).await;
         assert!(bob.search("gone", 10).unwrap().is_empty());
     }
+
+    /// A file under a 30 s timer: its blob files go with the message on both sides.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_expired_file_takes_its_blob_files_with_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let relay = relay().await;
+        let start = crate::clock::SystemClock.now_ms();
+        let (clock_a, clock_b) = (ManualClock::new(start), ManualClock::new(start));
+        let (alice, _) =
+            account_with_clock(dir.path(), &relay, "alice", Arc::new(clock_a.clone())).await;
+        let (bob, _) =
+            account_with_clock(dir.path(), &relay, "bob", Arc::new(clock_b.clone())).await;
+        let (alice_id, bob_id) = befriend(&alice, &bob).await;
+        alice.set_timer(&bob_id, 30).await.unwrap();
+        wait_for("bob's timer", || bob.timer(&alice_id).unwrap() == 30).await;
+        let path = dir.path().join("photo.jpg");
+        std::fs::write(&path, vec![7u8; 100_000]).unwrap();
+        let id = alice.send_file(&bob_id, &path, "").await.unwrap();
+        alice.upload_attachments().await.unwrap();
+        wait_for("the file", || bob.message(&id).unwrap().is_some()).await;
+        bob.download_attachment(&id).await.unwrap();
+        let files = |e: &Engine| {
+            std::fs::read_dir(e.inner.dir.join(tessera_store::ATTACHMENTS_DIR))
+                .map(|d| d.count())
+                .unwrap_or(0)
+        };
+        assert_eq!((files(&alice), files(&bob)), (1, 1));
+        bob.mark_read(&alice_id).await.unwrap();
+        clock_a.advance(Duration::from_secs(31));
+        clock_b.advance(Duration::from_secs(31));
+        alice.expiry_changed();
+        bob.expiry_changed();
+        wait_for("both copies to go", || {
+            alice.message(&id).unwrap().is_none() && bob.message(&id).unwrap().is_none()
+        })
+        .await;
+        wait_for("both blob files to go", || files(&alice) + files(&bob) == 0).await;
+    }
 }
