@@ -63,7 +63,7 @@ pub use attachments::{AUTO_DOWNLOAD_DEFAULT_MIB, AUTO_DOWNLOAD_SETTING, Attachme
 pub use backup::{BackupMade, RestoreOptions};
 use inbound::standing;
 pub use leaving::Left;
-use messages::{address, at, base64_encode, queue};
+use messages::{address, at, base64_encode, new_outgoing, queue};
 use notes::{conversation_of, queue_in};
 pub use previews::{Draft, LINK_PREVIEWS_SETTING};
 

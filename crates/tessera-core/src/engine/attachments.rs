@@ -105,49 +105,14 @@ impl Engine {
         let stored = self.with(|u| {
             let me = &u.me.account_id;
             u.vault.transaction(|v| -> Result<(), CoreError> {
-                let note = *contact == me.0;
+                let m = new_outgoing(v, me, contact, id, "attachment", caption, sent, now)?;
+                let note = m.status == MessageStatus::Sent;
+                v.insert_message(&m)?;
                 let fetches = if note {
-                    v.open_note_to_self(contact, now)?;
                     0
                 } else {
-                    let c = v.contact(contact)?.ok_or(CoreError::UnknownContact)?;
-                    match c.state {
-                        ContactState::Rejected => return Err(CoreError::Rejected),
-                        ContactState::Deleted => return Err(CoreError::ContactDeleted),
-                        _ => {}
-                    }
-                    if v.is_blocked(contact)? {
-                        return Err(CoreError::Blocked);
-                    }
                     v.contact_devices(contact)?.len()
                 };
-                let conversation = conversation_of(me, contact);
-                let timer = v.conversation_timer(&conversation)?.0;
-                let expires = (timer > 0).then_some(timer);
-                v.insert_message(&Message {
-                    id: 0,
-                    conversation,
-                    contact: *contact,
-                    message_id: id,
-                    outgoing: true,
-                    body: caption.to_string(),
-                    sent: sent as i64,
-                    received: None,
-                    status: if note {
-                        MessageStatus::Sent
-                    } else {
-                        MessageStatus::Pending
-                    },
-                    read: true,
-                    kind: "attachment".into(),
-                    failure: None,
-                    time_flag: None,
-                    reply_to: None,
-                    edited: None,
-                    expires_in: expires.map(i64::from),
-                    expire_at: expires.map(|s| (sent as i64).saturating_add(i64::from(s) * 1_000)),
-                    preview: None,
-                })?;
                 v.put_attachment(&StoredAttachment {
                     message_id: id,
                     blob: blob.0,

@@ -41,6 +41,65 @@ pub(super) fn queue(
     Ok(())
 }
 
+/// A new message of ours of `kind` in the conversation with `contact` (ours: the note to
+/// self, opened if new), not yet stored: the contact must be one we may write to, and the
+/// conversation's timer counts from `sent` (`docs/disappearing.md`). A note is kept, not
+/// sent: it is `sent` already; anything else starts `pending`.
+#[allow(clippy::too_many_arguments)]
+pub(super) fn new_outgoing(
+    v: &Vault,
+    me: &AccountId,
+    contact: &[u8; 32],
+    id: [u8; 16],
+    kind: &str,
+    body: &str,
+    sent: u64,
+    now: i64,
+) -> Result<Message, CoreError> {
+    let note = *contact == me.0;
+    if note {
+        v.open_note_to_self(contact, now)?;
+    } else {
+        let c = v.contact(contact)?.ok_or(CoreError::UnknownContact)?;
+        match c.state {
+            ContactState::Rejected => return Err(CoreError::Rejected),
+            ContactState::Deleted => return Err(CoreError::ContactDeleted),
+            _ => {}
+        }
+        if v.is_blocked(contact)? {
+            return Err(CoreError::Blocked);
+        }
+    }
+    let conversation = conversation_of(me, contact);
+    let timer = v.conversation_timer(&conversation)?.0;
+    let expires = (timer > 0).then_some(i64::from(timer));
+    let sent = i64::try_from(sent).unwrap_or(i64::MAX);
+    Ok(Message {
+        id: 0,
+        conversation,
+        contact: *contact,
+        message_id: id,
+        outgoing: true,
+        body: body.to_string(),
+        sent,
+        received: None,
+        status: if note {
+            MessageStatus::Sent
+        } else {
+            MessageStatus::Pending
+        },
+        read: true,
+        kind: kind.into(),
+        failure: None,
+        time_flag: None,
+        reply_to: None,
+        edited: None,
+        expires_in: expires,
+        expire_at: expires.map(|s| sent.saturating_add(s * 1_000)),
+        preview: None,
+    })
+}
+
 /// `now` (ms) as the time libsignal takes.
 pub(super) fn at(now: u64) -> SystemTime {
     UNIX_EPOCH + Duration::from_millis(now)
@@ -91,50 +150,11 @@ impl Engine {
         self.with(|u| {
             let me = &u.me.account_id;
             u.vault.transaction(|v| -> Result<(), CoreError> {
-                let note = *contact == me.0;
-                if note {
-                    v.open_note_to_self(contact, now)?;
-                } else {
-                    let c = v.contact(contact)?.ok_or(CoreError::UnknownContact)?;
-                    match c.state {
-                        ContactState::Rejected => return Err(CoreError::Rejected),
-                        ContactState::Deleted => return Err(CoreError::ContactDeleted),
-                        _ => {}
-                    }
-                }
-                // The conversation's timer (docs/disappearing.md): ours counts from now.
-                let conversation = conversation_of(me, contact);
-                let timer = v.conversation_timer(&conversation)?.0;
-                let expires = (timer > 0).then_some(timer);
-                v.insert_message(&Message {
-                    id: 0,
-                    conversation,
-                    contact: *contact,
-                    message_id: id,
-                    outgoing: true,
-                    body: body.to_string(),
-                    sent: sent as i64,
-                    received: None,
-                    // A note is kept, not sent: it has arrived where it goes.
-                    status: if note {
-                        MessageStatus::Sent
-                    } else {
-                        MessageStatus::Pending
-                    },
-                    read: true,
-                    kind: "text".into(),
-                    failure: None,
-                    time_flag: None,
-                    reply_to,
-                    edited: None,
-                    expires_in: expires.map(i64::from),
-                    expire_at: expires.map(|s| {
-                        i64::try_from(sent)
-                            .unwrap_or(i64::MAX)
-                            .saturating_add(i64::from(s) * 1_000)
-                    }),
-                    preview: preview.clone(),
-                })?;
+                let mut m = new_outgoing(v, me, contact, id, "text", body, sent, now)?;
+                m.reply_to = reply_to;
+                m.preview = preview.clone();
+                v.insert_message(&m)?;
+                let expires = m.expires_in.and_then(|s| u32::try_from(s).ok());
                 let content = Content::Text(Text {
                     id: MessageId(id),
                     sent,
