@@ -276,6 +276,20 @@ mod tests {
         toml::from_str(text).unwrap()
     }
 
+    /// The file the relay package installs as /etc/tessera-relay/relay.toml parses, and the
+    /// values it writes out are the built-in defaults (so its comments do not lie).
+    #[test]
+    fn the_packaged_config_parses_and_writes_out_the_defaults() {
+        let f = file(include_str!("../../../packaging/relay/relay.toml"));
+        assert_eq!(f.mailbox, MailboxSettings::default());
+        assert_eq!(f.blobs, crate::BlobSettings::default());
+        assert_eq!(f.limits, Limits::default());
+        assert_eq!(f.durability, Some(Durability::Full));
+        let c = Config::resolve(Flags::default(), f).unwrap();
+        assert_eq!(c.data_dir, PathBuf::from("/var/lib/tessera-relay"));
+        assert_eq!(c.listen, "127.0.0.1:4443".parse().unwrap());
+    }
+
     #[test]
     fn flags_win_over_file_and_file_over_defaults() {
         let f = file(
