@@ -280,23 +280,43 @@ impl Session {
         self.wait_js(&format!("{css} to be visible"), &script, timeout);
     }
 
-    /// Clicks the element matching `css` (as a user would: through WebDriver).
+    /// Clicks the element matching `css` (as a user would: through WebDriver). When the page
+    /// re-renders between finding the element and clicking it (a list redrawn by an event),
+    /// WebDriver reports a stale element: the element is found again, as a person would click
+    /// the redrawn button.
     pub fn click(&self, css: &str) {
-        let id = self.find(css, Duration::from_secs(30));
-        self.cmd("POST", &format!("/element/{id}/click"), Some(json!({})))
-            .unwrap_or_else(|e| panic!("cannot click {css}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let id = self.find(css, Duration::from_secs(30));
+            match self.cmd("POST", &format!("/element/{id}/click"), Some(json!({}))) {
+                Ok(_) => return,
+                Err(e) if e.contains("stale element reference") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("cannot click {css}: {e}"),
+            }
+        }
     }
 
     /// Clears the field matching `css` and types `text` into it.
     pub fn type_into(&self, css: &str, text: &str) {
-        let id = self.find(css, Duration::from_secs(30));
-        let _ = self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({})));
-        self.cmd(
-            "POST",
-            &format!("/element/{id}/value"),
-            Some(json!({ "text": text })),
-        )
-        .unwrap_or_else(|e| panic!("cannot type into {css}: {e}"));
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let id = self.find(css, Duration::from_secs(30));
+            let _ = self.cmd("POST", &format!("/element/{id}/clear"), Some(json!({})));
+            match self.cmd(
+                "POST",
+                &format!("/element/{id}/value"),
+                Some(json!({ "text": text })),
+            ) {
+                Ok(_) => return,
+                // Redrawn between finding and typing (see `click`): find it again.
+                Err(e) if e.contains("stale element reference") && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+                Err(e) => panic!("cannot type into {css}: {e}"),
+            }
+        }
     }
 
     /// Ends the session, which closes the app.

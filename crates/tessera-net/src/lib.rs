@@ -5,6 +5,7 @@ mod connect;
 mod error;
 mod pin;
 pub mod preview;
+pub mod socks;
 pub mod tor;
 
 pub use client::{ClientError, FetchedBundle, Pushed, Pushes, RelayClient, TurnCredentials};
@@ -13,4 +14,5 @@ pub use connect::{
 };
 pub use error::{ErrorKind, NetError};
 pub use pin::{PinnedVerifier, client_config, spki_pin_of_certificate};
+pub use socks::SocksBridge;
 pub use tor::{Tor, TorOptions, TorProgress, read_config_file};
