@@ -614,6 +614,8 @@ async function refreshSettings() {
   $('#set-typing').checked = s.typingIndicators;
   $('#set-link-previews').checked = s.linkPreviews;
   linkPreviewsOn = s.linkPreviews;
+  $('#set-update-checks').checked = s.updateChecks;
+  $('#update-check').disabled = !s.updateChecks;
   $('#set-theme').value = s.theme;
   $('#set-transport-next').value = s.transport;
   $('#set-zoom').value = s.zoom;
@@ -636,6 +638,61 @@ async function setSetting(name, value) {
   } catch (err) {
     showError('settings-error', err);
     await refreshSettings();
+  }
+}
+
+// Updates (docs/updates.md): check through Tor, show what is new, install on request.
+async function checkUpdate() {
+  showError('update-error', null);
+  $('#update-offer').hidden = true;
+  $('#update-progress').hidden = true;
+  $('#update-check').disabled = true;
+  $('#update-status').textContent = 'Checking through Tor…';
+  try {
+    const offer = await backend.checkUpdate();
+    if (!offer) {
+      $('#update-status').textContent = 'This is the newest version.';
+      return;
+    }
+    $('#update-status').textContent = `Tessera ${offer.version} is available (this is ${offer.current}).`;
+    $('#update-title').textContent = `Tessera ${offer.version}`;
+    $('#update-date').textContent = offer.date ? `Published ${day(Date.parse(offer.date))}` : '';
+    $('#update-notes').textContent = offer.notes || '';
+    $('#update-install').disabled = false;
+    $('#update-offer').hidden = false;
+  } catch (err) {
+    $('#update-status').textContent = '';
+    showError('update-error', err);
+  } finally {
+    $('#update-check').disabled = !$('#set-update-checks').checked;
+  }
+}
+
+async function installUpdate() {
+  showError('update-error', null);
+  $('#update-install').disabled = true;
+  $('#update-check').disabled = true;
+  const bar = $('#update-progress');
+  bar.hidden = false;
+  bar.removeAttribute('value');
+  $('#update-status').textContent = 'Downloading through Tor…';
+  try {
+    const version = await backend.installUpdate(({ received, total }) => {
+      if (total) { bar.max = total; bar.value = received; }
+      const mib = (n) => (n / 1048576).toFixed(1);
+      $('#update-status').textContent = total
+        ? `Downloading through Tor… ${mib(received)} of ${mib(total)} MiB`
+        : `Downloading through Tor… ${mib(received)} MiB`;
+    });
+    $('#update-offer').hidden = true;
+    $('#update-status').textContent = `Installed: restart Tessera to use ${version}.`;
+  } catch (err) {
+    $('#update-status').textContent = '';
+    $('#update-offer').hidden = true;
+    showError('update-error', err);
+  } finally {
+    bar.hidden = true;
+    $('#update-check').disabled = !$('#set-update-checks').checked;
   }
 }
 
@@ -860,6 +917,12 @@ function wire() {
     showComposePreview(null);
     $('#compose').focus();
   });
+  $('#set-update-checks').addEventListener('change', (e) => {
+    $('#update-check').disabled = !e.target.checked;
+    setSetting('update_checks', e.target.checked ? 'on' : 'off');
+  });
+  $('#update-check').addEventListener('click', checkUpdate);
+  $('#update-install').addEventListener('click', installUpdate);
   $('#set-idle').addEventListener('change', (e) => setSetting('idle_lock_minutes', String(e.target.value || 0)));
   $('#set-theme').addEventListener('change', (e) => setSetting('theme', e.target.value));
   $('#set-transport-next').addEventListener('change', (e) => setSetting('transport', e.target.value));

@@ -54,6 +54,14 @@ export const safetyNumber = (contact) => call('safety_number', { contact });
 export const verifyContact = (contact) => call('verify_contact', { contact });
 export const settings = () => call('settings');
 export const setSetting = (name, value) => call('set_setting', { name, value });
+/** Checks for an update through Tor: null (newest already) or {current, version, date, notes}. */
+export const checkUpdate = () => call('check_update');
+/** Installs the update found by checkUpdate; `onProgress({received, total})`; resolves to its version. */
+export function installUpdate(onProgress) {
+  const channel = new (core().Channel)();
+  channel.onmessage = onProgress;
+  return call('install_update', { onProgress: channel });
+}
 export const cardSwapStart = (password) => call('card_swap_start', { password });
 export const cardSwapCancel = () => call('card_swap_cancel');
 export const changePassword = (old, next) => call('change_password', { old, new: next });

@@ -82,6 +82,17 @@ const MESSAGES = {
   preview_needs_tor: 'No link preview: previews are fetched through Tor only, and this account connects directly.',
   no_preview: 'No preview for this link.',
   own_account: 'That is your own account (the note to self).',
+  updates_need_tor: 'Updates are fetched only through Tor, and this account connects directly.',
+  updates_off: 'Update checks are turned off.',
+  updates_not_configured: 'Updates are not configured in this build (built from source: update by building the new version).',
+  update_bad_signature: 'The update’s signature is not valid; nothing was installed.',
+  update_not_newer: 'The update server offers an older version than this one; refused.',
+  update_unreachable: 'The update server could not be reached through Tor.',
+  update_bad_manifest: 'The update server’s answer is not a valid update for this system.',
+  update_bad_package: 'The downloaded update is not a package for this system; nothing was installed.',
+  update_install_failed: 'The update could not be installed (the system refused or the password prompt was cancelled).',
+  update_config: 'The update settings of this build are invalid.',
+  no_update: 'Check for updates first.',
 };
 
 export function errorText(err) {

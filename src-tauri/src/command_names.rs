@@ -28,6 +28,8 @@
     "verify_contact",
     "settings",
     "set_setting",
+    "check_update",
+    "install_update",
     "change_password",
     "backup_now",
     "backup_schedule",

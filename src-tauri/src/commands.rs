@@ -657,6 +657,8 @@ pub struct Settings {
     typing_indicators: bool,
     /// Link previews made (through Tor) for what we send (docs/link-previews.md).
     link_previews: bool,
+    /// Update checks allowed (through Tor only; docs/updates.md).
+    update_checks: bool,
     theme: String,
     /// Transport for the next unlock (`tor` or `direct`).
     transport: &'static str,
@@ -691,6 +693,7 @@ pub fn settings(app: AppState<'_>) -> UiResult<Settings> {
         read_receipts: get("read_receipts")? != "off",
         typing_indicators: get("typing_indicators")? != "off",
         link_previews: e.link_previews()?,
+        update_checks: e.update_checks()?,
         theme: match get("theme")?.as_str() {
             "" => "system".into(),
             t => t.into(),
@@ -765,6 +768,10 @@ pub fn set_setting<R: tauri::Runtime>(
                 .set_zoom(z)
                 .map_err(|e| UiError::new("internal", format!("zoom: {e}")))?;
             e.set_app_setting(&name, &value)?;
+        }
+        "update_checks" => {
+            bool_value()?;
+            e.set_update_checks(value == "on")?;
         }
         "transport" => match value.as_str() {
             "tor" => e.set_transport(true)?,

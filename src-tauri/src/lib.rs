@@ -8,6 +8,7 @@ mod devices;
 mod error;
 mod restore;
 mod shortcut;
+mod updates;
 mod view;
 
 use std::path::PathBuf;
@@ -20,6 +21,7 @@ use tessera_proto::RelayAddress;
 pub use app::{App, AppConfig};
 pub use camera::CameraChoice;
 pub use error::UiError;
+pub use updates::UpdateSource;
 
 /// Command line of the desktop app.
 #[derive(Debug, Parser)]
@@ -84,6 +86,10 @@ pub fn builder<R: tauri::Runtime>(
     let on_focus = app.clone();
     builder
         .plugin(tauri_plugin_global_shortcut::Builder::new().build())
+        // Updates: the plugin's own commands are not granted to the page (capabilities/main.json);
+        // the app's `check_update`/`install_update` drive it through Tor (docs/updates.md).
+        .plugin(tauri_plugin_updater::Builder::new().build())
+        .manage(updates::Updates::default())
         .manage(app)
         .on_window_event(move |_window, event| match event {
             tauri::WindowEvent::Focused(false) => on_focus.focus_lost(),
@@ -131,6 +137,8 @@ pub fn builder<R: tauri::Runtime>(
             commands::verify_contact,
             commands::settings,
             commands::set_setting,
+            updates::check_update,
+            updates::install_update,
             commands::change_password,
             commands::backup_now,
             commands::backup_schedule,

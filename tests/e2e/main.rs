@@ -20,3 +20,4 @@ mod relay_protocol;
 mod session;
 mod tor;
 mod ui;
+mod update;

@@ -18,7 +18,7 @@ fn tornet_script() -> PathBuf {
 }
 
 /// A private Tor network, torn down when dropped.
-struct TorNet {
+pub(crate) struct TorNet {
     dir: PathBuf,
     base: u16,
     up: bool,
@@ -112,7 +112,7 @@ impl TorNet {
         tail.into_iter().rev().collect::<Vec<_>>().join("\n")
     }
 
-    fn down(&mut self) {
+    pub(crate) fn down(&mut self) {
         if self.up {
             let _ = std::process::Command::new("bash")
                 .arg(tornet_script())
@@ -134,7 +134,7 @@ impl Drop for TorNet {
 /// onion circuit on a loaded two-core machine sometimes takes longer than the connect timeout;
 /// a failed `init` writes nothing, so trying again is what a user would do). Any other failure
 /// is returned at once.
-fn init_tor(cli: &Cli, relay: &str, name: &str, arti: &str) -> Outcome {
+pub(crate) fn init_tor(cli: &Cli, relay: &str, name: &str, arti: &str) -> Outcome {
     let mut last = init_tor_once(cli, relay, name, arti);
     for _ in 0..2 {
         if !transient(&last) {
@@ -205,18 +205,27 @@ fn watch_port(port: u16) -> Arc<AtomicUsize> {
     count
 }
 
+/// Tests that bring up a private Tor network take turns: two networks of 8 tor daemons each on a
+/// 2-core machine, beside the other tests, slow each other into timeouts.
+pub(crate) fn one_network_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    static NETWORK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    NETWORK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// A private Tor network with the relay behind its onion service, reached through Arti.
-struct OnionRelay {
-    net: TorNet,
-    relay: Relay,
-    address: String,
-    arti: String,
-    onion: String,
+pub(crate) struct OnionRelay {
+    pub(crate) net: TorNet,
+    pub(crate) relay: Relay,
+    pub(crate) address: String,
+    pub(crate) arti: String,
+    pub(crate) onion: String,
 }
 
 /// Brings up the network and the relay, then waits until a fresh Arti reaches the relay
 /// (`relay check --tor`). `Err` carries the diagnostics when that does not happen in 180 s.
-fn onion_relay(dir: &Path, base: u16) -> Result<OnionRelay, String> {
+pub(crate) fn onion_relay(dir: &Path, base: u16) -> Result<OnionRelay, String> {
     let net = TorNet::up(&dir.join("tornet"), base);
     if !net.up {
         return Err("scripts/tornet up failed (its output is above)".into());
@@ -264,6 +273,7 @@ fn onion_relay(dir: &Path, base: u16) -> Result<OnionRelay, String> {
 
 #[test]
 fn tor_two_clients_chat_through_the_onion_relay_and_fail_closed() {
+    let _turn = one_network_at_a_time();
     let dir = tempfile::tempdir().unwrap();
     // Ports BASE..BASE+201 for the network, BASE+400 for the relay; spread by process id so
     // parallel runs on one machine do not collide.

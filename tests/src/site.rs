@@ -1,12 +1,16 @@
-//! A web site on loopback over TLS, for link previews (`docs/link-previews.md`): its own
-//! certificate authority (written where `SSL_CERT_FILE` can name it), one page, and a count of
-//! the requests it answered.
+//! A web site on loopback over TLS, for link previews (`docs/link-previews.md`) and updates
+//! (`docs/updates.md`): its own certificate authority (written where `SSL_CERT_FILE` can name
+//! it), one page or a set of files by path, and a count of the requests it answered.
 
+use std::collections::HashMap;
 use std::io::{Read as _, Write as _};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+/// What a site answers for a path: `(content type, body)`, or `None` for 404.
+pub type Routes = Arc<Mutex<HashMap<String, (String, Vec<u8>)>>>;
 
 /// A running site; it stops with the test process.
 pub struct Site {
@@ -21,6 +25,26 @@ impl Site {
     /// Serves `html` on 127.0.0.1 (any path) with a certificate for 127.0.0.1 that only the
     /// authority in [`Site::ca_file`] (written into `dir`) signed.
     pub fn start(dir: &Path, html: &str) -> Self {
+        let page = (
+            "text/html; charset=utf-8".to_string(),
+            html.as_bytes().to_vec(),
+        );
+        Self::serve(dir, Arc::new(move |_: &str| Some(page.clone())))
+    }
+
+    /// Serves the files in `routes` by path (the test may change them while it runs).
+    pub fn files(dir: &Path, routes: Routes) -> Self {
+        Self::serve(
+            dir,
+            Arc::new(move |path: &str| routes.lock().unwrap().get(path).cloned()),
+        )
+    }
+
+    #[allow(clippy::type_complexity)]
+    fn serve(
+        dir: &Path,
+        answer: Arc<dyn Fn(&str) -> Option<(String, Vec<u8>)> + Send + Sync>,
+    ) -> Self {
         let ca = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
         let mut ca = ca;
         ca.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
@@ -49,11 +73,10 @@ impl Site {
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(AtomicUsize::new(0));
         let count = requests.clone();
-        let page = html.to_string();
         std::thread::spawn(move || {
             for tcp in listener.incoming() {
                 let Ok(tcp) = tcp else { continue };
-                let (config, count, page) = (config.clone(), count.clone(), page.clone());
+                let (config, count, answer) = (config.clone(), count.clone(), answer.clone());
                 std::thread::spawn(move || {
                     let Ok(conn) = rustls::ServerConnection::new(config) else {
                         return;
@@ -68,12 +91,27 @@ impl Site {
                         }
                     }
                     count.fetch_add(1, Ordering::SeqCst);
-                    let answer = format!(
-                        "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\n\
-                         Content-Length: {}\r\nConnection: close\r\n\r\n{page}",
-                        page.len()
+                    // "GET /path HTTP/1.1": the path, without a query.
+                    let line = String::from_utf8_lossy(&head);
+                    let path = line
+                        .split_whitespace()
+                        .nth(1)
+                        .unwrap_or("/")
+                        .split('?')
+                        .next()
+                        .unwrap_or("/")
+                        .to_string();
+                    let (status, ctype, body) = match answer(&path) {
+                        Some((ctype, body)) => ("200 OK", ctype, body),
+                        None => ("404 Not Found", "text/plain".into(), b"not found".to_vec()),
+                    };
+                    let head = format!(
+                        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\n\
+                         Content-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
                     );
-                    let _ = tls.write_all(answer.as_bytes());
+                    let _ = tls.write_all(head.as_bytes());
+                    let _ = tls.write_all(&body);
                     let _ = tls.flush();
                     tls.conn.send_close_notify();
                     let _ = tls.flush();

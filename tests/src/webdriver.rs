@@ -76,6 +76,11 @@ pub struct TauriDriver {
 impl TauriDriver {
     /// Starts `tauri-driver` against display `:display` and waits until it answers `/status`.
     pub fn start(display: u32, log: &Path) -> TauriDriver {
+        Self::start_with_env(display, log, &[])
+    }
+
+    /// [`TauriDriver::start`] with extra environment, which the app it starts inherits.
+    pub fn start_with_env(display: u32, log: &Path, env: &[(String, String)]) -> TauriDriver {
         let port = crate::free_port();
         let native_port = crate::free_port();
         let home = tempfile::tempdir().unwrap();
@@ -108,6 +113,7 @@ impl TauriDriver {
             .env("WEBKIT_DISABLE_DMABUF_RENDERER", "1")
             .env("WEBKIT_DISABLE_COMPOSITING_MODE", "1")
             .env("LIBGL_ALWAYS_SOFTWARE", "1")
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)

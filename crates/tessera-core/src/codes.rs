@@ -23,6 +23,8 @@ impl CoreError {
             CoreError::UnknownContact => "unknown_contact",
             CoreError::OwnAccount => "own_account",
             CoreError::PreviewNeedsTor => "preview_needs_tor",
+            CoreError::UpdatesNeedTor => "updates_need_tor",
+            CoreError::UpdatesOff => "updates_off",
             CoreError::File(_) => "file",
             CoreError::Attachment(_) => "attachment_damaged",
             CoreError::NotDownloaded => "not_downloaded",

@@ -57,6 +57,7 @@ mod notes;
 mod previews;
 #[cfg(test)]
 mod testing;
+mod updates;
 
 pub use actions::DeleteFor;
 pub use attachments::{AUTO_DOWNLOAD_DEFAULT_MIB, AUTO_DOWNLOAD_SETTING, AttachmentInfo};
@@ -66,6 +67,7 @@ pub use leaving::Left;
 use messages::{address, at, base64_encode, new_outgoing, queue};
 use notes::{conversation_of, queue_in};
 pub use previews::{Draft, LINK_PREVIEWS_SETTING};
+pub use updates::UPDATE_CHECKS_SETTING;
 
 fn rng() -> StdRng {
     StdRng::from_os_rng()

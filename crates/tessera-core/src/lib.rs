@@ -15,6 +15,7 @@ pub use codes::{backup_code, card_code, net_code, vault_code};
 pub use engine::{
     APP_SETTINGS, AUTO_DOWNLOAD_DEFAULT_MIB, AUTO_DOWNLOAD_SETTING, AttachmentInfo, BackupMade,
     CreateOptions, DeleteFor, Draft, Engine, LINK_PREVIEWS_SETTING, Left, RestoreOptions,
+    UPDATE_CHECKS_SETTING,
 };
 pub use invite::Invite;
 pub use tessera_messaging::content::receipt::ReceiptKind;
@@ -266,6 +267,13 @@ pub enum CoreError {
     /// (`docs/link-previews.md`): nothing was fetched.
     #[error("link previews are fetched through Tor only; this account connects directly")]
     PreviewNeedsTor,
+    /// Updates are fetched through Tor only, and this account connects directly
+    /// (`docs/updates.md`): nothing was fetched.
+    #[error("updates are fetched through Tor only; this account connects directly")]
+    UpdatesNeedTor,
+    /// The person turned update checks off.
+    #[error("update checks are turned off")]
+    UpdatesOff,
     /// A file could not be read or written (sending, downloading or saving an attachment).
     #[error("the file could not be read or written: {0}")]
     File(#[source] std::io::Error),
