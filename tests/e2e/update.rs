@@ -366,13 +366,12 @@ fn update_through_tor_installs_a_signed_update_and_refuses_a_changed_one_and_an_
         manifest("0.1.1", &site.link("/Tessera.deb"), &newer_sig),
         changed,
     );
-    s.click("#update-check");
-    s.wait_text("#update-status", LONG, |t| {
-        t.contains("available") || t.is_empty()
-    });
-    s.click("#update-install");
-    s.wait_visible("#update-error", LONG);
-    assert_eq!(error_code(&s), "update_bad_signature", "{:?}", error_of(&s));
+    assert_eq!(
+        offered_then_refused(&s),
+        "update_bad_signature",
+        "{:?}",
+        error_of(&s)
+    );
     assert!(s.text("#update-error").contains("signature is not valid"));
     assert_eq!(
         installed_version(&root),
@@ -395,13 +394,12 @@ fn update_through_tor_installs_a_signed_update_and_refuses_a_changed_one_and_an_
         manifest("0.1.1", &site.link("/Tessera.deb"), &older_sig),
         std::fs::read(&older).unwrap(),
     );
-    s.click("#update-check");
-    s.wait_text("#update-status", LONG, |t| {
-        t.contains("available") || t.is_empty()
-    });
-    s.click("#update-install");
-    s.wait_visible("#update-error", LONG);
-    assert_eq!(error_code(&s), "update_bad_signature", "{:?}", error_of(&s));
+    assert_eq!(
+        offered_then_refused(&s),
+        "update_bad_signature",
+        "{:?}",
+        error_of(&s)
+    );
     assert_eq!(installed_version(&root), "0.1.0");
 
     // Tor down: the check fails; the server, reachable directly on loopback, hears nothing.
@@ -421,6 +419,18 @@ fn update_through_tor_installs_a_signed_update_and_refuses_a_changed_one_and_an_
     );
     assert_eq!(site.requests(), before, "nothing went around Tor");
     s.end();
+}
+
+/// Check (an update is offered), then Install, which fails: the error's code.
+fn offered_then_refused(s: &Session) -> String {
+    s.click("#update-check");
+    let status = s.wait_text("#update-status", LONG, |t| {
+        t.contains("available") || t.is_empty()
+    });
+    assert!(status.contains("available"), "no offer: {:?}", error_of(s));
+    s.click("#update-install");
+    s.wait_visible("#update-error", LONG);
+    error_code(s)
 }
 
 fn error_of(s: &Session) -> String {
