@@ -18,6 +18,9 @@ use crate::error::{UiError, UiResult};
 /// How long a check or a download may take through Tor before it is given up.
 const TIMEOUT: Duration = Duration::from_secs(300);
 
+/// Tries of a check or a download that fails to reach the server through Tor.
+const ATTEMPTS: u32 = 2;
+
 /// Where updates come from and the key they must be signed with.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct UpdateSource {
@@ -111,35 +114,22 @@ pub async fn check_update<R: Runtime>(
             "updates are not configured in this build",
         )
     })?;
-    let bridge = app.engine()?.update_proxy().await?;
-    let proxy = ProxyUrl::url(&bridge.proxy_url())?;
-    // The plugin's rule is "newer than this one"; the offered version is kept to say why an
-    // offer was refused instead of reporting "up to date".
-    let offered: Arc<Mutex<Option<semver::Version>>> = Arc::default();
-    let seen = offered.clone();
-    let updater = handle
-        .updater_builder()
-        .pubkey(source.pubkey)
-        .endpoints(vec![source.endpoint])
-        .map_err(|e| plugin_error(&e, &proxy))?
-        .proxy(proxy.0.clone())
-        .timeout(TIMEOUT)
-        .version_comparator(move |current, release| {
-            if let Ok(mut seen) = seen.lock() {
-                *seen = Some(release.version.clone());
+    // A Tor circuit fails now and then; a failed fetch is tried once more on a new one.
+    let mut attempt = 1;
+    let (found, offered) = loop {
+        match check_once(&app, &handle, &source).await {
+            Err(e) if e.code == "update_unreachable" && attempt < ATTEMPTS => {
+                tracing::info!(
+                    attempt,
+                    "update check failed through Tor; trying a new circuit"
+                );
+                attempt += 1;
             }
-            release.version > current
-        })
-        .build()
-        .map_err(|e| plugin_error(&e, &proxy))?;
-    let found = updater
-        .check()
-        .await
-        .map_err(|e| plugin_error(&e, &proxy))?;
-    drop(bridge);
+            other => break other?,
+        }
+    };
     let Some(update) = found else {
         let current = handle.package_info().version.clone();
-        let offered = offered.lock().ok().and_then(|o| o.clone());
         return match offered {
             Some(v) if v < current => Err(UiError::new(
                 "update_not_newer",
@@ -163,6 +153,42 @@ pub async fn check_update<R: Runtime>(
     Ok(Some(offer))
 }
 
+/// One check through a new bridge: the update on offer, if newer, and the version offered.
+async fn check_once<R: Runtime>(
+    app: &AppState<'_>,
+    handle: &AppHandle<R>,
+    source: &UpdateSource,
+) -> UiResult<(Option<Update>, Option<semver::Version>)> {
+    let bridge = app.engine()?.update_proxy().await?;
+    let proxy = ProxyUrl::url(&bridge.proxy_url())?;
+    // The plugin's rule is "newer than this one"; the offered version is kept to say why an
+    // offer was refused instead of reporting "up to date".
+    let offered: Arc<Mutex<Option<semver::Version>>> = Arc::default();
+    let seen = offered.clone();
+    let updater = handle
+        .updater_builder()
+        .pubkey(source.pubkey.clone())
+        .endpoints(vec![source.endpoint.clone()])
+        .map_err(|e| plugin_error(&e, &proxy))?
+        .proxy(proxy.0.clone())
+        .timeout(TIMEOUT)
+        .version_comparator(move |current, release| {
+            if let Ok(mut seen) = seen.lock() {
+                *seen = Some(release.version.clone());
+            }
+            release.version > current
+        })
+        .build()
+        .map_err(|e| plugin_error(&e, &proxy))?;
+    let found = updater
+        .check()
+        .await
+        .map_err(|e| plugin_error(&e, &proxy))?;
+    drop(bridge);
+    let offered = offered.lock().ok().and_then(|o| o.clone());
+    Ok((found, offered))
+}
+
 /// Downloads the update found by the last check through Tor (a new bridge, so a new circuit),
 /// verifies its signature and installs it; `on_progress` sees the bytes. Returns the version
 /// installed (the app runs it after a restart).
@@ -178,23 +204,43 @@ pub async fn install_update(
         .await
         .take()
         .ok_or_else(|| UiError::new("no_update", "check for updates first"))?;
-    let bridge = app.engine()?.update_proxy().await?;
-    let proxy = ProxyUrl::url(&bridge.proxy_url())?;
-    update.proxy = Some(proxy.0.clone());
-    update.no_proxy = false;
-    let mut received = 0u64;
-    let result = update
-        .download_and_install(
-            |chunk, total| {
-                received += chunk as u64;
-                let _ = on_progress.send(UpdateProgress { received, total });
-            },
-            || {},
-        )
-        .await;
-    drop(bridge);
-    result.map_err(|e| plugin_error(&e, &proxy))?;
-    Ok(update.version.clone())
+    // Nothing is installed before the whole bundle is downloaded and verified, so a download
+    // that fails through Tor is started once more on a new circuit.
+    let mut attempt = 1;
+    loop {
+        let bridge = app.engine()?.update_proxy().await?;
+        let proxy = ProxyUrl::url(&bridge.proxy_url())?;
+        update.proxy = Some(proxy.0.clone());
+        update.no_proxy = false;
+        let mut received = 0u64;
+        let result = update
+            .download_and_install(
+                |chunk, total| {
+                    received += chunk as u64;
+                    let _ = on_progress.send(UpdateProgress { received, total });
+                },
+                || {},
+            )
+            .await;
+        drop(bridge);
+        match result.map_err(|e| plugin_error(&e, &proxy)) {
+            Ok(()) => return Ok(update.version.clone()),
+            Err(e) if e.code == "update_unreachable" && attempt < ATTEMPTS => {
+                tracing::info!(
+                    attempt,
+                    "update download failed through Tor; trying a new circuit"
+                );
+                attempt += 1;
+            }
+            Err(e) => {
+                // Offered again after a failure the person may retry (not after a refusal).
+                if e.code == "update_unreachable" || e.code == "update_install_failed" {
+                    *updates.pending.lock().await = Some(update);
+                }
+                return Err(e);
+            }
+        }
+    }
 }
 
 /// The bridge's proxy URL. It holds the bridge's password, which stops working when the

@@ -19,6 +19,7 @@ pub struct Site {
     /// A PEM file with the authority that signed its certificate.
     pub ca_file: PathBuf,
     requests: Arc<AtomicUsize>,
+    paths: Arc<Mutex<Vec<String>>>,
 }
 
 impl Site {
@@ -73,10 +74,13 @@ impl Site {
         let port = listener.local_addr().unwrap().port();
         let requests = Arc::new(AtomicUsize::new(0));
         let count = requests.clone();
+        let paths = Arc::new(Mutex::new(Vec::new()));
+        let seen = paths.clone();
         std::thread::spawn(move || {
             for tcp in listener.incoming() {
                 let Ok(tcp) = tcp else { continue };
-                let (config, count, answer) = (config.clone(), count.clone(), answer.clone());
+                let (config, count, answer, seen) =
+                    (config.clone(), count.clone(), answer.clone(), seen.clone());
                 std::thread::spawn(move || {
                     let Ok(conn) = rustls::ServerConnection::new(config) else {
                         return;
@@ -101,6 +105,7 @@ impl Site {
                         .next()
                         .unwrap_or("/")
                         .to_string();
+                    seen.lock().unwrap().push(path.clone());
                     let (status, ctype, body) = match answer(&path) {
                         Some((ctype, body)) => ("200 OK", ctype, body),
                         None => ("404 Not Found", "text/plain".into(), b"not found".to_vec()),
@@ -122,12 +127,23 @@ impl Site {
             port,
             ca_file,
             requests,
+            paths,
         }
     }
 
     /// How many requests it answered so far.
     pub fn requests(&self) -> usize {
         self.requests.load(Ordering::SeqCst)
+    }
+
+    /// How many requests for `path` it answered so far.
+    pub fn requests_for(&self, path: &str) -> usize {
+        self.paths
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|p| *p == path)
+            .count()
     }
 
     /// The link to `path` on it.
